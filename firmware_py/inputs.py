@@ -1,0 +1,115 @@
+"""Plain input events that drivers post into the controller's queue.
+
+Drivers call a ``post(event)`` callable (thread-safe: it is ``queue.Queue.put``)
+from whatever thread their library uses; the controller core handles the events
+one at a time on its own loop. No event carries a decision: drivers report what
+the hardware saw, nothing more.
+
+``side`` is where a reader is mounted: ``"outside"`` (entry) or ``"inside"`` (exit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Callable, Literal, Union
+
+Side = Literal["outside", "inside"]
+SIDES: tuple[str, ...] = ("outside", "inside")
+
+
+@dataclass(frozen=True)
+class IdCardRead:
+    """A resident ID card was read completely by the SAM reader on ``side``.
+
+    ``id_number`` is the full 18-character number: it must never be logged or
+    published; the controller hashes and masks it at once.
+    """
+
+    side: Side
+    id_number: str
+    name: str = ""
+    sex: str = ""
+    nation: str = ""
+    birth_date: date | None = None
+    address: str = ""
+    issuer: str = ""
+    valid_from: date | None = None
+    valid_to: date | None = None  # None = long-term ("长期")
+
+    def __repr__(self) -> str:  # keep the number out of tracebacks and logs
+        return f"IdCardRead(side={self.side!r}, id_number=<redacted>)"
+
+
+@dataclass(frozen=True)
+class BadgeRead:
+    """A staff badge (ISO 14443) was presented; ``uid`` is upper-case hex without spaces."""
+
+    side: Side
+    uid: str
+
+
+@dataclass(frozen=True)
+class DoorOpened:
+    """The door contact reports the door open."""
+
+
+@dataclass(frozen=True)
+class DoorClosed:
+    """The door contact reports the door closed."""
+
+
+@dataclass(frozen=True)
+class ExitButtonPressed:
+    """The request-to-exit button inside was pressed."""
+
+
+@dataclass(frozen=True)
+class GatePassage:
+    """One walk-through of the metal-detector gate.
+
+    ``count`` is the number of people the gate counted in this passage window
+    (0 when only the alarm relay fired), ``metal`` whether its alarm relay fired.
+    """
+
+    count: int
+    metal: bool
+
+
+@dataclass(frozen=True)
+class DeviceFault:
+    """A device stopped answering or reports a fault (``device`` names it, e.g. ``id_reader.outside``)."""
+
+    device: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class DeviceRecovered:
+    """A device that was faulty answers again."""
+
+    device: str
+
+
+@dataclass(frozen=True)
+class TamperChanged:
+    """A tamper contact changed: ``active`` True when the enclosure is open or the wire cut."""
+
+    device: str
+    active: bool
+
+
+InputEvent = Union[
+    IdCardRead,
+    BadgeRead,
+    DoorOpened,
+    DoorClosed,
+    ExitButtonPressed,
+    GatePassage,
+    DeviceFault,
+    DeviceRecovered,
+    TamperChanged,
+]
+
+Post = Callable[[InputEvent], None]
+"""What a driver is given to report events: usually ``queue.Queue.put``."""
