@@ -207,7 +207,8 @@ class _Section:
 
     def sub(self, key: str, required: bool = True) -> "_Section":
         value = self._get(key, _MISSING if required else {})
-        return _Section(value if value is not _MISSING else {}, f"{self.name}.{key}", self.problems)
+        name = f"{self.name}.{key}" if self.name else key
+        return _Section(value if value is not _MISSING else {}, name, self.problems)
 
     def string(self, key: str, default: Any = _MISSING, *, pattern: re.Pattern | None = None,
                choices: tuple[str, ...] | None = None) -> Any:

@@ -1,0 +1,166 @@
+"""`accessctl`: the thin command-line shell over the controller's library.
+
+Every command takes ``--config``; ``--db`` and ``--broker`` override the file.
+Errors a user can act on are printed as one clear message with exit status 2;
+a failed check (``log verify``) exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import date
+from pathlib import Path
+
+from . import __version__
+from .clock import SystemClock
+from .config import Config, load_config, with_overrides
+from .db import open_db
+from .errors import AccessCtlError
+from .eventstore import EventStore, verify
+from .register import in_period, register_rows, write_register
+
+DEFAULT_CONFIG = "/etc/accessctl/venue.toml"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=os.environ.get("ACCESSCTL_CONFIG", DEFAULT_CONFIG),
+                        help=f"configuration file (default: $ACCESSCTL_CONFIG or {DEFAULT_CONFIG})")
+    parser.add_argument("--db", help="database file, overriding [storage] database")
+    parser.add_argument("--broker", help="mqtt://host:port or mqtts://host:port, overriding [mqtt] broker")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-23") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="accessctl", description="Venue access controller for an archive digitisation room.")
+    parser.add_argument("--version", action="version", version=f"accessctl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("config", help="check a configuration file")
+    csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _common(csub.add_parser("check", help="load and validate the configuration, then print a summary"))
+
+    p = sub.add_parser("log", help="the tamper-evident event log")
+    lsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _common(lsub.add_parser("verify", help="check the hash chain; exit 1 at the first altered, removed or reordered event"))
+    e = lsub.add_parser("export", help="write the entry register of a period")
+    _common(e)
+    e.add_argument("--from", dest="from_date", type=_date, required=True, help="first day (YYYY-MM-DD, site time)")
+    e.add_argument("--to", dest="to_date", type=_date, required=True, help="last day, inclusive")
+    e.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    e.add_argument("--output", "-o", help="file to write (default: standard output)")
+
+    try:
+        from .roster_cli import add_roster_commands
+    except ImportError:  # pragma: no cover - during development only
+        pass
+    else:
+        add_roster_commands(sub, _common)
+
+    for extension in ("service_cli", "mqtt_cli", "doctor"):
+        try:
+            module = __import__(f"{__package__}.{extension}", fromlist=["add_commands"])
+        except ImportError:
+            continue
+        module.add_commands(sub, _common)
+    return parser
+
+
+def open_config(args) -> Config:
+    return with_overrides(load_config(args.config), database=args.db, broker=args.broker)
+
+
+def open_store(cfg: Config) -> EventStore:
+    db = open_db(cfg.storage.database)
+    return EventStore(db, site=cfg.site.site, door=cfg.site.door, clock=SystemClock(cfg.site.timezone))
+
+
+def cmd_config_check(args) -> int:
+    cfg = open_config(args)
+    hw = cfg.hardware
+    print(f"{cfg.path}: ok")
+    print(f"  site {cfg.site.site}, door {cfg.site.door}, time zone {cfg.site.timezone.key}")
+    print(f"  lock GPIO{hw.lock.pin} ({hw.lock.type}), door contact GPIO{hw.door_contact.pin}, exit button GPIO{hw.exit_button.pin}")
+    print(f"  gate alarm GPIO{hw.gate.alarm_pin} ({hw.gate.alarm_contact}), passage GPIO{hw.gate.passage_pin}")
+    for r in hw.id_readers:
+        print(f"  ID card reader {r.side}: {r.port} at {r.baudrate} baud")
+    for r in hw.badge_readers:
+        print(f"  badge reader {r.side}: PC/SC name containing {r.reader_name!r}")
+    print(f"  schedule groups: {', '.join(sorted(cfg.calendar.schedules))}; "
+          f"{len(cfg.calendar.holidays)} holidays, {len(cfg.calendar.working_days)} adjusted working days")
+    print(f"  database {cfg.storage.database}")
+    print(f"  MQTT {'on' if cfg.mqtt.enabled else 'off'}: {cfg.mqtt.broker} (MQTT {'5' if cfg.mqtt.protocol == 5 else '3.1.1'}), prefix {cfg.mqtt.prefix}")
+    return 0
+
+
+def cmd_log_verify(args) -> int:
+    cfg = open_config(args)
+    db = open_db(cfg.storage.database)
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if tty:
+            print(f"\r  verified {done:,} of {total:,} events…", end="", file=sys.stderr, flush=True)
+
+    result = verify(db, progress=progress)
+    if tty:
+        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+    print(result)
+    return 0 if result.ok else 1
+
+
+def cmd_log_export(args) -> int:
+    cfg = open_config(args)
+    if args.to_date < args.from_date:
+        raise AccessCtlError(f"--to {args.to_date} is before --from {args.from_date}")
+    store = open_store(cfg)
+    events = in_period(store.events(), args.from_date, args.to_date, cfg.site.timezone)
+    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    try:
+        n = write_register(register_rows(events), out, args.format)
+    finally:
+        if args.output:
+            out.close()
+    print(f"exported {n} register rows for {args.from_date} to {args.to_date}", file=sys.stderr)
+    return 0
+
+
+HANDLERS = {
+    ("config", "check"): cmd_config_check,
+    ("log", "verify"): cmd_log_verify,
+    ("log", "export"): cmd_log_export,
+}
+
+
+def setup_logging(verbose: bool = False) -> None:
+    # journald adds its own time stamp; the level name first lets `journalctl -p` style reading work
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging()
+    handler = getattr(args, "handler", None) or HANDLERS.get((args.command, getattr(args, "action", None)))
+    if handler is None:
+        parser.error(f"no handler for {args.command}")
+    try:
+        return handler(args)
+    except AccessCtlError as exc:
+        print(f"accessctl: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

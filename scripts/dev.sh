@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Set up a development machine (Debian, as root) and run the demo or the tests.
+#
+#   scripts/dev.sh demo    install what is needed, then play a day at the door on the simulator
+#   scripts/dev.sh test    install what is needed, then run the whole test suite
+#
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+job="${1:-}"
+case "$job" in
+  demo|test) ;;
+  *) echo "usage: scripts/dev.sh demo|test" >&2; exit 2 ;;
+esac
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Debian packages: the broker, the PC/SC stack with its virtual reader (tests only:
+# vpcd listens on the network and must never go on the production Pi), what pyscard
+# needs to build, and systemd-analyze for checking the unit file.
+APT_PACKAGES=(python3 python3-venv python3-dev gcc swig libpcsclite-dev pcscd vsmartcard-vpcd
+              mosquitto mosquitto-clients openssl systemd)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "scripts/dev.sh: these Debian packages are missing: ${missing[*]}; run as root or install them first" >&2
+    exit 2
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# A virtual environment with the project; reinstalled only when pyproject.toml changes.
+PYTHON="${PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+  say "creating the virtual environment .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [[ ! -f "$stamp" ]]; then
+  say "installing the project and its test tools into .venv (pyscard builds from source)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  rm -f .venv/.installed-* && touch "$stamp"
+fi
+
+case "$job" in
+  demo)
+    say "playing a day at the door on the simulator"
+    exec .venv/bin/accessctl-sim demo
+    ;;
+  test)
+    say "running the test suite"
+    exec .venv/bin/python -m pytest
+    ;;
+esac
