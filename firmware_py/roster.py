@@ -1,0 +1,353 @@
+"""The roster of authorised personnel: plain functions over the controller's database.
+
+Reading (:func:`get`, :func:`get_by_id_hash`, :func:`get_by_badge`,
+:func:`list_persons`) returns :class:`~firmware_py.people.Person` rows.
+Every change (:func:`add`, :func:`revoke`, :func:`reinstate`,
+:func:`import_csv`) is one transaction that also appends its
+``roster_changed`` event, so the log and the roster never disagree. The
+events carry person ids, masked ID numbers and counts, never a full number.
+
+What an import does (the file format is in :mod:`firmware_py.roster_rows`):
+
+- It is all-or-nothing. Every row is checked first; any bad row, a person id,
+  ID number or badge that appears twice in the file, or an ID number or badge
+  that belongs to a person *not in the file* rejects the whole file, and the
+  :class:`RosterError` lists every problem with its line number and field.
+- Persons in the file are added or updated; their badges become exactly the
+  file's. Persons not in the file are left as they are: an import never
+  removes anyone (revoke them).
+- A revoked person stays revoked when the file lists them: their facts are
+  updated, their status is not. Revocation is lifted only on purpose, by
+  :func:`reinstate` (``accessctl roster reinstate``), so an old spreadsheet
+  re-imported cannot readmit someone. Their ID number and badges stay theirs,
+  so nobody else can be given them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import sqlite_utils
+
+from .db import transaction
+from .errors import RosterError
+from .eventstore import EventStore
+from .people import Person
+from .roster_rows import (
+    COLUMNS, Problem, RosterRow, RowKeys, ID_NUMBER_IN_TEXT, check_row, decode, normalise_uid, parse_csv, split_uids,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_REASON = 200
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import changed; ``seq`` is its ``roster_changed`` event."""
+
+    count: int
+    added: tuple[str, ...]
+    updated: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    still_revoked: tuple[str, ...]
+    warnings: tuple[str, ...]
+    seq: int
+
+    def __str__(self) -> str:
+        text = (f"imported {self.count} persons: {len(self.added)} added, {len(self.updated)} updated, "
+                f"{len(self.unchanged)} unchanged")
+        if self.still_revoked:
+            text += f"; still revoked: {', '.join(self.still_revoked)}"
+        return text
+
+
+# --------------------------------------------------------------------------- reading
+
+_PERSON_COLUMNS = ("person_id", "name", "role", "organisation", "employer_type", "id_hash", "id_masked",
+                   "review_date", "training_hours", "commitment_date", "valid_from", "valid_until",
+                   "schedule_group", "status", "revoked_at", "revoked_reason")
+_SELECT = f"SELECT {', '.join(_PERSON_COLUMNS)} FROM persons"
+
+
+def _day(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+def _person(row: dict, badges: Iterable[str]) -> Person:
+    return Person(
+        person_id=row["person_id"], name=row["name"], role=row["role"], organisation=row["organisation"],
+        employer_type=row["employer_type"], id_hash=row["id_hash"], id_masked=row["id_masked"],
+        badge_uids=tuple(sorted(badges)), review_date=_day(row["review_date"]),
+        training_hours=float(row["training_hours"]), commitment_date=_day(row["commitment_date"]),
+        valid_from=date.fromisoformat(row["valid_from"]), valid_until=date.fromisoformat(row["valid_until"]),
+        schedule_group=row["schedule_group"], status=row["status"],
+        revoked_at=datetime.fromisoformat(row["revoked_at"]) if row["revoked_at"] else None,
+        revoked_reason=row["revoked_reason"],
+    )
+
+
+def _one(db: sqlite_utils.Database, where: str, params: tuple) -> Person | None:
+    rows = list(db.query(f"{_SELECT} WHERE {where}", params))
+    if not rows:
+        return None
+    badges = [r["uid"] for r in db.query("SELECT uid FROM badges WHERE person_id = ?", (rows[0]["person_id"],))]
+    return _person(rows[0], badges)
+
+
+def get(db: sqlite_utils.Database, person_id: str) -> Person | None:
+    return _one(db, "person_id = ?", (person_id,))
+
+
+def get_by_id_hash(db: sqlite_utils.Database, h: str) -> Person | None:
+    """The person whose ID number has this :func:`~firmware_py.idnumber.id_hash`, revoked or not."""
+    return _one(db, "id_hash = ?", (h,))
+
+
+def get_by_badge(db: sqlite_utils.Database, uid: str) -> Person | None:
+    """The person holding this badge (any case, ':'/'-' separators allowed), revoked or not."""
+    try:
+        uid = normalise_uid(uid)
+    except ValueError:
+        return None
+    return _one(db, "person_id = (SELECT person_id FROM badges WHERE uid = ?)", (uid,))
+
+
+def list_persons(db: sqlite_utils.Database) -> list[Person]:
+    badges: dict[str, list[str]] = {}
+    for r in db.query("SELECT uid, person_id FROM badges"):
+        badges.setdefault(r["person_id"], []).append(r["uid"])
+    return [_person(r, badges.get(r["person_id"], ())) for r in db.query(f"{_SELECT} ORDER BY person_id")]
+
+
+# --------------------------------------------------------------------------- writing
+
+
+@contextmanager
+def _writing(db: sqlite_utils.Database) -> Iterator[None]:
+    """Join the caller's transaction, or run in one of our own."""
+    if db.conn.in_transaction:
+        yield
+    else:
+        with transaction(db):
+            yield
+
+
+def _conflicts(db: sqlite_utils.Database, row: RosterRow | RowKeys, line: int, replaced: set[str]) -> list[Problem]:
+    """The row's ID number or badges already held by someone whose row is not being replaced."""
+    problems = []
+    owner = db.execute("SELECT person_id, status FROM persons WHERE id_hash = ?", (row.id_hash,)).fetchone()
+    if row.id_hash and owner and owner[0] != row.person_id and owner[0] not in replaced:
+        problems.append(Problem(line, "id_number", f"{row.id_masked} is already in the roster as {owner[0]}"
+                                                   + (" (revoked)" if owner[1] == "revoked" else "")))
+    for uid in row.badge_uids:
+        owner = db.execute("SELECT person_id FROM badges WHERE uid = ?", (uid,)).fetchone()
+        if owner and owner[0] != row.person_id and owner[0] not in replaced:
+            problems.append(Problem(line, "badge_uids", f"{uid} already belongs to {owner[0]}"))
+    return problems
+
+
+def _insert(db: sqlite_utils.Database, row: RosterRow) -> None:
+    cols = row.columns()
+    db.execute(f"INSERT INTO persons ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", tuple(cols.values()))
+
+
+def _update(db: sqlite_utils.Database, row: RosterRow) -> None:
+    cols = row.columns()
+    pid = cols.pop("person_id")
+    db.execute(f"UPDATE persons SET {', '.join(f'{c} = ?' for c in cols)} WHERE person_id = ?",
+               (*cols.values(), pid))
+
+
+def _set_badges(db: sqlite_utils.Database, row: RosterRow) -> None:
+    for uid in row.badge_uids:
+        db.execute("INSERT INTO badges (uid, person_id) VALUES (?, ?)", (uid, row.person_id))
+
+
+def add(db: sqlite_utils.Database, store: EventStore, *, person_id: str, name: str, id_number: str, role: str,
+        employer_type: str, valid_from: date | str, valid_until: date | str, schedule_group: str,
+        secret: bytes, schedule_groups: Iterable[str], organisation: str = "",
+        badge_uids: str | Iterable[str] = (), review_date: date | str | None = None,
+        training_hours: float | str = 0, commitment_date: date | str | None = None) -> Person:
+    """Add one new person (checked like an import row); raise :class:`RosterError` listing every problem."""
+    raw = {
+        "person_id": person_id, "name": name, "id_number": id_number, "role": role, "organisation": organisation,
+        "employer_type": employer_type, "badge_uids": " ".join(split_uids(badge_uids)),
+        "review_date": review_date, "training_hours": training_hours, "commitment_date": commitment_date,
+        "valid_from": valid_from, "valid_until": valid_until, "schedule_group": schedule_group,
+    }
+    raw = {k: "" if v is None else (v.isoformat() if isinstance(v, date) else str(v)) for k, v in raw.items()}
+    row, problems = check_row(raw, secret=secret, schedule_groups=schedule_groups, today=_today(store))
+    label = raw["person_id"] or "a person"
+    if row is None:
+        raise RosterError(f"cannot add {label}:\n" + "\n".join(f"  {p}" for p in problems))
+    with _writing(db):
+        if db.execute("SELECT 1 FROM persons WHERE person_id = ?", (row.person_id,)).fetchone():
+            raise RosterError(f"cannot add {row.person_id}: already in the roster; change it with "
+                              "`accessctl roster import` or revoke it")
+        problems = _conflicts(db, row, 0, set())
+        if problems:
+            raise RosterError(f"cannot add {row.person_id}:\n" + "\n".join(f"  {p}" for p in problems))
+        _insert(db, row)
+        _set_badges(db, row)
+        store.append("system", "roster_changed", person=_public(row),
+                     detail={"action": "add", "person_id": row.person_id, "id_masked": row.id_masked,
+                             "badges": len(row.badge_uids), "count": 1})
+    log.info("roster: added %s (%s)", row.person_id, row.role)
+    return get(db, row.person_id)
+
+
+def _public(row: RosterRow | Person) -> dict:
+    return {"person_id": row.person_id, "name": row.name, "role": row.role}
+
+
+def _today(store: EventStore, tz: tzinfo | None = None) -> date:
+    now = store.clock.now()
+    return (now.astimezone(tz) if tz else now).date()
+
+
+def _check_reason(reason: str, action: str, person_id: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise RosterError(f"cannot {action} {person_id}: give a reason (--reason)")
+    if len(reason) > MAX_REASON:
+        raise RosterError(f"cannot {action} {person_id}: the reason is {len(reason)} characters; at most {MAX_REASON}")
+    if ID_NUMBER_IN_TEXT.search(reason):
+        raise RosterError(f"cannot {action} {person_id}: the reason must not contain an ID number")
+    return reason
+
+
+def revoke(db: sqlite_utils.Database, store: EventStore, person_id: str, reason: str, at: datetime) -> Person:
+    """Revoke a person's access from ``at`` (timezone-aware); their row, ID hash and badges are kept."""
+    if at.tzinfo is None:
+        raise ValueError("the revocation time must be timezone-aware")
+    reason = _check_reason(reason, "revoke", person_id)
+    with _writing(db):
+        person = get(db, person_id)
+        if person is None:
+            raise RosterError(f"cannot revoke {person_id}: no such person in the roster")
+        if person.status == "revoked":
+            raise RosterError(f"cannot revoke {person_id}: already revoked since "
+                              f"{person.revoked_at:%Y-%m-%d %H:%M} ({person.revoked_reason})")
+        db.execute("UPDATE persons SET status = 'revoked', revoked_at = ?, revoked_reason = ? WHERE person_id = ?",
+                   (at.isoformat(timespec="seconds"), reason, person_id))
+        store.append("system", "roster_changed", person=person.public(),
+                     detail={"action": "revoke", "person_id": person_id, "reason": reason,
+                             "revoked_at": at.isoformat(timespec="seconds"), "count": 1})
+    log.info("roster: revoked %s (%s)", person_id, reason)
+    return get(db, person_id)
+
+
+def reinstate(db: sqlite_utils.Database, store: EventStore, person_id: str, reason: str) -> Person:
+    """Lift a revocation on purpose (an import never does)."""
+    reason = _check_reason(reason, "reinstate", person_id)
+    with _writing(db):
+        person = get(db, person_id)
+        if person is None:
+            raise RosterError(f"cannot reinstate {person_id}: no such person in the roster")
+        if person.status != "revoked":
+            raise RosterError(f"cannot reinstate {person_id}: not revoked")
+        db.execute("UPDATE persons SET status = 'active', revoked_at = NULL, revoked_reason = NULL "
+                   "WHERE person_id = ?", (person_id,))
+        store.append("system", "roster_changed", person=person.public(),
+                     detail={"action": "reinstate", "person_id": person_id, "reason": reason,
+                             "was_revoked_at": person.revoked_at.isoformat(), "count": 1})
+    log.info("roster: reinstated %s (%s)", person_id, reason)
+    return get(db, person_id)
+
+
+# --------------------------------------------------------------------------- import
+
+
+def _refused(path: Path, problems: list[Problem]) -> RosterError:
+    lines = sorted({p.line for p in problems})
+    rows = f"{len(lines)} line" + ("s" if len(lines) != 1 else "")
+    return RosterError(f"{path}: import refused, nothing was written ({len(problems)} problem"
+                       f"{'s' if len(problems) != 1 else ''} on {rows}):\n"
+                       + "\n".join(f"  {p}" for p in problems))
+
+
+def import_csv(db: sqlite_utils.Database, store: EventStore, path: str | Path, *, secret: bytes,
+               schedule_groups: Iterable[str], tz: tzinfo) -> ImportResult:
+    """Import a roster CSV all-or-nothing (see the module docstring); ``tz`` is the site's zone."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RosterError(f"{path}: cannot read the roster file: {exc.strerror or exc}") from None
+    try:
+        text = decode(data)
+    except ValueError as exc:
+        raise RosterError(f"{path}: import refused, nothing was written: {exc}") from None
+    today = _today(store, tz)
+    parsed = parse_csv(text, secret=secret, schedule_groups=schedule_groups, today=today)
+    problems = list(parsed.problems)
+    if not parsed.rows and not problems:
+        problems.append(Problem(2, "row", f"the file has no persons; after the header, one line per person "
+                                          f"with {len(COLUMNS)} fields"))
+    with _writing(db):
+        in_file = {k.person_id for k in parsed.keys}
+        before = {p.person_id: p for p in list_persons(db) if p.person_id in in_file}
+        for k in parsed.keys:
+            problems += _conflicts(db, k, k.line, in_file)
+        if problems:
+            raise _refused(path, sorted(problems, key=lambda p: p.line))
+        # Clear the old ID hashes and badges of the persons being replaced first, so that
+        # two persons swapping a badge (a correction) never trips a UNIQUE constraint midway.
+        for pid in before:
+            db.execute("UPDATE persons SET id_hash = NULL WHERE person_id = ?", (pid,))
+            db.execute("DELETE FROM badges WHERE person_id = ?", (pid,))
+        added, updated, unchanged = [], [], []
+        for _, row in parsed.rows:
+            if row.person_id in before:
+                _update(db, row)
+                old = before[row.person_id]
+                same = _facts(old) == row.columns() and old.badge_uids == tuple(sorted(row.badge_uids))
+                (unchanged if same else updated).append(row.person_id)
+            else:
+                _insert(db, row)
+                added.append(row.person_id)
+            _set_badges(db, row)
+        still_revoked = sorted(pid for pid, p in before.items() if p.status == "revoked")
+        event = store.append("system", "roster_changed", detail={
+            "action": "import", "file": path.name, "sha256": hashlib.sha256(data).hexdigest(),
+            "count": len(parsed.rows), "added": added, "updated": updated, "unchanged": len(unchanged),
+            "still_revoked": still_revoked,
+        })
+    warnings = tuple(_warnings([row for _, row in parsed.rows], still_revoked, today))
+    for w in warnings:
+        log.info("roster import: %s", w)
+    result = ImportResult(len(parsed.rows), tuple(added), tuple(updated), tuple(unchanged), tuple(still_revoked),
+                          warnings, event["seq"])
+    log.info("roster: %s from %s", result, path)
+    return result
+
+
+def _facts(p: Person) -> dict:
+    return {
+        "person_id": p.person_id, "name": p.name, "role": p.role, "organisation": p.organisation,
+        "employer_type": p.employer_type, "id_hash": p.id_hash, "id_masked": p.id_masked,
+        "review_date": p.review_date.isoformat() if p.review_date else None, "training_hours": p.training_hours,
+        "commitment_date": p.commitment_date.isoformat() if p.commitment_date else None,
+        "valid_from": p.valid_from.isoformat(), "valid_until": p.valid_until.isoformat(),
+        "schedule_group": p.schedule_group,
+    }
+
+
+def _warnings(rows: list[RosterRow], still_revoked: list[str], today: date) -> Iterator[str]:
+    """Facts the policy will deny on: worth telling the person who imports, not errors."""
+    for row in rows:
+        if row.valid_until < today:
+            yield f"{row.person_id}: the permit ended on {row.valid_until} (denied as expired)"
+        if row.review_date is None:
+            yield f"{row.person_id}: no review date (denied as review_missing)"
+        if row.commitment_date is None:
+            yield f"{row.person_id}: no signed commitment (denied as commitment_missing)"
+    for pid in still_revoked:
+        yield f"{pid}: stays revoked; lift it with `accessctl roster reinstate {pid} --reason ...`"
