@@ -11,7 +11,7 @@ the hardware saw, nothing more.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Callable, Literal, Union
 
 Side = Literal["outside", "inside"]
@@ -99,6 +99,38 @@ class TamperChanged:
     active: bool
 
 
+@dataclass(frozen=True)
+class RemoteCommand:
+    """A supervisor command received on the door's ``cmd`` topic.
+
+    The MQTT link parses and validates the payload; a command it could not
+    accept still arrives here with ``error`` set, so the controller audits
+    every command, good or bad, as a ``command`` event and answers it.
+    ``client`` is the sender's identity where the broker provides one.
+    """
+
+    id: str | None
+    action: str | None
+    args: dict = field(default_factory=dict)
+    client: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkChanged:
+    """The connection to the MQTT broker went up or down."""
+
+    up: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class TimeBeacon:
+    """The supervisor's retained time beacon (GB 50396 5.1.3): its clock's reading."""
+
+    ts: datetime
+
+
 InputEvent = Union[
     IdCardRead,
     BadgeRead,
@@ -109,6 +141,9 @@ InputEvent = Union[
     DeviceFault,
     DeviceRecovered,
     TamperChanged,
+    RemoteCommand,
+    LinkChanged,
+    TimeBeacon,
 ]
 
 Post = Callable[[InputEvent], None]

@@ -14,16 +14,17 @@ this order of precedence wins (``PRECEDENCE``):
    in the roster, so "unknown" would hide a forged or misread card.
 2. ``unknown_credential`` -- no roster row matches the credential.
 3. ``revoked`` -- the roster row is revoked.
-4. ``not_yet_valid`` / ``expired`` -- outside valid_from..valid_until, whole
+4. ``clock_unsynchronised`` -- the controller cannot trust its clock, so every
+   rule below that depends on the date or time would give a wrong answer (a Pi
+   that booted at 1970 would call everyone "not yet valid").
+5. ``not_yet_valid`` / ``expired`` -- outside valid_from..valid_until, whole
    days inclusive in the site's time zone (valid_until 23:59:59.999 is valid,
    the next day 00:00 is expired). The two cannot both apply.
-5. ``review_missing`` -- no review date, or one later than today (article 11).
-6. ``training_incomplete`` -- training hours below ``min_training_hours``.
-7. ``commitment_missing`` -- no signed confidentiality commitment, or one dated
+6. ``review_missing`` -- no review date, or one later than today (article 11).
+7. ``training_incomplete`` -- training hours below ``min_training_hours``.
+8. ``commitment_missing`` -- no signed confidentiality commitment, or one dated
    later than today.
-8. ``lockdown`` -- the door is in lockdown.
-9. ``clock_unsynchronised`` -- the controller cannot trust its clock, so it
-   cannot judge the calendar.
+9. ``lockdown`` -- the door is in lockdown.
 10. ``non_working_day`` -- the person's schedule group does not work today.
 11. ``outside_working_hours`` -- today is worked, but not at this time.
 12. ``anti_passback`` -- entering while already inside (``hard``: denied;
@@ -32,8 +33,9 @@ this order of precedence wins (``PRECEDENCE``):
     ``escort_window_s`` after a staff member or supervisor was granted entry
     at this door (two-person rule, articles 26-27).
 
-The person's identity and standing (1-7) come before the state of the door
-(8-9) and the time of day (10-11), so a denial names what the person or the
+The person's identity (1-3) and the trust in the clock (4) come first, then
+the person's standing (5-8), the state of the door (9) and the time of day
+(10-11), so a denial names what the person or the
 roster manager must fix first. Nobody is exempt from vetting; supervisors are
 judged against their own (usually wider) schedule group like everyone else.
 
@@ -61,13 +63,13 @@ PRECEDENCE: tuple[str, ...] = (
     "invalid_id_number",
     "unknown_credential",
     "revoked",
+    "clock_unsynchronised",
     "not_yet_valid",
     "expired",
     "review_missing",
     "training_incomplete",
     "commitment_missing",
     "lockdown",
-    "clock_unsynchronised",
     "non_working_day",
     "outside_working_hours",
     "anti_passback",
@@ -186,10 +188,10 @@ def decide(person: Person | None, credential: Credential, direction: str, at: da
 
     if person.status != "active":
         return Decision.deny("revoked")
-    reason = (_validity_reason(person, at, hours)
+    reason = (("clock_unsynchronised" if not ctx.clock_sane else None)
+              or _validity_reason(person, at, hours)
               or _vetting_reason(person, at, policy, hours)
               or ("lockdown" if ctx.lockdown else None)
-              or ("clock_unsynchronised" if not ctx.clock_sane else None)
               or hours.closed_reason(at, person.schedule_group))
     if reason:
         return Decision.deny(reason)

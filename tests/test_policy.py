@@ -465,3 +465,9 @@ def test_an_allowed_decision_cannot_carry_a_reason():
 def test_a_denial_must_carry_a_reason():
     with pytest.raises(ValueError):
         Decision(False, None)
+
+
+def test_an_unsynchronised_clock_beats_the_date_rules_it_would_get_wrong(enter):
+    # A Pi that booted without its time believes it is before everyone's validity period.
+    p, credential, at, ctx = failing("clock_unsynchronised", "not_yet_valid")
+    assert enter(p, credential=credential, at=at, ctx=ctx).reason == "clock_unsynchronised"

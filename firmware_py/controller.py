@@ -1,0 +1,462 @@
+"""The door's state machine: one event at a time, timers on an injected clock.
+
+Drivers post input events (:mod:`firmware_py.inputs`) into one queue; the
+service loop (or the simulator) hands them to :meth:`DoorController.handle`
+in order and calls :meth:`DoorController.tick` to run timers. Nothing here
+touches a pin or a socket: the lock and indicators are ports, the policy is
+a pure function, and every outcome is an event stored durably — the decision
+before the lock moves.
+
+A passage, in order (DESIGN.md "Entry and exit"):
+
+    idle ─credential→ decision ─allowed→ screening ─clear walk-through→ released
+         ─door opens→ open ─door closes→ passage stored → idle
+
+Denials end at "decision" or "screening". The exit button bypasses all of it:
+the lock is released first and the press recorded after, because free egress
+must never wait on software.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from . import __version__, idnumber, roster
+from .clock import Clock
+from .clock_guard import ClockGuard
+from .config import Config
+from .db import transaction
+from .eventstore import EventStore
+from .inputs import (BadgeRead, DeviceFault, DeviceRecovered, DoorClosed, DoorOpened, ExitButtonPressed,
+                     GatePassage, IdCardRead, InputEvent, LinkChanged, RemoteCommand, TamperChanged, TimeBeacon)
+from .people import ESCORTING_ROLES, Credential, Person
+from .policy import Decision, DoorContext, decide
+from .ports import Indicators, Lock
+from .timers import Timers
+from .working_hours import WorkingHours
+
+log = logging.getLogger(__name__)
+
+IDLE, SCREENING, RELEASED, OPEN = "idle", "screening", "released", "open"
+
+
+@dataclass
+class Passage:
+    """The passage under way: who, which way, and how it was authorised."""
+
+    direction: str  # "in" | "out"
+    person: Person | None
+    credential: Credential | None
+    via: str  # "credential" | "exit_button"
+    screening: dict = field(default_factory=dict)
+
+
+class DoorController:
+    def __init__(self, cfg: Config, store: EventStore, *, lock: Lock, indicators: Indicators, clock: Clock,
+                 secret: bytes):
+        self.cfg = cfg
+        self.policy = cfg.policy
+        self.store = store
+        self.db = store.db
+        self.lock = lock
+        self.indicators = indicators
+        self.clock = clock
+        self.secret = secret
+        self.hours = WorkingHours(cfg.calendar, cfg.site.timezone)
+        self.timers = Timers(clock)
+        self.clock_guard = ClockGuard(clock, floor=cfg.policy.clock_floor,
+                                      max_backstep_s=cfg.policy.max_clock_backstep_s)
+        self.state = IDLE
+        self.passage: Passage | None = None
+        self.door_open = False
+        self.held_open_alarmed = False
+        self.door_opened_at: float | None = None
+        self.lockdown = self._meta("lockdown", False)
+        self.inside: dict[str, dict] = self._meta("occupancy", {})  # person_id -> {name, role, since}
+        self.last_escort_entry: datetime | None = None
+        self.faults: dict[str, str] = {}
+        self.listeners: list[Callable[[dict], None]] = []  # called with every stored event
+        self.status_listeners: list[Callable[[], None]] = []  # called when status() may have changed
+        self.command_results: list[Callable[[str | None, bool, str | None], None]] = []
+        self.replay_requests: list[Callable[[int], None]] = []
+        self._next_overstay_check: datetime | None = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        self.lock.secure()
+        self.indicators.show("idle")
+        self._emit("system", "controller_started",
+                   detail={"version": __version__, "config_digest": self.cfg.digest,
+                           "lockdown": self.lockdown, "occupancy": len(self.inside)})
+        self._check_clock()
+        self._plan_overstay_check()
+        self._status_changed()
+
+    def stop(self, reason: str = "signal") -> None:
+        self.timers = Timers(self.clock)
+        self.lock.secure()
+        self.indicators.show("idle")
+        self._emit("system", "controller_stopped", detail={"reason": reason})
+        self._status_changed()
+
+    # ------------------------------------------------------------------ the loop's entry points
+
+    def handle(self, event: InputEvent) -> None:
+        self._check_clock()
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            log.warning("ignored an input the controller does not know: %s", type(event).__name__)
+            return
+        handler(self, event)
+        self.timers.run_due()
+
+    def tick(self) -> None:
+        """Run due timers and calendar checks; the loop calls this at least once a second."""
+        self._check_clock()
+        self.timers.run_due()
+        if self._next_overstay_check is not None and self.clock.now() >= self._next_overstay_check:
+            self._check_overstay()
+            self._plan_overstay_check()
+
+    def next_wakeup(self) -> float | None:
+        """Monotonic time of the next timer (the simulator advances to it)."""
+        return self.timers.next_due()
+
+    def next_calendar_check(self) -> datetime | None:
+        return self._next_overstay_check
+
+    # ------------------------------------------------------------------ status for the supervisor
+
+    def status(self) -> dict:
+        return {
+            "door": "open" if self.door_open else "closed",
+            "lock": "released" if self.lock.is_released else "locked",
+            "lockdown": self.lockdown,
+            "occupancy": len(self.inside),
+            "last_seq": self.store.last_seq(),
+            "queued": self.store.queued(),
+            "version": __version__,
+            "state": self.state,
+            "faults": sorted(self.faults),
+        }
+
+    def occupancy(self) -> dict:
+        return {"count": len(self.inside),
+                "inside": [{"person_id": pid, **info} for pid, info in sorted(self.inside.items())]}
+
+    # ------------------------------------------------------------------ credentials
+
+    def _on_id_card(self, ev: IdCardRead) -> None:
+        valid = idnumber.is_valid(ev.id_number)
+        credential = Credential("resident_id", _mask(ev.id_number), valid)
+        person = roster.get_by_id_hash(self.db, idnumber.id_hash(self.secret, ev.id_number)) if valid else None
+        self._on_credential(ev.side, credential, person)
+
+    def _on_badge(self, ev: BadgeRead) -> None:
+        self._on_credential(ev.side, Credential("badge", ev.uid), roster.get_by_badge(self.db, ev.uid))
+
+    def _on_credential(self, side: str, credential: Credential, person: Person | None) -> None:
+        direction = "in" if side == "outside" else "out"
+        if self.state != IDLE:
+            # One passage at a time through one door; the light tells the person to wait.
+            log.info("credential at the %s reader while a passage is under way (%s); ignored", side, self.state)
+            self.indicators.show("denied", side)
+            return
+        ctx = DoorContext(inside=frozenset(self.inside), lockdown=self.lockdown,
+                          clock_sane=self.clock_guard.sane, last_escort_entry=self.last_escort_entry)
+        decision = decide(person, credential, direction, self.clock.now(), ctx, self.policy, self.hours)
+        if not decision.allowed:
+            self._deny(direction, person, credential, decision.reason, side=side)
+            return
+        passage = Passage(direction, person, credential, "credential")
+        if decision.notes:
+            passage.screening["notes"] = list(decision.notes)
+        if direction == "in" or self.policy.screen_on_exit:
+            self.state, self.passage = SCREENING, passage
+            self.indicators.show("screening_wait", side)
+            self.timers.start("screening", self.policy.screening_window_s, self._screening_timed_out)
+            self._status_changed()
+        else:
+            self._grant(passage)
+
+    def _deny(self, direction: str, person: Person | None, credential: Credential | None, reason: str,
+              *, side: str = "both", detail: dict | None = None) -> None:
+        self._emit("access", "access_denied", direction=direction, person=person, credential=credential,
+                   reason=reason, detail=detail)
+        self.indicators.show("denied", side)
+
+    def _grant(self, passage: Passage) -> None:
+        # Stored durably first: a released lock always has its granted event (articles 19, 21).
+        self._emit("access", "access_granted", direction=passage.direction, person=passage.person,
+                   credential=passage.credential, detail=passage.screening)
+        self.lock.release()
+        self.state, self.passage = RELEASED, passage
+        self.indicators.show("granted", "outside" if passage.direction == "in" else "inside")
+        self.timers.start("unlock", self.policy.unlock_window_s, self._unlock_window_over)
+        if passage.direction == "in" and passage.person and passage.person.role in ESCORTING_ROLES:
+            self.last_escort_entry = self.clock.now()
+        self._status_changed()
+
+    # ------------------------------------------------------------------ screening
+
+    def _on_gate(self, ev: GatePassage) -> None:
+        people = max(ev.count, 1)  # a gate without a transit output reports only its alarm
+        if self.state == SCREENING and self.passage:
+            p = self.passage
+            self.timers.cancel("screening")
+            self.state, self.passage = IDLE, None
+            if ev.metal or people > 1:
+                reason = "metal_detected" if ev.metal else "tailgating"
+                detail = {"screening": reason, "persons": ev.count, "metal": ev.metal}
+                self._deny(p.direction, p.person, p.credential, reason, detail=detail)
+                self._alarm("screening_alarm" if ev.metal else "tailgating", p, detail)
+            else:
+                p.screening.update({"screening": "clear", "persons": ev.count})
+                self._grant(p)
+            self._status_changed()
+            return
+        if self.state in (RELEASED, OPEN) and self.passage:
+            # Someone walked through behind the person who was let in, or carried metal on a free exit.
+            if self.passage.via == "exit_button" and ev.metal:
+                self._alarm("screening_alarm", self.passage, {"screening": "metal_detected", "metal": True,
+                                                              "persons": ev.count, "via": "exit_button"})
+            elif people > 1 or self.passage.screening.get("screening") == "clear":
+                self._alarm("tailgating", self.passage, {"persons": ev.count, "metal": ev.metal})
+            else:
+                self.passage.screening.update({"screening": "metal_detected" if ev.metal else "clear",
+                                               "persons": ev.count})
+            return
+        # A walk-through nobody was authorised for.
+        self._alarm("screening_alarm" if ev.metal else "tailgating", None,
+                    {"persons": ev.count, "metal": ev.metal, "unexpected": True})
+
+    def _screening_timed_out(self) -> None:
+        p = self.passage
+        self.state, self.passage = IDLE, None
+        if p is None:
+            return
+        detail = {"screening": "timeout", "window_s": self.policy.screening_window_s}
+        self._deny(p.direction, p.person, p.credential, "screening_timeout", detail=detail)
+        self._alarm("screening_alarm", p, detail)
+        self._status_changed()
+
+    # ------------------------------------------------------------------ the door
+
+    def _unlock_window_over(self) -> None:
+        if self.state == RELEASED:
+            self.lock.secure()
+            log.info("unlock window over without the door opening; locked again")
+            self.state, self.passage = IDLE, None
+            self.indicators.show("idle")
+            self._status_changed()
+
+    def _on_door_opened(self, ev: DoorOpened) -> None:
+        self.door_open = True
+        self.door_opened_at = self.clock.monotonic()
+        self.held_open_alarmed = False
+        self.timers.start("held_open", self.policy.door_held_open_s, self._held_open)
+        if self.state == RELEASED:
+            self.state = OPEN
+            self.timers.cancel("unlock")
+            self.lock.secure()  # re-locks as soon as the door shuts behind the person
+        elif not self.lock.is_released:
+            self._alarm("door_forced", None, {"state": self.state})
+        self._status_changed()
+
+    def _on_door_closed(self, ev: DoorClosed) -> None:
+        self.door_open = False
+        self.timers.cancel("held_open")
+        open_s = round(self.clock.monotonic() - self.door_opened_at, 3) if self.door_opened_at else None
+        if self.held_open_alarmed:
+            self._alarm("door_held_open", self.passage, {"closed": True, "open_s": open_s})
+        if self.state == OPEN and self.passage:
+            self._record_passage(self.passage, open_s)
+            self.state, self.passage = IDLE, None
+            self.indicators.show("idle")
+        self._status_changed()
+
+    def _held_open(self) -> None:
+        if self.door_open:
+            self.held_open_alarmed = True
+            self._alarm("door_held_open", self.passage, {"limit_s": self.policy.door_held_open_s})
+
+    def _on_exit_button(self, ev: ExitButtonPressed) -> None:
+        self.lock.release()  # first, always: free egress (fire safety) never waits on software
+        self.timers.cancel("screening")
+        self.state = RELEASED
+        self.passage = Passage("out", None, None, "exit_button")
+        self.timers.start("unlock", self.policy.unlock_window_s, self._unlock_window_over)
+        self.indicators.show("granted", "inside")
+        self._emit("access", "exit_button", direction="out")
+        self._status_changed()
+
+    def _record_passage(self, p: Passage, open_s: float | None) -> None:
+        person = p.person
+        detail: dict = {"via": p.via, "open_s": open_s}
+        if person is None and p.via == "exit_button" and len(self.inside) == 1:
+            # Only one person was inside, so the button was theirs.
+            pid, info = next(iter(self.inside.items()))
+            person = _PublicPerson(pid, info["name"], info["role"])
+            detail["attributed"] = True
+        with transaction(self.db):
+            if person is not None:
+                if p.direction == "in":
+                    self.inside[person.person_id] = {"name": person.name, "role": person.role,
+                                                     "since": self.clock.now().isoformat(timespec="seconds")}
+                else:
+                    self.inside.pop(person.person_id, None)
+                self._save_meta("occupancy", self.inside)
+            self._emit("access", "passage", direction=p.direction, person=person, credential=p.credential,
+                       detail=detail)
+
+    # ------------------------------------------------------------------ working hours
+
+    def _plan_overstay_check(self) -> None:
+        groups = sorted(self.cfg.calendar.schedules)
+        self._next_overstay_check = self.hours.next_window_end(self.clock.now(), groups)
+
+    def _check_overstay(self) -> None:
+        now = self.clock.now()
+        overstaying = []
+        for pid, info in sorted(self.inside.items()):
+            person = roster.get(self.db, pid)
+            group = person.schedule_group if person else None
+            if group is None or not self.hours.is_open(now, group):
+                overstaying.append({"person_id": pid, "name": info["name"], "role": info["role"]})
+        if overstaying:
+            self._emit("alarm", "overstay", detail={"persons": overstaying, "count": len(overstaying)})
+            self.indicators.show("alarm", "inside")
+
+    # ------------------------------------------------------------------ devices, clock, link
+
+    def _on_fault(self, ev: DeviceFault) -> None:
+        self.faults[ev.device] = ev.detail
+        self._emit("alarm", "hardware_fault", detail={"device": ev.device, "state": "fault", "fault": ev.detail})
+        self._status_changed()
+
+    def _on_recovered(self, ev: DeviceRecovered) -> None:
+        if self.faults.pop(ev.device, None) is not None:
+            self._emit("alarm", "hardware_fault", detail={"device": ev.device, "state": "recovered"})
+            self._status_changed()
+
+    def _on_tamper(self, ev: TamperChanged) -> None:
+        self._emit("alarm", "tamper", detail={"device": ev.device, "active": ev.active})
+        if ev.active:
+            self.indicators.show("alarm")
+
+    def _check_clock(self) -> None:
+        verdict = self.clock_guard.check()
+        if verdict.changed and not verdict.sane:
+            self._emit("alarm", "clock_unsynchronised", detail=verdict.detail)
+        elif verdict.changed:
+            log.info("wall clock is sane again")
+
+    def _on_link(self, ev: LinkChanged) -> None:
+        log.info("MQTT link %s %s", "up" if ev.up else "down", ev.detail)
+
+    def _on_time_beacon(self, ev: TimeBeacon) -> None:
+        log.debug("time beacon %s", ev.ts.isoformat())
+
+    # ------------------------------------------------------------------ commands
+
+    def set_lockdown(self, on: bool, by: str) -> None:
+        if on == self.lockdown:
+            return
+        with transaction(self.db):
+            self.lockdown = on
+            self._save_meta("lockdown", on)
+            self._emit("system", "lockdown_on" if on else "lockdown_off", detail={"by": by})
+        if on:
+            if self.state == SCREENING:
+                self.timers.cancel("screening")
+                self.state, self.passage = IDLE, None
+            if self.state == RELEASED and self.passage and self.passage.via == "credential" and self.passage.direction == "in":
+                self.timers.cancel("unlock")
+                self.lock.secure()
+                self.state, self.passage = IDLE, None
+            self.indicators.show("alarm", "outside")
+        else:
+            self.indicators.show("idle")
+        self._status_changed()
+
+    def _on_command(self, ev: RemoteCommand) -> None:
+        from .commands import execute  # commands use the controller; imported late to keep the core import light
+
+        ok, error = execute(self, ev)
+        detail = {"id": ev.id, "action": ev.action, "args": ev.args, "client": ev.client, "ok": ok}
+        if error:
+            detail["error"] = error
+        self._emit("system", "command", detail=detail)
+        for answer in self.command_results:
+            answer(ev.id, ok, error)
+
+    # ------------------------------------------------------------------ storing events
+
+    def _alarm(self, type_: str, p: Passage | None, detail: dict) -> None:
+        self._emit("alarm", type_, direction=p.direction if p else None, person=p.person if p else None,
+                   credential=p.credential if p else None, detail=detail)
+        self.indicators.show("alarm")
+
+    def _emit(self, category: str, type_: str, *, direction: str | None = None, person=None,
+              credential: Credential | None = None, reason: str | None = None, detail: dict | None = None) -> dict:
+        event = self.store.append(category, type_, direction=direction,
+                                  person=person.public() if person is not None else None,
+                                  credential=credential.public() if credential is not None else None,
+                                  reason=reason, detail=detail)
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # a listener (printer, MQTT wake-up) must never stop the door
+                log.exception("event listener failed")
+        return event
+
+    def _status_changed(self) -> None:
+        for listener in self.status_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("status listener failed")
+
+    def _meta(self, key: str, default):
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def _save_meta(self, key: str, value) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    _handlers: dict = {
+        IdCardRead: _on_id_card,
+        BadgeRead: _on_badge,
+        GatePassage: _on_gate,
+        DoorOpened: _on_door_opened,
+        DoorClosed: _on_door_closed,
+        ExitButtonPressed: _on_exit_button,
+        DeviceFault: _on_fault,
+        DeviceRecovered: _on_recovered,
+        TamperChanged: _on_tamper,
+        RemoteCommand: _on_command,
+        LinkChanged: _on_link,
+        TimeBeacon: _on_time_beacon,
+    }
+
+
+@dataclass(frozen=True)
+class _PublicPerson:
+    person_id: str
+    name: str
+    role: str
+
+    def public(self) -> dict:
+        return {"person_id": self.person_id, "name": self.name, "role": self.role}
+
+
+def _mask(number: str) -> str:
+    """The masked form of whatever the card gave, even a malformed number."""
+    if len(number) == 18:
+        return idnumber.mask(number)
+    return number[:2] + "*" * max(0, len(number) - 2) if number else ""

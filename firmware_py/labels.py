@@ -1,0 +1,85 @@
+"""Chinese and English labels for event types and denial reasons, and a one-line rendering.
+
+Used by the simulator's printer and the supervisor's monitor, so both show the
+same words for the same event.
+"""
+
+from __future__ import annotations
+
+TYPE_LABELS = {
+    "access_granted": "准许通行 granted",
+    "access_denied": "拒绝通行 denied",
+    "passage": "通过 passage",
+    "exit_button": "出门按钮 exit button",
+    "screening_alarm": "安检报警 screening alarm",
+    "tailgating": "尾随报警 tailgating",
+    "door_forced": "强行开门 door forced",
+    "door_held_open": "门长时间未关 door held open",
+    "overstay": "超时滞留 overstay",
+    "clock_unsynchronised": "时钟未同步 clock unsynchronised",
+    "hardware_fault": "设备故障 hardware fault",
+    "repeated_failures": "多次验证失败 repeated failures",
+    "tamper": "防拆报警 tamper",
+    "link_down": "通信中断 link down",
+    "clock_drift": "时钟偏差 clock drift",
+    "controller_started": "控制器启动 controller started",
+    "controller_stopped": "控制器停止 controller stopped",
+    "lockdown_on": "封锁 lockdown on",
+    "lockdown_off": "解除封锁 lockdown off",
+    "roster_changed": "名单变更 roster changed",
+    "command": "远程指令 command",
+    "link_up": "通信恢复 link up",
+}
+
+REASON_LABELS = {
+    "unknown_credential": "未登记证件 unknown credential",
+    "invalid_id_number": "身份证号无效 invalid ID number",
+    "revoked": "已撤销授权 revoked",
+    "not_yet_valid": "授权未生效 not yet valid",
+    "expired": "授权已过期 expired",
+    "review_missing": "未经政审 review missing",
+    "training_incomplete": "培训学时不足 training incomplete",
+    "commitment_missing": "未签保密承诺 commitment missing",
+    "outside_working_hours": "非工作时间 outside working hours",
+    "non_working_day": "非工作日 non-working day",
+    "anti_passback": "防反潜回 anti-passback",
+    "escort_required": "需要陪同 escort required",
+    "lockdown": "封锁中 lockdown",
+    "metal_detected": "检出金属 metal detected",
+    "tailgating": "尾随 tailgating",
+    "screening_timeout": "安检超时 screening timeout",
+    "clock_unsynchronised": "时钟未同步 clock unsynchronised",
+    "reader_locked": "读卡器锁定 reader locked",
+}
+
+DIRECTION_LABELS = {"in": "进 in", "out": "出 out"}
+
+
+def render(event: dict, *, colour: bool = False) -> str:
+    """One readable line for an event: time, seq, what happened, who, why."""
+    ts = event.get("ts", "")
+    time_part = ts[11:19] if len(ts) >= 19 else ts
+    parts = [f"{time_part} #{event.get('seq', '?'):<4}", TYPE_LABELS.get(event.get("type"), event.get("type", "?"))]
+    if event.get("direction"):
+        parts.append(DIRECTION_LABELS.get(event["direction"], event["direction"]))
+    person = event.get("person") or {}
+    if person:
+        parts.append(f"{person.get('person_id', '')} {person.get('name', '')} ({person.get('role', '')})")
+    cred = event.get("credential") or {}
+    if cred:
+        parts.append(f"[{cred.get('kind', '')} {cred.get('masked', '')}]")
+    if event.get("reason"):
+        parts.append("— " + REASON_LABELS.get(event["reason"], event["reason"]))
+    detail = event.get("detail") or {}
+    if event.get("type") == "overstay":
+        parts.append(", ".join(p.get("name", p.get("person_id", "")) for p in detail.get("persons", [])))
+    elif event.get("type") in ("hardware_fault", "tamper"):
+        parts.append(f"{detail.get('device', '')} {detail.get('state', '') or ('active' if detail.get('active') else 'cleared')}")
+    elif event.get("type") == "command":
+        parts.append(f"{detail.get('action')} {'ok' if detail.get('ok') else 'refused: ' + str(detail.get('error'))}")
+    line = "  ".join(p for p in parts if p)
+    if colour and event.get("category") == "alarm":
+        return f"\033[1;31m{line}\033[0m"
+    if colour and event.get("type") == "access_denied":
+        return f"\033[33m{line}\033[0m"
+    return line

@@ -1,0 +1,81 @@
+"""`accessctl-sim`: scenarios and the interactive console on simulated hardware."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from firmware_py.errors import AccessCtlError
+
+from .scenario import REPO, ScenarioError, load_scenario
+
+DEMO = REPO / "scenarios" / "demo_day.toml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="accessctl-sim",
+                                     description="Run the real controller and drivers on simulated door hardware.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("run", help="run scenario files; exit 0 when every expectation holds")
+    p.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO.toml")
+    p.add_argument("--broker", help="also publish over MQTT to mqtt[s]://host:port")
+    p.add_argument("--db", type=Path, help="keep the door's database in this file (default: a temporary one)")
+    p.add_argument("--config", help="accepted for symmetry with accessctl; the scenario names its own config")
+    p.add_argument("--verbose", "-v", action="store_true", help="show the drivers' and controller's log")
+    p = sub.add_parser("demo", help="a working day at the door, printed as it happens")
+    p.add_argument("--verbose", "-v", action="store_true")
+    p = sub.add_parser("console", help="drive the simulated door by hand")
+    p.add_argument("--config", default=str(REPO / "config" / "venue.example.toml"))
+    p.add_argument("--roster", default=str(REPO / "config" / "roster.example.csv"))
+    p.add_argument("--start", help="simulated start time (ISO 8601 with offset; default: now)")
+    p.add_argument("--db", type=Path)
+    p.add_argument("--verbose", "-v", action="store_true")
+    return parser
+
+
+def run_scenarios(paths: list[Path], *, broker=None, db=None) -> int:
+    from .pcsc_stack import badge_stack
+    from .runner import ScenarioRunner
+
+    scenarios = [load_scenario(p) for p in paths]  # every file checked before anything runs
+    colour = sys.stdout.isatty()
+    failed = []
+    with badge_stack() as badges:
+        if not badges.available:
+            print(f"note: badge readers are not simulated: {badges.why}", file=sys.stderr)
+        for i, scenario in enumerate(scenarios, start=1):
+            if len(scenarios) > 1:
+                print(f"[{i}/{len(scenarios)}] ", end="")
+            result = ScenarioRunner(scenario, db=db, broker=broker, badges=badges.available, colour=colour).run()
+            if not result.ok:
+                failed.append(scenario)
+    if len(scenarios) > 1:
+        print(f"{len(scenarios) - len(failed)} of {len(scenarios)} scenarios passed")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "run":
+            return run_scenarios(args.scenarios, broker=args.broker, db=args.db)
+        if args.command == "demo":
+            return run_scenarios([DEMO])
+        if args.command == "console":
+            from .console import run_console
+
+            return run_console(args)
+    except (ScenarioError, AccessCtlError) as exc:
+        print(f"accessctl-sim: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Running a scenario: the real controller and drivers on simulated hardware, a simulated clock.
+
+The clock jumps between steps (timers fire at their own times on the way),
+each action waits until the controller has handled what it caused, and an
+``expect`` step checks the events stored since the previous ``expect``.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Callable
+
+from firmware_py import roster
+from firmware_py.config import Config, load_config, with_overrides
+from firmware_py.idnumber import load_or_create_secret
+from firmware_py.labels import render
+from firmware_py.clock import SimulatedClock
+from firmware_py.db import open_db
+from firmware_py.eventstore import EventStore
+from firmware_py.inputs import RemoteCommand
+
+from .door_sim import SimulatedDoor, SimulationError
+from .id_card_device import IdCard
+from .scenario import Scenario, Step, parse_offset
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    failures: list[str] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+@dataclass(frozen=True)
+class RosterPerson:
+    """What the simulated world knows of a roster row: the card and badges the person carries."""
+
+    person_id: str
+    name: str
+    id_number: str
+    badges: tuple[str, ...]
+
+
+def read_people(path: Path | None) -> dict[str, RosterPerson]:
+    if path is None:
+        return {}
+    people = {}
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        for row in csv.DictReader(f):
+            badges = tuple(b for b in (row.get("badge_uids") or "").replace(";", " ").split() if b)
+            people[row["person_id"]] = RosterPerson(row["person_id"], row["name"], row.get("id_number") or "", badges)
+    return people
+
+
+def prepare_database(cfg: Config, scenario: Scenario, clock: SimulatedClock) -> None:
+    """Import the scenario's roster into the door's database, as a technician would."""
+    if scenario.roster is None:
+        return
+    db = open_db(cfg.storage.database)
+    store = EventStore(db, site=cfg.site.site, door=cfg.site.door, clock=clock)
+    roster.import_csv(db, store, scenario.roster, secret=load_or_create_secret(cfg.storage.secret),
+                      schedule_groups=set(cfg.calendar.schedules), tz=cfg.site.timezone)
+    db.conn.close()
+
+
+class ScenarioRunner:
+    def __init__(self, scenario: Scenario, *, workdir: Path | None = None, db: Path | None = None,
+                 broker: str | None = None, badges: bool = True, out: Callable[[str], None] = print,
+                 colour: bool = False):
+        self.scenario = scenario
+        self.out = out
+        self.colour = colour
+        self.badges = badges
+        self._tmp = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="accessctl-sim-")
+            workdir = Path(self._tmp.name)
+        cfg = load_config(scenario.config)
+        cfg = with_overrides(cfg, database=db or workdir / "events.db", broker=broker)
+        from dataclasses import replace
+
+        cfg = replace(cfg, storage=replace(cfg.storage, secret=workdir / "device.key"))
+        if broker is None:
+            cfg = replace(cfg, mqtt=replace(cfg.mqtt, enabled=False))
+        self.cfg = cfg
+        self.clock = SimulatedClock(scenario.start)
+        self.people = read_people(scenario.roster)
+        self.door: SimulatedDoor | None = None
+        self.printed_seq = 0
+        self.mark_seq = 0
+
+    def run(self) -> RunResult:
+        result = RunResult(self.scenario)
+        self.out(f"scenario: {self.scenario.name} ({self.scenario.path})")
+        prepare_database(self.cfg, self.scenario, self.clock)
+        self.door = SimulatedDoor(self.cfg, clock=self.clock, badges=self.badges)
+        self.door.start()
+        self.mark_seq = 0
+        try:
+            for step in self.scenario.steps:
+                try:
+                    self._run_step(step, result)
+                except SimulationError as exc:
+                    result.failures.append(f"{self.scenario.path}: {step.describe()}: {exc}")
+                    self.out(f"  !! {exc}")
+                    break
+                self._print_new()
+        finally:
+            self.door.close()
+            self._print_new()
+            result.events = self.door.events()
+            self.door.controller.db.conn.close()
+            if self._tmp is not None:
+                self._tmp.cleanup()
+        verdict = "ok" if result.ok else f"FAILED ({len(result.failures)} expectation(s))"
+        self.out(f"scenario {self.scenario.name}: {verdict}")
+        return result
+
+    # ------------------------------------------------------------------ steps
+
+    def _run_step(self, step: Step, result: RunResult) -> None:
+        if step.at is not None:
+            delta = step.at - self.clock.now()
+            if delta > timedelta(0):
+                self.door.advance(delta)
+        if step.expect is not None:
+            self._print_new()
+            self._check(step, result)
+            return
+        self.out(f"  -- {step.describe()}")
+        getattr(self, f"_do_{step.do}")(**step.params)
+
+    def _do_present_id_card(self, person, id_number, name, side):
+        if person is not None:
+            p = self._person(person)
+            id_number, name = p.id_number, p.name
+        self.door.present_id_card(IdCard(name=name, id_number=id_number), side)
+
+    def _do_present_badge(self, person, uid, side):
+        if person is not None:
+            p = self._person(person)
+            if not p.badges:
+                raise SimulationError(f"{person} has no badge in the roster")
+            uid = p.badges[0]
+        self.door.present_badge(uid, side)
+
+    def _do_walk_through(self, metal, persons):
+        self.door.walk_through(persons=persons, metal=metal)
+
+    def _do_open_door(self):
+        self.door.open_door()
+
+    def _do_close_door(self):
+        self.door.close_door()
+
+    def _do_press_exit(self):
+        self.door.press_exit()
+
+    def _do_advance(self, by):
+        self.door.advance(parse_offset(by))
+
+    def _do_restart_controller(self):
+        self.door.close()
+        self.door.controller.db.conn.close()
+        self.door = SimulatedDoor(self.cfg, clock=self.clock, badges=self.badges)
+        self.door.start()
+
+    def _do_broker_down(self):
+        raise SimulationError("broker steps need the MQTT link: run with --broker")
+
+    _do_broker_up = _do_broker_down
+
+    def _do_command(self, action, **args):
+        args = {k: v for k, v in args.items() if v is not None}
+        self.door.inputs.put(RemoteCommand(f"scenario-{len(self.door.handled)}", action, args, "scenario"))
+        self.door.pump(until=RemoteCommand)
+
+    def _do_set_clock(self, to):
+        from datetime import datetime
+
+        self.door.set_wall_clock(datetime.fromisoformat(to))
+
+    def _do_tamper(self, device, active):
+        self.door.world.set_tamper(device, active)
+        from firmware_py.inputs import TamperChanged
+
+        self.door.pump(until=TamperChanged)
+
+    def _do_reader_silent(self, side, silent):
+        from firmware_py.inputs import DeviceFault, DeviceRecovered
+
+        device = self.door.id_devices[side]
+        if silent:
+            device.go_silent()
+            self.door.pump(until=DeviceFault, timeout=10)
+        else:
+            device.resume()
+            self.door.pump(until=DeviceRecovered, timeout=10)
+
+    def _person(self, person_id: str):
+        try:
+            return self.people[person_id]
+        except KeyError:
+            raise SimulationError(f"{person_id} is not in the scenario's roster {self.scenario.roster}") from None
+
+    # ------------------------------------------------------------------ expectations and output
+
+    def _check(self, step: Step, result: RunResult) -> None:
+        since = self.door.events(self.mark_seq + 1)
+        position = 0
+        for wanted in step.expect:
+            for i in range(position, len(since)):
+                if _matches(since[i], wanted):
+                    position = i + 1
+                    break
+            else:
+                happened = "\n      ".join(render(e) for e in since) or "(no events)"
+                message = (f"{self.scenario.path}: step {step.number}: expected {_describe(wanted)}"
+                           f" (in order) but since the previous expect these happened:\n      {happened}")
+                result.failures.append(message)
+                self.out(f"  !! {message}")
+                break
+        else:
+            self.out(f"  ok step {step.number}: " + "; ".join(_describe(w) for w in step.expect))
+        self.mark_seq = self.door.controller.store.last_seq()
+
+    def _print_new(self) -> None:
+        if self.door is None:
+            return
+        for event in self.door.events(self.printed_seq + 1):
+            self.out("  " + render(event, colour=self.colour))
+            self.printed_seq = event["seq"]
+
+
+def _matches(event: dict, wanted: dict) -> bool:
+    for key, value in wanted.items():
+        if key == "person":
+            if (event.get("person") or {}).get("person_id") != value:
+                return False
+        elif event.get(key) != value:
+            return False
+    return True
+
+
+def _describe(wanted: dict) -> str:
+    return "{" + ", ".join(f"{k}={v}" for k, v in wanted.items()) + "}"
