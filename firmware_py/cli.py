@@ -140,16 +140,16 @@ HANDLERS = {
 }
 
 
-def setup_logging(verbose: bool = False) -> None:
+def setup_logging(level: int) -> None:
     # journald adds its own time stamp; the level name first lets `journalctl -p` style reading work
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging()
+    # The service logs what it does; one-shot commands print their result and log only problems.
+    setup_logging(logging.INFO if args.command in ("run", "monitor") else logging.WARNING)
     handler = getattr(args, "handler", None) or HANDLERS.get((args.command, getattr(args, "action", None)))
     if handler is None:
         parser.error(f"no handler for {args.command}")
@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -169,7 +169,14 @@ class DoorController:
             return
         ctx = DoorContext(inside=frozenset(self.inside), lockdown=self.lockdown,
                           clock_sane=self.clock_guard.sane, last_escort_entry=self.last_escort_entry)
-        decision = decide(person, credential, direction, self.clock.now(), ctx, self.policy, self.hours)
+        try:
+            decision = decide(person, credential, direction, self.clock.now(), ctx, self.policy, self.hours)
+        except KeyError as exc:
+            # The roster names a schedule group the config no longer has: deny, never crash the loop.
+            log.error("cannot judge %s: %s", person.person_id if person else "?", exc)
+            self._deny(direction, person, credential, "outside_working_hours", side=side,
+                       detail={"error": f"schedule group {person.schedule_group!r} is not configured" if person else str(exc)})
+            return
         if not decision.allowed:
             self._deny(direction, person, credential, decision.reason, side=side)
             return

@@ -36,6 +36,7 @@ class Service:
     inputs: queue.Queue
     closers: list[Callable[[], None]] = field(default_factory=list)  # run in reverse on stop
     stop_requested: threading.Event = field(default_factory=threading.Event)
+    shut_down: bool = False
 
     def run(self, notifier=None) -> None:
         """Handle inputs and timers until :meth:`request_stop`; then stop cleanly."""
@@ -67,6 +68,10 @@ class Service:
         self.stop_requested.set()
 
     def shutdown(self) -> None:
+        """Stop the controller and close every device; a second call does nothing."""
+        if self.shut_down:
+            return
+        self.shut_down = True
         try:
             self.controller.stop()
         finally:
