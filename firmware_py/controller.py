@@ -42,6 +42,8 @@ from .working_hours import WorkingHours
 log = logging.getLogger(__name__)
 
 IDLE, SCREENING, RELEASED, OPEN = "idle", "screening", "released", "open"
+DENIED_SHOWN_S = 3.0  # red light and beeps after a denial
+ALARM_SHOWN_S = 10.0  # red light and buzzer after an alarm; the supervisor has the event
 
 
 @dataclass
@@ -165,7 +167,7 @@ class DoorController:
         if self.state != IDLE:
             # One passage at a time through one door; the light tells the person to wait.
             log.info("credential at the %s reader while a passage is under way (%s); ignored", side, self.state)
-            self.indicators.show("denied", side)
+            self._signal("denied", side, DENIED_SHOWN_S)
             return
         ctx = DoorContext(inside=frozenset(self.inside), lockdown=self.lockdown,
                           clock_sane=self.clock_guard.sane, last_escort_entry=self.last_escort_entry)
@@ -195,7 +197,7 @@ class DoorController:
               *, side: str = "both", detail: dict | None = None) -> None:
         self._emit("access", "access_denied", direction=direction, person=person, credential=credential,
                    reason=reason, detail=detail)
-        self.indicators.show("denied", side)
+        self._signal("denied", side, DENIED_SHOWN_S)
 
     def _grant(self, passage: Passage) -> None:
         # Stored durably first: a released lock always has its granted event (articles 19, 21).
@@ -337,7 +339,7 @@ class DoorController:
                 overstaying.append({"person_id": pid, "name": info["name"], "role": info["role"]})
         if overstaying:
             self._emit("alarm", "overstay", detail={"persons": overstaying, "count": len(overstaying)})
-            self.indicators.show("alarm", "inside")
+            self._signal("alarm", "inside", ALARM_SHOWN_S)
 
     # ------------------------------------------------------------------ devices, clock, link
 
@@ -354,7 +356,7 @@ class DoorController:
     def _on_tamper(self, ev: TamperChanged) -> None:
         self._emit("alarm", "tamper", detail={"device": ev.device, "active": ev.active})
         if ev.active:
-            self.indicators.show("alarm")
+            self._signal("alarm", "both", ALARM_SHOWN_S)
 
     def _check_clock(self) -> None:
         verdict = self.clock_guard.check()
@@ -386,7 +388,7 @@ class DoorController:
                 self.timers.cancel("unlock")
                 self.lock.secure()
                 self.state, self.passage = IDLE, None
-            self.indicators.show("alarm", "outside")
+            self.indicators.show("denied", "outside")
         else:
             self.indicators.show("idle")
         self._status_changed()
@@ -407,7 +409,18 @@ class DoorController:
     def _alarm(self, type_: str, p: Passage | None, detail: dict) -> None:
         self._emit("alarm", type_, direction=p.direction if p else None, person=p.person if p else None,
                    credential=p.credential if p else None, detail=detail)
-        self.indicators.show("alarm")
+        self._signal("alarm", "both", ALARM_SHOWN_S)
+
+    def _signal(self, pattern: str, side: str, seconds: float) -> None:
+        """Show a denial or alarm for a while, then go back to what the door is doing."""
+        self.indicators.show(pattern, side)
+        self.timers.start("indicators", seconds, self._indicators_back)
+
+    def _indicators_back(self) -> None:
+        if self.state == IDLE:
+            self.indicators.show("idle")
+            if self.lockdown:
+                self.indicators.show("denied", "outside")
 
     def _emit(self, category: str, type_: str, *, direction: str | None = None, person=None,
               credential: Credential | None = None, reason: str | None = None, detail: dict | None = None) -> dict:
