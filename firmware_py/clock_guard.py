@@ -33,11 +33,14 @@ class ClockGuard:
         self._last: tuple[datetime, float] | None = None
         self.sane = True
         self._why: dict = {}
+        self._distrust: dict | None = None  # a trusted source disagrees grossly
 
     def check(self) -> ClockVerdict:
         now, mono = self.clock.now(), self.clock.monotonic()
         why: dict = {}
-        if now < self.floor:
+        if self._distrust is not None:
+            why = self._distrust
+        elif now < self.floor:
             why = {"cause": "before_floor", "floor": self.floor.isoformat()}
         elif self._last is not None:
             last_wall, last_mono = self._last
@@ -54,7 +57,12 @@ class ClockGuard:
         self._why = why
         return ClockVerdict(self.sane, was != self.sane, why)
 
+    def distrust(self, detail: dict) -> None:
+        """A trusted source (the supervisor's beacon) disagrees grossly: unsynchronised until it agrees."""
+        self._distrust = detail
+
     def confirm(self) -> None:
         """A trusted source agrees with the wall clock now: forget the old high-water mark."""
+        self._distrust = None
         self._high_water = self.clock.now()
         self._last = (self._high_water, self.clock.monotonic())

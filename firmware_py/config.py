@@ -112,6 +112,11 @@ class PolicyConfig:
     escort_window_s: float
     clock_floor: datetime
     max_clock_backstep_s: float
+    max_failures: int  # consecutive denials at one reader that raise repeated_failures (GB 50396 5.1.5-1)
+    failure_window_s: float
+    reader_lockout_s: float
+    clock_drift_s: float  # beacon and own clock differ by more: clock_drift (GB 50396 5.1.3)
+    clock_gross_drift_s: float  # differ by more: the clock is unsynchronised
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,7 @@ class MqttConfig:
     tls_verify: bool
     keepalive_s: int
     status_interval_s: float
+    link_down_after_s: float  # broker unreachable longer than this: link_down alarm (GB 50396 5.1.5-5)
 
 
 @dataclass(frozen=True)
@@ -445,6 +451,11 @@ def _read_policy(sec: _Section, tz: ZoneInfo, problems: _Problems) -> PolicyConf
         escort_window_s=sec.number("escort_window_s", 60, minimum=5, maximum=3600),
         clock_floor=floor,
         max_clock_backstep_s=sec.number("max_clock_backstep_s", 60, minimum=1, maximum=86400),
+        max_failures=sec.number("max_failures", 3, integer=True, minimum=2, maximum=5),
+        failure_window_s=sec.number("failure_window_s", 60, minimum=5, maximum=3600),
+        reader_lockout_s=sec.number("reader_lockout_s", 60, minimum=5, maximum=3600),
+        clock_drift_s=sec.number("clock_drift_s", 5, minimum=1, maximum=3600),
+        clock_gross_drift_s=sec.number("clock_gross_drift_s", 300, minimum=10, maximum=86400),
     )
 
 
@@ -472,6 +483,7 @@ def _read_mqtt(sec: _Section, base: Path, site: str, door: str, problems: _Probl
         tls_verify=sec.boolean("tls_verify", True),
         keepalive_s=sec.number("keepalive_s", 30, integer=True, minimum=5, maximum=3600),
         status_interval_s=sec.number("status_interval_s", 60, minimum=1, maximum=86400),
+        link_down_after_s=sec.number("link_down_after_s", 60, minimum=1, maximum=86400),
     )
     if (cfg.cert_file is None) != (cfg.key_file is None):
         problems.add(sec.where("cert_file"), "cert_file and key_file go together: set both or neither")

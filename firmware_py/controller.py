@@ -36,6 +36,7 @@ from .inputs import (BadgeRead, DeviceFault, DeviceRecovered, DoorClosed, DoorOp
 from .people import ESCORTING_ROLES, Credential, Person
 from .policy import Decision, DoorContext, decide
 from .ports import Indicators, Lock
+from .reader_guard import ReaderGuard
 from .timers import Timers
 from .working_hours import WorkingHours
 
@@ -81,6 +82,11 @@ class DoorController:
         self.inside: dict[str, dict] = self._meta("occupancy", {})  # person_id -> {name, role, since}
         self.last_escort_entry: datetime | None = None
         self.faults: dict[str, str] = {}
+        self.reader_guard = ReaderGuard(max_failures=cfg.policy.max_failures, window_s=cfg.policy.failure_window_s,
+                                        lockout_s=cfg.policy.reader_lockout_s)
+        self.link_down_since: datetime | None = None
+        self.link_down_raised = False
+        self.clock_drifting = False
         self.listeners: list[Callable[[dict], None]] = []  # called with every stored event
         self.status_listeners: list[Callable[[], None]] = []  # called when status() may have changed
         self.command_results: list[Callable[[str | None, bool, str | None], None]] = []
@@ -164,6 +170,10 @@ class DoorController:
 
     def _on_credential(self, side: str, credential: Credential, person: Person | None) -> None:
         direction = "in" if side == "outside" else "out"
+        reader = f"{'id_reader' if credential.kind == 'resident_id' else 'badge_reader'}.{side}"
+        if self.reader_guard.locked(reader, self.clock.monotonic()):
+            self._deny(direction, person, credential, "reader_locked", side=side, detail={"reader": reader})
+            return
         if self.state != IDLE:
             # One passage at a time through one door; the light tells the person to wait.
             log.info("credential at the %s reader while a passage is under way (%s); ignored", side, self.state)
@@ -181,7 +191,12 @@ class DoorController:
             return
         if not decision.allowed:
             self._deny(direction, person, credential, decision.reason, side=side)
+            run = self.reader_guard.denied(reader, credential.masked, self.clock.monotonic())
+            if run:
+                self._alarm("repeated_failures", None, {"reader": reader, "count": len(run), "credentials": run,
+                                                         "lockout_s": self.policy.reader_lockout_s})
             return
+        self.reader_guard.granted(reader)
         passage = Passage(direction, person, credential, "credential")
         if decision.notes:
             passage.screening["notes"] = list(decision.notes)
@@ -366,10 +381,43 @@ class DoorController:
             log.info("wall clock is sane again")
 
     def _on_link(self, ev: LinkChanged) -> None:
+        """GB 50396 5.1.5-5: an outage longer than the bound is an alarm, stored while offline and
+        published with its length once the link is back. The door works on regardless."""
         log.info("MQTT link %s %s", "up" if ev.up else "down", ev.detail)
+        if not ev.up:
+            if self.link_down_since is None:
+                self.link_down_since = self.clock.now()
+                self.timers.start("link_down", self.cfg.mqtt.link_down_after_s, self._link_down_too_long)
+            return
+        self.timers.cancel("link_down")
+        if self.link_down_raised and self.link_down_since is not None:
+            outage = (self.clock.now() - self.link_down_since).total_seconds()
+            self._emit("system", "link_up", detail={"down_since": self.link_down_since.isoformat(timespec="seconds"),
+                                                    "outage_s": round(outage, 1)})
+        self.link_down_since, self.link_down_raised = None, False
+
+    def _link_down_too_long(self) -> None:
+        self.link_down_raised = True
+        self._emit("alarm", "link_down", detail={"down_since": self.link_down_since.isoformat(timespec="seconds"),
+                                                  "bound_s": self.cfg.mqtt.link_down_after_s})
 
     def _on_time_beacon(self, ev: TimeBeacon) -> None:
-        log.debug("time beacon %s", ev.ts.isoformat())
+        """GB 50396 5.1.3: compare the supervisor's clock with ours."""
+        if ev.retained:
+            return  # the broker's stored copy may be a whole interval old
+        offset = (self.clock.now() - ev.ts).total_seconds()
+        detail = {"offset_s": round(offset, 3), "beacon": ev.ts.isoformat(timespec="milliseconds")}
+        if abs(offset) > self.policy.clock_drift_s:
+            if not self.clock_drifting:
+                self.clock_drifting = True
+                self._emit("alarm", "clock_drift", detail={**detail, "bound_s": self.policy.clock_drift_s})
+            if abs(offset) > self.policy.clock_gross_drift_s:
+                self.clock_guard.distrust({"cause": "beacon_disagrees", **detail})
+                self._check_clock()
+            return
+        self.clock_drifting = False
+        self.clock_guard.confirm()
+        self._check_clock()
 
     # ------------------------------------------------------------------ commands
 

@@ -126,9 +126,14 @@ class LinkChanged:
 
 @dataclass(frozen=True)
 class TimeBeacon:
-    """The supervisor's retained time beacon (GB 50396 5.1.3): its clock's reading."""
+    """The supervisor's time beacon (GB 50396 5.1.3): its clock's reading.
+
+    ``retained`` is True for the broker's stored copy delivered on subscribing:
+    it may be up to a beacon interval old, so it says nothing about drift.
+    """
 
     ts: datetime
+    retained: bool = False
 
 
 InputEvent = Union[

@@ -323,7 +323,7 @@ class MqttLink:
             if message.topic == self.cmd_topic:
                 self._post(commands.parse(message.payload, client=_sender(message)))
             elif message.topic == self.time_topic:
-                beacon = _time_beacon(message.payload)
+                beacon = _time_beacon(message.payload, retained=bool(message.retain))
                 if beacon is None:
                     log.warning("malformed time beacon on %s skipped: %r", message.topic, message.payload[:100])
                 else:
@@ -499,7 +499,7 @@ def _sender(message: mqtt.MQTTMessage) -> str | None:
     return None
 
 
-def _time_beacon(payload: bytes) -> TimeBeacon | None:
+def _time_beacon(payload: bytes, *, retained: bool = False) -> TimeBeacon | None:
     try:
         data = json.loads(payload.decode("utf-8"))
         ts = datetime.fromisoformat(data["ts"])
@@ -507,4 +507,4 @@ def _time_beacon(payload: bytes) -> TimeBeacon | None:
         return None
     if ts.tzinfo is None:  # a time without its offset cannot set a clock
         return None
-    return TimeBeacon(ts)
+    return TimeBeacon(ts, retained=retained)

@@ -21,6 +21,7 @@ from .controller import DoorController
 from .db import open_db
 from .eventstore import EventStore
 from .idnumber import load_or_create_secret
+from .inputs import LinkChanged
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,12 @@ class Service:
     closers: list[Callable[[], None]] = field(default_factory=list)  # run in reverse on stop
     stop_requested: threading.Event = field(default_factory=threading.Event)
     shut_down: bool = False
+    link: object | None = None  # the MqttLink, when [mqtt] is enabled
 
     def run(self, notifier=None) -> None:
         """Handle inputs and timers until :meth:`request_stop`; then stop cleanly."""
         clock = self.controller.clock
-        self.controller.start()
+        self.start()
         if notifier is not None:
             notifier.ready()
         log.info("door %s/%s ready", self.cfg.site.site, self.cfg.site.door)
@@ -63,6 +65,11 @@ class Service:
             if notifier is not None:
                 notifier.stopping()
             self.shutdown()
+
+    def start(self) -> None:
+        self.controller.start()
+        if self.link is not None:
+            self.link.start()
 
     def request_stop(self, *_args) -> None:
         self.stop_requested.set()
@@ -92,7 +99,26 @@ def build_service(cfg: Config, *, clock: Clock | None = None, hardware=None) -> 
     secret = load_or_create_secret(cfg.storage.secret)
     lock, indicators, closers = (hardware or real_hardware(cfg))(inputs.put)
     controller = DoorController(cfg, store, lock=lock, indicators=indicators, clock=clock, secret=secret)
-    return Service(cfg, controller, inputs, closers)
+    service = Service(cfg, controller, inputs, closers)
+    if cfg.mqtt.enabled:
+        from .mqtt_link import MqttLink
+
+        service.link = MqttLink(cfg, post=inputs.put, clock=clock)
+        connect_link(controller, service.link)
+        # Until the broker answers the link counts as down, so a broker that is never
+        # reached raises link_down like one that went away.
+        inputs.put(LinkChanged(False, "not connected yet"))
+        closers.insert(0, service.link.close)  # closed last: controller_stopped goes out first
+    return service
+
+
+def connect_link(controller: DoorController, link) -> None:
+    """Carry the controller's events, status and command answers to the MQTT link."""
+    controller.listeners.append(lambda event: link.notify())
+    controller.status_listeners.append(lambda: (link.publish_status(controller.status()),
+                                                link.publish_occupancy(controller.occupancy())))
+    controller.command_results.append(link.command_result)
+    controller.replay_requests.append(link.replay)
 
 
 def real_hardware(cfg: Config):

@@ -105,7 +105,7 @@ class SimulatedDoor:
     # ------------------------------------------------------------------ life cycle
 
     def start(self) -> None:
-        self.controller.start()
+        self.service.start()
 
     def close(self) -> None:
         self.service.shutdown()

@@ -21,7 +21,7 @@ from firmware_py.labels import render
 from firmware_py.clock import SimulatedClock
 from firmware_py.db import open_db
 from firmware_py.eventstore import EventStore
-from firmware_py.inputs import RemoteCommand
+from firmware_py.inputs import LinkChanged, RemoteCommand
 
 from .door_sim import SimulatedDoor, SimulationError
 from .id_card_device import IdCard
@@ -174,9 +174,17 @@ class ScenarioRunner:
         self.door.start()
 
     def _do_broker_down(self):
-        raise SimulationError("broker steps need the MQTT link: run with --broker")
+        self._link().suspend()
+        self.door.pump(until=LinkChanged, timeout=10)
 
-    _do_broker_up = _do_broker_down
+    def _do_broker_up(self):
+        self._link().resume()
+        self.door.pump(until=LinkChanged, timeout=20)
+
+    def _link(self):
+        if self.door.service.link is None:
+            raise SimulationError("broker steps need the MQTT link: run with --broker mqtt[s]://host:port")
+        return self.door.service.link
 
     def _do_command(self, action, **args):
         args = {k: v for k, v in args.items() if v is not None}
