@@ -63,6 +63,20 @@ _SERVICE_GONE = frozenset({scard.SCARD_E_NO_SERVICE, scard.SCARD_E_SERVICE_STOPP
                            scard.SCARD_E_INVALID_HANDLE})
 
 
+def list_readers() -> list[str] | None:
+    """The reader names the PC/SC service lists ([] when none), or None when it does not answer."""
+    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hresult != scard.SCARD_S_SUCCESS:
+        return None
+    try:
+        hresult, readers = scard.SCardListReaders(context, [])
+        if hresult == scard.SCARD_E_NO_READERS_AVAILABLE:
+            return []
+        return list(readers) if hresult == scard.SCARD_S_SUCCESS else None
+    finally:
+        scard.SCardReleaseContext(context)
+
+
 def _message(hresult: int) -> str:
     return f"{scard.SCardGetErrorMessage(hresult).rstrip('.')} (0x{hresult & 0xFFFFFFFF:08X})"
 

@@ -48,18 +48,9 @@ def pcsc_readers() -> list[str] | None:
 
     Raises ImportError when pyscard is not installed.
     """
-    from smartcard import scard
+    from drivers.badge_reader import list_readers as pcsc_list  # imports pyscard only when asked
 
-    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != scard.SCARD_S_SUCCESS:
-        return None
-    try:
-        hresult, readers = scard.SCardListReaders(context, [])
-        if hresult == scard.SCARD_E_NO_READERS_AVAILABLE:
-            return []
-        return list(readers) if hresult == scard.SCARD_S_SUCCESS else None
-    finally:
-        scard.SCardReleaseContext(context)
+    return pcsc_list()
 
 
 def module_available(name: str) -> bool:

@@ -99,18 +99,9 @@ def missing_pcsc_stack() -> str | None:
 
 def list_readers() -> list[str] | None:
     """The PC/SC readers pcscd lists, or None if the service does not answer."""
-    from smartcard import scard
+    from drivers.badge_reader import list_readers as pcsc_list  # imports pyscard only when asked
 
-    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != scard.SCARD_S_SUCCESS:
-        return None
-    try:
-        hresult, readers = scard.SCardListReaders(context, [])
-        if hresult == scard.SCARD_E_NO_READERS_AVAILABLE:
-            return []
-        return list(readers) if hresult == scard.SCARD_S_SUCCESS else None
-    finally:
-        scard.SCardReleaseContext(context)
+    return pcsc_list()
 
 
 def wait_until_empty(reader: str, timeout: float = 2.0) -> bool:
