@@ -34,6 +34,7 @@ class ClockGuard:
         self.sane = True
         self._why: dict = {}
         self._distrust: dict | None = None  # a trusted source disagrees grossly
+        self.drifting = False  # the last trusted reading differed by more than the drift bound
 
     def check(self) -> ClockVerdict:
         now, mono = self.clock.now(), self.clock.monotonic()
@@ -56,6 +57,26 @@ class ClockGuard:
         self.sane = not why
         self._why = why
         return ClockVerdict(self.sane, was != self.sane, why)
+
+    def compare(self, beacon: datetime, *, drift_s: float, gross_s: float) -> dict | None:
+        """Compare our clock with a trusted reading (GB 50396 5.1.3).
+
+        Returns the ``clock_drift`` detail when a drift beyond ``drift_s`` begins
+        (once per episode); beyond ``gross_s`` the clock is also distrusted until a
+        reading agrees. An agreeing reading confirms the clock.
+        """
+        offset = (self.clock.now() - beacon).total_seconds()
+        detail = {"offset_s": round(offset, 3), "beacon": beacon.isoformat(timespec="milliseconds")}
+        if abs(offset) <= drift_s:
+            self.drifting = False
+            self.confirm()
+            return None
+        if abs(offset) > gross_s:
+            self.distrust({"cause": "beacon_disagrees", **detail})
+        if self.drifting:
+            return None
+        self.drifting = True
+        return {**detail, "bound_s": drift_s}
 
     def distrust(self, detail: dict) -> None:
         """A trusted source (the supervisor's beacon) disagrees grossly: unsynchronised until it agrees."""

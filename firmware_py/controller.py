@@ -36,6 +36,7 @@ from .inputs import (BadgeRead, DeviceFault, DeviceRecovered, DoorClosed, DoorOp
 from .people import ESCORTING_ROLES, Credential, Person
 from .policy import Decision, DoorContext, decide
 from .ports import Indicators, Lock
+from .link_watch import LinkWatch
 from .reader_guard import ReaderGuard
 from .timers import Timers
 from .working_hours import WorkingHours
@@ -84,9 +85,8 @@ class DoorController:
         self.faults: dict[str, str] = {}
         self.reader_guard = ReaderGuard(max_failures=cfg.policy.max_failures, window_s=cfg.policy.failure_window_s,
                                         lockout_s=cfg.policy.reader_lockout_s)
-        self.link_down_since: datetime | None = None
-        self.link_down_raised = False
-        self.clock_drifting = False
+        self.link_watch = LinkWatch(clock=clock, timers=self.timers, bound_s=cfg.mqtt.link_down_after_s,
+                                    emit=self._emit)
         self.listeners: list[Callable[[dict], None]] = []  # called with every stored event
         self.status_listeners: list[Callable[[], None]] = []  # called when status() may have changed
         self.command_results: list[Callable[[str | None, bool, str | None], None]] = []
@@ -106,7 +106,7 @@ class DoorController:
         self._status_changed()
 
     def stop(self, reason: str = "signal") -> None:
-        self.timers = Timers(self.clock)
+        self.timers.cancel_all()
         self.lock.secure()
         self.indicators.show("idle")
         self._emit("system", "controller_stopped", detail={"reason": reason})
@@ -381,42 +381,15 @@ class DoorController:
             log.info("wall clock is sane again")
 
     def _on_link(self, ev: LinkChanged) -> None:
-        """GB 50396 5.1.5-5: an outage longer than the bound is an alarm, stored while offline and
-        published with its length once the link is back. The door works on regardless."""
-        log.info("MQTT link %s %s", "up" if ev.up else "down", ev.detail)
-        if not ev.up:
-            if self.link_down_since is None:
-                self.link_down_since = self.clock.now()
-                self.timers.start("link_down", self.cfg.mqtt.link_down_after_s, self._link_down_too_long)
-            return
-        self.timers.cancel("link_down")
-        if self.link_down_raised and self.link_down_since is not None:
-            outage = (self.clock.now() - self.link_down_since).total_seconds()
-            self._emit("system", "link_up", detail={"down_since": self.link_down_since.isoformat(timespec="seconds"),
-                                                    "outage_s": round(outage, 1)})
-        self.link_down_since, self.link_down_raised = None, False
-
-    def _link_down_too_long(self) -> None:
-        self.link_down_raised = True
-        self._emit("alarm", "link_down", detail={"down_since": self.link_down_since.isoformat(timespec="seconds"),
-                                                  "bound_s": self.cfg.mqtt.link_down_after_s})
+        self.link_watch.changed(ev.up, ev.detail)
 
     def _on_time_beacon(self, ev: TimeBeacon) -> None:
-        """GB 50396 5.1.3: compare the supervisor's clock with ours."""
         if ev.retained:
             return  # the broker's stored copy may be a whole interval old
-        offset = (self.clock.now() - ev.ts).total_seconds()
-        detail = {"offset_s": round(offset, 3), "beacon": ev.ts.isoformat(timespec="milliseconds")}
-        if abs(offset) > self.policy.clock_drift_s:
-            if not self.clock_drifting:
-                self.clock_drifting = True
-                self._emit("alarm", "clock_drift", detail={**detail, "bound_s": self.policy.clock_drift_s})
-            if abs(offset) > self.policy.clock_gross_drift_s:
-                self.clock_guard.distrust({"cause": "beacon_disagrees", **detail})
-                self._check_clock()
-            return
-        self.clock_drifting = False
-        self.clock_guard.confirm()
+        drift = self.clock_guard.compare(ev.ts, drift_s=self.policy.clock_drift_s,
+                                         gross_s=self.policy.clock_gross_drift_s)
+        if drift:
+            self._emit("alarm", "clock_drift", detail=drift)
         self._check_clock()
 
     # ------------------------------------------------------------------ commands

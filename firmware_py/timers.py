@@ -24,6 +24,9 @@ class Timers:
     def cancel(self, name: str) -> None:
         self._due.pop(name, None)
 
+    def cancel_all(self) -> None:
+        self._due.clear()
+
     def running(self, name: str) -> bool:
         return name in self._due
 

@@ -39,7 +39,7 @@ def door(mosquitto_broker, tmp_path):
 
 def wait_link(door, *, up: bool, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
-    while not (door.service.link.connected == up and (door.controller.link_down_since is None) == up):
+    while not (door.service.link.connected == up and (door.controller.link_watch.down_since is None) == up):
         door.pump(until=LinkChanged, timeout=max(0.1, deadline - time.monotonic()))
 
 
