@@ -58,6 +58,11 @@ CREATE TABLE IF NOT EXISTS badges (
     person_id  TEXT NOT NULL REFERENCES persons (person_id)
 );
 CREATE INDEX IF NOT EXISTS badges_person ON badges (person_id);
+CREATE TABLE IF NOT EXISTS local_commands (  -- commands from `accessctl lockdown` etc. for the running service
+    id       INTEGER PRIMARY KEY,
+    payload  TEXT NOT NULL,
+    client   TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL

@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import local_commands
 from .clock import Clock, SystemClock
 from .config import Config
 from .controller import DoorController
@@ -47,8 +48,13 @@ class Service:
         if notifier is not None:
             notifier.ready()
         log.info("door %s/%s ready", self.cfg.site.site, self.cfg.site.door)
+        next_local_poll = clock.monotonic()
         try:
             while not self.stop_requested.is_set():
+                if clock.monotonic() >= next_local_poll:
+                    for command in local_commands.take(self.controller.db):
+                        self.controller.handle(command)
+                    next_local_poll = clock.monotonic() + local_commands.POLL_INTERVAL_S
                 wake = self.controller.next_wakeup()
                 timeout = MAX_SLEEP_S if wake is None else min(MAX_SLEEP_S, max(0.0, wake - clock.monotonic()))
                 try:
