@@ -129,6 +129,15 @@ def wait_until_empty(reader: str, timeout: float = 2.0) -> bool:
         scard.SCardReleaseContext(context)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started pcscd dies, even by SIGKILL,
+    so a killed simulator never leaves a pcscd holding /run/pcscd (one per machine)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Pcscd:
     """One ``pcscd --foreground`` child process with a private reader configuration."""
 
@@ -158,7 +167,8 @@ class Pcscd:
             log.write(f"--- {' '.join(self.command(readers=readers))}\n".encode())
             log.flush()
             self.process = subprocess.Popen(self.command(readers=readers), stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=_die_with_parent)
         deadline = started + timeout
         while True:
             listed = list_readers()

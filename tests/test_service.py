@@ -37,8 +37,12 @@ def service(tmp_path):
     proc.db = db
     yield proc
     if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def started(db: Path) -> bool:
@@ -71,6 +75,15 @@ def test_lockdown_from_the_command_line_is_applied_and_audited(service):
     result = accessctl("lockdown", "off", *service.args_for_cli)
     assert result.returncode == 0, result.stderr
     assert event_types(service.db)[-2:] == ["lockdown_off", "command"]
+
+
+def test_a_killed_simulator_leaves_no_pcscd_behind(service):
+    service.kill()
+    service.wait()
+    deadline = time.monotonic() + 5
+    while subprocess.run(["pgrep", "-f", "accessctl-pcscd-"], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "the simulator's pcscd outlived it"
+        time.sleep(0.1)
 
 
 def test_lockdown_without_a_running_service_says_it_was_not_applied(tmp_path):
