@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from firmware_py.errors import AccessCtlError
@@ -22,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO.toml")
     p.add_argument("--broker", help="also publish over MQTT to mqtt[s]://host:port")
     p.add_argument("--db", type=Path, help="keep the door's database in this file (default: a temporary one)")
-    p.add_argument("--config", help="accepted for symmetry with accessctl; the scenario names its own config")
+    p.add_argument("--config", type=Path,
+                   help="use this config instead of the scenarios' own (e.g. one with your broker's credentials)")
     p.add_argument("--verbose", "-v", action="store_true", help="show the drivers' and controller's log")
     p = sub.add_parser("demo", help="a working day at the door, printed as it happens")
     p.add_argument("--verbose", "-v", action="store_true")
@@ -35,11 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_scenarios(paths: list[Path], *, broker=None, db=None) -> int:
+def run_scenarios(paths: list[Path], *, broker=None, db=None, config=None) -> int:
     from .pcsc_stack import badge_stack
     from .runner import ScenarioRunner
 
     scenarios = [load_scenario(p) for p in paths]  # every file checked before anything runs
+    if config is not None:
+        scenarios = [replace(s, config=config) for s in scenarios]
     colour = sys.stdout.isatty()
     failed = []
     with badge_stack() as badges:
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "run":
-            return run_scenarios(args.scenarios, broker=args.broker, db=args.db)
+            return run_scenarios(args.scenarios, broker=args.broker, db=args.db, config=args.config)
         if args.command == "demo":
             return run_scenarios([DEMO])
         if args.command == "console":

@@ -51,3 +51,30 @@ def test_a_failed_expectation_names_the_step_and_what_happened(tmp_path, pcscd):
     assert not result.ok
     assert "step 2: expected {type=door_forced}" in result.failures[0]
     assert "出门按钮 exit button" in result.failures[0]
+
+
+def test_a_scenario_runs_with_another_config_and_publishes_to_the_broker(tmp_path, pcscd, mosquitto_broker):
+    import json
+
+    from simulator.cli import run_scenarios
+    from tests.mqtt_link_child import account_config
+
+    # the example config with the test broker's door account in [mqtt]
+    cfg = account_config(mosquitto_broker, mosquitto_broker.door("scan-room"), tmp_path / "unused.db")
+    example = open("config/venue.example.toml", encoding="utf-8").read()
+    m = cfg.mqtt
+    for key, value in (("username", m.username), ("password_file", m.password_file), ("ca_file", m.ca_file),
+                       ("cert_file", m.cert_file), ("key_file", m.key_file)):
+        old = next(line for line in example.splitlines() if line.startswith(f"{key} ="))
+        example = example.replace(old, f'{key} = "{value}"')
+    config = tmp_path / "venue.toml"
+    config.write_text(example, encoding="utf-8")
+    supervisor = mosquitto_broker.connect()
+    supervisor.subscribe(mosquitto_broker.topic("scan-room", "events", "#"))
+    path = scenario_file(tmp_path, '[[step]]\ndo = "press_exit"\n[[step]]\ndo = "broker_down"\n'
+                                   '[[step]]\ndo = "open_door"\n[[step]]\ndo = "close_door"\n[[step]]\ndo = "broker_up"\n'
+                                   '[[step]]\nexpect = [{type = "exit_button"}, {type = "passage"}]\n')
+    assert run_scenarios([path], broker=mosquitto_broker.url, config=config) == 0
+    supervisor.wait_for_messages(count=3, timeout=15)
+    types = [json.loads(m.payload)["type"] for m in supervisor.received()]
+    assert {"exit_button", "passage", "controller_started"} <= set(types)
