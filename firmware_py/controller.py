@@ -19,7 +19,6 @@ must never wait on software.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,7 +28,7 @@ from . import __version__, idnumber, roster
 from .clock import Clock
 from .clock_guard import ClockGuard
 from .config import Config
-from .db import transaction
+from .db import get_meta, set_meta, transaction
 from .eventstore import EventStore
 from .inputs import (BadgeRead, DeviceFault, DeviceRecovered, DoorClosed, DoorOpened, ExitButtonPressed,
                      GatePassage, IdCardRead, InputEvent, LinkChanged, RemoteCommand, TamperChanged, TimeBeacon)
@@ -79,8 +78,8 @@ class DoorController:
         self.door_open = False
         self.held_open_alarmed = False
         self.door_opened_at: float | None = None
-        self.lockdown = self._meta("lockdown", False)
-        self.inside: dict[str, dict] = self._meta("occupancy", {})  # person_id -> {name, role, since}
+        self.lockdown = get_meta(self.db, "lockdown", False)
+        self.inside: dict[str, dict] = get_meta(self.db, "occupancy", {})  # person_id -> {name, role, since}
         self.last_escort_entry: datetime | None = None
         self.faults: dict[str, str] = {}
         self.reader_guard = ReaderGuard(max_failures=cfg.policy.max_failures, window_s=cfg.policy.failure_window_s,
@@ -334,7 +333,7 @@ class DoorController:
                                                      "since": self.clock.now().isoformat(timespec="seconds")}
                 else:
                     self.inside.pop(person.person_id, None)
-                self._save_meta("occupancy", self.inside)
+                set_meta(self.db, "occupancy", self.inside)
             self._emit("access", "passage", direction=p.direction, person=person, credential=p.credential,
                        detail=detail)
 
@@ -399,7 +398,7 @@ class DoorController:
             return
         with transaction(self.db):
             self.lockdown = on
-            self._save_meta("lockdown", on)
+            set_meta(self.db, "lockdown", on)
             self._emit("system", "lockdown_on" if on else "lockdown_off", detail={"by": by})
         if on:
             if self.state == SCREENING:
@@ -462,13 +461,6 @@ class DoorController:
                 listener()
             except Exception:
                 log.exception("status listener failed")
-
-    def _meta(self, key: str, default):
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
-
-    def _save_meta(self, key: str, value) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     _handlers: dict = {
         IdCardRead: _on_id_card,

@@ -12,6 +12,7 @@ helpers commit on their own and would end the transaction early.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,3 +99,14 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def get_meta(db: sqlite_utils.Database, key: str, default=None):
+    """A small piece of controller state kept beside the log (occupancy, lockdown, head seq)."""
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return json.loads(row[0]) if row else default
+
+
+def set_meta(db: sqlite_utils.Database, key: str, value) -> None:
+    """Set it; inside :func:`transaction` when it must change together with an event."""
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))

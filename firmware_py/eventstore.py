@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 import sqlite_utils
 
 from .clock import Clock
-from .db import transaction
+from .db import get_meta, set_meta, transaction
 from .events import GENESIS_HASH, canonical, check_vocabulary, event_hash, refuse_full_id_numbers
 
 
@@ -68,7 +68,7 @@ class EventStore:
             (seq, event["ts"], category, type, body, prev_hash, event["hash"]),
         )
         self.db.execute("INSERT INTO outbox (seq) VALUES (?)", (seq,))
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head_seq', ?)", (str(seq),))
+        set_meta(self.db, "head_seq", seq)
         return event
 
     # ------------------------------------------------------------------ reading
@@ -158,7 +158,7 @@ def verify(db: sqlite_utils.Database, progress=None) -> Verification:
         count += 1
         if progress and count % 50000 == 0:
             progress(count, total)
-    head = db.execute("SELECT value FROM meta WHERE key = 'head_seq'").fetchone()
-    if head and int(head[0]) > count:
-        return Verification(False, count, count + 1, f"events {count + 1} to {head[0]} were removed from the end")
+    head = get_meta(db, "head_seq", 0)
+    if head > count:
+        return Verification(False, count, count + 1, f"events {count + 1} to {head} were removed from the end")
     return Verification(True, count)
