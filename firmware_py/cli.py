@@ -20,7 +20,7 @@ from .config import Config, load_config, with_overrides
 from .db import open_db
 from .errors import AccessCtlError
 from .eventstore import EventStore, verify
-from .register import in_period, register_rows, write_register
+from .register import period, register_rows, write_register
 
 DEFAULT_CONFIG = "/etc/accessctl/venue.toml"
 
@@ -122,7 +122,7 @@ def cmd_log_export(args) -> int:
     if args.to_date < args.from_date:
         raise AccessCtlError(f"--to {args.to_date} is before --from {args.from_date}")
     store = open_store(cfg)
-    events = in_period(store.events(), args.from_date, args.to_date, cfg.site.timezone)
+    events = store.events_between(*period(args.from_date, args.to_date, cfg.site.timezone))
     out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
     try:
         n = write_register(register_rows(events), out, args.format)

@@ -40,11 +40,9 @@ def register_rows(events: Iterable[dict]) -> Iterator[dict]:
         }
 
 
-def in_period(events: Iterable[dict], from_date: date, to_date: date, tz: ZoneInfo) -> Iterator[dict]:
-    """The events from the start of ``from_date`` to the end of ``to_date`` in the site's zone."""
-    start = datetime.combine(from_date, time(0), tz)
-    end = datetime.combine(to_date + timedelta(days=1), time(0), tz)
-    return (e for e in events if start <= datetime.fromisoformat(e["ts"]) < end)
+def period(from_date: date, to_date: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """From the start of ``from_date`` to the end of ``to_date`` in the site's zone."""
+    return datetime.combine(from_date, time(0), tz), datetime.combine(to_date + timedelta(days=1), time(0), tz)
 
 
 def write_register(rows: Iterable[dict], out: IO[str], fmt: str) -> int:
