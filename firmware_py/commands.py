@@ -26,6 +26,8 @@ ACTIONS: dict[str, dict[str, type]] = {
     "status": {},
 }
 MAX_PAYLOAD = 4096
+MAX_TEXT = 256  # longest string argument
+MAX_SEQ = 2**63 - 1  # SQLite's largest integer
 
 
 def parse(payload: bytes, client: str | None = None) -> RemoteCommand:
@@ -41,14 +43,17 @@ def parse(payload: bytes, client: str | None = None) -> RemoteCommand:
     cid = data.get("id")
     cid = cid if isinstance(cid, str) and 0 < len(cid) <= 128 else None
     action = data.get("action")
+    action = action if isinstance(action, str) and len(action) <= 64 else None
     args = {k: v for k, v in data.items() if k not in ("id", "action")}
-    safe_args = {k: v for k, v in args.items() if isinstance(v, (str, int, float, bool)) and len(str(v)) <= 256}
+    # what the audit event may carry: short plain values only
+    safe_args = {k: v for k, v in args.items()
+                 if isinstance(k, str) and len(k) <= 64 and isinstance(v, (str, int, float, bool)) and len(str(v)) <= MAX_TEXT}
     if cid is None:
-        return RemoteCommand(None, action if isinstance(action, str) else None, safe_args, client,
+        return RemoteCommand(None, action, safe_args, client,
                              "field 'id' is missing or not a string of 1 to 128 characters")
     if action not in ACTIONS:
-        return RemoteCommand(cid, action if isinstance(action, str) else None, safe_args, client,
-                             f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
+        return RemoteCommand(cid, action, safe_args, client,
+                             f"unknown action {str(data.get('action'))[:64]!r}: one of {', '.join(ACTIONS)}")
     fields = ACTIONS[action]
     for name, kind in fields.items():
         if name not in args:
@@ -57,12 +62,17 @@ def parse(payload: bytes, client: str | None = None) -> RemoteCommand:
         if not isinstance(value, kind) or isinstance(value, bool):
             return RemoteCommand(cid, action, safe_args, client,
                                  f"field {name!r} must be {'a whole number' if kind is int else 'a string'}")
-    extra = sorted(set(args) - set(fields) - {"by"})
+        if kind is str and not 0 < len(value) <= MAX_TEXT:
+            return RemoteCommand(cid, action, safe_args, client, f"field {name!r} must be 1 to {MAX_TEXT} characters")
+        if kind is int and not 1 <= value <= MAX_SEQ:
+            return RemoteCommand(cid, action, safe_args, client, f"field {name!r} must be from 1 to {MAX_SEQ}")
+    extra = sorted(str(k)[:64] for k in set(args) - set(fields) - {"by"})
     if extra:
         return RemoteCommand(cid, action, safe_args, client, f"unknown field(s) for {action}: {', '.join(extra)}")
-    if action == "replay" and args["from_seq"] < 1:
-        return RemoteCommand(cid, action, safe_args, client, "field 'from_seq' must be 1 or more")
-    return RemoteCommand(cid, action, safe_args, client)
+    by = args.get("by")
+    if by is not None and not (isinstance(by, str) and 0 < len(by) <= MAX_TEXT):
+        return RemoteCommand(cid, action, safe_args, client, f"field 'by' must be 1 to {MAX_TEXT} characters")
+    return RemoteCommand(cid, action, args, client)
 
 
 def execute(controller: "DoorController", cmd: RemoteCommand) -> tuple[bool, str | None]:

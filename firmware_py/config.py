@@ -268,12 +268,17 @@ class _Section:
         value = self.string(key, default)
         if not value:
             return None
-        p = Path(value).expanduser()
+        try:
+            p = Path(value).expanduser()
+        except RuntimeError:  # ~someone for a user this machine does not have
+            self.problems.add(self.where(key), f"{value!r}: no such user's home directory; give an absolute path")
+            return None
         return p if p.is_absolute() else (base / p)
 
     def finish(self) -> None:
         for key in sorted(set(self.data) - self.seen):
-            self.problems.add(self.where(key), "is not a known setting (misspelt?)")
+            shown = key if key.isprintable() else repr(key)  # one problem per line, whatever the key holds
+            self.problems.add(self.where(shown), "is not a known setting (misspelt?)")
 
 
 def _parse_window(text: Any, where: str, problems: _Problems) -> TimeWindow | None:
@@ -510,7 +515,7 @@ def load_config(path: str | Path) -> Config:
     tz_name = s.string("timezone", "Asia/Shanghai")
     try:
         tz = ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Asia" is a folder of zones, not one
         problems.add(s.where("timezone"), f"{tz_name!r} is not a known time zone (e.g. Asia/Shanghai)")
         tz = ZoneInfo("Asia/Shanghai")
     site = SiteConfig(s.string("site", pattern=_NAME), s.string("door", pattern=_NAME), tz)

@@ -13,8 +13,8 @@ A passage, in order (DESIGN.md "Entry and exit"):
          ─door opens→ open ─door closes→ passage stored → idle
 
 Denials end at "decision" or "screening". The exit button bypasses all of it:
-the lock is released first and the press recorded after, because free egress
-must never wait on software.
+the press is recorded and the lock released whether or not the record could be
+written, because free egress must never wait on software.
 """
 
 from __future__ import annotations
@@ -309,13 +309,20 @@ class DoorController:
             self._alarm("door_held_open", self.passage, {"limit_s": self.policy.door_held_open_s})
 
     def _on_exit_button(self, ev: ExitButtonPressed) -> None:
-        self.lock.release()  # first, always: free egress (fire safety) never waits on software
+        # Stored first, like every release (a crash in between must not leave a release
+        # without its record), but nothing may keep the door shut: if storing fails, the
+        # lock is released all the same. The write takes milliseconds.
+        try:
+            self._emit("access", "exit_button", direction="out")
+        except Exception:
+            log.exception("could not store the exit-button press; releasing the lock anyway (free egress)")
+        finally:
+            self.lock.release()
         self.timers.cancel("screening")
         self.state = RELEASED
         self.passage = Passage("out", None, None, "exit_button")
         self.timers.start("unlock", self.policy.unlock_window_s, self._unlock_window_over)
         self.indicators.show("granted", "inside")
-        self._emit("access", "exit_button", direction="out")
         self._status_changed()
 
     def _record_passage(self, p: Passage, open_s: float | None) -> None:
@@ -416,7 +423,11 @@ class DoorController:
     def _on_command(self, ev: RemoteCommand) -> None:
         from .commands import execute  # commands use the controller; imported late to keep the core import light
 
-        ok, error = execute(self, ev)
+        try:
+            ok, error = execute(self, ev)
+        except Exception as exc:  # a command from outside must never end the door's loop
+            log.exception("command %s (%s) failed", ev.id, ev.action)
+            ok, error = False, f"the door could not carry it out: {type(exc).__name__}"
         detail = {"id": ev.id, "action": ev.action, "args": ev.args, "client": ev.client, "ok": ok}
         if error:
             detail["error"] = error

@@ -11,8 +11,8 @@ random door day until it is killed:
 Every lock release is written to ``journal`` (one JSON line, fsync'd) *after*
 ``lock.release()`` returned, with the function that released it and the last stored
 seq at that moment, so the parent can check that each release has its stored event:
-a grant stores ``access_granted`` before it releases (the event is at ``last_seq``),
-the exit button must have ``exit_button`` at ``last_seq + 1``.
+a grant stores ``access_granted`` and the exit button ``exit_button`` before the relay
+moves, so the event is at ``last_seq``.
 
 Lines on stdout: ``ready {"before": "secure", "after": "secure", "last_seq": N}`` once the
 controller runs; with ``"flush": true`` the child plays nothing, waits until the

@@ -107,3 +107,16 @@ def test_a_person_whose_schedule_group_was_removed_is_denied_not_crashing_the_lo
     denied = [e for e in door.events() if e["type"] == "access_denied"][-1]
     assert denied["person"]["person_id"] == "P001"
     assert "night" in denied["detail"]["error"]
+
+
+def test_a_command_that_fails_while_executing_is_refused_and_audited(door, mocker):
+    from firmware_py.inputs import RemoteCommand
+
+    answers = []
+    door.controller.command_results.append(lambda *a: answers.append(a))
+    mocker.patch("firmware_py.roster.revoke", side_effect=KeyError("boom"))
+    door.inputs.put(RemoteCommand("c1", "revoke", {"person_id": "P001", "reason": "test"}, "sup"))
+    door.pump()
+    audit = door.events()[-1]
+    assert audit["type"] == "command" and audit["detail"]["ok"] is False
+    assert answers == [("c1", False, "the door could not carry it out: KeyError")]
