@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from datetime import date
-from pathlib import Path
 
 from . import __version__
 from .clock import SystemClock

@@ -33,9 +33,9 @@ from .eventstore import EventStore
 from .inputs import (BadgeRead, DeviceFault, DeviceRecovered, DoorClosed, DoorOpened, ExitButtonPressed,
                      GatePassage, IdCardRead, InputEvent, LinkChanged, RemoteCommand, TamperChanged, TimeBeacon)
 from .people import ESCORTING_ROLES, Credential, Person
-from .policy import Decision, DoorContext, decide
-from .ports import Indicators, Lock
 from .link_watch import LinkWatch
+from .policy import DoorContext, decide
+from .ports import Indicators, Lock
 from .reader_guard import ReaderGuard
 from .timers import Timers
 from .working_hours import WorkingHours
