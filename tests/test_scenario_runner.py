@@ -1,5 +1,7 @@
 """How the scenario runner reports bad files and failed expectations."""
 
+from pathlib import Path
+
 import pytest
 
 from simulator.runner import ScenarioRunner
@@ -61,7 +63,7 @@ def test_a_scenario_runs_with_another_config_and_publishes_to_the_broker(tmp_pat
 
     # the example config with the test broker's door account in [mqtt]
     cfg = account_config(mosquitto_broker, mosquitto_broker.door("scan-room"), tmp_path / "unused.db")
-    example = open("config/venue.example.toml", encoding="utf-8").read()
+    example = (Path(__file__).parent.parent / "config" / "venue.example.toml").read_text(encoding="utf-8")
     m = cfg.mqtt
     for key, value in (("username", m.username), ("password_file", m.password_file), ("ca_file", m.ca_file),
                        ("cert_file", m.cert_file), ("key_file", m.key_file)):
