@@ -103,6 +103,25 @@ class Template:
     import_s: float  # how long import_csv took to load the roster into an empty database
 
 
+def import_roster(directory: Path, persons: int, *, around=None) -> Config:
+    """Write a config and a roster CSV of ``persons`` in ``directory`` and load it with the product's
+    importer into a new database; ``around`` (a context manager factory) wraps just the import."""
+    from contextlib import nullcontext
+
+    cfg = write_config(directory)
+    csv_path = write_roster_csv(directory / "roster.csv", persons)
+    db = open_db(cfg.storage.database)
+    store = EventStore(db, site=cfg.site.site, door=cfg.site.door, clock=SimulatedClock(IMPORT_TIME))
+    secret = load_or_create_secret(cfg.storage.secret)
+    try:
+        with (around or nullcontext)():
+            roster.import_csv(db, store, csv_path, secret=secret, schedule_groups=set(cfg.calendar.schedules),
+                              tz=cfg.site.timezone)
+    finally:
+        _close(db)
+    return cfg
+
+
 class Workspace:
     """A directory of databases for one benchmark run, built lazily and reused."""
 
@@ -116,19 +135,19 @@ class Workspace:
         """A database holding a roster of ``persons``, loaded by the product's importer (timed)."""
         if persons not in self._templates:
             import time
+            from contextlib import contextmanager
 
             directory = self.root / f"template-roster-{persons}"
-            cfg = write_config(directory)
-            csv_path = write_roster_csv(directory / "roster.csv", persons)
-            db = open_db(cfg.storage.database)
-            store = EventStore(db, site=cfg.site.site, door=cfg.site.door, clock=SimulatedClock(IMPORT_TIME))
-            secret = load_or_create_secret(cfg.storage.secret)
-            t0 = time.perf_counter()
-            roster.import_csv(db, store, csv_path, secret=secret, schedule_groups=set(cfg.calendar.schedules),
-                              tz=cfg.site.timezone)
-            import_s = time.perf_counter() - t0
-            _close(db)
-            self._templates[persons] = Template(directory, persons, import_s)
+            timed: list[float] = []
+
+            @contextmanager
+            def stopwatch():
+                t0 = time.perf_counter()
+                yield
+                timed.append(time.perf_counter() - t0)
+
+            import_roster(directory, persons, around=stopwatch)
+            self._templates[persons] = Template(directory, persons, timed[0])
         return self._templates[persons]
 
     def roster_db(self, persons: int, name: str) -> Config:

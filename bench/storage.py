@@ -25,14 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-from firmware_py import roster
-from firmware_py.clock import SimulatedClock
 from firmware_py.db import open_db, transaction
-from firmware_py.eventstore import EventStore, verify
-from firmware_py.idnumber import load_or_create_secret
+from firmware_py.eventstore import verify
 
 from .common import REPO, Result, check, log, profile_text
-from .data import IMPORT_TIME, Workspace, write_config, write_roster_csv
+from .data import Workspace, import_roster
 
 TARGET_VERIFY_S = 10.0
 TARGET_IMPORT_S = 10.0
@@ -120,19 +117,8 @@ def bare_insert(source: Path, directory: Path) -> tuple[int, float]:
 
 
 def profile_import(directory: Path, rows: int) -> str:
-    cfg = write_config(directory)
-    csv_path = write_roster_csv(directory / "roster.csv", rows)
-    db = open_db(cfg.storage.database)
-    store = EventStore(db, site=cfg.site.site, door=cfg.site.door, clock=SimulatedClock(IMPORT_TIME))
-    secret = load_or_create_secret(cfg.storage.secret)
     prof = cProfile.Profile()
-    try:
-        prof.enable()
-        roster.import_csv(db, store, csv_path, secret=secret, schedule_groups=set(cfg.calendar.schedules),
-                          tz=cfg.site.timezone)
-        prof.disable()
-    finally:
-        db.conn.close()
+    import_roster(directory, rows, around=lambda: prof)  # a Profile is a context manager: enable ... disable
     return f"(an import of {rows:,} rows)\n" + profile_text(prof, top=20)
 
 
