@@ -43,6 +43,7 @@ from .working_hours import WorkingHours
 log = logging.getLogger(__name__)
 
 IDLE, SCREENING, RELEASED, OPEN = "idle", "screening", "released", "open"
+GATE_DEVICE = "gate"  # the metal-detector gate's name in TamperChanged and DeviceFault
 DENIED_SHOWN_S = 3.0  # red light and beeps after a denial
 ALARM_SHOWN_S = 10.0  # red light and buzzer after an alarm; the supervisor has the event
 
@@ -82,6 +83,7 @@ class DoorController:
         self.inside: dict[str, dict] = get_meta(self.db, "occupancy", {})  # person_id -> {name, role, since}
         self.last_escort_entry: datetime | None = None
         self.faults: dict[str, str] = {}
+        self.tampered: set[str] = set()  # devices whose tamper contact is open
         self.reader_guard = ReaderGuard(max_failures=cfg.policy.max_failures, window_s=cfg.policy.failure_window_s,
                                         lockout_s=cfg.policy.reader_lockout_s)
         self.link_watch = LinkWatch(clock=clock, timers=self.timers, bound_s=cfg.mqtt.link_down_after_s,
@@ -179,7 +181,8 @@ class DoorController:
             self._signal("denied", side, DENIED_SHOWN_S)
             return
         ctx = DoorContext(inside=frozenset(self.inside), lockdown=self.lockdown,
-                          clock_sane=self.clock_guard.sane, last_escort_entry=self.last_escort_entry)
+                          clock_sane=self.clock_guard.sane, screening_available=self._screening_available(),
+                          last_escort_entry=self.last_escort_entry)
         try:
             decision = decide(person, credential, direction, self.clock.now(), ctx, self.policy, self.hours)
         except KeyError as exc:
@@ -199,7 +202,10 @@ class DoorController:
         passage = Passage(direction, person, credential, "credential")
         if decision.notes:
             passage.screening["notes"] = list(decision.notes)
-        if direction == "in" or self.policy.screen_on_exit:
+        if direction == "out" and self.policy.screen_on_exit and not self._screening_available():
+            passage.screening["screening"] = "unavailable"  # exits stay free; the tamper/fault alarm stands
+            self._grant(passage)
+        elif direction == "in" or self.policy.screen_on_exit:
             self.state, self.passage = SCREENING, passage
             self.indicators.show("screening_wait", side)
             self.timers.start("screening", self.policy.screening_window_s, self._screening_timed_out)
@@ -266,6 +272,25 @@ class DoorController:
         detail = {"screening": "timeout", "window_s": self.policy.screening_window_s}
         self._deny(p.direction, p.person, p.credential, "screening_timeout", detail=detail)
         self._alarm("screening_alarm", p, detail)
+        self._status_changed()
+
+    def _screening_available(self) -> bool:
+        """The gate can screen: its tamper contact is shut and it reports no fault (article 14(3))."""
+        return not any(_is_gate(d) for d in (*self.tampered, *self.faults))
+
+    def _gate_out_of_service(self) -> None:
+        """The gate went into tamper or fault: a walk-through under way can no longer be trusted."""
+        if self.state != SCREENING or self.passage is None:
+            return
+        p = self.passage
+        self.timers.cancel("screening")
+        self.state, self.passage = IDLE, None
+        if p.direction == "in":
+            self._deny(p.direction, p.person, p.credential, "screening_unavailable",
+                       detail={"screening": "unavailable"})
+        else:
+            p.screening["screening"] = "unavailable"
+            self._grant(p)
         self._status_changed()
 
     # ------------------------------------------------------------------ the door
@@ -367,6 +392,8 @@ class DoorController:
     def _on_fault(self, ev: DeviceFault) -> None:
         self.faults[ev.device] = ev.detail
         self._emit("alarm", "hardware_fault", detail={"device": ev.device, "state": "fault", "fault": ev.detail})
+        if _is_gate(ev.device):
+            self._gate_out_of_service()
         self._status_changed()
 
     def _on_recovered(self, ev: DeviceRecovered) -> None:
@@ -375,9 +402,15 @@ class DoorController:
             self._status_changed()
 
     def _on_tamper(self, ev: TamperChanged) -> None:
+        if ev.active:
+            self.tampered.add(ev.device)
+        else:
+            self.tampered.discard(ev.device)
         self._emit("alarm", "tamper", detail={"device": ev.device, "active": ev.active})
         if ev.active:
             self._signal("alarm", "both", ALARM_SHOWN_S)
+            if _is_gate(ev.device):
+                self._gate_out_of_service()
 
     def _check_clock(self) -> None:
         verdict = self.clock_guard.check()
@@ -497,6 +530,11 @@ class _PublicPerson:
 
     def public(self) -> dict:
         return {"person_id": self.person_id, "name": self.name, "role": self.role}
+
+
+def _is_gate(device: str) -> bool:
+    """The metal-detector gate, or a part of it (``gate``, ``gate.<part>``)."""
+    return device == GATE_DEVICE or device.startswith(GATE_DEVICE + ".")
 
 
 def _mask(number: str) -> str:
