@@ -107,6 +107,12 @@ class DoorController:
         self._status_changed()
 
     def stop(self, reason: str = "signal") -> None:
+        if self.state == OPEN and self.passage:
+            # The person is in the doorway: count the passage now, or their exit would later be
+            # refused as anti-passback (or their entry forgotten) for a passage that did happen.
+            open_s = round(self.clock.monotonic() - self.door_opened_at, 3) if self.door_opened_at else None
+            self._record_passage(self.passage, open_s, at_shutdown=True)
+            self.state, self.passage = IDLE, None
         self.timers.cancel_all()
         self.lock.secure()
         self.indicators.show("idle")
@@ -350,9 +356,11 @@ class DoorController:
         self.indicators.show("granted", "inside")
         self._status_changed()
 
-    def _record_passage(self, p: Passage, open_s: float | None) -> None:
+    def _record_passage(self, p: Passage, open_s: float | None, *, at_shutdown: bool = False) -> None:
         person = p.person
         detail: dict = {"via": p.via, "open_s": open_s}
+        if at_shutdown:
+            detail["at_shutdown"] = True  # the service stopped with the door open behind the person
         if person is None and p.via == "exit_button" and len(self.inside) == 1:
             # Only one person was inside, so the button was theirs.
             pid, info = next(iter(self.inside.items()))
