@@ -449,7 +449,8 @@ class DoorController:
             set_meta(self.db, "lockdown", on)
             self._emit("system", "lockdown_on" if on else "lockdown_off", detail={"by": by})
         if on:
-            if self.state == SCREENING:
+            # Lockdown stops entries only: an exit under way (screening, released, door open) completes.
+            if self.state == SCREENING and self.passage and self.passage.direction == "in":
                 self.timers.cancel("screening")
                 self.state, self.passage = IDLE, None
             if self.state == RELEASED and self.passage and self.passage.via == "credential" and self.passage.direction == "in":
