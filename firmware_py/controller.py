@@ -233,8 +233,6 @@ class DoorController:
         self.state, self.passage = RELEASED, passage
         self.indicators.show("granted", "outside" if passage.direction == "in" else "inside")
         self.timers.start("unlock", self.policy.unlock_window_s, self._unlock_window_over)
-        if passage.direction == "in" and passage.person and passage.person.role in ESCORTING_ROLES:
-            self.last_escort_entry = self.clock.now()
         self._status_changed()
 
     # ------------------------------------------------------------------ screening
@@ -371,6 +369,10 @@ class DoorController:
                 if p.direction == "in":
                     self.inside[person.person_id] = {"name": person.name, "role": person.role,
                                                      "since": self.clock.now().isoformat(timespec="seconds")}
+                    if person.role in ESCORTING_ROLES:
+                        # The two-person rule counts from the escort's passage in, not the grant:
+                        # a grant that lapses unopened escorts nobody.
+                        self.last_escort_entry = self.clock.now()
                 else:
                     self.inside.pop(person.person_id, None)
                 set_meta(self.db, "occupancy", self.inside)
