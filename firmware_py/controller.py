@@ -43,6 +43,7 @@ from .working_hours import WorkingHours
 log = logging.getLogger(__name__)
 
 IDLE, SCREENING, RELEASED, OPEN = "idle", "screening", "released", "open"
+GATE_DEVICE = "gate"  # the metal-detector gate's name in TamperChanged and DeviceFault
 DENIED_SHOWN_S = 3.0  # red light and beeps after a denial
 ALARM_SHOWN_S = 10.0  # red light and buzzer after an alarm; the supervisor has the event
 
@@ -82,6 +83,7 @@ class DoorController:
         self.inside: dict[str, dict] = get_meta(self.db, "occupancy", {})  # person_id -> {name, role, since}
         self.last_escort_entry: datetime | None = None
         self.faults: dict[str, str] = {}
+        self.tampered: set[str] = set()  # devices whose tamper contact is open
         self.reader_guard = ReaderGuard(max_failures=cfg.policy.max_failures, window_s=cfg.policy.failure_window_s,
                                         lockout_s=cfg.policy.reader_lockout_s)
         self.link_watch = LinkWatch(clock=clock, timers=self.timers, bound_s=cfg.mqtt.link_down_after_s,
@@ -105,6 +107,12 @@ class DoorController:
         self._status_changed()
 
     def stop(self, reason: str = "signal") -> None:
+        if self.state == OPEN and self.passage:
+            # The person is in the doorway: count the passage now, or their exit would later be
+            # refused as anti-passback (or their entry forgotten) for a passage that did happen.
+            open_s = round(self.clock.monotonic() - self.door_opened_at, 3) if self.door_opened_at else None
+            self._record_passage(self.passage, open_s, at_shutdown=True)
+            self.state, self.passage = IDLE, None
         self.timers.cancel_all()
         self.lock.secure()
         self.indicators.show("idle")
@@ -179,7 +187,8 @@ class DoorController:
             self._signal("denied", side, DENIED_SHOWN_S)
             return
         ctx = DoorContext(inside=frozenset(self.inside), lockdown=self.lockdown,
-                          clock_sane=self.clock_guard.sane, last_escort_entry=self.last_escort_entry)
+                          clock_sane=self.clock_guard.sane, screening_available=self._screening_available(),
+                          last_escort_entry=self.last_escort_entry)
         try:
             decision = decide(person, credential, direction, self.clock.now(), ctx, self.policy, self.hours)
         except KeyError as exc:
@@ -199,7 +208,10 @@ class DoorController:
         passage = Passage(direction, person, credential, "credential")
         if decision.notes:
             passage.screening["notes"] = list(decision.notes)
-        if direction == "in" or self.policy.screen_on_exit:
+        if direction == "out" and self.policy.screen_on_exit and not self._screening_available():
+            passage.screening["screening"] = "unavailable"  # exits stay free; the tamper/fault alarm stands
+            self._grant(passage)
+        elif direction == "in" or self.policy.screen_on_exit:
             self.state, self.passage = SCREENING, passage
             self.indicators.show("screening_wait", side)
             self.timers.start("screening", self.policy.screening_window_s, self._screening_timed_out)
@@ -221,8 +233,6 @@ class DoorController:
         self.state, self.passage = RELEASED, passage
         self.indicators.show("granted", "outside" if passage.direction == "in" else "inside")
         self.timers.start("unlock", self.policy.unlock_window_s, self._unlock_window_over)
-        if passage.direction == "in" and passage.person and passage.person.role in ESCORTING_ROLES:
-            self.last_escort_entry = self.clock.now()
         self._status_changed()
 
     # ------------------------------------------------------------------ screening
@@ -266,6 +276,25 @@ class DoorController:
         detail = {"screening": "timeout", "window_s": self.policy.screening_window_s}
         self._deny(p.direction, p.person, p.credential, "screening_timeout", detail=detail)
         self._alarm("screening_alarm", p, detail)
+        self._status_changed()
+
+    def _screening_available(self) -> bool:
+        """The gate can screen: its tamper contact is shut and it reports no fault (article 14(3))."""
+        return not any(_is_gate(d) for d in (*self.tampered, *self.faults))
+
+    def _gate_out_of_service(self) -> None:
+        """The gate went into tamper or fault: a walk-through under way can no longer be trusted."""
+        if self.state != SCREENING or self.passage is None:
+            return
+        p = self.passage
+        self.timers.cancel("screening")
+        self.state, self.passage = IDLE, None
+        if p.direction == "in":
+            self._deny(p.direction, p.person, p.credential, "screening_unavailable",
+                       detail={"screening": "unavailable"})
+        else:
+            p.screening["screening"] = "unavailable"
+            self._grant(p)
         self._status_changed()
 
     # ------------------------------------------------------------------ the door
@@ -325,9 +354,11 @@ class DoorController:
         self.indicators.show("granted", "inside")
         self._status_changed()
 
-    def _record_passage(self, p: Passage, open_s: float | None) -> None:
+    def _record_passage(self, p: Passage, open_s: float | None, *, at_shutdown: bool = False) -> None:
         person = p.person
         detail: dict = {"via": p.via, "open_s": open_s}
+        if at_shutdown:
+            detail["at_shutdown"] = True  # the service stopped with the door open behind the person
         if person is None and p.via == "exit_button" and len(self.inside) == 1:
             # Only one person was inside, so the button was theirs.
             pid, info = next(iter(self.inside.items()))
@@ -338,6 +369,10 @@ class DoorController:
                 if p.direction == "in":
                     self.inside[person.person_id] = {"name": person.name, "role": person.role,
                                                      "since": self.clock.now().isoformat(timespec="seconds")}
+                    if person.role in ESCORTING_ROLES:
+                        # The two-person rule counts from the escort's passage in, not the grant:
+                        # a grant that lapses unopened escorts nobody.
+                        self.last_escort_entry = self.clock.now()
                 else:
                     self.inside.pop(person.person_id, None)
                 set_meta(self.db, "occupancy", self.inside)
@@ -367,6 +402,8 @@ class DoorController:
     def _on_fault(self, ev: DeviceFault) -> None:
         self.faults[ev.device] = ev.detail
         self._emit("alarm", "hardware_fault", detail={"device": ev.device, "state": "fault", "fault": ev.detail})
+        if _is_gate(ev.device):
+            self._gate_out_of_service()
         self._status_changed()
 
     def _on_recovered(self, ev: DeviceRecovered) -> None:
@@ -375,9 +412,15 @@ class DoorController:
             self._status_changed()
 
     def _on_tamper(self, ev: TamperChanged) -> None:
+        if ev.active:
+            self.tampered.add(ev.device)
+        else:
+            self.tampered.discard(ev.device)
         self._emit("alarm", "tamper", detail={"device": ev.device, "active": ev.active})
         if ev.active:
             self._signal("alarm", "both", ALARM_SHOWN_S)
+            if _is_gate(ev.device):
+                self._gate_out_of_service()
 
     def _check_clock(self) -> None:
         verdict = self.clock_guard.check()
@@ -408,7 +451,8 @@ class DoorController:
             set_meta(self.db, "lockdown", on)
             self._emit("system", "lockdown_on" if on else "lockdown_off", detail={"by": by})
         if on:
-            if self.state == SCREENING:
+            # Lockdown stops entries only: an exit under way (screening, released, door open) completes.
+            if self.state == SCREENING and self.passage and self.passage.direction == "in":
                 self.timers.cancel("screening")
                 self.state, self.passage = IDLE, None
             if self.state == RELEASED and self.passage and self.passage.via == "credential" and self.passage.direction == "in":
@@ -497,6 +541,11 @@ class _PublicPerson:
 
     def public(self) -> dict:
         return {"person_id": self.person_id, "name": self.name, "role": self.role}
+
+
+def _is_gate(device: str) -> bool:
+    """The metal-detector gate, or a part of it (``gate``, ``gate.<part>``)."""
+    return device == GATE_DEVICE or device.startswith(GATE_DEVICE + ".")
 
 
 def _mask(number: str) -> str:

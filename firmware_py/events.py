@@ -29,7 +29,7 @@ REASONS = (
     "unknown_credential", "invalid_id_number", "revoked", "not_yet_valid", "expired", "review_missing",
     "training_incomplete", "commitment_missing", "outside_working_hours", "non_working_day", "anti_passback",
     "escort_required", "lockdown", "metal_detected", "tailgating", "screening_timeout",
-    "clock_unsynchronised", "reader_locked",
+    "clock_unsynchronised", "reader_locked", "screening_unavailable",
 )
 DIRECTIONS = ("in", "out")
 

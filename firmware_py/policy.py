@@ -25,25 +25,28 @@ this order of precedence wins (``PRECEDENCE``):
 8. ``commitment_missing`` -- no signed confidentiality commitment, or one dated
    later than today.
 9. ``lockdown`` -- the door is in lockdown.
-10. ``non_working_day`` -- the person's schedule group does not work today.
-11. ``outside_working_hours`` -- today is worked, but not at this time.
-12. ``anti_passback`` -- entering while already inside (``hard``: denied;
+10. ``screening_unavailable`` -- the metal-detector gate is in tamper or in
+    fault, so nobody entering can be screened (article 14(3)).
+11. ``non_working_day`` -- the person's schedule group does not work today.
+12. ``outside_working_hours`` -- today is worked, but not at this time.
+13. ``anti_passback`` -- entering while already inside (``hard``: denied;
     ``soft``: allowed with the note ``anti_passback``; ``off``: ignored).
-13. ``escort_required`` -- a visitor or inspector enters only within
-    ``escort_window_s`` after a staff member or supervisor was granted entry
-    at this door (two-person rule, articles 26-27).
+14. ``escort_required`` -- a visitor or inspector enters only within
+    ``escort_window_s`` after a staff member or supervisor passed in through
+    this door (two-person rule, articles 26-27): the escort's passage counts,
+    not the grant, so a grant that lapsed unopened escorts nobody.
 
 The person's identity (1-3) and the trust in the clock (4) come first, then
-the person's standing (5-8), the state of the door (9) and the time of day
-(10-11), so a denial names what the person or the
+the person's standing (5-8), the state of the door (9-10) and the time of day
+(11-12), so a denial names what the person or the
 roster manager must fix first. Nobody is exempt from vetting; supervisors are
 judged against their own (usually wider) schedule group like everyone else.
 
 **Leaving** (direction ``out``, the credential shown at the inside reader) is
 judged only by ``EXIT_PRECEDENCE``: ``invalid_id_number``,
 ``unknown_credential`` and ``anti_passback`` (leaving while not recorded
-inside). Lockdown, revocation, validity, vetting, the calendar and the escort
-rule never keep anyone in the room: people must be able to leave after hours,
+inside). Lockdown, an unavailable gate, revocation, validity, vetting, the calendar
+and the escort rule never keep anyone in the room: people must be able to leave after hours,
 after their permit ran out, or while the door is locked down, and fire safety
 needs free egress (the exit button releases the lock whatever software says).
 Reading the card on the way out still matters: it closes the person's visit in
@@ -70,6 +73,7 @@ PRECEDENCE: tuple[str, ...] = (
     "training_incomplete",
     "commitment_missing",
     "lockdown",
+    "screening_unavailable",
     "non_working_day",
     "outside_working_hours",
     "anti_passback",
@@ -88,14 +92,17 @@ class DoorContext:
     ``inside``: the person ids currently recorded inside the room.
     ``lockdown``: a supervisor put the door in lockdown.
     ``clock_sane``: the wall clock is synchronised (not before the clock floor,
-    no large backward step).
-    ``last_escort_entry``: when a staff member or supervisor was last granted
-    entry at this door, or None.
+    no large step either way).
+    ``screening_available``: the metal-detector gate is neither in tamper nor
+    in fault, so an entry can be screened.
+    ``last_escort_entry``: when a staff member or supervisor last passed in
+    through this door (the passage, not the grant), or None.
     """
 
     inside: frozenset[str] = frozenset()
     lockdown: bool = False
     clock_sane: bool = True
+    screening_available: bool = True
     last_escort_entry: datetime | None = None
 
 
@@ -147,7 +154,7 @@ def _vetting_reason(person: Person, at: datetime, policy: PolicyConfig, hours: W
 
 
 def _escorted(at: datetime, ctx: DoorContext, policy: PolicyConfig) -> bool:
-    """A staff member or supervisor entered at most ``escort_window_s`` before ``at`` (inclusive)."""
+    """A staff member or supervisor passed in at most ``escort_window_s`` before ``at`` (inclusive)."""
     if ctx.last_escort_entry is None:
         return False
     since = at - ctx.last_escort_entry
@@ -192,6 +199,7 @@ def decide(person: Person | None, credential: Credential, direction: str, at: da
               or _validity_reason(person, at, hours)
               or _vetting_reason(person, at, policy, hours)
               or ("lockdown" if ctx.lockdown else None)
+              or ("screening_unavailable" if not ctx.screening_available else None)
               or hours.closed_reason(at, person.schedule_group))
     if reason:
         return Decision.deny(reason)

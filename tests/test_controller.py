@@ -120,3 +120,190 @@ def test_a_command_that_fails_while_executing_is_refused_and_audited(door, mocke
     audit = door.events()[-1]
     assert audit["type"] == "command" and audit["detail"]["ok"] is False
     assert answers == [("c1", False, "the door could not carry it out: KeyError")]
+
+
+# ------------------------------------------------------------------ hardening (issue 11)
+
+
+def badge(door, person, side="outside"):
+    """``person`` shows their badge at the ``side`` reader, as the badge reader would post it."""
+    from firmware_py.inputs import BadgeRead
+
+    door.inputs.put(BadgeRead(side, read_people(PEOPLE)[person].badges[0]))
+    door.pump()
+
+
+def enter_fully(door, person="P001"):
+    grant_entry(door, person)
+    door.open_door()
+    door.close_door()
+
+
+def last(door, type_):
+    return [e for e in door.events() if e["type"] == type_][-1]
+
+
+def test_a_wall_clock_step_forward_denies_entries_and_raises_one_alarm(door):
+    enter_fully(door, "P001")
+    door.set_wall_clock(door.clock.now() + timedelta(hours=24))  # Tuesday 09:00: looks like working hours
+    badge(door, "P003")
+    badge(door, "P002")
+    assert not door.lock_released
+    assert [e["reason"] for e in door.events() if e["type"] == "access_denied"] == ["clock_unsynchronised"] * 2
+    assert types(door).count("clock_unsynchronised") == 1
+    assert last(door, "clock_unsynchronised")["detail"]["cause"] == "stepped_forward"
+
+
+def test_people_can_leave_while_the_clock_is_unsynchronised_after_a_forward_step(door):
+    enter_fully(door, "P001")
+    door.set_wall_clock(door.clock.now() + timedelta(hours=24))
+    badge(door, "P001", "inside")
+    door.walk_through()
+    granted = last(door, "access_granted")
+    assert (granted["direction"], granted["person"]["person_id"]) == ("out", "P001")
+    assert door.lock_released
+
+
+def test_the_correction_of_a_forward_step_lets_people_in_at_once(door):
+    start = door.clock.now()
+    door.set_wall_clock(start + timedelta(hours=12))
+    door.advance(timedelta(minutes=2))
+    door.set_wall_clock(start + timedelta(minutes=2))  # NTP puts it right
+    grant_entry(door, "P001")
+    assert types(door)[-1] == "access_granted"
+
+
+def test_an_agreeing_time_beacon_after_a_forward_step_lets_people_in(door):
+    from firmware_py.inputs import TimeBeacon
+
+    door.set_wall_clock(door.clock.now() + timedelta(hours=2))  # 11:00, still working hours
+    badge(door, "P001")
+    assert last(door, "access_denied")["reason"] == "clock_unsynchronised"
+    door.advance(timedelta(seconds=DENIED_WAIT_S))
+    door.inputs.put(TimeBeacon(door.clock.now() - timedelta(seconds=1)))
+    door.pump()
+    grant_entry(door, "P001")
+    assert types(door)[-1] == "access_granted"
+
+
+DENIED_WAIT_S = 4  # past the denial's red light
+
+
+def _gate_tamper(door, active):
+    from firmware_py.inputs import TamperChanged
+
+    door.world.set_tamper("gate", active)
+    door.pump(until=TamperChanged)
+
+
+def test_an_entry_is_refused_screening_unavailable_while_the_gate_tamper_is_open(door):
+    _gate_tamper(door, True)
+    badge(door, "P001")
+    denied = door.events()[-1]
+    assert (denied["type"], denied["reason"], denied["direction"]) == ("access_denied", "screening_unavailable", "in")
+    assert door.controller.state == "idle" and not door.lock_released
+
+
+def test_entries_are_screened_again_once_the_gate_tamper_is_shut(door):
+    _gate_tamper(door, True)
+    _gate_tamper(door, False)
+    grant_entry(door, "P001")
+    assert types(door)[-1] == "access_granted"
+
+
+def test_an_entry_is_refused_screening_unavailable_while_the_gate_reports_a_fault(door):
+    from firmware_py.inputs import DeviceFault, DeviceRecovered
+
+    door.inputs.put(DeviceFault("gate", "no supply voltage"))
+    door.pump()
+    badge(door, "P001")
+    assert last(door, "access_denied")["reason"] == "screening_unavailable"
+    door.inputs.put(DeviceRecovered("gate"))
+    door.pump()
+    grant_entry(door, "P001")
+    assert types(door)[-1] == "access_granted"
+
+
+def test_a_fault_on_another_device_does_not_stop_screening(door):
+    from firmware_py.inputs import DeviceFault
+
+    door.inputs.put(DeviceFault("id_reader.outside", "silent"))
+    door.pump()
+    grant_entry(door, "P001")
+    assert types(door)[-1] == "access_granted"
+
+
+def test_a_person_leaves_unscreened_while_the_gate_tamper_is_open(door):
+    enter_fully(door, "P001")
+    _gate_tamper(door, True)
+    badge(door, "P001", "inside")
+    granted = door.events()[-1]
+    assert (granted["type"], granted["direction"]) == ("access_granted", "out")
+    assert granted["detail"]["screening"] == "unavailable"
+    assert door.lock_released
+
+
+def test_an_entry_being_screened_when_the_gate_tamper_opens_is_refused(door):
+    badge(door, "P001")
+    assert door.controller.state == "screening"
+    _gate_tamper(door, True)
+    assert last(door, "access_denied")["reason"] == "screening_unavailable"
+    assert door.controller.state == "idle" and not door.lock_released
+
+
+def test_a_passage_under_way_at_shutdown_is_recorded_so_the_person_can_leave(door):
+    grant_entry(door, "P001")
+    door.open_door()
+    door.close()  # the service stops with the door open behind P001
+    passage = last(door, "passage")
+    assert (passage["direction"], passage["person"]["person_id"]) == ("in", "P001")
+    with SimulatedDoor(door.cfg, clock=door.clock, badges=False) as again:
+        assert list(again.controller.inside) == ["P001"]
+        badge(again, "P001", "inside")
+        again.walk_through()
+        granted = last(again, "access_granted")
+        assert (granted["direction"], granted["person"]["person_id"]) == ("out", "P001")
+
+
+def test_an_exit_being_screened_completes_when_lockdown_arrives(door):
+    enter_fully(door, "P001")
+    mark = door.controller.store.last_seq() + 1
+    badge(door, "P001", "inside")
+    door.controller.set_lockdown(True, "test")
+    door.walk_through()
+    door.open_door()
+    door.close_door()
+    assert types(door, mark) == ["lockdown_on", "access_granted", "passage"]
+    assert last(door, "passage")["direction"] == "out"
+    assert door.controller.inside == {}
+
+
+def test_an_exit_released_when_lockdown_arrives_stays_released(door):
+    enter_fully(door, "P001")
+    badge(door, "P001", "inside")
+    door.walk_through()
+    door.controller.set_lockdown(True, "test")
+    assert door.lock_released
+    door.open_door()
+    door.close_door()
+    assert types(door)[-2:] == ["lockdown_on", "passage"]
+
+
+def test_an_entry_being_screened_is_stopped_by_lockdown(door):
+    badge(door, "P001")
+    door.controller.set_lockdown(True, "test")
+    assert door.controller.state == "idle" and not door.lock_released
+
+
+def test_a_staff_grant_that_lapses_unopened_escorts_nobody(door):
+    grant_entry(door, "P001")
+    door.advance(timedelta(seconds=door.cfg.policy.unlock_window_s + 1))
+    badge(door, "I001")
+    assert last(door, "access_denied")["reason"] == "escort_required"
+
+
+def test_an_inspector_enters_after_the_staff_members_passage(door):
+    enter_fully(door, "P001")
+    grant_entry(door, "I001")
+    granted = last(door, "access_granted")
+    assert granted["person"]["person_id"] == "I001"

@@ -141,6 +141,15 @@ def test_lockdown_denies_entry(enter):
     assert enter(person(), ctx=DoorContext(lockdown=True)).reason == "lockdown"
 
 
+def test_an_entry_is_refused_while_the_gate_cannot_screen(enter):
+    assert enter(person(), ctx=DoorContext(screening_available=False)).reason == "screening_unavailable"
+
+
+def test_lockdown_beats_screening_unavailable(enter):
+    p, credential, at, ctx = failing("lockdown", "screening_unavailable")
+    assert enter(p, credential=credential, at=at, ctx=ctx).reason == "lockdown"
+
+
 def test_an_unsynchronised_clock_denies_entry(enter):
     assert enter(person(), ctx=DoorContext(clock_sane=False)).reason == "clock_unsynchronised"
 
@@ -193,6 +202,7 @@ def failing(*reasons: str):
     ctx = DoorContext(
         inside=frozenset({"P001"}) if "anti_passback" in reasons else frozenset(),
         lockdown="lockdown" in reasons,
+        screening_available="screening_unavailable" not in reasons,
         clock_sane="clock_unsynchronised" not in reasons,
         last_escort_entry=None if "escort_required" in reasons else at - timedelta(seconds=10),
     )
@@ -384,6 +394,10 @@ def test_leaving_on_a_holiday_is_allowed(leave):
 
 def test_leaving_during_lockdown_is_allowed(leave):
     assert leave(person(), ctx=DoorContext(inside=frozenset({"P001"}), lockdown=True)).allowed
+
+
+def test_leaving_while_the_gate_cannot_screen_is_allowed(leave):
+    assert leave(person(), ctx=DoorContext(inside=frozenset({"P001"}), screening_available=False)).allowed
 
 
 def test_leaving_with_an_unsynchronised_clock_is_allowed(leave):
