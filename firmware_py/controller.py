@@ -20,6 +20,7 @@ written, because free egress must never wait on software.
 from __future__ import annotations
 
 import logging
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -29,6 +30,7 @@ from .clock import Clock
 from .clock_guard import ClockGuard
 from .config import Config
 from .db import get_meta, set_meta, transaction
+from .events import redact
 from .eventstore import EventStore
 from .inputs import (BadgeRead, DeviceFault, DeviceRecovered, DoorClosed, DoorOpened, ExitButtonPressed,
                      GatePassage, IdCardRead, InputEvent, LinkChanged, RemoteCommand, TamperChanged, TimeBeacon)
@@ -122,21 +124,58 @@ class DoorController:
     # ------------------------------------------------------------------ the loop's entry points
 
     def handle(self, event: InputEvent) -> None:
-        self._check_clock()
-        handler = self._handlers.get(type(event))
-        if handler is None:
-            log.warning("ignored an input the controller does not know: %s", type(event).__name__)
-            return
-        handler(self, event)
-        self.timers.run_due()
+        """Handle one input; an unexpected error is stored as a ``controller`` fault, never raised."""
+        try:
+            self._check_clock()
+        except Exception as exc:  # the input is handled all the same: an exit press must still release
+            self._loop_fault("checking the clock", exc)
+        try:
+            handler = self._handlers.get(type(event))
+            if handler is None:
+                log.warning("ignored an input the controller does not know: %s", type(event).__name__)
+                return
+            handler(self, event)
+            self.timers.run_due()
+        except Exception as exc:  # no input, however malformed, may end the door's loop
+            self._loop_fault(f"handling {type(event).__name__}", exc)
 
     def tick(self) -> None:
-        """Run due timers and calendar checks; the loop calls this at least once a second."""
-        self._check_clock()
-        self.timers.run_due()
-        if self._next_overstay_check is not None and self.clock.now() >= self._next_overstay_check:
-            self._check_overstay()
-            self._plan_overstay_check()
+        """Run due timers and calendar checks; the loop calls this at least once a second. Never raises."""
+        try:
+            self._check_clock()
+            self.timers.run_due()
+            if self._next_overstay_check is not None and self.clock.now() >= self._next_overstay_check:
+                self._check_overstay()
+                self._plan_overstay_check()
+        except Exception as exc:
+            self._loop_fault("running timers", exc)
+
+    def _loop_fault(self, doing: str, exc: Exception) -> None:
+        """Store an unexpected error as a ``hardware_fault`` of the ``controller``; if even that fails, log it.
+
+        The text is masked (it may quote outside input) and the same error is stored at
+        most once a minute, so an error that recurs on every tick cannot flood the log.
+        """
+        text = redact(f"{type(exc).__name__}: {exc}")[:300]
+        trace = redact("".join(traceback.format_exception(exc)))
+        if self.db.conn.in_transaction:  # whatever the failed handler left open is abandoned
+            try:
+                self.db.conn.execute("ROLLBACK")
+            except Exception:
+                pass
+        now = self.clock.monotonic()
+        last, at = getattr(self, "_last_loop_fault", (None, 0.0))
+        if last == (doing, text) and now - at < 60:
+            log.debug("%s failed again: %s", doing, text)
+            return
+        self._last_loop_fault = ((doing, text), now)
+        log.error("%s failed; the door goes on: %s", doing, trace)
+        try:
+            self._emit("alarm", "hardware_fault", detail={"device": "controller", "state": "fault", "fault": text,
+                                                          "while": doing})
+        except Exception as again:
+            log.error("could not store the controller fault either (%s); the door goes on",
+                      redact(f"{type(again).__name__}: {again}")[:300])
 
     def next_wakeup(self) -> float | None:
         """Monotonic time of the next timer (the simulator advances to it)."""
@@ -465,19 +504,32 @@ class DoorController:
         self._status_changed()
 
     def _on_command(self, ev: RemoteCommand) -> None:
-        from .commands import execute  # commands use the controller; imported late to keep the core import light
+        # commands use the controller; imported late to keep the core import light
+        from .commands import audit_detail, carry_out, remember_executed
+
+        ok, error, key = carry_out(self, ev)
+        detail = audit_detail(ev, ok, error)  # ID-number-looking values masked, the sender as claimed_by
+
+        def audit() -> None:
+            with transaction(self.db):  # the id is remembered together with its audit record
+                if key is not None:
+                    remember_executed(self.db, key)
+                self._emit("system", "command", detail=detail)
 
         try:
-            ok, error = execute(self, ev)
-        except Exception as exc:  # a command from outside must never end the door's loop
-            log.exception("command %s (%s) failed", ev.id, ev.action)
-            ok, error = False, f"the door could not carry it out: {type(exc).__name__}"
-        detail = {"id": ev.id, "action": ev.action, "args": ev.args, "client": ev.client, "ok": ok}
-        if error:
-            detail["error"] = error
-        self._emit("system", "command", detail=detail)
-        for answer in self.command_results:
-            answer(ev.id, ok, error)
+            try:
+                audit()
+            except ValueError as exc:  # a value strict JSON cannot hold: audit the command without its arguments
+                log.error("command %s: its arguments cannot be stored (%s); audited without them", detail["id"],
+                          redact(str(exc))[:200])
+                detail["args"] = f"the arguments could not be stored as strict JSON: {type(exc).__name__}"
+                audit()
+        finally:  # answered even when the audit could not be stored (that is then a controller fault)
+            for answer in self.command_results:
+                try:
+                    answer(detail["id"], ok, detail.get("error"))
+                except Exception:
+                    log.exception("answering command %s failed", detail["id"])
 
     # ------------------------------------------------------------------ storing events
 

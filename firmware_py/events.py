@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any
 
+from .idnumber import mask
+
 GENESIS_HASH = "0" * 64
 
 TYPES: dict[str, tuple[str, ...]] = {
@@ -35,6 +37,9 @@ DIRECTIONS = ("in", "out")
 
 # Seventeen digits and a check character: what a full resident ID number looks like.
 _FULL_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
+# What redaction masks: the same, also when letters touch it ("ID430102…"). Every match of the
+# guard's pattern is a match of this one, so redacted text always passes the guard.
+_ID_NUMBER_LIKE = re.compile(r"(?<![0-9])\d{17}[0-9Xx](?![0-9])")
 
 
 class LeakError(ValueError):
@@ -42,7 +47,8 @@ class LeakError(ValueError):
 
 
 def canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Keys sorted, no spaces, UTF-8; strict JSON: NaN and Infinity raise ValueError instead of being written."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def event_hash(event_without_hash: dict) -> str:
@@ -62,3 +68,48 @@ def check_vocabulary(category: str, type: str, direction: str | None, reason: st
 def refuse_full_id_numbers(text: str) -> None:
     if _FULL_ID_NUMBER.search(text):
         raise LeakError("an event contained what looks like a full resident ID number; it was not stored")
+
+
+def redact_id_numbers(text: str) -> str:
+    """``text`` with every ID-number-looking run masked as the roster masks numbers (``430102********123X``)."""
+    return _ID_NUMBER_LIKE.sub(lambda m: mask(m.group()), text)
+
+
+def redact(value: Any) -> Any:
+    """A JSON-like value with ID-number-looking text masked, for an audit record that quotes outside input.
+
+    Strings (and dict keys) are masked in place, and a lone surrogate (JSON's ``"\\ud800"``,
+    which UTF-8 cannot encode) becomes ``?``; an integer whose digits look like an ID number
+    (a ``from_seq`` may) becomes its masked string. Anything else is kept.
+    """
+    if isinstance(value, str):
+        text = redact_id_numbers(value)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "replace").decode("utf-8")
+        return text
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        text = str(value)
+        masked = redact_id_numbers(text)
+        return value if masked == text else masked
+    if isinstance(value, dict):
+        return {redact(k) if isinstance(k, str) else k: redact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    return value
+
+
+def describe_untrusted(data: bytes | str, limit: int = 80) -> str:
+    """A short, log-safe description of untrusted input: decoded, ID numbers masked, then cut to ``limit``.
+
+    Masking comes before cutting, so a cut can never leave part of a number unmasked behind.
+    """
+    text = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else str(data)
+    size = len(data)
+    shown = redact_id_numbers(text)
+    if len(shown) > limit:
+        shown = shown[:limit] + "…"
+    return f"{size} bytes: {shown!r}" if isinstance(data, (bytes, bytearray)) else repr(shown)

@@ -106,13 +106,15 @@ class RemoteCommand:
     The MQTT link parses and validates the payload; a command it could not
     accept still arrives here with ``error`` set, so the controller audits
     every command, good or bad, as a ``command`` event and answers it.
-    ``client`` is the sender's identity where the broker provides one.
+    ``claimed_by`` is who the sender *says* it is (the MQTT 5 user property
+    ``client``, or ``local:USER`` from the door's command line): a claim,
+    recorded as such, never an authenticated identity.
     """
 
     id: str | None
     action: str | None
     args: dict = field(default_factory=dict)
-    client: str | None = None
+    claimed_by: str | None = None
     error: str | None = None
 
 

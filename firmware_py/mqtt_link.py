@@ -37,14 +37,16 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import commands
 from .clock import Clock, SystemClock
 from .config import Config
 from .db import open_db
 from .errors import ConfigError
+from .events import describe_untrusted, redact_id_numbers
 from .eventstore import EventStore
-from .inputs import InputEvent, LinkChanged, TimeBeacon
+from .inputs import InputEvent, LinkChanged, RemoteCommand, TimeBeacon
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ REFILL = WINDOW // 2  # top the window up once this much room is free
 ACK_BATCH = 200  # delete acknowledged outbox rows in batches of this many ...
 ACK_DELAY_S = 0.05  # ... or once the oldest has waited this long
 BACKOFF_S = (1.0, 30.0)  # reconnect and refused-publish retry: first and longest wait
-CLIENT_PROPERTY = "client"  # MQTT 5 user property a supervisor tool puts its identity in
+CLIENT_PROPERTY = "client"  # MQTT 5 user property a supervisor tool puts its claimed name in
 
 
 class MqttLink:
@@ -257,7 +259,14 @@ class MqttLink:
             self._set_up(False, text)
             return
         self._refusal_logged = None
-        client.subscribe([(self.cmd_topic, 1), (self.time_topic, 1)])
+        if self.cfg.mqtt.protocol == 5:
+            # Retain As Published on cmd: a command published retained while the door listens arrives
+            # marked retained too, so it is refused like the stored copy (MQTT 3.1.1 cannot tell it).
+            # Not on the time topic: a live beacon is published retained and must count as live.
+            client.subscribe([(self.cmd_topic, SubscribeOptions(qos=1, retainAsPublished=True)),
+                              (self.time_topic, SubscribeOptions(qos=1))])
+        else:
+            client.subscribe([(self.cmd_topic, 1), (self.time_topic, 1)])
         with self._lock:
             self._announce = True
         self._set_up(True, f"connected to {self._host}:{self._port}")
@@ -321,15 +330,23 @@ class MqttLink:
     def _on_message(self, client, userdata, message) -> None:
         try:
             if message.topic == self.cmd_topic:
-                self._post(commands.parse(message.payload, client=_sender(message)))
+                command = commands.parse(message.payload, claimed_by=_sender(message))
+                if message.retain:  # it would run again at every reconnect: audited and answered, never run
+                    command = commands.refuse_retained(command)
+                self._post(command)
             elif message.topic == self.time_topic:
                 beacon = _time_beacon(message.payload, retained=bool(message.retain))
-                if beacon is None:
-                    log.warning("malformed time beacon on %s skipped: %r", message.topic, message.payload[:100])
+                if beacon is None:  # the payload may carry anything, an ID number too: only a masked extract
+                    log.warning("malformed time beacon on %s skipped (%s)", message.topic,
+                                describe_untrusted(message.payload))
                 else:
                     self._post(beacon)
-        except Exception:  # a bad message must not stop paho's network thread
-            log.exception("handling a message on %s failed", message.topic)
+        except Exception as exc:  # a bad message must not stop paho's network thread
+            log.error("handling a message on %s failed: %s", message.topic,
+                      redact_id_numbers(f"{type(exc).__name__}: {exc}")[:300])
+            if message.topic == self.cmd_topic:  # still audited and answered
+                self._post(RemoteCommand(None, None, {}, None,
+                                         f"the door could not read the command: {type(exc).__name__}"))
 
     def _set_up(self, up: bool, detail: str) -> None:
         self._up = up
@@ -491,7 +508,10 @@ def _payload(body: str, h: str) -> bytes:
 
 
 def _sender(message: mqtt.MQTTMessage) -> str | None:
-    """The sender's identity from an MQTT 5 user property ``client``, if the supervisor's tool set one."""
+    """Who the sender says it is: the MQTT 5 user property ``client``, if its tool set one.
+
+    Any client may put anything there: it is recorded as ``claimed_by``, a claim, never an identity.
+    """
     props = getattr(message, "properties", None)
     for key, value in getattr(props, "UserProperty", None) or []:
         if key == CLIENT_PROPERTY and isinstance(value, str) and 0 < len(value) <= 128:
@@ -503,7 +523,7 @@ def _time_beacon(payload: bytes, *, retained: bool = False) -> TimeBeacon | None
     try:
         data = json.loads(payload.decode("utf-8"))
         ts = datetime.fromisoformat(data["ts"])
-    except (UnicodeDecodeError, ValueError, TypeError, KeyError):
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError, RecursionError):
         return None
     if ts.tzinfo is None:  # a time without its offset cannot set a clock
         return None

@@ -38,6 +38,7 @@ from firmware_py.clock import SimulatedClock
 from firmware_py.config import load_config
 from firmware_py.db import open_db
 from firmware_py.errors import ConfigError, RosterError
+from firmware_py.events import canonical, refuse_full_id_numbers
 from firmware_py.eventstore import EventStore
 from firmware_py.inputs import BadgeRead, RemoteCommand
 from simulator.door_sim import SimulatedDoor
@@ -122,9 +123,9 @@ def expected_problem(payload: bytes) -> str | None:
     """The contract (docs/contracts.md "Commands"), independently: None if acceptable, else the field to name."""
     if len(payload) > commands.MAX_PAYLOAD:
         return "bytes"
-    try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    try:  # strict JSON: NaN and Infinity are refused (stored events are strict JSON)
+        data = json.loads(payload.decode("utf-8"), parse_constant=_not_json)
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return "JSON"
     if not isinstance(data, dict):
         return "JSON object"
@@ -150,8 +151,12 @@ def expected_problem(payload: bytes) -> str | None:
     return None
 
 
+def _not_json(name: str):
+    raise ValueError(name)
+
+
 def check_parse(payload: bytes) -> None:
-    cmd = commands.parse(payload, client="fuzz")
+    cmd = commands.parse(payload, claimed_by="fuzz")
     assert isinstance(cmd, RemoteCommand)
     problem = expected_problem(payload)
     if problem is None:
@@ -161,6 +166,10 @@ def check_parse(payload: bytes) -> None:
     else:
         assert cmd.error, (payload, problem)
         assert problem.removeprefix("either ") in cmd.error, (payload, problem, cmd.error)
+    # whatever came, its audit can be stored: strict JSON, UTF-8, no full ID number
+    body = canonical({"detail": commands.audit_detail(cmd, cmd.error is None, cmd.error)})
+    refuse_full_id_numbers(body)
+    body.encode("utf-8")
 
 
 @FAST
@@ -174,6 +183,28 @@ def test_arbitrary_bytes_as_a_command_are_refused_with_a_reason_and_never_raise(
 def test_a_mutated_command_is_accepted_exactly_when_valid_and_a_refusal_names_the_field(data):
     command = mutated(data, data.draw(valid_commands))
     check_parse(json.dumps(command, ensure_ascii=data.draw(st.booleans())).encode("utf-8"))
+
+
+# ID-number-looking values (valid check digit or not) anywhere a command can carry them
+id_like = st.one_of(st.integers(min_value=10**17, max_value=10**18 - 1),
+                    st.from_regex(r"\A[a-z ]{0,4}\d{17}[0-9X][a-z ]{0,4}\Z"))
+
+
+@FAST
+@given(st.data())
+def test_the_audit_of_any_command_is_strict_json_without_a_full_id_number(data):
+    command = mutated(data, data.draw(valid_commands))
+    field = data.draw(st.sampled_from(["id", "by", "reason", "from_seq", "extra", "key"]))
+    value = data.draw(id_like)
+    if field == "key":
+        command[str(value)] = 1
+    else:
+        command[field] = value
+    claimed = data.draw(st.one_of(st.none(), id_like.map(str)))
+    cmd = commands.parse(json.dumps(command).encode("utf-8"), claimed_by=claimed)
+    detail = commands.audit_detail(cmd, cmd.error is None, cmd.error)
+    body = canonical({"detail": detail})  # raises ValueError for NaN or Infinity
+    refuse_full_id_numbers(body)  # raises LeakError for a full ID number
 
 
 def test_a_command_whose_action_is_not_a_string_is_refused_naming_the_action():
@@ -193,7 +224,7 @@ def test_a_revoke_with_a_long_reason_is_answered_and_the_door_keeps_working(tmp_
     door, clock = plain_door(tmp_path)
     with door:
         door.inputs.put(commands.parse(json.dumps({"id": "c5", "action": "revoke", "person_id": "P001",
-                                                   "reason": "x" * 300}).encode(), client="fuzz"))
+                                                   "reason": "x" * 300}).encode(), claimed_by="fuzz"))
         door.pump()
         last = door.events()[-1]
         assert (last["type"], last["detail"]["id"]) == ("command", "c5")

@@ -301,7 +301,7 @@ def test_the_will_marks_the_door_offline_when_the_controller_is_killed(broker, s
 # ---------------------------------------------------------------- commands and the time beacon
 
 
-def test_a_supervisor_command_arrives_as_a_remote_command_with_the_senders_identity(broker, supervisor, make_link):
+def test_a_supervisor_command_arrives_as_a_remote_command_with_the_senders_claim(broker, supervisor, make_link):
     link, inputs = make_link()
     link.start()
     subscribed(supervisor, broker, inputs)
@@ -321,7 +321,7 @@ def test_a_malformed_command_arrives_with_an_error_and_its_result_is_published(b
     supervisor.publish(broker.topic("scan-room", "cmd"), b"not json")
 
     bad = next_input(inputs, RemoteCommand)
-    assert (bad.id, bad.action, bad.client) == ("c2", "self_destruct", None)
+    assert (bad.id, bad.action, bad.claimed_by) == ("c2", "self_destruct", None)
     assert "unknown action" in bad.error
     assert next_input(inputs, RemoteCommand).error.startswith("not a JSON object")
     link.command_result(bad.id, False, bad.error)
