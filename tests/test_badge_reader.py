@@ -14,6 +14,7 @@ from tests.fixtures.pcscd import wait_until_empty
 
 OUTSIDE_PORT, INSIDE_PORT = 35963, 35964  # Virtual PCD 00 00, Virtual PCD 00 01
 UID = "04A1B2C3D4E5F6"  # synthetic 7-byte ISO 14443 A UID
+CLOSE_BOUND_S = 2.0  # "prompt" against the 5 s poll and back-off below, with room for a loaded machine
 
 
 def next_event(events: queue.Queue, timeout: float = 3.0):
@@ -162,7 +163,7 @@ def test_close_is_prompt(pcscd, events):
     assert reader.wait_ready(3.0)
     started = time.monotonic()
     reader.close()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < CLOSE_BOUND_S
 
 
 def test_close_is_prompt_while_the_reader_is_missing(pcscd, events):
@@ -171,4 +172,4 @@ def test_close_is_prompt_while_the_reader_is_missing(pcscd, events):
     next_event(events)  # the fault: now it is backing off
     started = time.monotonic()
     reader.close()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < CLOSE_BOUND_S

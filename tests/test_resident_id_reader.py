@@ -168,10 +168,10 @@ def test_a_silent_reader_is_retried_ever_more_slowly_up_to_the_cap(impatient_rea
     start = id_card_device.requests["FIND_CARD"]
     assert id_card_device.wait_for_requests("FIND_CARD", start + 8, WAIT)
     times = [t for t, name in id_card_device.request_log if name == "FIND_CARD"][start:start + 8]
-    gaps = [b - a for a, b in zip(times, times[1:])]  # response_timeout 0.1 + back-off
-    assert gaps[0] < 0.25
-    assert gaps[-1] > 0.35  # 0.1 + the 0.3 cap
-    assert max(gaps) < 0.4 + 0.2
+    gaps = [b - a for a, b in zip(times, times[1:])]  # response_timeout 0.1 + back-off 0.02, 0.04 ... 0.3
+    assert gaps[-1] > 0.39  # 0.1 + the 0.3 cap: waits are never shorter than asked
+    assert gaps[0] < gaps[-1] - 0.1  # slower and slower (0.12 s first, 0.4 s at the cap)
+    assert max(gaps) < 1.2  # without the cap the seventh wait alone would be 0.1 + 1.28 s
 
 
 def test_an_unplugged_reader_is_one_device_fault(make_reader, events):
@@ -208,7 +208,7 @@ def test_close_stops_the_polling_thread_promptly(make_reader, id_card_device):
     assert id_card_device.wait_for_requests("FIND_CARD", 1, WAIT)  # now waiting for an answer
     started = time.monotonic()
     reader.close()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.5  # not the 3 s response timeout, with room for a loaded machine
     assert "reader-under-test" not in [t.name for t in threading.enumerate()]
 
 
