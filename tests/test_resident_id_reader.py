@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from drivers.resident_id_reader import ResidentIdReader
+from drivers.resident_id_reader import GARBLED_POLLS_BEFORE_FAULT, ResidentIdReader
 from firmware_py.inputs import DeviceFault, DeviceRecovered, IdCardRead
 from simulator.id_card_device import IdCard, IdCardDevice, synthetic_id_number
 
@@ -222,3 +222,27 @@ def test_the_reader_works_as_a_context_manager(id_card_device, events):
 def test_a_wrong_side_is_refused():
     with pytest.raises(ValueError, match="side"):
         ResidentIdReader("/dev/null", side="front", post=print)
+
+
+def test_a_reader_sending_only_garbage_posts_one_fault_then_recovered_when_frames_return(
+        reader, id_card_device, events, caplog):
+    id_card_device.talk_garbage()  # e.g. the module set to 9600 baud, the driver at 115200
+    fault = events.get(timeout=WAIT)
+    assert isinstance(fault, DeviceFault) and fault.device == "id_reader.outside"
+    assert f"no valid frame for {GARBLED_POLLS_BEFORE_FAULT} polls" in fault.detail
+    assert "baud" in fault.detail
+    polls_go_by(id_card_device, 4)  # still garbage: no second fault
+    assert events.empty() and reader.faulty
+    id_card_device.resume()
+    assert events.get(timeout=WAIT) == DeviceRecovered(device="id_reader.outside")
+    id_card_device.present(CARD)
+    assert events.get(timeout=WAIT).id_number == CARD.id_number
+    assert not reader.faulty
+
+
+def test_a_few_garbled_answers_in_a_row_are_no_outage(reader, id_card_device, events):
+    for _ in range(GARBLED_POLLS_BEFORE_FAULT - 1):
+        id_card_device.corrupt_next_checksum(on="find")
+    polls_go_by(id_card_device, GARBLED_POLLS_BEFORE_FAULT + 2)
+    assert id_card_device.injections_pending == 0
+    assert events.empty()
