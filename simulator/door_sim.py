@@ -65,11 +65,19 @@ class SimulatedDoor:
     :param cfg: the door's config (ports and reader names are replaced by the emulators').
     :param clock: the controller's clock; a :class:`SimulatedClock` lets :meth:`advance` jump.
     :param badges: run the badge readers through pcscd + vpcd (pcscd must be running).
+    :param broker_beacons: hand the supervisor's time beacons arriving over MQTT to the
+        controller. A door on simulated time (a scenario) must not take them: a monitor or
+        station beside it publishes its wall clock, which the door would rightly report as
+        ``clock_drift`` and then deny everyone ``clock_unsynchronised``. Such beacons are
+        dropped (said once in the log); :meth:`time_beacon` gives the door a beacon on its
+        own simulated time.
     """
 
-    def __init__(self, cfg: Config, *, clock, badges: bool = True):
+    def __init__(self, cfg: Config, *, clock, badges: bool = True, broker_beacons: bool = True):
         self.cfg = simulation_config(cfg)
         self.clock = clock
+        self.broker_beacons = broker_beacons
+        self.broker_beacons_dropped = 0
         self.factory = MockFactory()
         self.world = GpioWorld(self.cfg.hardware, self.factory)  # before the drivers: see GpioWorld
         self.id_devices: dict[str, IdCardDevice] = {}
@@ -131,6 +139,9 @@ class SimulatedDoor:
                 if waiting:
                     raise SimulationError(f"no {_names(until)} reached the controller within {timeout} s")
                 break
+            if isinstance(item, ev.TimeBeacon) and not self.broker_beacons:
+                self._drop_broker_beacon(item)
+                continue
             self.controller.handle(item)
             self.handled.append(item)
             handled.append(item)
@@ -203,6 +214,22 @@ class SimulatedDoor:
     def press_exit(self) -> None:
         self.world.press_exit(hold_s=0.005)
         self.pump(until=ev.ExitButtonPressed)
+
+    def _drop_broker_beacon(self, beacon: ev.TimeBeacon) -> None:
+        self.broker_beacons_dropped += 1
+        if self.broker_beacons_dropped == 1:
+            log.warning("the simulated door lives on simulated time: time beacons from the broker (%s, from a "
+                        "monitor or station on wall-clock time) are not given to it, or it would report clock "
+                        "drift and deny everyone; a scenario tests the beacon with do = \"time_beacon\"",
+                        beacon.ts.isoformat(timespec="seconds"))
+
+    def time_beacon(self, offset_s: float = 0.0) -> None:
+        """The supervisor's time beacon on the door's own (simulated) time, ``offset_s`` ahead of it."""
+        beacon = ev.TimeBeacon(self.clock.now() + timedelta(seconds=offset_s))
+        self.pump()
+        self.controller.handle(beacon)
+        self.handled.append(beacon)
+        self.pump()
 
     def set_wall_clock(self, wall: datetime) -> None:
         """Step the wall clock only (an NTP step, or a Pi that booted without its time)."""

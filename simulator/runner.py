@@ -124,7 +124,7 @@ class ScenarioRunner:
         result = RunResult(self.scenario)
         self.out(f"scenario: {self.scenario.name} ({self.scenario.path})")
         prepare_database(self.cfg, self.scenario, self.clock)
-        self.door = SimulatedDoor(self.cfg, clock=self.clock, badges=self.badges)
+        self.door = SimulatedDoor(self.cfg, clock=self.clock, badges=self.badges, broker_beacons=False)
         self.door.start()
         self.mark_seq = 0
         try:
@@ -193,7 +193,7 @@ class ScenarioRunner:
     def _do_restart_controller(self):
         self.door.close()
         self.door.controller.db.conn.close()
-        self.door = SimulatedDoor(self.cfg, clock=self.clock, badges=self.badges)
+        self.door = SimulatedDoor(self.cfg, clock=self.clock, badges=self.badges, broker_beacons=False)
         self.door.start()
 
     def _do_broker_down(self):
@@ -218,6 +218,9 @@ class ScenarioRunner:
         from datetime import datetime
 
         self.door.set_wall_clock(datetime.fromisoformat(to))
+
+    def _do_time_beacon(self, offset_s):
+        self.door.time_beacon(offset_s)
 
     def _do_tamper(self, device, active):
         self.door.world.set_tamper(device, active)
