@@ -56,7 +56,7 @@ def run_scenarios(paths: list[Path], *, broker=None, db=None, config=None) -> in
             if len(scenarios) > 1:
                 print(f"[{i}/{len(scenarios)}] ", end="")
             result = ScenarioRunner(scenario, db=db, broker=broker, keep_mqtt=config is not None,
-                                    badges=badges.available, colour=colour).run()
+                                    badges=badges, colour=colour).run()
             if not result.ok:
                 failed.append(scenario)
     if len(scenarios) > 1:

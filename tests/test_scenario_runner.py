@@ -4,6 +4,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -235,3 +236,49 @@ def test_a_beacon_offset_that_is_not_a_finite_number_is_reported(tmp_path, value
     path = scenario_file(tmp_path, f'[[step]]\ndo = "time_beacon"\noffset_s = {value}\n')
     with pytest.raises(ScenarioError, match="step 1: offset_s: "):
         load_scenario(path)
+
+
+# ------------------------------------------------------------------ simulated doors side by side
+
+
+def in_and_out(person: str, times: int) -> str:
+    """A scenario: ``person`` badges in and out ``times`` times."""
+    steps = ""
+    for _ in range(times):
+        for side in ("outside", "inside"):
+            steps += (f'[[step]]\ndo = "present_badge"\nperson = "{person}"\nside = "{side}"\n'
+                      '[[step]]\ndo = "walk_through"\n[[step]]\ndo = "open_door"\n[[step]]\ndo = "close_door"\n'
+                      f'[[step]]\nexpect = [{{type = "access_granted", person = "{person}"}}, {{type = "passage"}}]\n')
+    return steps
+
+
+def access_events(db: Path) -> list[dict]:
+    from firmware_py.clock import SimulatedClock
+    from firmware_py.db import open_db
+    from firmware_py.eventstore import EventStore
+
+    store = EventStore(open_db(db), site="hn-archive-1", door="scan-room",
+                       clock=SimulatedClock(datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)))
+    try:
+        return [e for e in store.events(1) if e["category"] == "access" and e["type"] != "passage"]
+    finally:
+        store.db.conn.close()
+
+
+def test_two_simulators_side_by_side_each_read_only_their_own_badges(tmp_path, pcscd):
+    runs = {}
+    for person in ("P001", "P003"):
+        folder = tmp_path / person
+        folder.mkdir()
+        path = folder / "s.toml"
+        path.write_text(HEAD + in_and_out(person, 3), encoding="utf-8")
+        runs[person] = (folder / "events.db", subprocess.Popen(
+            [str(Path(sys.executable).parent / "accessctl-sim"), "run", str(path), "--db", str(folder / "events.db")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = {person: proc.communicate(timeout=180)[0] for person, (_, proc) in runs.items()}
+    for person, (db, proc) in runs.items():
+        assert proc.returncode == 0, outputs[person]
+        assert "not simulated" not in outputs[person]
+        events = access_events(db)
+        assert [(e["type"], e["person"]["person_id"]) for e in events] == [("access_granted", person)] * 6, \
+            f"{person}'s door saw badges it was not shown:\n{outputs[person]}"
