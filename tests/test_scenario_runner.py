@@ -132,9 +132,12 @@ class Watcher:
         self._lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
         self.client.connect(host, int(port))
         self.client.subscribe("accessctl/#", qos=1)
         self.client.loop_start()
+        assert subscribed.wait(10), "the watcher's subscription was not acknowledged"
 
     def _on_message(self, client, userdata, message):
         with self._lock:
