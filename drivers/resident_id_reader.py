@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 
 SILENT_REQUESTS_BEFORE_FAULT = 2
 """Unanswered requests in a row that make an outage (one lost frame is not one)."""
+GARBLED_POLLS_BEFORE_FAULT = 5
+"""Polls in a row that brought bytes but no valid frame (a wrong baud rate, a bad cable) that
+make an outage: a garbled frame now and then is retried, this many is a reader that is down."""
 
 _READ_SLICE_S = 0.05  # longest blocking read: how quickly close() is noticed
 _AFTER_BAD_FRAME_S = 0.05
@@ -39,7 +42,10 @@ class ResidentIdReader:
     at a slowing pace (``poll_interval`` doubling up to ``max_backoff``), and
     :class:`~firmware_py.inputs.DeviceRecovered` is posted when it answers
     again. A garbled, bad-checksum or truncated frame is logged (never the card
-    data) and the poll is repeated. The driver decides nothing about access.
+    data) and the poll is repeated; a reader that talks but sends no valid frame
+    for ``GARBLED_POLLS_BEFORE_FAULT`` polls in a row (a wrong baud rate, a bad
+    cable) is an outage too, reported and recovered the same way. The driver
+    decides nothing about access.
 
     Wiring (for the installer): the module's UART is 115200 8N1 by default (see
     the module's label; some are set to 9600). Most are sold with a USB-serial
@@ -89,6 +95,7 @@ class ResidentIdReader:
         self._closed = False
         self._faulty = False
         self._silent_count = 0
+        self._frameless_count = 0  # polls in a row without a valid frame (silent or garbled)
         self._card_read = False  # the card now on the reader has been posted
         self._card_warned = False  # a failure with the card now on the reader was logged
 
@@ -186,16 +193,33 @@ class ResidentIdReader:
 
     def _on_silence(self, detail: str) -> float:
         self._silent_count += 1
+        self._frameless_count += 1
         log.debug("%s: %s", self.name, detail)
-        if self._silent_count >= SILENT_REQUESTS_BEFORE_FAULT and not self._faulty:
-            self._faulty = True
-            log.warning("%s: reader not answering: %s", self.name, detail)
-            self._post(DeviceFault(device=self.device, detail=detail))
+        if self._silent_count >= SILENT_REQUESTS_BEFORE_FAULT:
+            self._fault(detail)
+        elif self._frameless_count >= GARBLED_POLLS_BEFORE_FAULT:
+            self._fault(f"no valid frame for {self._frameless_count} polls ({detail})")
         retries = max(self._silent_count - SILENT_REQUESTS_BEFORE_FAULT, 0)
         return min(self.poll_interval * 2 ** min(retries, 16), self.max_backoff)
 
+    def _on_garbage(self, what: str, received: int) -> None:
+        """``what`` brought ``received`` bytes and no valid frame."""
+        self._silent_count = 0  # it is talking, if badly
+        self._frameless_count += 1
+        if self._frameless_count >= GARBLED_POLLS_BEFORE_FAULT:
+            self._fault((
+                f"no valid frame for {self._frameless_count} polls (only garbage: {received} bytes in answer "
+                f"to {what}): check that the reader's baud rate is {self.baudrate} and its wiring"))
+
+    def _fault(self, detail: str) -> None:
+        if not self._faulty:
+            self._faulty = True
+            log.warning("%s: reader out of order: %s", self.name, detail)
+            self._post(DeviceFault(device=self.device, detail=detail))
+
     def _on_answer(self) -> None:
         self._silent_count = 0
+        self._frameless_count = 0
         if self._faulty:
             self._faulty = False
             log.warning("%s: reader answers again", self.name)
@@ -256,17 +280,20 @@ class ResidentIdReader:
             return None
         if received == 0:
             raise _Silent(f"no answer to {what} within {timeout:g} s on {self.port}")
-        self._silent_count = 0  # it is talking, if badly
         response = self._first_response(parser.flush(), bad, what)
-        if response is None and not bad:
-            log.warning("%s: %s: %d bytes of noise and no frame", self.name, what, received)
+        if response is None:
+            if not bad:
+                log.log(logging.DEBUG if self._faulty else logging.WARNING,
+                        "%s: %s: %d bytes of noise and no frame", self.name, what, received)
+            self._on_garbage(what, received)
         return response
 
     def _first_response(self, items: list, bad: list, what: str) -> ga467.Response | None:
         for item in items:
             if isinstance(item, ga467.BadFrame):
                 bad.append(item)
-                log.warning("%s: %s: skipped a frame with %s", self.name, what, item)
+                log.log(logging.DEBUG if self._faulty else logging.WARNING,
+                        "%s: %s: skipped a frame with %s", self.name, what, item)
                 continue
             try:
                 response = ga467.Response.from_frame(item)

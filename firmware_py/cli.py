@@ -15,7 +15,7 @@ from datetime import date
 
 from . import __version__
 from .clock import SystemClock
-from .config import Config, load_config, with_overrides
+from .config import Config, config_warnings, load_config, with_overrides
 from .db import open_db
 from .errors import AccessCtlError
 from .eventstore import EventStore, verify
@@ -97,6 +97,8 @@ def cmd_config_check(args) -> int:
           f"{len(cfg.calendar.holidays)} holidays, {len(cfg.calendar.working_days)} adjusted working days")
     print(f"  database {cfg.storage.database}")
     print(f"  MQTT {'on' if cfg.mqtt.enabled else 'off'}: {cfg.mqtt.broker} (MQTT {'5' if cfg.mqtt.protocol == 5 else '3.1.1'}), prefix {cfg.mqtt.prefix}")
+    for warning in config_warnings(cfg):
+        print(f"warning: {warning}")
     return 0
 
 

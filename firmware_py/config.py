@@ -9,6 +9,7 @@ silently to a default.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -404,12 +405,35 @@ def _read_hardware(sec: _Section, problems: _Problems) -> HardwareConfig:
         for side in set(sides):
             if sides.count(side) > 1:
                 problems.add(f"[[hardware.{kind}]]", f"two readers on the {side} side; one per side")
+    _check_serial_ports_unique(id_readers, problems)
     if not any(r.side == "outside" for r in id_readers + badge_readers):
         problems.add("[hardware]", "no reader on the outside: nobody could enter. Add [[hardware.id_reader]] "
                                    "or [[hardware.badge_reader]] with side = \"outside\"")
     hw = HardwareConfig(lock, door_contact, exit_button, indicators, gate, tuple(id_readers), tuple(badge_readers))
     _check_pins_unique(hw, problems)
     return hw
+
+
+def _serial_device(port: str) -> str:
+    """The device a port names: /dev/serial/by-id/... and /dev/ttyUSB0 may be one (pyserial URLs are kept)."""
+    return os.path.realpath(port) if port.startswith("/") else port
+
+
+def _check_serial_ports_unique(id_readers: list[IdReaderConfig], problems: _Problems) -> None:
+    seen: dict[str, IdReaderConfig] = {}
+    for r in id_readers:
+        if not isinstance(r.port, str) or not r.port:
+            continue
+        first = seen.setdefault(_serial_device(r.port), r)
+        if first is r:
+            continue
+        if first.port == r.port:
+            names = f"both on {r.port}"
+        else:
+            names = f"on {first.port} and {r.port}, which are the same serial port"
+        problems.add("[[hardware.id_reader]] port",
+                     f"the {first.side} and {r.side} ID card readers are {names}: one port answers one "
+                     "reader, so each reader needs its own port (see `ls -l /dev/serial/by-id/`)")
 
 
 def _check_pins_unique(hw: HardwareConfig, problems: _Problems) -> None:
@@ -546,6 +570,23 @@ def load_config(path: str | Path) -> Config:
     problems.raise_if_any()
     return Config(path=path, digest=hashlib.sha256(raw_bytes).hexdigest(), site=site, storage=storage,
                   hardware=hardware, policy=policy, calendar=calendar, mqtt=mqtt)
+
+
+def config_warnings(cfg: Config) -> list[str]:
+    """What is valid but weakens the door: printed by ``accessctl config check`` for the technician."""
+    warnings = []
+    mqtt = cfg.mqtt
+    if mqtt.enabled and mqtt.broker.startswith("mqtt://"):
+        warnings.append(
+            f"{cfg.path}: [mqtt] broker: {mqtt.broker} is plain MQTT: events, ID data and commands cross "
+            "the network not encrypted and the broker is not authenticated. Use mqtts:// with ca_file "
+            "(deploy/mosquitto/README.md) outside a lab or a loopback test")
+    if mqtt.enabled and not mqtt.tls_verify:
+        warnings.append(
+            f"{cfg.path}: [mqtt] tls_verify = false: the broker's certificate is not checked, so anyone on "
+            "the network can pose as the broker, read events and send commands. Set tls_verify = true "
+            "with the site's ca_file outside a lab")
+    return warnings
 
 
 def with_overrides(cfg: Config, *, database: str | Path | None = None, broker: str | None = None) -> Config:

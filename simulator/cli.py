@@ -21,10 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("run", help="run scenario files; exit 0 when every expectation holds")
     p.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO.toml")
-    p.add_argument("--broker", help="also publish over MQTT to mqtt[s]://host:port")
+    p.add_argument("--broker", help="also publish over MQTT to mqtt[s]://host:port; a plain mqtt:// broker is "
+                                    "reached without TLS or login (the config's username, password and TLS files "
+                                    "are for mqtts:// only)")
     p.add_argument("--db", type=Path, help="keep the door's database in this file (default: a temporary one)")
     p.add_argument("--config", type=Path,
-                   help="use this config instead of the scenarios' own (e.g. one with your broker's credentials)")
+                   help="use this config instead of the scenarios' own, its [mqtt] included (e.g. one with "
+                        "your broker's credentials); the scenarios' own configs never reach their broker")
     p.add_argument("--verbose", "-v", action="store_true", help="show the drivers' and controller's log")
     p = sub.add_parser("demo", help="a working day at the door, printed as it happens")
     p.add_argument("--verbose", "-v", action="store_true")
@@ -52,7 +55,8 @@ def run_scenarios(paths: list[Path], *, broker=None, db=None, config=None) -> in
         for i, scenario in enumerate(scenarios, start=1):
             if len(scenarios) > 1:
                 print(f"[{i}/{len(scenarios)}] ", end="")
-            result = ScenarioRunner(scenario, db=db, broker=broker, badges=badges.available, colour=colour).run()
+            result = ScenarioRunner(scenario, db=db, broker=broker, keep_mqtt=config is not None,
+                                    badges=badges, colour=colour).run()
             if not result.ok:
                 failed.append(scenario)
     if len(scenarios) > 1:

@@ -31,12 +31,11 @@ from firmware_py.service import Service, build_service
 
 from .gpio_world import GpioWorld
 from .id_card_device import IdCard, IdCardDevice
-from .pcsc_stack import wait_until_empty
+from .pcsc_stack import BadgeStack, active_pcscd, wait_until_empty
 from .virtual_badge import VirtualBadge
 
 log = logging.getLogger(__name__)
 
-VPCD_PORTS = {"outside": 35963, "inside": 35964}
 VPCD_READERS = {"outside": "Virtual PCD 00 00", "inside": "Virtual PCD 00 01"}
 INPUT_TIMEOUT_S = 5.0
 
@@ -64,15 +63,31 @@ class SimulatedDoor:
 
     :param cfg: the door's config (ports and reader names are replaced by the emulators').
     :param clock: the controller's clock; a :class:`SimulatedClock` lets :meth:`advance` jump.
-    :param badges: run the badge readers through pcscd + vpcd (pcscd must be running).
+    :param badges: run the badge readers through pcscd + vpcd: a :class:`BadgeStack`, or True
+        for this process's own pcscd (:func:`~simulator.pcsc_stack.badge_stack`; without one,
+        a pcscd with Debian's vpcd configuration must be running).
+    :param broker_beacons: hand the supervisor's time beacons arriving over MQTT to the
+        controller. A door on simulated time (a scenario) must not take them: a monitor or
+        station beside it publishes its wall clock, which the door would rightly report as
+        ``clock_drift`` and then deny everyone ``clock_unsynchronised``. Such beacons are
+        dropped (said once in the log); :meth:`time_beacon` gives the door a beacon on its
+        own simulated time.
     """
 
-    def __init__(self, cfg: Config, *, clock, badges: bool = True):
+    def __init__(self, cfg: Config, *, clock, badges: bool | BadgeStack = True, broker_beacons: bool = True):
         self.cfg = simulation_config(cfg)
         self.clock = clock
+        self.broker_beacons = broker_beacons
+        self.broker_beacons_dropped = 0
         self.factory = MockFactory()
         self.world = GpioWorld(self.cfg.hardware, self.factory)  # before the drivers: see GpioWorld
         self.id_devices: dict[str, IdCardDevice] = {}
+        if isinstance(badges, BadgeStack):
+            card_ports, badges = badges.card_ports, badges.available
+        else:
+            own = active_pcscd()
+            card_ports = dict(own.card_ports) if own is not None else BadgeStack(True).card_ports
+        self.card_ports = {side: card_ports[reader] for side, reader in VPCD_READERS.items()}
         self.badge_sides = {r.side for r in self.cfg.hardware.badge_readers} if badges else set()
         self.hardware = None
         self.service: Service = build_service(self.cfg, clock=clock, hardware=self._build_hardware)
@@ -131,6 +146,9 @@ class SimulatedDoor:
                 if waiting:
                     raise SimulationError(f"no {_names(until)} reached the controller within {timeout} s")
                 break
+            if isinstance(item, ev.TimeBeacon) and not self.broker_beacons:
+                self._drop_broker_beacon(item)
+                continue
             self.controller.handle(item)
             self.handled.append(item)
             handled.append(item)
@@ -182,7 +200,7 @@ class SimulatedDoor:
         # pcscd notices cards only at its 400 ms presence poll: a badge put down before it saw
         # the previous one leave would look like the same card still lying there.
         wait_until_empty(VPCD_READERS[side])
-        with VirtualBadge(uid, port=VPCD_PORTS[side]) as badge:
+        with VirtualBadge(uid, port=self.card_ports[side]) as badge:
             if not badge.wait_uid_request(INPUT_TIMEOUT_S):
                 raise SimulationError(f"the badge reader on the {side} side did not read the badge")
             self.pump(until=ev.BadgeRead)
@@ -203,6 +221,22 @@ class SimulatedDoor:
     def press_exit(self) -> None:
         self.world.press_exit(hold_s=0.005)
         self.pump(until=ev.ExitButtonPressed)
+
+    def _drop_broker_beacon(self, beacon: ev.TimeBeacon) -> None:
+        self.broker_beacons_dropped += 1
+        if self.broker_beacons_dropped == 1:
+            log.warning("the simulated door lives on simulated time: time beacons from the broker (%s, from a "
+                        "monitor or station on wall-clock time) are not given to it, or it would report clock "
+                        "drift and deny everyone; a scenario tests the beacon with do = \"time_beacon\"",
+                        beacon.ts.isoformat(timespec="seconds"))
+
+    def time_beacon(self, offset_s: float = 0.0) -> None:
+        """The supervisor's time beacon on the door's own (simulated) time, ``offset_s`` ahead of it."""
+        beacon = ev.TimeBeacon(self.clock.now() + timedelta(seconds=offset_s))
+        self.pump()
+        self.controller.handle(beacon)
+        self.handled.append(beacon)
+        self.pump()
 
     def set_wall_clock(self, wall: datetime) -> None:
         """Step the wall clock only (an NTP step, or a Pi that booted without its time)."""

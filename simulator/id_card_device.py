@@ -4,7 +4,8 @@ The real :class:`drivers.resident_id_reader.ResidentIdReader` opens
 ``IdCardDevice().port`` as if it were ``/dev/ttyUSB0``; this emulator answers
 its GA 467 requests with the frames a real reader sends, at the pace of the
 configured baud rate (10 bits a byte, 8N1), and can misbehave on demand:
-noise before an answer, a bad checksum, a truncated answer, or silence.
+noise before an answer, a bad checksum, a truncated answer, silence, or
+nothing but garbage (a reader set to another baud rate than the driver's).
 
 Cards are synthetic: :func:`synthetic_id_number` makes a number with a valid
 GB 11643 check digit for a fictional person. Never put real people here.
@@ -110,6 +111,7 @@ class IdCardDevice:
         self._bad_checksum: list[ga467.Command | None] = []
         self._truncate: list[tuple[ga467.Command | None, int | None]] = []
         self._silent = False
+        self._garbage = False
         self.requests: Counter[str] = Counter()  # received requests by command name
         self.request_log: list[tuple[float, str]] = []  # (time.monotonic(), command name)
         self.reads_sent = 0  # complete, correct read responses sent
@@ -174,9 +176,16 @@ class IdCardDevice:
         with self._lock:
             self._silent = True
 
-    def resume(self) -> None:
+    def talk_garbage(self) -> None:
+        """Answer every request with bytes that hold no frame, as a reader at another baud rate
+        than the driver's does (each byte arrives mangled), until :meth:`resume`."""
         with self._lock:
-            self._silent = False
+            self._garbage = True
+
+    def resume(self) -> None:
+        """Answer normally again (after :meth:`go_silent` or :meth:`talk_garbage`)."""
+        with self._lock:
+            self._silent = self._garbage = False
 
     @property
     def injections_pending(self) -> int:
@@ -246,6 +255,7 @@ class IdCardDevice:
             noise = self._take(self._noise, command)
             corrupt = self._take(self._bad_checksum, command, pair=False)
             truncate = self._take(self._truncate, command)
+            garbage = self._garbage
         self._sleep(PROCESSING_S.get(command, 0.005) * self.time_scale)
         good = True
         if corrupt is not _NONE:
@@ -256,6 +266,9 @@ class IdCardDevice:
             good = False
         if noise is not _NONE:
             self._send(noise)
+        if garbage:  # 0x80 | low nibble: never the preamble AA AA AA 96 69, so never a frame
+            self._send(bytes(0x80 | (b & 0x0F) for b in response))
+            return
         self._send(response)
         if good and command is ga467.Command.READ_TEXT_PHOTO and response[9] == ga467.Status.SUCCESS:
             with self._lock:

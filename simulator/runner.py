@@ -71,10 +71,35 @@ def prepare_database(cfg: Config, scenario: Scenario, clock: SimulatedClock) -> 
     db.conn.close()
 
 
+def simulation_broker(cfg: Config, broker: str | None, *, keep_mqtt: bool = False) -> Config:
+    """The door's MQTT in a simulation.
+
+    ``broker`` (the command line's ``--broker``) replaces the file's broker. A plain
+    ``mqtt://`` URL is a broker without TLS or accounts (a ``mosquitto -p 1883`` on the
+    developer's machine): the file's username, password file and TLS files are dropped,
+    since they belong to the production broker. An ``mqtts://`` URL keeps them. Without
+    ``broker``, MQTT stays as the file says when ``keep_mqtt`` (a config given with
+    ``--config``) and is off otherwise: a scenario's own config names the venue's broker,
+    which a simulation must not reach.
+    """
+    from dataclasses import replace
+
+    if broker is not None:
+        cfg = with_overrides(cfg, broker=broker)
+        if broker.startswith("mqtt://"):
+            cfg = replace(cfg, mqtt=replace(cfg.mqtt, username="", password_file=None, ca_file=None,
+                                            cert_file=None, key_file=None))
+    elif not keep_mqtt:
+        cfg = replace(cfg, mqtt=replace(cfg.mqtt, enabled=False))
+    return cfg
+
+
 class ScenarioRunner:
+    """Runs one scenario; see :func:`simulation_broker` for ``broker`` and ``keep_mqtt``."""
+
     def __init__(self, scenario: Scenario, *, workdir: Path | None = None, db: Path | None = None,
-                 broker: str | None = None, badges: bool = True, out: Callable[[str], None] = print,
-                 colour: bool = False):
+                 broker: str | None = None, keep_mqtt: bool = False, badges=True,
+                 out: Callable[[str], None] = print, colour: bool = False):
         self.scenario = scenario
         self.out = out
         self.colour = colour
@@ -84,13 +109,11 @@ class ScenarioRunner:
             self._tmp = tempfile.TemporaryDirectory(prefix="accessctl-sim-")
             workdir = Path(self._tmp.name)
         cfg = load_config(scenario.config)
-        cfg = with_overrides(cfg, database=db or workdir / "events.db", broker=broker)
+        cfg = with_overrides(cfg, database=db or workdir / "events.db")
         from dataclasses import replace
 
         cfg = replace(cfg, storage=replace(cfg.storage, secret=workdir / "device.key"))
-        if broker is None:
-            cfg = replace(cfg, mqtt=replace(cfg.mqtt, enabled=False))
-        self.cfg = cfg
+        self.cfg = simulation_broker(cfg, broker, keep_mqtt=keep_mqtt)
         self.clock = SimulatedClock(scenario.start)
         self.people = read_people(scenario.roster)
         self.door: SimulatedDoor | None = None
@@ -101,7 +124,7 @@ class ScenarioRunner:
         result = RunResult(self.scenario)
         self.out(f"scenario: {self.scenario.name} ({self.scenario.path})")
         prepare_database(self.cfg, self.scenario, self.clock)
-        self.door = SimulatedDoor(self.cfg, clock=self.clock, badges=self.badges)
+        self.door = SimulatedDoor(self.cfg, clock=self.clock, badges=self.badges, broker_beacons=False)
         self.door.start()
         self.mark_seq = 0
         try:
@@ -170,7 +193,7 @@ class ScenarioRunner:
     def _do_restart_controller(self):
         self.door.close()
         self.door.controller.db.conn.close()
-        self.door = SimulatedDoor(self.cfg, clock=self.clock, badges=self.badges)
+        self.door = SimulatedDoor(self.cfg, clock=self.clock, badges=self.badges, broker_beacons=False)
         self.door.start()
 
     def _do_broker_down(self):
@@ -195,6 +218,9 @@ class ScenarioRunner:
         from datetime import datetime
 
         self.door.set_wall_clock(datetime.fromisoformat(to))
+
+    def _do_time_beacon(self, offset_s):
+        self.door.time_beacon(offset_s)
 
     def _do_tamper(self, device, active):
         self.door.world.set_tamper(device, active)

@@ -37,6 +37,8 @@ ACTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], object]]] = {
     "set_clock": {"to": (str, ...)},
     "tamper": {"device": (str, ...), "active": (bool, True)},
     "reader_silent": {"side": (str, "outside"), "silent": (bool, True)},
+    # the supervisor's time beacon on simulated time (beacons from a real broker are not taken)
+    "time_beacon": {"offset_s": ((int, float), 0)},
 }
 EXPECT_KEYS = ("type", "person", "reason", "direction", "category")
 
@@ -196,6 +198,11 @@ def _read_step(path: Path, number: int, raw: dict, start: datetime, problems: li
         problems.append(f"{where}: present_id_card needs person (from the roster) or id_number")
     if action == "present_badge" and not (params.get("person") or params.get("uid")):
         problems.append(f"{where}: present_badge needs person (from the roster) or uid")
+    if action == "time_beacon" and not (isinstance(params["offset_s"], (int, float))
+                                        and not isinstance(params["offset_s"], bool)
+                                        and abs(params["offset_s"]) <= 10 * 365 * 86400):
+        problems.append(f"{where}: offset_s: {params['offset_s']!r} is not a number of seconds "
+                        "(within ten years) the supervisor's clock is ahead of the door's")
     if action == "advance" and parse_offset(params.get("by", "")) is None:
         problems.append(f"{where}: by: {params.get('by')!r} is not a duration like \"+00:10:00\"")
     return Step(number, at, action, params)

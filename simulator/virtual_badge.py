@@ -2,7 +2,9 @@
 
 vpcd is a PC/SC reader driver loaded by the real ``pcscd``; instead of an
 antenna it listens on a TCP port (35963 for ``Virtual PCD 00 00``, 35964 for
-``Virtual PCD 00 01``) and the card connects to it as a client. Connecting is
+``Virtual PCD 00 01`` under Debian's own configuration; the simulator's and the
+tests' own pcscd use a free pair, :attr:`simulator.pcsc_stack.Pcscd.card_ports`)
+and the card connects to it as a client. Connecting is
 holding the badge to the reader, disconnecting is taking it away.
 
 Every message both ways is a 2-byte big-endian length and a payload. A 1-byte

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from firmware_py.config import load_config, with_overrides
+from firmware_py import cli
+from firmware_py.config import config_warnings, load_config, with_overrides
 from firmware_py.errors import ConfigError
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "venue.example.toml"
@@ -87,3 +88,55 @@ def test_the_command_line_overrides_database_and_broker(tmp_path):
 def test_a_malformed_broker_override_is_refused():
     with pytest.raises(ConfigError, match="--broker 'http://x' is not like"):
         with_overrides(load_config(EXAMPLE), broker="http://x")
+
+
+def test_both_id_readers_on_one_serial_port_is_an_error_naming_both(tmp_path):
+    path = write_variant(tmp_path, 'port = "/dev/ttyUSB1"', 'port = "/dev/ttyUSB0"')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "[[hardware.id_reader]] port" in message
+    assert "outside" in message and "inside" in message and "/dev/ttyUSB0" in message
+
+
+def test_two_names_of_one_serial_device_are_one_port(tmp_path):
+    device = tmp_path / "ttyUSB0"
+    device.touch()
+    link = tmp_path / "usb-reader-if00"
+    link.symlink_to(device)
+    path = write_variant(tmp_path, 'port = "/dev/ttyUSB0"', f'port = "{link}"')
+    path.write_text(path.read_text(encoding="utf-8").replace('port = "/dev/ttyUSB1"', f'port = "{device}"'),
+                    encoding="utf-8")
+    with pytest.raises(ConfigError, match="same serial port"):
+        load_config(path)
+
+
+def test_the_example_config_has_no_warnings():
+    assert config_warnings(load_config(EXAMPLE)) == []
+
+
+def test_a_plain_mqtt_broker_is_valid_with_a_warning_about_tls(tmp_path):
+    path = write_variant(tmp_path, 'broker = "mqtts://broker.archive.lan:8883"', 'broker = "mqtt://broker.archive.lan:1883"')
+    [warning] = config_warnings(load_config(path))
+    assert "[mqtt] broker" in warning and "mqtt://broker.archive.lan:1883" in warning
+    assert "not encrypted" in warning and "mqtts://" in warning
+
+
+def test_tls_verify_off_is_valid_with_a_warning(tmp_path):
+    path = write_variant(tmp_path, "tls_verify = true", "tls_verify = false")
+    [warning] = config_warnings(load_config(path))
+    assert "[mqtt] tls_verify" in warning and "not checked" in warning
+
+
+def test_no_mqtt_warning_when_mqtt_is_off(tmp_path):
+    path = write_variant(tmp_path, 'broker = "mqtts://broker.archive.lan:8883"', 'broker = "mqtt://broker.archive.lan:1883"')
+    path.write_text(path.read_text(encoding="utf-8").replace("enabled = true", "enabled = false", 1), encoding="utf-8")
+    assert config_warnings(load_config(path)) == []
+
+
+def test_config_check_prints_the_warnings_and_still_succeeds(tmp_path, capsys):
+    path = write_variant(tmp_path, "tls_verify = true", "tls_verify = false")
+    assert cli.main(["config", "check", "--config", str(path), "--broker", "mqtt://127.0.0.1:1883"]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: ok" in out
+    assert out.count("warning:") == 2 and "not encrypted" in out and "not checked" in out

@@ -1,11 +1,24 @@
-"""How the scenario runner reports bad files and failed expectations."""
+"""How the scenario runner reports bad files and failed expectations, and how it talks to a broker."""
 
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
+from simulator import cli as sim_cli
 from simulator.runner import ScenarioRunner
 from simulator.scenario import ScenarioError, load_scenario
+
+REPO = Path(__file__).parent.parent
+EXAMPLE = REPO / "config" / "venue.example.toml"
 
 HEAD = """
 [scenario]
@@ -80,3 +93,195 @@ def test_a_scenario_runs_with_another_config_and_publishes_to_the_broker(tmp_pat
     supervisor.wait_for_messages(count=3, timeout=15)
     types = [json.loads(m.payload)["type"] for m in supervisor.received()]
     assert {"exit_button", "passage", "controller_started"} <= set(types)
+
+
+# ------------------------------------------------------------------ a plain local broker, as a newcomer runs one
+
+
+@pytest.fixture
+def plain_broker(tmp_path):
+    """Mosquitto on a free loopback port, plain MQTT, anonymous: what `mosquitto -p PORT` gives a newcomer."""
+    program = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp_path / "plain-mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    f"log_dest file {tmp_path / 'plain-mosquitto.log'}\nuser root\n")
+    proc = subprocess.Popen([program, "-c", str(conf)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "mosquitto did not start"
+            time.sleep(0.02)
+    yield f"mqtt://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(5)
+
+
+class Watcher:
+    """`mosquitto_sub -t 'accessctl/#'`: every message, by topic."""
+
+    def __init__(self, url: str):
+        host, port = url.removeprefix("mqtt://").split(":")
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect(host, int(port))
+        self.client.subscribe("accessctl/#", qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(10), "the watcher's subscription was not acknowledged"
+
+    def _on_message(self, client, userdata, message):
+        with self._lock:
+            self.messages.append((message.topic, message.payload))
+
+    def event_types(self, timeout: float = 10, want: set[str] = frozenset()) -> set[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                types = {json.loads(p)["type"] for t, p in self.messages if "/events/" in t}
+            if want <= types or time.monotonic() > deadline:
+                return types
+            time.sleep(0.05)
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def watcher(plain_broker):
+    w = Watcher(plain_broker)
+    yield w
+    w.close()
+
+
+EXIT_AND_PASSAGE = ('[[step]]\ndo = "press_exit"\n[[step]]\ndo = "open_door"\n[[step]]\ndo = "close_door"\n'
+                    '[[step]]\nexpect = [{type = "exit_button"}, {type = "passage"}]\n')
+
+
+def test_a_plain_broker_url_works_without_the_configs_credentials(tmp_path, pcscd, plain_broker, watcher, capsys):
+    # the example config names /etc/accessctl/mqtt.password and TLS files that a newcomer does not have
+    path = scenario_file(tmp_path, EXIT_AND_PASSAGE)
+    assert sim_cli.main(["run", str(path), "--broker", plain_broker]) == 0, capsys.readouterr()
+    assert {"controller_started", "exit_button", "passage"} <= watcher.event_types(
+        want={"controller_started", "exit_button", "passage"})
+
+
+def test_a_config_given_without_a_broker_keeps_its_mqtt(tmp_path, pcscd, plain_broker, watcher, capsys):
+    text = EXAMPLE.read_text(encoding="utf-8")
+    mqtt_section = text[text.index("[mqtt]"):]
+    config = tmp_path / "lab.toml"
+    config.write_text(text.replace(mqtt_section, f'[mqtt]\nenabled = true\nbroker = "{plain_broker}"\n'),
+                      encoding="utf-8")
+    path = scenario_file(tmp_path, EXIT_AND_PASSAGE)
+    assert sim_cli.main(["run", str(path), "--config", str(config)]) == 0, capsys.readouterr()
+    assert {"exit_button", "passage"} <= watcher.event_types(want={"exit_button", "passage"})
+
+
+@pytest.fixture
+def wall_clock_beacons(plain_broker):
+    """What `accessctl monitor` beside the simulator does: the supervisor's wall-clock time, retained, often."""
+    host, port = plain_broker.removeprefix("mqtt://").split(":")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect(host, int(port))
+    client.loop_start()
+    stop = threading.Event()
+    sent = []
+
+    def publish():
+        while not stop.wait(0.1):
+            now = datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
+            client.publish("accessctl/hn-archive-1/time", json.dumps({"ts": now}), qos=1, retain=True)
+            sent.append(now)
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    yield sent
+    stop.set()
+    thread.join()
+    client.publish("accessctl/hn-archive-1/time", b"", qos=1, retain=True).wait_for_publish(5)
+    client.loop_stop()
+    client.disconnect()
+
+
+def test_a_monitors_wall_clock_beacon_leaves_a_scenarios_outcome_unchanged(pcscd, plain_broker, wall_clock_beacons,
+                                                                            watcher, capsys, caplog):
+    assert sim_cli.main(["run", str(REPO / "scenarios" / "alarms.toml"), "--broker", plain_broker]) == 0, \
+        capsys.readouterr().out
+    assert len(wall_clock_beacons) > 5  # beacons were flowing all along
+    types = watcher.event_types(want={"door_forced"})
+    assert "door_forced" in types and "clock_drift" not in types and "clock_unsynchronised" not in types
+    assert caplog.text.count("simulated time") == 1  # said once why the beacons are not taken
+
+
+def test_a_scenario_tests_the_beacon_on_simulated_time(tmp_path, pcscd):
+    path = scenario_file(tmp_path, '[[step]]\ndo = "time_beacon"\noffset_s = -10\n'
+                                   '[[step]]\nexpect = [{type = "clock_drift"}]\n'
+                                   '[[step]]\ndo = "time_beacon"\noffset_s = 7200\n'
+                                   '[[step]]\ndo = "present_id_card"\nperson = "P001"\n'
+                                   '[[step]]\nexpect = [{type = "access_denied", person = "P001", '
+                                   'reason = "clock_unsynchronised"}]\n')
+    result = ScenarioRunner(load_scenario(path), workdir=tmp_path, out=lambda _: None).run()
+    assert result.ok, result.failures
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "true", '"-10"'])
+def test_a_beacon_offset_that_is_not_a_finite_number_is_reported(tmp_path, value):
+    path = scenario_file(tmp_path, f'[[step]]\ndo = "time_beacon"\noffset_s = {value}\n')
+    with pytest.raises(ScenarioError, match="step 1: offset_s: "):
+        load_scenario(path)
+
+
+# ------------------------------------------------------------------ simulated doors side by side
+
+
+def in_and_out(person: str, times: int) -> str:
+    """A scenario: ``person`` badges in and out ``times`` times."""
+    steps = ""
+    for _ in range(times):
+        for side in ("outside", "inside"):
+            steps += (f'[[step]]\ndo = "present_badge"\nperson = "{person}"\nside = "{side}"\n'
+                      '[[step]]\ndo = "walk_through"\n[[step]]\ndo = "open_door"\n[[step]]\ndo = "close_door"\n'
+                      f'[[step]]\nexpect = [{{type = "access_granted", person = "{person}"}}, {{type = "passage"}}]\n')
+    return steps
+
+
+def access_events(db: Path) -> list[dict]:
+    from firmware_py.clock import SimulatedClock
+    from firmware_py.db import open_db
+    from firmware_py.eventstore import EventStore
+
+    store = EventStore(open_db(db), site="hn-archive-1", door="scan-room",
+                       clock=SimulatedClock(datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)))
+    try:
+        return [e for e in store.events(1) if e["category"] == "access" and e["type"] != "passage"]
+    finally:
+        store.db.conn.close()
+
+
+def test_two_simulators_side_by_side_each_read_only_their_own_badges(tmp_path, pcscd):
+    runs = {}
+    for person in ("P001", "P003"):
+        folder = tmp_path / person
+        folder.mkdir()
+        path = folder / "s.toml"
+        path.write_text(HEAD + in_and_out(person, 3), encoding="utf-8")
+        runs[person] = (folder / "events.db", subprocess.Popen(
+            [str(Path(sys.executable).parent / "accessctl-sim"), "run", str(path), "--db", str(folder / "events.db")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = {person: proc.communicate(timeout=180)[0] for person, (_, proc) in runs.items()}
+    for person, (db, proc) in runs.items():
+        assert proc.returncode == 0, outputs[person]
+        assert "not simulated" not in outputs[person]
+        events = access_events(db)
+        assert [(e["type"], e["person"]["person_id"]) for e in events] == [("access_granted", person)] * 6, \
+            f"{person}'s door saw badges it was not shown:\n{outputs[person]}"
