@@ -38,7 +38,7 @@ Usage: make-certs.sh --site SITE --server-name HOST [options]
                         connections with one certificate replace each other
   --revoke NAME         revoke the certificate DIR/NAME.crt (e.g. door.hn-archive-1.vault),
                         move it and its key to DIR/revoked/ and write a new DIR/crl.pem;
-                        install that as the broker's crlfile and reload the broker
+                        install that as the broker's crlfile and restart the broker
   --dir DIR             where to write (default: ./certs-SITE)
   --days N              validity of server and client certificates in days (default 825)
   --ca-days N           validity of a new CA in days (default 3650)
@@ -137,7 +137,7 @@ if [[ ${#revokes[@]} -gt 0 ]]; then
         echo "revoked $name (serial $serial); moved to $dir/revoked/"
     done
     write_crl
-    echo "install $dir/crl.pem as the broker's crlfile and reload the broker"
+    echo "install $dir/crl.pem as the broker's crlfile and restart the broker (a reload refuses new logins only)"
     exit 0
 fi
 
