@@ -314,12 +314,10 @@ def test_a_broker_certificate_from_another_ca_fails_tls(door, mosquitto_broker_s
     assert result.status == FAIL and "not trusted" in result.message
 
 
-def test_a_wrong_password_fails_the_login(door, mosquitto_broker_session, tmp_path):
+def test_a_certificate_naming_no_account_fails_the_login(door, mosquitto_broker_session, tmp_path):
     broker = mosquitto_broker_session
-    wrong = tmp_path / "wrong.password"
-    wrong.write_text("not-the-password\n")
-    settings = broker_settings(broker, broker.door("scan-room"))
-    settings["password_file"] = f'"{wrong}"'
+    settings = broker_settings(broker, broker.files.nameless)  # the certificate is the login
+    settings["username"] = f'"{broker.door("scan-room").username}"'
     [result] = by_check(diagnose(door.config(**settings), probes=door.probes()), "broker")
     assert result.status == FAIL and "refused the login" in result.message
 

@@ -26,10 +26,10 @@ import pytest
 from firmware_py.cli import main
 from firmware_py.events import GENESIS_HASH, event_hash
 from firmware_py.monitor import BrokerSettings, Monitor, MonitorError
-from tests.fixtures.mosquitto import REPO, SITE
+from tests.fixtures.mosquitto import REPO, SITE, door_username
 
 DOOR = "scan-room"
-DOOR_ACCOUNT = f"door-{SITE}-{DOOR}"
+DOOR_ACCOUNT = door_username(DOOR)
 MASKED = "430102********123X"
 
 
@@ -334,6 +334,7 @@ def test_the_command_takes_credentials_from_the_config_archives_and_stops_cleanl
 
 
 def test_a_refused_login_stops_the_monitor_with_a_clear_error(mosquitto_broker, tmp_path):
-    settings = replace(supervisor_settings(mosquitto_broker), password="not-the-password")
+    nameless = mosquitto_broker.files.nameless  # the certificate is the login: one naming no account
+    settings = replace(supervisor_settings(mosquitto_broker), cert_file=nameless.cert_file, key_file=nameless.key_file)
     with pytest.raises(MonitorError, match="refused the monitor"):
         Monitor(settings, tmp_path / "archive.db", beacon_interval_s=None).start(timeout=5)

@@ -1,71 +1,71 @@
 #!/usr/bin/env bash
-# add-account.sh — add (or change the password of) a door or supervisor account on the venue broker.
+# add-account.sh — give a door or supervisor account its block in the venue broker's ACL.
 #
-# Sets the password in Mosquitto's password file with "mosquitto_passwd -b" and, if the ACL file
-# has no block for the account yet, appends one (doors: their own topics only; supervisors: read
+# The login itself is the account's client certificate (make-certs.sh): the broker takes the
+# MQTT username from the certificate's CN (use_identity_as_username) and the client id from
+# the username (use_username_as_clientid). There are no broker passwords. This script appends
+# what the account may publish and read (doors: their own topics only; supervisors: read
 # everything, write commands and the time beacon). Run it on the broker machine, then reload
-# the broker. Never prompts when the password comes from --generate, $MQTT_PASSWORD or a pipe.
+# the broker.
 #
-# Note: mosquitto_passwd -b takes the password on its command line, so it is visible in the
-# process list of the broker machine for a moment; run this on the broker box, not a shared host.
+# Door accounts are door.SITE.DOOR: site and door names never contain ".", so two doors can
+# never share an account (door-SITE-DOOR could: hn-archive/1-scan-room = hn-archive-1/scan-room).
+# An account that already has a block is never changed: the same block again is a no-op, a
+# different one is refused (exit 1) so that no account's rights are replaced silently.
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: add-account.sh [options] door SITE DOOR      username door-SITE-DOOR
+Usage: add-account.sh [options] door SITE DOOR      username door.SITE.DOOR
        add-account.sh [options] supervisor NAME     username NAME
 
-The password is taken from, in order: --generate (a new random one), the MQTT_PASSWORD
-environment variable, the first line of standard input when it is not a terminal, or a prompt.
-
-  --passwd FILE        Mosquitto password file (default /etc/mosquitto/passwd; created if missing)
   --acl FILE           ACL file to append the account's block to (default /etc/mosquitto/acl)
-  --no-acl             do not touch the ACL file
   --prefix PREFIX      topic prefix (default accessctl; must match the controllers' [mqtt] prefix)
-  --generate           make a random password
-  --password-out FILE  also write the password to FILE (mode 0600), e.g. for the door's
-                       /etc/accessctl/mqtt.password; with --generate and no --password-out the
-                       password is printed once on standard output
   -h, --help           this text
 
+The account's certificate comes from make-certs.sh (--door DOOR / --supervisor NAME); its CN
+is the username. Every supervisor tool (monitor, station, command line) needs an account of its
+own: two connections with one certificate replace each other.
+
 Examples:
-  ./add-account.sh --generate --password-out scan-room.password door hn-archive-1 scan-room
-  MQTT_PASSWORD='...' ./add-account.sh supervisor supervisor
+  ./add-account.sh door hn-archive-1 scan-room
+  ./add-account.sh supervisor monitor-desk1
   systemctl reload mosquitto
 EOF
 }
 
 die() { echo "add-account.sh: $*" >&2; exit 2; }
 
-passwd_file=/etc/mosquitto/passwd acl_file=/etc/mosquitto/acl prefix=accessctl
-use_acl=1 generate=0 password_out=""
+acl_file=/etc/mosquitto/acl prefix=accessctl
 args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        --passwd) passwd_file="${2:?--passwd needs a file}"; shift 2 ;;
         --acl) acl_file="${2:?--acl needs a file}"; shift 2 ;;
-        --no-acl) use_acl=0; shift ;;
         --prefix) prefix="${2:?--prefix needs a value}"; shift 2 ;;
-        --generate) generate=1; shift ;;
-        --password-out) password_out="${2:?--password-out needs a file}"; shift 2 ;;
+        --passwd|--generate|--password-out|--no-acl)
+            die "$1: the broker no longer uses passwords; the client certificate (make-certs.sh) is the login" ;;
         -h|--help) usage; exit 0 ;;
         -*) usage >&2; die "unknown option: $1" ;;
         *) args+=("$1"); shift ;;
     esac
 done
 
-name_re='^[a-z0-9_-]+$'
+name_re='^[a-z0-9][a-z0-9_-]{0,62}$'  # firmware_py/config.py's site and door names: never a "."
 [[ -n "$prefix" && "$prefix" != */ && "$prefix" != /* && "$prefix" != *[+#\ ]* ]] \
     || die "prefix '$prefix' may not contain + # or spaces nor start or end with /"
 case "${args[0]:-}" in
     door)
         [[ ${#args[@]} -eq 3 ]] || { usage >&2; die "door needs SITE and DOOR"; }
         site="${args[1]}" door="${args[2]}"
-        [[ "$site" =~ $name_re ]] || die "site '$site': use lower-case letters, digits, - and _"
-        [[ "$door" =~ $name_re ]] || die "door '$door': use lower-case letters, digits, - and _"
-        username="door-$site-$door"
+        [[ "$site" =~ $name_re ]] || die "site '$site': use lower-case letters, digits, - and _ (at most 63)"
+        [[ "$door" =~ $name_re ]] || die "door '$door': use lower-case letters, digits, - and _ (at most 63)"
+        username="door.$site.$door"
+        [[ ${#username} -le 64 ]] \
+            || die "account $username has ${#username} characters, a certificate CN holds 64: shorten the site or door name"
         block="user $username
-topic write $prefix/$site/$door/events/#
+topic write $prefix/$site/$door/events/access/+
+topic write $prefix/$site/$door/events/alarm/+
+topic write $prefix/$site/$door/events/system/+
 topic write $prefix/$site/$door/status
 topic write $prefix/$site/$door/occupancy
 topic write $prefix/$site/$door/cmd/result
@@ -75,8 +75,8 @@ topic read $prefix/$site/time"
     supervisor)
         [[ ${#args[@]} -eq 2 ]] || { usage >&2; die "supervisor needs NAME"; }
         username="${args[1]}"
-        [[ "$username" =~ ^[A-Za-z0-9_.-]+$ && "$username" != door-* ]] \
-            || die "supervisor name '$username': letters, digits, . - _ and not starting with door-"
+        [[ "$username" =~ ^[A-Za-z0-9_-]{1,64}$ ]] \
+            || die "supervisor name '$username': letters, digits, - and _ (at most 64; no '.', which only door accounts have)"
         block="user $username
 topic read $prefix/#
 topic write $prefix/+/+/cmd
@@ -85,44 +85,29 @@ topic write $prefix/+/time"
     *) usage >&2; die "say 'door SITE DOOR' or 'supervisor NAME'" ;;
 esac
 
-command -v mosquitto_passwd >/dev/null || die "mosquitto_passwd not found (apt-get install mosquitto)"
+# existing_block: the lines of the account's block in the ACL file (from its "user" line to the
+# next blank, comment or "user" line), or nothing.
+existing_block() {
+    [[ -e "$acl_file" ]] || return 0
+    awk -v want="user $username" '
+        $0 == want { inside = 1; print; next }
+        inside && (/^[[:space:]]*$/ || /^[[:space:]]*#/ || /^user /) { inside = 0 }
+        inside { print }
+    ' "$acl_file"
+}
 
-if [[ $generate -eq 1 ]]; then
-    password="$(head -c 24 /dev/urandom | base64 | tr -d '/+=' | head -c 24)"
-elif [[ -n "${MQTT_PASSWORD:-}" ]]; then
-    password="$MQTT_PASSWORD"
-elif [[ ! -t 0 ]]; then
-    IFS= read -r password || true
-else
-    IFS= read -r -s -p "Password for $username: " password; echo >&2
-    IFS= read -r -s -p "Again: " again; echo >&2
-    [[ "$password" == "$again" ]] || die "the two passwords differ"
-fi
-[[ ${#password} -ge 12 ]] || die "the password must have at least 12 characters"
-[[ "$password" != *:* ]] || die "the password may not contain ':'"
-
-umask 077
-if [[ ! -e "$passwd_file" ]]; then
-    : >"$passwd_file"
-    echo "created $passwd_file (mode 0600; the broker's user must be able to read it)"
-fi
-mosquitto_passwd -b "$passwd_file" "$username" "$password"
-echo "password set for $username in $passwd_file"
-
-if [[ -n "$password_out" ]]; then
-    printf '%s\n' "$password" >"$password_out"
-    chmod 0600 "$password_out"
-    echo "password written to $password_out"
-elif [[ $generate -eq 1 ]]; then
-    echo "password for $username: $password"
-fi
-
-if [[ $use_acl -eq 1 ]]; then
-    if [[ -e "$acl_file" ]] && grep -qx "user $username" "$acl_file"; then
-        echo "$acl_file already has a block for $username (left as it is)"
-    else
-        printf '\n%s\n' "$block" >>"$acl_file"
-        echo "added ACL block for $username to $acl_file"
+have="$(existing_block)"
+if [[ -n "$have" ]]; then
+    if [[ "$have" == "$block" ]]; then
+        echo "$acl_file already has this block for $username (unchanged)"
+        exit 0
     fi
+    echo "add-account.sh: $acl_file already has a different block for $username; refusing to change" \
+         "an existing account's rights. Edit the file by hand if that is what you mean. It has:" >&2
+    printf '%s\n' "$have" >&2
+    exit 1
 fi
+umask 027
+printf '\n%s\n' "$block" >>"$acl_file"
+echo "added ACL block for $username to $acl_file"
 echo "reload the broker to apply: systemctl reload mosquitto"
