@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -112,7 +113,10 @@ class ScenarioRunner:
         cfg = with_overrides(cfg, database=db or workdir / "events.db")
         from dataclasses import replace
 
-        cfg = replace(cfg, storage=replace(cfg.storage, secret=workdir / "device.key"))
+        # The device secret lives beside the database it belongs to: a kept database (--db)
+        # keeps its secret, or its roster's ID hashes would stop matching on the next run.
+        secret = db.with_name(db.name + ".key") if db else workdir / "device.key"
+        cfg = replace(cfg, storage=replace(cfg.storage, secret=secret))
         self.cfg = simulation_broker(cfg, broker, keep_mqtt=keep_mqtt)
         self.clock = SimulatedClock(scenario.start)
         self.people = read_people(scenario.roster)
@@ -211,7 +215,10 @@ class ScenarioRunner:
 
     def _do_command(self, action, **args):
         args = {k: v for k, v in args.items() if v is not None}
-        self.door.inputs.put(RemoteCommand(f"scenario-{len(self.door.handled)}", action, args, "scenario"))
+        # A fresh id each time: the door runs an id at most once, and a scenario may be run
+        # again on the same database (--db).
+        command_id = f"scenario-{uuid.uuid4().hex[:12]}"
+        self.door.inputs.put(RemoteCommand(command_id, action, args, "scenario"))
         self.door.pump(until=RemoteCommand)
 
     def _do_set_clock(self, to):

@@ -285,3 +285,22 @@ def test_two_simulators_side_by_side_each_read_only_their_own_badges(tmp_path, p
         events = access_events(db)
         assert [(e["type"], e["person"]["person_id"]) for e in events] == [("access_granted", person)] * 6, \
             f"{person}'s door saw badges it was not shown:\n{outputs[person]}"
+
+
+def test_a_scenario_with_commands_runs_twice_on_the_same_database(tmp_path):
+    # The door runs a command id at most once, so each run must send fresh ids.
+    path = scenario_file(tmp_path, '''
+[[step]]
+do = "command"
+action = "lockdown"
+[[step]]
+expect = [{type = "lockdown_on"}]
+[[step]]
+do = "command"
+action = "release_lockdown"
+[[step]]
+expect = [{type = "lockdown_off"}]
+''')
+    db = tmp_path / "door.db"
+    assert sim_cli.run_scenarios([path], db=db) == 0
+    assert sim_cli.run_scenarios([path], db=db) == 0
