@@ -236,3 +236,39 @@ def test_the_chart_counts_entries_per_hour_and_denials_by_reason(web):
     page = logged_in(web, "victor").get("/register?date=2026-11-23").text
     assert 'data-hour="9" data-count="2"' in page and 'data-hour="10" data-count="0"' in page
     assert 'data-reason="outside_working_hours" data-count="1"' in page
+
+
+# ---------------------------------------------------------------- live stream
+
+
+def read_stream(web, client, headers, count, path="/api/stream"):
+    """The first ``count`` event messages of the live stream as (id, data) pairs."""
+    import urllib.request
+
+    req = urllib.request.Request(web.url + path, headers=headers)
+    got = []
+    with client.opener.open(req, timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+        block = {}
+        for raw in r:
+            line = raw.decode().rstrip("\n")
+            if not line:
+                if block.get("event") == "event":
+                    got.append((int(block["id"]), json.loads(block["data"])))
+                    if len(got) == count:
+                        return got
+                block = {}
+            elif not line.startswith(":"):
+                key, _, value = line.partition(": ")
+                block[key] = value
+    return got
+
+
+def test_the_live_stream_resumes_after_the_last_event_id_the_browser_saw(web):
+    archive(web, chained([(f"2026-11-23T09:00:0{i}.000+08:00", "passage", "access", {}) for i in range(5)]))
+    ids = [i for (i,) in web.store.query("SELECT rowid FROM events ORDER BY rowid")]
+    c = logged_in(web, "victor")
+    first = read_stream(web, c, {}, 5)
+    assert [(i, d["seq"], d["type"]) for i, d in first] == [(ids[n], n + 1, "passage") for n in range(5)]
+    resumed = read_stream(web, c, {"Last-Event-ID": str(ids[2])}, 2, path=f"/api/stream?after={ids[0]}")
+    assert [d["seq"] for _, d in resumed] == [4, 5]  # the header wins over the page's starting point
