@@ -7,14 +7,13 @@ import csv
 import hashlib
 import io
 import json
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from firmware_py.events import GENESIS_HASH, event_hash
 from firmware_py.station.throttle import LoginThrottle
-from tests.fixtures.station import PASSWORD, ThreadedStation
+from tests.fixtures.station import ThreadedStation
 
 SITE, DOOR = "hn-archive-1", "scan-room"
 TZ = ZoneInfo("Asia/Shanghai")

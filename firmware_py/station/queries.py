@@ -25,11 +25,9 @@ def prepare(store: StationStore) -> None:
     store.script(INDEXES)
 
 
-def parse_payload(payload: bytes | str) -> dict:
-    text = payload.decode("utf-8", "replace") if isinstance(payload, (bytes, bytearray, memoryview)) else payload
-    if isinstance(text, memoryview):
-        text = bytes(text).decode("utf-8", "replace")
-    return json.loads(redact(text))
+def parse_payload(payload: bytes) -> dict:
+    """A stored payload as an event, anything shaped like a full resident ID number masked."""
+    return json.loads(redact(bytes(payload).decode("utf-8", "replace")))
 
 
 @dataclass(frozen=True)
@@ -48,12 +46,12 @@ def last_id(store: StationStore) -> int:
 def events_after(store: StationStore, after: int, limit: int = 500) -> list[StreamRow]:
     rows = store.query("SELECT rowid, site, door, payload FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?",
                        (after, limit))
-    return [StreamRow(i, s, d, parse_payload(bytes(p))) for i, s, d, p in rows]
+    return [StreamRow(i, s, d, parse_payload(p)) for i, s, d, p in rows]
 
 
 def recent_events(store: StationStore, limit: int = 100) -> list[StreamRow]:
     rows = store.query("SELECT rowid, site, door, payload FROM events ORDER BY rowid DESC LIMIT ?", (limit,))
-    return [StreamRow(i, s, d, parse_payload(bytes(p))) for i, s, d, p in reversed(rows)]
+    return [StreamRow(i, s, d, parse_payload(p)) for i, s, d, p in reversed(rows)]
 
 
 def events_between(store: StationStore, first: date, last: date, tz: ZoneInfo, *, site: str | None = None,
@@ -73,7 +71,7 @@ def events_between(store: StationStore, first: date, last: date, tz: ZoneInfo, *
         params.append(door)
     out = []
     for (payload,) in store.query(sql, params):
-        event = parse_payload(bytes(payload))
+        event = parse_payload(payload)
         ts = datetime.fromisoformat(event["ts"])
         if not start <= ts < end:
             continue
@@ -100,7 +98,7 @@ def doors(store: StationStore) -> list[DoorRow]:
 
 def last_event(store: StationStore, site: str, door: str) -> dict | None:
     row = store.one("SELECT payload FROM events WHERE site=? AND door=? ORDER BY seq DESC LIMIT 1", (site, door))
-    return parse_payload(bytes(row[0])) if row else None
+    return parse_payload(row[0]) if row else None
 
 
 def chain_rows(store: StationStore, site: str, door: str, after_seq: int, limit: int = 5000) -> list[tuple[int, bytes]]:

@@ -20,7 +20,7 @@ from . import accounts, pages, queries
 from .accounts import Session
 
 if TYPE_CHECKING:
-    from .web import Station
+    from .guard import Station
 
 KEEPALIVE_S = 15.0
 SESSION_RECHECK_S = 30.0

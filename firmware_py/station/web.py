@@ -1,26 +1,16 @@
-"""The station's web app (Starlette): one routing table, one guard, the handlers.
+"""The station's web app (Starlette): the handlers and the one routing table.
 
-The guard (:func:`_guarded`) is the one place where every request is authenticated (session
-cookie), checked against cross-site forgery (same origin, and the session's CSRF token as the
-``csrf`` form field or the ``X-CSRF-Token`` header on every state-changing request), authorised
-(role) and, when it changes state, audited with who, when, what and the result. ``/api/`` answers
-401 without a session; a page redirects to ``/login``. A state-changing request that fails the
-CSRF or role check answers 403 before its handler runs: nothing reaches the doors.
+Every route goes through :func:`.guard.guarded` (session, CSRF, role, audit); the paths are the
+page's testing contract (DESIGN.md "The supervision station").
 """
 
 from __future__ import annotations
 
 import csv
-import inspect
 import io
 import json
-import threading
-from dataclasses import dataclass, field
-from datetime import date, datetime
 from pathlib import Path
 from typing import Callable
-from urllib.parse import parse_qsl, quote, urlencode
-from zoneinfo import ZoneInfo
 
 import anyio
 from starlette.applications import Starlette
@@ -31,174 +21,10 @@ from starlette.staticfiles import StaticFiles
 
 from . import accounts, alarms, audit, commands, pages, queries
 from . import register as register_export
-from .accounts import Session, role_allows
-from .chain import ChainChecker
-from .storage import StationStore
+from .guard import COOKIE, Ctx, Refused, Station, address, done, guarded, html, parse_date, safe_next
 from .stream import door_tiles, event_stream
-from .throttle import LoginThrottle
 
-COOKIE = "station_session"
-MAX_BODY = 64 * 1024
 STATIC = Path(__file__).parent / "static"
-SECRET_FIELDS = ("csrf", "password")
-
-
-@dataclass
-class Station:
-    """What the web app works with: the archive store, the site's zone, the monitor that publishes."""
-
-    store: StationStore
-    tz: ZoneInfo
-    prefix: str = "accessctl"
-    monitor: object | None = None  # firmware_py.monitor.Monitor: .connected, .client
-    https: bool = False
-    session_idle_s: float = 8 * 3600
-    poll_s: float = 0.1
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)
-    stopping: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        self.chains = ChainChecker(self.store)
-
-    def now(self) -> datetime:
-        return datetime.now(self.tz)
-
-    @property
-    def broker_connected(self) -> bool:
-        return bool(self.monitor is not None and self.monitor.connected)
-
-
-@dataclass
-class Ctx:
-    """One request as the guard saw it."""
-
-    station: Station
-    session: Session | None
-    form: dict[str, str]
-    who: str = "-"
-    note: str = ""  # what happened, for the audit trail
-
-
-class Refused(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-# ---------------------------------------------------------------- the guard
-
-
-def _guarded(handler: Callable, role: str | None, station: Station) -> Callable:
-    async def endpoint(request: Request) -> Response:
-        changing = request.method not in ("GET", "HEAD")
-        api = request.url.path.startswith("/api/")
-        ctx = Ctx(station, None, {})
-        try:
-            token = request.cookies.get(COOKIE)
-            ctx.session = await anyio.to_thread.run_sync(accounts.find_session, station.store, token, station.now(),
-                                                         station.session_idle_s) if token else None
-            ctx.who = ctx.session.name if ctx.session else "-"
-            if changing:
-                ctx.form = await _read_form(request)
-            if role and ctx.session is None and (api or not changing):
-                raise Refused(401, "not logged in 未登录")
-            if changing:
-                _check_same_origin(request)
-                if role and (ctx.session is None or not _csrf_ok(ctx.session, request, ctx.form)):
-                    raise Refused(403, "missing or invalid CSRF token 跨站请求校验失败")
-            if role and not role_allows(ctx.session.role, role):
-                raise Refused(403, f"the role {ctx.session.role} may not do this 权限不足 (needs {role})")
-            if inspect.iscoroutinefunction(handler):
-                response = await handler(request, ctx)
-            else:
-                response = await anyio.to_thread.run_sync(handler, request, ctx)
-        except Refused as r:
-            ctx.note = ctx.note or r.message
-            response = _refusal(request, ctx, r, api)
-        if changing:
-            detail = {k: v for k, v in ctx.form.items() if k not in SECRET_FIELDS}
-            await anyio.to_thread.run_sync(lambda: audit.record(
-                station.store, at=station.now(), who=ctx.who, address=_address(request),
-                action=f"{request.method} {request.url.path}", detail=detail,
-                result=f"{response.status_code} {ctx.note}".strip()))
-        return response
-
-    return endpoint
-
-
-def _refusal(request: Request, ctx: Ctx, r: Refused, api: bool) -> Response:
-    if api:
-        return JSONResponse({"error": r.message}, r.status)
-    if r.status == 401:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse("/login?" + urlencode({"next": target}), 303)
-    return HTMLResponse(pages.message_page(f"{r.status}", r.message, ctx.session), r.status)
-
-
-async def _read_form(request: Request) -> dict[str, str]:
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
-        raise Refused(413, f"the request is over {MAX_BODY} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise Refused(413, f"the request is over {MAX_BODY} bytes")
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    try:
-        if kind == "application/json":
-            data = json.loads(body or b"{}")
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-            return {str(k)[:64]: str(v) for k, v in data.items() if isinstance(v, (str, int, float, bool))}
-        if kind in ("application/x-www-form-urlencoded", ""):
-            return {k[:64]: v for k, v in parse_qsl(body.decode("utf-8"), keep_blank_values=True)}
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise Refused(400, f"the request body cannot be read: {exc}") from None
-    raise Refused(415, f"send a form or JSON, not {kind}")
-
-
-def _check_same_origin(request: Request) -> None:
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        raise Refused(403, "a cross-site request 跨站请求")
-    origin = request.headers.get("origin")
-    if origin and origin != "null" and origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
-        raise Refused(403, f"a request from another origin ({origin[:100]}) 跨站请求")
-    if origin == "null":
-        raise Refused(403, "a request from an opaque origin 跨站请求")
-
-
-def _csrf_ok(session: Session, request: Request, form: dict[str, str]) -> bool:
-    import hmac
-
-    given = request.headers.get("x-csrf-token") or form.get("csrf") or ""
-    return bool(given) and hmac.compare_digest(given.encode(), session.csrf.encode())
-
-
-def _address(request: Request) -> str:
-    return request.client.host if request.client else "?"
-
-
-def _html(text: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(text, status)
-
-
-def _done(request: Request, result: dict, back: str) -> Response:
-    if request.url.path.startswith("/api/"):
-        return JSONResponse(result)
-    return RedirectResponse(back, 303)
-
-
-def _safe_next(value: str | None) -> str:
-    return value if value and value.startswith("/") and not value.startswith("//") and "\\" not in value else "/"
-
-
-def _date(text: str | None, default: date, name: str) -> date:
-    if not text:
-        return default
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise Refused(400, f"{name}={text[:40]!r} is not a date like 2026-11-23") from None
 
 
 # ---------------------------------------------------------------- log in and out
@@ -206,16 +32,16 @@ def _date(text: str | None, default: date, name: str) -> date:
 
 def login_page(request: Request, ctx: Ctx) -> Response:
     if ctx.session:
-        return RedirectResponse(_safe_next(request.query_params.get("next")), 303)
-    return _html(pages.login_page(next_path=_safe_next(request.query_params.get("next"))))
+        return RedirectResponse(safe_next(request.query_params.get("next")), 303)
+    return html(pages.login_page(next_path=safe_next(request.query_params.get("next"))))
 
 
 def login(request: Request, ctx: Ctx) -> Response:
     station, form = ctx.station, ctx.form
     name, password = form.get("username", "")[:64], form.get("password", "")[:accounts.MAX_PASSWORD]
     ctx.who = name or "-"
-    next_path = _safe_next(form.get("next"))
-    keys = [f"user:{name.lower()}", f"address:{_address(request)}"]
+    next_path = safe_next(form.get("next"))
+    keys = [f"user:{name.lower()}", f"address:{address(request)}"]
     wait = station.throttle.retry_after(keys)
     if wait > 0:
         ctx.note = "throttled"
@@ -247,18 +73,18 @@ def logout(request: Request, ctx: Ctx) -> Response:
 
 def overview(request: Request, ctx: Ctx) -> Response:
     st = ctx.station
-    return _html(pages.overview(door_tiles(st, ctx.session), ctx.session, st.broker_connected, queries.last_id(st.store)))
+    return html(pages.overview(door_tiles(st, ctx.session), ctx.session, st.broker_connected, queries.last_id(st.store)))
 
 
 def events_page(request: Request, ctx: Ctx) -> Response:
     st = ctx.station
     last = queries.last_id(st.store)
-    return _html(pages.events_page(queries.recent_events(st.store, 100), ctx.session, last))
+    return html(pages.events_page(queries.recent_events(st.store, 100), ctx.session, last))
 
 
 def alarms_page(request: Request, ctx: Ctx) -> Response:
     store = ctx.station.store
-    return _html(pages.alarms_page(alarms.alarms(store, acknowledged=False), alarms.alarms(store, acknowledged=True),
+    return html(pages.alarms_page(alarms.alarms(store, acknowledged=False), alarms.alarms(store, acknowledged=True),
                                    ctx.session))
 
 
@@ -276,7 +102,7 @@ def alarms_csv(request: Request, ctx: Ctx) -> Response:
 
 
 def _register_query(request: Request, st: Station) -> tuple[dict, list[dict]]:
-    day = _date(request.query_params.get("date"), st.now().date(), "date")
+    day = parse_date(request.query_params.get("date"), st.now().date(), "date")
     params = {"date": day.isoformat(), **{k: request.query_params.get(k, "")[:64] for k in ("site", "door", "person")}}
     events = queries.events_between(st.store, day, day, st.tz, site=params["site"] or None,
                                     door=params["door"] or None, person=params["person"] or None)
@@ -289,7 +115,7 @@ def register_page(request: Request, ctx: Ctx) -> Response:
     st = ctx.station
     params, events = _register_query(request, st)
     rows = register_export.rows(events)
-    return _html(pages.register_page(params, rows, chart.hours_svg(chart.entries_per_hour(events, st.tz)),
+    return html(pages.register_page(params, rows, chart.hours_svg(chart.entries_per_hour(events, st.tz)),
                                      chart.reasons_svg(chart.denials_by_reason(events)), ctx.session))
 
 
@@ -309,12 +135,12 @@ def register_print(request: Request, ctx: Ctx) -> Response:
     doors = sorted({(d.site, d.door) for d in queries.doors(st.store)
                     if (not params["site"] or d.site == params["site"]) and (not params["door"] or d.door == params["door"])})
     chains = [(s, d, st.chains.check(s, d)) for s, d in doors]
-    return _html(pages.register_print(params, rows, chains, register_export.digest(data), len(data), st.now(),
+    return html(pages.register_print(params, rows, chains, register_export.digest(data), len(data), st.now(),
                                       ctx.session))
 
 
 def audit_page(request: Request, ctx: Ctx) -> Response:
-    return _html(pages.audit_page(audit.entries(ctx.station.store), ctx.session))
+    return html(pages.audit_page(audit.entries(ctx.station.store), ctx.session))
 
 
 # ---------------------------------------------------------------- API
@@ -323,8 +149,8 @@ def audit_page(request: Request, ctx: Ctx) -> Response:
 def api_events(request: Request, ctx: Ctx) -> Response:
     st = ctx.station
     today = st.now().date()
-    first = _date(request.query_params.get("from"), today, "from")
-    last = _date(request.query_params.get("to"), first if request.query_params.get("from") else today, "to")
+    first = parse_date(request.query_params.get("from"), today, "from")
+    last = parse_date(request.query_params.get("to"), first if request.query_params.get("from") else today, "to")
     if last < first:
         raise Refused(400, f"to={last} is before from={first}")
     if (last - first).days > 366:
@@ -366,7 +192,7 @@ def door_action(request: Request, ctx: Ctx) -> Response:
         ctx.note = f"not sent: {exc}"
         raise Refused(503, str(exc)) from None
     ctx.note = f"sent {sent.id} to {sent.topic}"
-    return _done(request, {"ok": True, "id": sent.id, "topic": sent.topic}, _safe_next(ctx.form.get("next")))
+    return done(request, {"ok": True, "id": sent.id, "topic": sent.topic}, safe_next(ctx.form.get("next")))
 
 
 def acknowledge(request: Request, ctx: Ctx) -> Response:
@@ -377,7 +203,7 @@ def acknowledge(request: Request, ctx: Ctx) -> Response:
     except alarms.AlarmError as exc:
         raise Refused(409, str(exc)) from None
     ctx.note = f"acknowledged {site}/{door} #{seq}"
-    return _done(request, {"ok": True}, "/alarms")
+    return done(request, {"ok": True}, "/alarms")
 
 
 # ---------------------------------------------------------------- the app
@@ -437,7 +263,7 @@ def create_app(station: Station) -> Starlette:
     """The ASGI app of ``station``; the paths are the page's testing contract (DESIGN.md)."""
     from starlette.middleware import Middleware
 
-    routes = [Route(path, _guarded(handler, role, station), methods=[method]) for path, method, handler, role in ROUTES]
+    routes = [Route(path, guarded(handler, role, station), methods=[method]) for path, method, handler, role in ROUTES]
     routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
 
     async def no_route(request: Request, exc) -> Response:
@@ -455,6 +281,3 @@ def create_app(station: Station) -> Starlette:
                     middleware=[Middleware(_SecurityHeaders, https=station.https)])
     app.state.station = station
     return app
-
-
-__all__ = ["Station", "create_app", "COOKIE", "quote"]
