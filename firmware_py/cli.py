@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_roster_commands(sub, _common)
 
-    for extension in ("service_cli", "monitor_cli", "doctor"):
+    for extension in ("service_cli", "monitor_cli", "doctor", "station.cli"):
         try:
             module = __import__(f"{__package__}.{extension}", fromlist=["add_commands"])
         except ImportError:

@@ -1,0 +1,93 @@
+"""Each door's archived hash chain, verified as it grows.
+
+A door's events are checked in seq order from the first archived one: each ``hash`` must be the
+SHA-256 of the event without it (:func:`firmware_py.events.event_hash`) and each ``prev_hash`` the
+previous event's ``hash`` (the genesis hash before #1). The check remembers how far it got, so
+each call reads only the events archived since; a missing seq pauses it until the replay arrives;
+a break is final and shown with its seq.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+
+from ..events import GENESIS_HASH, event_hash
+from . import queries
+from .storage import StationStore
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    ok: bool  # no break found so far
+    first: int | None  # first archived seq (None: nothing archived)
+    verified_to: int  # every seq from first to here verified
+    waiting_for: int | None  # a missing seq the check waits for (a gap), if newer ones are archived
+    problem: str | None
+
+    def text(self) -> str:
+        if not self.ok:
+            return f"✗ 链断裂 chain broken: {self.problem}"
+        if self.first is None:
+            return "— 无事件 no events"
+        text = f"✓ 已验证 verified #{self.first}–#{self.verified_to}"
+        if self.waiting_for is not None:
+            text += f"; 缺 missing #{self.waiting_for}"
+        return text
+
+
+@dataclass
+class _Progress:
+    first: int | None = None
+    last_seq: int = 0
+    last_hash: str = GENESIS_HASH
+    problem: str | None = None
+    waiting_for: int | None = None
+
+
+class ChainChecker:
+    def __init__(self, store: StationStore):
+        self.store = store
+        self._progress: dict[tuple[str, str], _Progress] = {}
+        self._lock = threading.Lock()
+
+    def check(self, site: str, door: str) -> ChainResult:
+        with self._lock:
+            p = self._progress.setdefault((site, door), _Progress())
+            while p.problem is None:
+                rows = queries.chain_rows(self.store, site, door, p.last_seq)
+                if not rows:
+                    p.waiting_for = None
+                    break
+                if not self._advance(p, rows):
+                    break
+            return ChainResult(p.problem is None, p.first, p.last_seq, p.waiting_for, p.problem)
+
+    @staticmethod
+    def _advance(p: _Progress, rows: list[tuple[int, bytes]]) -> bool:
+        """Verify ``rows`` onto ``p``; False when the check must stop (a gap or a break)."""
+        for seq, payload in rows:
+            if p.first is None:
+                p.first = seq
+                if seq != 1:
+                    p.last_hash = None  # archived from a later seq: the first link cannot be checked
+            elif seq != p.last_seq + 1:
+                p.waiting_for = p.last_seq + 1
+                return False
+            try:
+                event = json.loads(payload)
+                h = event.pop("hash")
+                computed = event_hash(event)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                p.problem = f"#{seq} is not a readable event"
+                return False
+            if computed != h:
+                p.problem = f"#{seq}: its hash is not the SHA-256 of the event (altered)"
+                return False
+            if p.last_hash is not None and event.get("prev_hash") != p.last_hash:
+                p.problem = f"#{seq}: prev_hash does not match #{seq - 1}" if seq > 1 else \
+                    "#1: prev_hash is not the genesis hash"
+                return False
+            p.last_seq, p.last_hash, p.waiting_for = seq, h, None
+        return True

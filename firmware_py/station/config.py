@@ -1,0 +1,195 @@
+"""The station's configuration: one TOML file (``config/station.example.toml``), checked in full.
+
+Every problem names the file, the section and key, the bad value and what is allowed; all of a
+file's problems are reported together; unknown keys are errors. The command line's ``--broker``,
+``--archive`` and ``--listen`` override the file (:func:`with_overrides`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ..config import _Problems, _Section  # the door's checker: one way to read and report a TOML table
+from ..errors import ConfigError
+
+BROKER_URL = re.compile(r"mqtts?://[^/:\s]+:\d{1,5}")
+LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})")
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    url: str  # mqtt://host:port or mqtts://host:port
+    username: str
+    password_file: Path | None
+    ca_file: Path | None
+    cert_file: Path | None
+    key_file: Path | None
+    tls_verify: bool
+    protocol: int  # 5 or 311
+    prefix: str
+    client_id: str  # the broker-side persistent session's name
+    beacon_interval_s: float  # 0: publish no time beacon (beside a simulator on simulated time)
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    path: Path  # SQLite file (events, doors, and the station's accounts, sessions, acknowledgements, audit)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    host: str
+    port: int
+    certificate: Path | None  # HTTPS when both are set
+    key: Path | None
+    timezone: ZoneInfo  # the site's zone: "today", register dates, the chart's hours
+    session_idle_s: float  # a session unused this long ends
+
+    @property
+    def https(self) -> bool:
+        return self.certificate is not None
+
+    @property
+    def listen(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class RosterConfig:
+    signing_key: Path | None  # Ed25519 key for the roster bundles (accessctl station roster publish)
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    path: Path
+    digest: str
+    broker: BrokerConfig
+    archive: ArchiveConfig
+    web: WebConfig
+    roster: RosterConfig
+
+
+def parse_listen(text: str, where: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8443`` for IPv6) → (host, port); ConfigError naming ``where`` otherwise."""
+    m = LISTEN.fullmatch(text or "")
+    if not m or not 0 < int(m.group(2)) < 65536:
+        raise ConfigError(f"{where}: {text!r} is not like 127.0.0.1:8080 (host and port 1-65535)")
+    return m.group(1).strip("[]"), int(m.group(2))
+
+
+def _read_broker(sec: _Section, base: Path, problems: _Problems) -> BrokerConfig:
+    url = sec.string("url")
+    if url and not BROKER_URL.fullmatch(url):
+        problems.add(sec.where("url"), f"{url!r} is not like mqtt://host:1883 or mqtts://host:8883")
+    protocol = sec.number("protocol", 5, integer=True)
+    if protocol not in (5, 311):
+        problems.add(sec.where("protocol"), f"{protocol!r} is not 5 (MQTT 5) or 311 (MQTT 3.1.1)")
+    prefix = sec.string("prefix", "accessctl")
+    if prefix and (any(c in prefix for c in "#+") or prefix.startswith("/") or prefix.endswith("/")):
+        problems.add(sec.where("prefix"), f"{prefix!r} may not contain # or + nor start or end with /")
+    cfg = BrokerConfig(
+        url=url, username=sec.string("username", ""), password_file=sec.path("password_file", base, ""),
+        ca_file=sec.path("ca_file", base, ""), cert_file=sec.path("cert_file", base, ""),
+        key_file=sec.path("key_file", base, ""), tls_verify=sec.boolean("tls_verify", True), protocol=protocol,
+        prefix=prefix, client_id=sec.string("client_id", f"accessctl-station-{socket.gethostname()}"),
+        beacon_interval_s=sec.number("beacon_interval_s", 60, minimum=0, maximum=86400))
+    if (cfg.cert_file is None) != (cfg.key_file is None):
+        problems.add(sec.where("cert_file"), "cert_file and key_file go together: set both or neither")
+    if cfg.username and cfg.password_file is None:
+        problems.add(sec.where("password_file"), f"username {cfg.username!r} needs a password_file")
+    return cfg
+
+
+def _read_web(sec: _Section, base: Path, problems: _Problems) -> WebConfig:
+    listen = sec.string("listen", "127.0.0.1:8080")
+    try:
+        host, port = parse_listen(listen, sec.where("listen"))
+    except ConfigError as exc:
+        problems.add(sec.where("listen"), str(exc).split(": ", 1)[1])
+        host, port = "127.0.0.1", 8080
+    tz_name = sec.string("timezone", "Asia/Shanghai")
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        problems.add(sec.where("timezone"), f"{tz_name!r} is not a known time zone (e.g. Asia/Shanghai)")
+        tz = ZoneInfo("Asia/Shanghai")
+    cfg = WebConfig(host=host, port=port, certificate=sec.path("certificate", base, ""), key=sec.path("key", base, ""),
+                    timezone=tz, session_idle_s=sec.number("session_idle_s", 8 * 3600, minimum=60, maximum=7 * 86400))
+    if (cfg.certificate is None) != (cfg.key is None):
+        problems.add(sec.where("certificate"), "certificate and key go together: set both for HTTPS, or neither")
+    for key, path in (("certificate", cfg.certificate), ("key", cfg.key)):
+        if path is not None and not path.is_file():
+            problems.add(sec.where(key), f"{str(path)!r}: no such file")
+    return cfg
+
+
+def check_archive(text: str, where: str) -> None:
+    if text.startswith("postgresql://") or text.startswith("postgres://"):
+        raise ConfigError(f"{where}: {text!r}: a PostgreSQL archive is not supported yet; give an SQLite file path")
+    if text == ":memory:":
+        raise ConfigError(f"{where}: the archive must be a file on disk, not :memory:")
+
+
+def load_station_config(path: str | Path) -> StationConfig:
+    """Read and check the station's configuration; raise :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the station configuration: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    problems = _Problems(path)
+    base = path.parent.resolve()
+    top = _Section(data, "", problems)
+    top.where = lambda key: f"[{key}]"  # type: ignore[method-assign]
+
+    s = top.sub("broker")
+    broker = _read_broker(s, base, problems)
+    s.finish()
+
+    s = top.sub("archive")
+    if isinstance(s.data.get("path"), str):
+        try:
+            check_archive(s.data["path"], s.where("path"))
+        except ConfigError as exc:
+            problems.add(s.where("path"), str(exc).split(": ", 1)[1])
+    archive = ArchiveConfig(s.path("path", base, "/var/lib/accessctl/station-archive.db"))
+    s.finish()
+
+    s = top.sub("web", required=False)
+    web = _read_web(s, base, problems)
+    s.finish()
+
+    s = top.sub("roster", required=False)
+    roster = RosterConfig(s.path("signing_key", base, ""))
+    s.finish()
+
+    top.finish()
+    problems.raise_if_any()
+    return StationConfig(path=path, digest=hashlib.sha256(raw).hexdigest(), broker=broker, archive=archive,
+                         web=web, roster=roster)
+
+
+def with_overrides(cfg: StationConfig, *, broker: str | None = None, archive: str | None = None,
+                   listen: str | None = None) -> StationConfig:
+    """The configuration with the command line's ``--broker``, ``--archive`` and ``--listen`` applied."""
+    if broker is not None:
+        if not BROKER_URL.fullmatch(broker):
+            raise ConfigError(f"--broker {broker!r} is not like mqtt://host:1883 or mqtts://host:8883")
+        cfg = replace(cfg, broker=replace(cfg.broker, url=broker))
+    if archive is not None:
+        check_archive(archive, "--archive")
+        cfg = replace(cfg, archive=ArchiveConfig(Path(archive)))
+    if listen is not None:
+        host, port = parse_listen(listen, "--listen")
+        cfg = replace(cfg, web=replace(cfg.web, host=host, port=port))
+    return cfg

@@ -1,0 +1,291 @@
+"""The station's pages as HTML, made on the server (no front-end build step).
+
+Every value from the archive or the request goes through :func:`h` (HTML escaping). The page's
+testing contract (DESIGN.md "The supervision station") lives here: ``data-site``, ``data-door``,
+``data-seq``, ``data-type`` on event rows; ``data-site``, ``data-door``, ``data-online`` on door
+tiles; ``data-action`` on controls that change state; the login form's ``username`` and ``password``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from html import escape
+from urllib.parse import quote, urlencode
+
+from ..labels import DIRECTION_LABELS, REASON_LABELS, TYPE_LABELS
+from .accounts import Session, role_allows
+from .alarms import Alarm
+from .audit import AuditEntry
+from .chain import ChainResult
+
+TITLE = "门禁监控站 Supervision station"
+
+
+def h(value: object) -> str:
+    return escape("" if value is None else str(value), quote=True)
+
+
+def type_label(t: str | None) -> str:
+    return TYPE_LABELS.get(t or "", t or "")
+
+
+def layout(title: str, body: str, session: Session | None, *, active: str = "", scripts: tuple[str, ...] = ()) -> str:
+    nav = ""
+    if session:
+        links = [("/", "总览 Overview"), ("/events", "实时 Live events"), ("/alarms", "告警 Alarms"),
+                 ("/register", "登记簿 Register")]
+        if role_allows(session.role, "admin"):
+            links.append(("/audit", "审计 Audit"))
+        items = "".join(f'<a href="{href}"{" class=active" if href == active else ""}>{label}</a>' for href, label in links)
+        nav = (f'<nav>{items}<span class="who">{h(session.name)} ({h(session.role)})</span>'
+               f'<form method="post" action="/logout" class="inline">{csrf_field(session)}'
+               f'<button type="submit">退出 Log out</button></form></nav>')
+    csrf_meta = f'<meta name="csrf-token" content="{h(session.csrf)}">' if session else ""
+    js = "".join(f'<script src="/static/{s}" defer></script>' for s in scripts)
+    return (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">{csrf_meta}'
+            f'<title>{h(title)} — {TITLE}</title><link rel="stylesheet" href="/static/station.css">{js}</head>'
+            f'<body><header><h1>{TITLE}</h1>{nav}</header><main>{body}</main></body></html>')
+
+
+def csrf_field(session: Session) -> str:
+    return f'<input type="hidden" name="csrf" value="{h(session.csrf)}">'
+
+
+# ---------------------------------------------------------------- login
+
+def login_page(error: str = "", next_path: str = "/", username: str = "") -> str:
+    err = f'<p class="error" role="alert">{h(error)}</p>' if error else ""
+    body = (f'<section class="login"><h2>登录 Log in</h2>{err}'
+            f'<form method="post" action="/login"><input type="hidden" name="next" value="{h(next_path)}">'
+            f'<label>用户名 User name <input name="username" autocomplete="username" required value="{h(username)}"></label>'
+            f'<label>密码 Password <input name="password" type="password" autocomplete="current-password" required></label>'
+            f'<button type="submit">登录 Log in</button></form></section>')
+    return layout("登录 Log in", body, None)
+
+
+# ---------------------------------------------------------------- overview
+
+def tile_fields(status: dict | None, last: dict | None, chain: ChainResult) -> dict[str, str]:
+    s = status or {}
+    faults = s.get("faults") or []
+    return {
+        "online": "在线 online" if s.get("online") is True else "离线 OFFLINE",
+        "lock": {"locked": "已锁 locked", "released": "已开锁 released"}.get(s.get("lock"), s.get("lock") or "?"),
+        "door": {"closed": "关 closed", "open": "开 open"}.get(s.get("door"), s.get("door") or "?"),
+        "lockdown": "封锁 LOCKDOWN" if s.get("lockdown") else "正常 normal",
+        "occupancy": str(s.get("occupancy", "?")),
+        "faults": ", ".join(map(str, faults)) if faults else "无 none",
+        "queued": str(s.get("queued", "?")),
+        "last_event": (f'{last["ts"][11:19]} #{last["seq"]} {type_label(last.get("type"))}' if last else "—"),
+        "chain": chain.text(),
+    }
+
+
+FIELD_LABELS = (("lock", "锁 Lock"), ("door", "门 Door"), ("lockdown", "封锁 Lockdown"), ("occupancy", "在场 Inside"),
+                ("faults", "故障 Faults"), ("last_event", "最近事件 Last event"), ("queued", "待发 Backlog (queued)"),
+                ("chain", "链校验 Chain"))
+
+
+def inside_list(site: str, door: str, occupancy: object, session: Session) -> str:
+    people = occupancy.get("inside") if isinstance(occupancy, dict) else occupancy
+    if not isinstance(people, list) or not people:
+        return '<p class="muted">无人 nobody inside</p>'
+    operator = role_allows(session.role, "operator")
+    items = []
+    for p in people:
+        if not isinstance(p, dict):
+            continue
+        pid = p.get("person_id", "")
+        control = ""
+        if operator and pid:
+            control = (f'<form method="post" action="/doors/{q(site)}/{q(door)}/revoke" class="inline revoke">'
+                       f'{csrf_field(session)}<input type="hidden" name="person_id" value="{h(pid)}">'
+                       f'<input name="reason" placeholder="撤销原因 reason" required maxlength="256">'
+                       f'<button type="submit" data-action="revoke">撤销授权 Revoke</button></form>')
+        items.append(f'<li data-person="{h(pid)}"><span class="person">{h(pid)} {h(p.get("name"))}</span> '
+                     f'<span class="since">自 since {h(p.get("since"))}</span>{control}</li>')
+    return f'<ul class="inside">{"".join(items)}</ul>'
+
+
+def q(part: str) -> str:
+    return quote(part, safe="")
+
+
+def tile(t: dict, session: Session) -> str:
+    site, door = t["site"], t["door"]
+    rows = "".join(f'<tr><th>{label}</th><td data-field="{key}">{h(t["fields"][key])}</td></tr>'
+                   for key, label in FIELD_LABELS)
+    controls = ""
+    if role_allows(session.role, "operator"):
+        controls = "".join(
+            f'<form method="post" action="/doors/{q(site)}/{q(door)}/{action}" class="inline">{csrf_field(session)}'
+            f'<button type="submit" data-action="{action}">{label}</button></form>'
+            for action, label in (("lockdown", "封锁 Lock down"), ("release_lockdown", "解除封锁 Release lockdown")))
+        controls = f'<div class="controls">{controls}</div>'
+    online = "true" if t["online"] else "false"
+    return (f'<article class="tile" data-site="{h(site)}" data-door="{h(door)}" data-online="{online}">'
+            f'<h3>{h(door)} <span class="badge" data-field="online">{h(t["fields"]["online"])}</span></h3>'
+            f'<table>{rows}</table><h4>在场人员 Who is inside</h4><div class="inside-list">{t["inside_html"]}</div>'
+            f'{controls}</article>')
+
+
+def overview(tiles: list[dict], session: Session, broker_connected: bool, last_id: int) -> str:
+    by_site: dict[str, list[dict]] = {}
+    for t in tiles:
+        by_site.setdefault(t["site"], []).append(t)
+    link = "已连接 connected" if broker_connected else "未连接 NOT connected"
+    sections = "".join(f'<section class="site" data-site="{h(site)}"><h2>场所 Site {h(site)}</h2>'
+                       f'<div class="tiles">{"".join(tile(t, session) for t in ts)}</div></section>'
+                       for site, ts in by_site.items())
+    if not sections:
+        sections = '<p class="muted">尚无门禁上报 No door has reported yet.</p>'
+    body = (f'<p class="broker" id="broker" data-connected="{"true" if broker_connected else "false"}">'
+            f'消息代理 Broker: {link}</p><div id="overview" data-last-id="{last_id}">{sections}</div>')
+    return layout("总览 Overview", body, session, active="/", scripts=("station.js",))
+
+
+# ---------------------------------------------------------------- events
+
+def event_cells(event: dict) -> list[str]:
+    person = event.get("person") or {}
+    cred = event.get("credential") or {}
+    return [
+        event.get("ts", ""),
+        f'{event.get("site", "")}/{event.get("door", "")}',
+        f'#{event.get("seq", "")}',
+        type_label(event.get("type")),
+        DIRECTION_LABELS.get(event.get("direction") or "", event.get("direction") or ""),
+        " ".join(x for x in (person.get("person_id", ""), person.get("name", "")) if x),
+        " ".join(x for x in (cred.get("kind", ""), cred.get("masked", "")) if x),
+        REASON_LABELS.get(event.get("reason") or "", event.get("reason") or ""),
+    ]
+
+
+EVENT_HEADERS = ("时间 Time", "门 Door", "序号 Seq", "事件 Event", "方向 Direction", "人员 Person", "证件 Credential",
+                 "原因 Reason")
+
+
+def event_row(site: str, door: str, event: dict) -> str:
+    cells = "".join(f"<td>{h(c)}</td>" for c in event_cells(event))
+    cls = f' class="{h(event.get("category"))}"' if event.get("category") else ""
+    return (f'<tr{cls} data-site="{h(site)}" data-door="{h(door)}" data-seq="{h(event.get("seq"))}" '
+            f'data-type="{h(event.get("type"))}">{cells}</tr>')
+
+
+def events_table(rows: str, table_id: str = "", extra: str = "") -> str:
+    head = "".join(f"<th>{c}</th>" for c in EVENT_HEADERS)
+    ident = f' id="{table_id}"' if table_id else ""
+    return f'<table class="events"{ident}{extra}><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+def events_page(recent, session: Session, last_id: int) -> str:
+    rows = "".join(event_row(r.site, r.door, r.event) for r in reversed(recent))
+    body = ('<h2>实时事件 Live events</h2><p class="muted" id="stream-state">连接中 connecting…</p>'
+            + events_table(rows, "stream", f' data-last-id="{last_id}"'))
+    return layout("实时 Live events", body, session, active="/events", scripts=("station.js",))
+
+
+# ---------------------------------------------------------------- alarms
+
+def alarms_page(open_alarms: list[Alarm], done: list[Alarm], session: Session) -> str:
+    operator = role_allows(session.role, "operator")
+    rows = []
+    for a in open_alarms:
+        control = ""
+        if operator:
+            control = (f'<form method="post" action="/alarms/{q(a.site)}/{q(a.door)}/{a.seq}/acknowledge" class="inline">'
+                       f'{csrf_field(session)}<input name="comment" placeholder="处置说明 comment" required maxlength="500">'
+                       f'<button type="submit" data-action="acknowledge">确认 Acknowledge</button></form>')
+        rows.append(f'<tr class="alarm" data-site="{h(a.site)}" data-door="{h(a.door)}" data-seq="{a.seq}" '
+                    f'data-type="{h(a.type)}"><td>{h(a.ts)}</td><td>{h(a.site)}/{h(a.door)}</td><td>#{a.seq}</td>'
+                    f'<td>{h(type_label(a.type))}</td><td>{h(_detail(a.event))}</td><td>{control}</td></tr>')
+    open_table = ('<table class="alarms" id="open-alarms"><thead><tr><th>时间 Time</th><th>门 Door</th><th>序号 Seq</th>'
+                  '<th>告警 Alarm</th><th>详情 Detail</th><th></th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
+    if not rows:
+        open_table = '<p class="muted" id="open-alarms">无待处理告警 No open alarms.</p>'
+    done_rows = "".join(
+        f'<tr class="acknowledged" data-site="{h(a.site)}" data-door="{h(a.door)}" data-seq="{a.seq}" data-type="{h(a.type)}">'
+        f'<td>{h(a.ts)}</td><td>{h(a.site)}/{h(a.door)}</td><td>#{a.seq}</td><td>{h(type_label(a.type))}</td>'
+        f'<td data-field="by">{h(a.acknowledged_by)}</td><td data-field="at">{h(a.acknowledged_at)}</td>'
+        f'<td data-field="comment">{h(a.comment)}</td></tr>' for a in done)
+    body = (f'<h2>待处理告警 Open alarms ({len(open_alarms)})</h2>{open_table}'
+            f'<h2>已确认 Acknowledged</h2><p><a href="/alarms.csv">导出 CSV export</a></p>'
+            '<table class="alarms" id="acknowledged"><thead><tr><th>时间 Time</th><th>门 Door</th><th>序号 Seq</th>'
+            '<th>告警 Alarm</th><th>确认人 By</th><th>确认时间 At</th><th>说明 Comment</th></tr></thead>'
+            f'<tbody>{done_rows}</tbody></table>')
+    return layout("告警 Alarms", body, session, active="/alarms")
+
+
+def _detail(event: dict) -> str:
+    parts = []
+    person = event.get("person") or {}
+    if person:
+        parts.append(f'{person.get("person_id", "")} {person.get("name", "")}'.strip())
+    if event.get("reason"):
+        parts.append(REASON_LABELS.get(event["reason"], event["reason"]))
+    detail = event.get("detail") or {}
+    if isinstance(detail, dict):
+        parts.extend(f"{k}={v}" for k, v in detail.items() if isinstance(v, (str, int, float, bool)))
+    return "; ".join(parts)
+
+
+# ---------------------------------------------------------------- register
+
+def register_filter(params: dict) -> str:
+    fields = (("date", "日期 Date", "date"), ("site", "场所 Site", "text"), ("door", "门 Door", "text"),
+              ("person", "人员编号 Person", "text"))
+    inputs = "".join(f'<label>{label} <input name="{name}" type="{kind}" value="{h(params.get(name, ""))}"></label>'
+                     for name, label, kind in fields)
+    return f'<form method="get" action="/register" class="filter">{inputs}<button type="submit">查询 Show</button></form>'
+
+
+def register_rows_html(rows: list[dict]) -> str:
+    out = []
+    for r in rows:
+        cells = [r["time"], f'{r["site"]}/{r["door"]}', f'#{r["seq"]}', type_label(r["decision"]),
+                 DIRECTION_LABELS.get(r["direction"], r["direction"]), f'{r["person_id"]} {r["name"]}'.strip(),
+                 f'{r["credential_kind"]} {r["credential"]}'.strip(), REASON_LABELS.get(r["reason"], r["reason"])]
+        out.append(f'<tr data-site="{h(r["site"])}" data-door="{h(r["door"])}" data-seq="{h(r["seq"])}" '
+                   f'data-type="{h(r["decision"])}">{"".join(f"<td>{h(c)}</td>" for c in cells)}</tr>')
+    return "".join(out)
+
+
+def register_page(params: dict, rows: list[dict], hours_svg: str, reasons_svg: str, session: Session) -> str:
+    query = urlencode({k: v for k, v in params.items() if v})
+    body = (f'<h2>登记簿 Register {h(params["date"])}</h2>{register_filter(params)}'
+            f'<p><a href="/register.csv?{h(query)}" download>导出 CSV export</a> · '
+            f'<a href="/register/print?{h(query)}">打印版 Printable page</a> · {len(rows)} 条 rows</p>'
+            f'<section class="charts"><div><h3>每小时进入 Entries per hour</h3>{hours_svg}</div>'
+            f'<div><h3>拒绝原因 Denials by reason</h3>{reasons_svg}</div></section>'
+            + events_table(register_rows_html(rows), "register"))
+    return layout("登记簿 Register", body, session, active="/register")
+
+
+def register_print(params: dict, rows: list[dict], chains: list[tuple[str, str, ChainResult]], digest: str,
+                   csv_bytes: int, generated: datetime, session: Session) -> str:
+    chain_rows = "".join(f'<tr data-site="{h(s)}" data-door="{h(d)}" data-chain-ok="{"true" if c.ok else "false"}">'
+                         f'<td>{h(s)}/{h(d)}</td><td>{h(c.text())}</td></tr>' for s, d, c in chains)
+    scope = ", ".join(f"{k}={v}" for k, v in params.items() if v)
+    body = (f'<section class="print"><h2>出入登记簿 Entry register — {h(params["date"])}</h2>'
+            f'<p>范围 Scope: {h(scope)}</p><p>生成 Generated {h(generated.isoformat(timespec="seconds"))} '
+            f'by {h(session.name)}</p>'
+            f'<h3>链校验 Chain verification</h3><table class="chains">{chain_rows}</table>'
+            f'<p>CSV SHA-256 (<span id="csv-bytes">{csv_bytes}</span> bytes): <code id="csv-digest">{digest}</code></p>'
+            + events_table(register_rows_html(rows), "register") + "</section>")
+    return layout("登记簿打印 Printable register", body, session)
+
+
+# ---------------------------------------------------------------- audit
+
+def audit_page(entries: list[AuditEntry], session: Session) -> str:
+    rows = "".join(f"<tr><td>{h(e.at)}</td><td>{h(e.who)}</td><td>{h(e.address)}</td><td>{h(e.action)}</td>"
+                   f"<td>{h(e.detail)}</td><td>{h(e.result)}</td></tr>" for e in entries)
+    body = ('<h2>审计记录 Audit trail</h2><table class="audit"><thead><tr><th>时间 At</th><th>账号 Who</th>'
+            '<th>地址 Address</th><th>操作 What</th><th>参数 Detail</th><th>结果 Result</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table>")
+    return layout("审计 Audit", body, session, active="/audit")
+
+
+def message_page(title: str, text: str, session: Session | None) -> str:
+    return layout(title, f'<h2>{h(title)}</h2><p class="error">{h(text)}</p><p><a href="/">返回 Back</a></p>', session)

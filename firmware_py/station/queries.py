@@ -1,0 +1,117 @@
+"""Read-only SQL over the monitor's archive tables (``events``, ``doors``), for the web app.
+
+Events come back as the stored JSON with anything shaped like a full resident ID number masked
+(the doors already mask them; this is the second fence). ``rowid`` is the order in which the
+archive received the events: the live stream resumes from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from ..monitor_archive import redact
+from .storage import StationStore
+
+# Indexes the station's queries need on the archive's table (created once the archive exists).
+INDEXES = """
+CREATE INDEX IF NOT EXISTS station_events_category ON events (category);
+"""
+
+
+def prepare(store: StationStore) -> None:
+    store.script(INDEXES)
+
+
+def parse_payload(payload: bytes) -> dict:
+    """A stored payload as an event, anything shaped like a full resident ID number masked."""
+    return json.loads(redact(bytes(payload).decode("utf-8", "replace")))
+
+
+@dataclass(frozen=True)
+class StreamRow:
+    id: int  # the archive's rowid: received order
+    site: str
+    door: str
+    event: dict
+
+
+def last_id(store: StationStore) -> int:
+    row = store.one("SELECT coalesce(max(rowid), 0) FROM events")
+    return row[0] if row else 0
+
+
+def events_after(store: StationStore, after: int, limit: int = 500) -> list[StreamRow]:
+    rows = store.query("SELECT rowid, site, door, payload FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                       (after, limit))
+    return [StreamRow(i, s, d, parse_payload(p)) for i, s, d, p in rows]
+
+
+def recent_events(store: StationStore, limit: int = 100) -> list[StreamRow]:
+    rows = store.query("SELECT rowid, site, door, payload FROM events ORDER BY rowid DESC LIMIT ?", (limit,))
+    return [StreamRow(i, s, d, parse_payload(p)) for i, s, d, p in reversed(rows)]
+
+
+def events_between(store: StationStore, first: date, last: date, tz: ZoneInfo, *, site: str | None = None,
+                   door: str | None = None, person: str | None = None) -> list[dict]:
+    """The stored events whose ``ts`` falls from the start of ``first`` to the end of ``last`` in ``tz``
+    (inclusive), of one site/door/person if given, in time order."""
+    start = datetime.combine(first, datetime.min.time(), tz)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tz)
+    # local_date is the date at the door's own offset: a day either side covers any offset
+    sql = "SELECT payload FROM events WHERE local_date BETWEEN ? AND ?"
+    params: list = [(first - timedelta(days=1)).isoformat(), (last + timedelta(days=1)).isoformat()]
+    if site:
+        sql += " AND site=?"
+        params.append(site)
+    if door:
+        sql += " AND door=?"
+        params.append(door)
+    out = []
+    for (payload,) in store.query(sql, params):
+        event = parse_payload(payload)
+        ts = datetime.fromisoformat(event["ts"])
+        if not start <= ts < end:
+            continue
+        if person and (event.get("person") or {}).get("person_id") != person:
+            continue
+        out.append(event)
+    out.sort(key=lambda e: (datetime.fromisoformat(e["ts"]), e.get("site", ""), e.get("door", ""), e["seq"]))
+    return out
+
+
+@dataclass(frozen=True)
+class DoorRow:
+    site: str
+    door: str
+    status: dict | None
+    occupancy: object | None
+    status_at: str | None
+
+
+def doors(store: StationStore) -> list[DoorRow]:
+    rows = store.query("SELECT site, door, status, occupancy, status_at FROM doors ORDER BY site, door")
+    return [DoorRow(s, d, _json(st), _json(oc), at) for s, d, st, oc, at in rows]
+
+
+def last_event(store: StationStore, site: str, door: str) -> dict | None:
+    row = store.one("SELECT payload FROM events WHERE site=? AND door=? ORDER BY seq DESC LIMIT 1", (site, door))
+    return parse_payload(row[0]) if row else None
+
+
+def chain_rows(store: StationStore, site: str, door: str, after_seq: int, limit: int = 5000) -> list[tuple[int, bytes]]:
+    """(seq, payload) of one door from ``after_seq`` on, in seq order (for the chain check)."""
+    return [(s, bytes(p)) for s, p in store.query(
+        "SELECT seq, payload FROM events WHERE site=? AND door=? AND seq > ? ORDER BY seq LIMIT ?",
+        (site, door, after_seq, limit))]
+
+
+def _json(text: str | None):
+    if not text:
+        return None
+    try:
+        return json.loads(redact(text))
+    except ValueError:
+        return None

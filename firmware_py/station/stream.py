@@ -1,0 +1,98 @@
+"""What changes on the page without a reload: the door tiles and the live stream (server-sent events).
+
+The stream polls the archive for rows newer than the last one sent (the archive's rowid, its
+received order): simple, and a reconnecting browser's ``Last-Event-ID`` says exactly where to
+resume, even across a station restart. Each archived event is one ``event`` message with that id;
+the door tiles go out as a ``doors`` message (no id) whenever they change.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from . import accounts, pages, queries
+from .accounts import Session
+
+if TYPE_CHECKING:
+    from .guard import Station
+
+KEEPALIVE_S = 15.0
+SESSION_RECHECK_S = 30.0
+TILES_EVERY_S = 0.5
+
+
+def door_tiles(station: "Station", session: Session) -> list[dict]:
+    """One dict per archived door: site, door, online, the tile's field texts, who is inside."""
+    tiles = []
+    for d in queries.doors(station.store):
+        status = d.status if isinstance(d.status, dict) else None
+        chain = station.chains.check(d.site, d.door)
+        last = queries.last_event(station.store, d.site, d.door)
+        tiles.append({
+            "site": d.site, "door": d.door, "online": bool(status and status.get("online") is True),
+            "fields": pages.tile_fields(status, last, chain), "chain_ok": chain.ok,
+            "inside": (d.occupancy.get("inside") if isinstance(d.occupancy, dict) else d.occupancy) or [],
+            "inside_html": pages.inside_list(d.site, d.door, d.occupancy, session),
+        })
+    return tiles
+
+
+def _message(data: dict, *, event: str, id: int | None = None) -> str:
+    head = f"id: {id}\n" if id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _start_id(request: Request) -> int:
+    for text in (request.headers.get("last-event-id"), request.query_params.get("after")):
+        if text and text.isdigit() and len(text) < 19:
+            return int(text)
+    return 0
+
+
+def event_stream(request: Request, station: "Station", session: Session, *, token: str) -> StreamingResponse:
+    after = _start_id(request)
+    want_doors = request.query_params.get("doors") == "1"
+
+    async def messages():
+        nonlocal after
+        yield "retry: 1000\n\n"
+        sent_doors = None
+        last_out = last_check = time.monotonic()
+        next_tiles = 0.0
+        while not station.stopping.is_set():
+            rows = await anyio.to_thread.run_sync(queries.events_after, station.store, after)
+            for r in rows:
+                e = r.event
+                yield _message({"site": r.site, "door": r.door, "seq": e.get("seq"), "type": e.get("type"),
+                                "category": e.get("category"), "cells": pages.event_cells(e)}, event="event", id=r.id)
+                after = r.id
+            if want_doors and time.monotonic() >= next_tiles:
+                next_tiles = time.monotonic() + TILES_EVERY_S
+                tiles = await anyio.to_thread.run_sync(door_tiles, station, session)
+                doors = {"broker_connected": station.broker_connected, "doors": tiles}
+                if doors != sent_doors:
+                    yield _message(doors, event="doors")
+                    sent_doors = doors
+                    last_out = time.monotonic()
+            now = time.monotonic()
+            if rows:
+                last_out = now
+            elif now - last_out > KEEPALIVE_S:
+                yield ": keep-alive\n\n"
+                last_out = now
+            if now - last_check > SESSION_RECHECK_S:
+                last_check = now
+                alive = await anyio.to_thread.run_sync(accounts.find_session, station.store, token, station.now(),
+                                                       station.session_idle_s)
+                if alive is None:
+                    return
+            await anyio.sleep(station.poll_s if not rows else 0)
+
+    return StreamingResponse(messages(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

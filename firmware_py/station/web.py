@@ -1,0 +1,283 @@
+"""The station's web app (Starlette): the handlers and the one routing table.
+
+Every route goes through :func:`.guard.guarded` (session, CSRF, role, audit); the paths are the
+page's testing contract (DESIGN.md "The supervision station").
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Callable
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from . import accounts, alarms, audit, commands, pages, queries
+from . import register as register_export
+from .guard import COOKIE, Ctx, Refused, Station, address, done, guarded, html, parse_date, safe_next
+from .stream import door_tiles, event_stream
+
+STATIC = Path(__file__).parent / "static"
+
+
+# ---------------------------------------------------------------- log in and out
+
+
+def login_page(request: Request, ctx: Ctx) -> Response:
+    if ctx.session:
+        return RedirectResponse(safe_next(request.query_params.get("next")), 303)
+    return html(pages.login_page(next_path=safe_next(request.query_params.get("next"))))
+
+
+def login(request: Request, ctx: Ctx) -> Response:
+    station, form = ctx.station, ctx.form
+    name, password = form.get("username", "")[:64], form.get("password", "")[:accounts.MAX_PASSWORD]
+    ctx.who = name or "-"
+    next_path = safe_next(form.get("next"))
+    keys = [f"user:{name.lower()}", f"address:{address(request)}"]
+    wait = station.throttle.retry_after(keys)
+    if wait > 0:
+        ctx.note = "throttled"
+        seconds = int(wait) + 1
+        return HTMLResponse(pages.login_page(f"登录失败次数过多，请 {seconds} 秒后再试 Too many failed logins: try again in "
+                                             f"{seconds} s", next_path, name), 429, headers={"Retry-After": str(seconds)})
+    role = accounts.authenticate(station.store, name, password)
+    if role is None:
+        station.throttle.failed(keys)
+        ctx.note = "wrong user name or password"
+        return HTMLResponse(pages.login_page("用户名或密码错误 Wrong user name or password", next_path, name), 401)
+    station.throttle.succeeded(keys[0])
+    session = accounts.open_session(station.store, name, station.now())
+    ctx.note = f"logged in as {role}"
+    response = RedirectResponse(next_path, 303)
+    response.set_cookie(COOKIE, session.token, httponly=True, samesite="strict", secure=station.https, path="/")
+    return response
+
+
+def logout(request: Request, ctx: Ctx) -> Response:
+    accounts.close_session(ctx.station.store, request.cookies.get(COOKIE, ""))
+    response = RedirectResponse("/login", 303)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=ctx.station.https)
+    return response
+
+
+# ---------------------------------------------------------------- pages
+
+
+def overview(request: Request, ctx: Ctx) -> Response:
+    st = ctx.station
+    return html(pages.overview(door_tiles(st, ctx.session), ctx.session, st.broker_connected, queries.last_id(st.store)))
+
+
+def events_page(request: Request, ctx: Ctx) -> Response:
+    st = ctx.station
+    last = queries.last_id(st.store)
+    return html(pages.events_page(queries.recent_events(st.store, 100), ctx.session, last))
+
+
+def alarms_page(request: Request, ctx: Ctx) -> Response:
+    store = ctx.station.store
+    return html(pages.alarms_page(alarms.alarms(store, acknowledged=False), alarms.alarms(store, acknowledged=True),
+                                   ctx.session))
+
+
+def alarms_csv(request: Request, ctx: Ctx) -> Response:
+    store = ctx.station.store
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(("site", "door", "seq", "ts", "type", "detail", "acknowledged_by", "acknowledged_at", "comment"))
+    for a in alarms.alarms(store, acknowledged=False, limit=100000) + alarms.alarms(store, acknowledged=True, limit=100000):
+        writer.writerow([register_export.neutralise(v) for v in (
+            a.site, a.door, a.seq, a.ts, a.type, json.dumps(a.event.get("detail") or {}, ensure_ascii=False),
+            a.acknowledged_by, a.acknowledged_at, a.comment)])
+    return Response(out.getvalue().encode("utf-8"), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="alarms.csv"'})
+
+
+def _register_query(request: Request, st: Station) -> tuple[dict, list[dict]]:
+    day = parse_date(request.query_params.get("date"), st.now().date(), "date")
+    params = {"date": day.isoformat(), **{k: request.query_params.get(k, "")[:64] for k in ("site", "door", "person")}}
+    events = queries.events_between(st.store, day, day, st.tz, site=params["site"] or None,
+                                    door=params["door"] or None, person=params["person"] or None)
+    return params, events
+
+
+def register_page(request: Request, ctx: Ctx) -> Response:
+    from . import chart
+
+    st = ctx.station
+    params, events = _register_query(request, st)
+    rows = register_export.rows(events)
+    return html(pages.register_page(params, rows, chart.hours_svg(chart.entries_per_hour(events, st.tz)),
+                                     chart.reasons_svg(chart.denials_by_reason(events)), ctx.session))
+
+
+def register_csv(request: Request, ctx: Ctx) -> Response:
+    params, events = _register_query(request, ctx.station)
+    data = register_export.to_csv(register_export.rows(events))
+    return Response(data, media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="register-{params["date"]}.csv"',
+        "X-Content-SHA256": register_export.digest(data)})
+
+
+def register_print(request: Request, ctx: Ctx) -> Response:
+    st = ctx.station
+    params, events = _register_query(request, st)
+    rows = register_export.rows(events)
+    data = register_export.to_csv(rows)
+    doors = sorted({(d.site, d.door) for d in queries.doors(st.store)
+                    if (not params["site"] or d.site == params["site"]) and (not params["door"] or d.door == params["door"])})
+    chains = [(s, d, st.chains.check(s, d)) for s, d in doors]
+    return html(pages.register_print(params, rows, chains, register_export.digest(data), len(data), st.now(),
+                                      ctx.session))
+
+
+def audit_page(request: Request, ctx: Ctx) -> Response:
+    return html(pages.audit_page(audit.entries(ctx.station.store), ctx.session))
+
+
+# ---------------------------------------------------------------- API
+
+
+def api_events(request: Request, ctx: Ctx) -> Response:
+    st = ctx.station
+    today = st.now().date()
+    first = parse_date(request.query_params.get("from"), today, "from")
+    last = parse_date(request.query_params.get("to"), first if request.query_params.get("from") else today, "to")
+    if last < first:
+        raise Refused(400, f"to={last} is before from={first}")
+    if (last - first).days > 366:
+        raise Refused(400, "ask for at most 366 days at once")
+    p = request.query_params
+    events = queries.events_between(st.store, first, last, st.tz, site=p.get("site") or None, door=p.get("door") or None,
+                                    person=p.get("person") or None)
+    return JSONResponse({"events": events})
+
+
+def api_doors(request: Request, ctx: Ctx) -> Response:
+    tiles = door_tiles(ctx.station, ctx.session)
+    return JSONResponse({"broker_connected": ctx.station.broker_connected,
+                         "doors": [{k: v for k, v in t.items() if k != "inside_html"} for t in tiles]})
+
+
+async def api_stream(request: Request, ctx: Ctx) -> Response:
+    return event_stream(request, ctx.station, ctx.session, token=request.cookies.get(COOKIE, ""))
+
+
+# ---------------------------------------------------------------- state-changing requests
+
+
+def door_action(request: Request, ctx: Ctx) -> Response:
+    st = ctx.station
+    site, door, action = (request.path_params[k] for k in ("site", "door", "action"))
+    if action not in commands.ACTIONS:
+        raise Refused(404, f"no such door action {action[:40]!r}")
+    if not any(d.site == site and d.door == door for d in queries.doors(st.store)):
+        raise Refused(404, f"no door {site}/{door} in the archive")
+    try:
+        command = commands.build(action, ctx.session.name, person_id=ctx.form.get("person_id", ""),
+                                 reason=ctx.form.get("reason", ""))
+    except commands.CommandRefused as exc:
+        raise Refused(400, str(exc)) from None
+    try:
+        sent = commands.send(st.monitor, st.prefix, site, door, command)
+    except ConnectionError as exc:
+        ctx.note = f"not sent: {exc}"
+        raise Refused(503, str(exc)) from None
+    ctx.note = f"sent {sent.id} to {sent.topic}"
+    return done(request, {"ok": True, "id": sent.id, "topic": sent.topic}, safe_next(ctx.form.get("next")))
+
+
+def acknowledge(request: Request, ctx: Ctx) -> Response:
+    st = ctx.station
+    site, door, seq = request.path_params["site"], request.path_params["door"], request.path_params["seq"]
+    try:
+        alarms.acknowledge(st.store, site, door, seq, ctx.session.name, ctx.form.get("comment", ""), st.now())
+    except alarms.AlarmError as exc:
+        raise Refused(409, str(exc)) from None
+    ctx.note = f"acknowledged {site}/{door} #{seq}"
+    return done(request, {"ok": True}, "/alarms")
+
+
+# ---------------------------------------------------------------- the app
+
+ROUTES: list[tuple[str, str, Callable, str | None]] = [
+    ("/login", "GET", login_page, None),
+    ("/login", "POST", login, None),
+    ("/logout", "POST", logout, "viewer"),
+    ("/", "GET", overview, "viewer"),
+    ("/events", "GET", events_page, "viewer"),
+    ("/alarms", "GET", alarms_page, "viewer"),
+    ("/alarms.csv", "GET", alarms_csv, "viewer"),
+    ("/register", "GET", register_page, "viewer"),
+    ("/register.csv", "GET", register_csv, "viewer"),
+    ("/register/print", "GET", register_print, "viewer"),
+    ("/audit", "GET", audit_page, "admin"),
+    ("/doors/{site}/{door}/{action}", "POST", door_action, "operator"),
+    ("/alarms/{site}/{door}/{seq:int}/acknowledge", "POST", acknowledge, "operator"),
+    ("/api/events", "GET", api_events, "viewer"),
+    ("/api/doors", "GET", api_doors, "viewer"),
+    ("/api/stream", "GET", api_stream, "viewer"),
+    ("/api/doors/{site}/{door}/{action}", "POST", door_action, "operator"),
+    ("/api/alarms/{site}/{door}/{seq:int}/acknowledge", "POST", acknowledge, "operator"),
+]
+
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                                 b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cache-control", b"no-store"),
+]
+
+
+class _SecurityHeaders:
+    """Adds the headers above to every HTTP response (pure ASGI: streaming responses stay streaming)."""
+
+    def __init__(self, app, https: bool):
+        self.app = app
+        self.headers = SECURITY_HEADERS + ([(b"strict-transport-security", b"max-age=31536000")] if https else [])
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [(k, v) for k, v in self.headers if k not in names]
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
+def create_app(station: Station) -> Starlette:
+    """The ASGI app of ``station``; the paths are the page's testing contract (DESIGN.md)."""
+    from starlette.middleware import Middleware
+
+    routes = [Route(path, guarded(handler, role, station), methods=[method]) for path, method, handler, role in ROUTES]
+    routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
+
+    async def no_route(request: Request, exc) -> Response:
+        status = getattr(exc, "status_code", 404)
+        if request.url.path.startswith("/api/"):
+            token = request.cookies.get(COOKIE)
+            session = await anyio.to_thread.run_sync(accounts.find_session, station.store, token, station.now(),
+                                                     station.session_idle_s) if token else None
+            if session is None:
+                return JSONResponse({"error": "not logged in 未登录"}, 401)
+            return JSONResponse({"error": getattr(exc, "detail", "not found")}, status)
+        return HTMLResponse(pages.message_page(str(status), "没有此页 No such page", None), status)
+
+    app = Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route},
+                    middleware=[Middleware(_SecurityHeaders, https=station.https)])
+    app.state.station = station
+    return app
