@@ -41,7 +41,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .clock import Clock
-from .labels import render
+from .labels import printable, render
 from .monitor_archive import DEFAULT_ARCHIVE, Archive, Gap, export_register, redact  # noqa: F401 (re-exported)
 from .monitor_client import BrokerSettings, MonitorError, make_client, read_password  # noqa: F401 (re-exported)
 
@@ -302,8 +302,8 @@ class Monitor:
             if redact(payload.decode("utf-8", "replace")) != payload.decode("utf-8", "replace"):
                 problems.append(self.archive.note_anomaly(site, door, event["seq"], "full_id_number",
                                                           f"#{event['seq']} carries a full resident ID number", now))
-            line = render(event, colour=self.colour)
-            self._emit(redact(line if self._single_door else f"{site}/{door}  {line}"))
+            line = render(event, colour=self.colour)  # the event's texts escaped, its colour codes ours
+            self._emit(redact(line if self._single_door else f"{printable(site)}/{printable(door)}  {line}"))
         for a in problems:
             self._alert(site, door, a.detail)
         with self._cond:
@@ -339,7 +339,7 @@ class Monitor:
                 self._show(f"{site}/{door} {status_text(value)}",
                            RED if value.get("online") is False or value.get("lockdown") else None)
         elif kind == "occupancy" and value != previous:
-            self._emit(f"{site}/{door} 在场 inside: {occupancy_text(value)}")
+            self._emit(printable(f"{site}/{door} 在场 inside: {occupancy_text(value)}"))
 
     def _handle_result(self, site, door, payload: bytes) -> None:
         try:
@@ -438,10 +438,12 @@ class Monitor:
             log.exception("the monitor's output failed")
 
     def _show(self, text: str, colour: str | None = None) -> None:
+        """Show one line; what it quotes from the broker (topics, names, errors) is escaped first."""
+        text = printable(text)
         self._emit(f"{colour}{text}{RESET}" if colour and self.colour else text)
 
     def _alert(self, site: str, door: str, detail: str) -> None:
-        log.warning("%s/%s: %s", site, door, detail)
+        log.warning("%s", printable(f"{site}/{door}: {detail}"))
         self._show(f"!! {site}/{door} INTEGRITY WARNING 完整性告警: {detail}", BOLD_RED)
 
 

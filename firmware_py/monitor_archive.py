@@ -19,7 +19,6 @@ A door has a hole exactly when ``contiguous < expected``.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import sqlite3
@@ -405,17 +404,7 @@ def export_register(archive: Archive, day: date, out: IO[str], *, site: str | No
         rows = (_redacted(r) for r in register_rows(e for _, _, e in items))
         return write_register(rows, out, fmt)
     rows = ({"site": s, "door": d, **_redacted(r)} for s, d, e in items for r in register_rows([e]))
-    if fmt == "jsonl":
-        return write_register(rows, out, fmt)
-    if fmt != "csv":
-        raise ValueError(f"unknown register format {fmt!r}: csv or jsonl")
-    writer = csv.DictWriter(out, fieldnames=("site", "door", *COLUMNS))
-    writer.writeheader()
-    n = 0
-    for row in rows:
-        writer.writerow(row)
-        n += 1
-    return n
+    return write_register(rows, out, fmt, ("site", "door", *COLUMNS))
 
 
 def _redacted(row: dict) -> dict:

@@ -337,3 +337,69 @@ def test_a_refused_login_stops_the_monitor_with_a_clear_error(mosquitto_broker, 
     settings = replace(supervisor_settings(mosquitto_broker), password="not-the-password")
     with pytest.raises(MonitorError, match="refused the monitor"):
         Monitor(settings, tmp_path / "archive.db", beacon_interval_s=None).start(timeout=5)
+
+
+# ---------------------------------------------------------------- hostile text from the broker
+
+HOSTILE_NAME = "赵一\x1b[2J\x1b[1;32m\n09:00:02 #2    准许通行 granted  进 in  P001\u202e"
+
+
+def test_a_name_with_escapes_and_newlines_is_shown_on_one_line_without_terminal_codes(start_monitor, door,
+                                                                                       mosquitto_broker):
+    m = start_monitor()
+    (event,) = make_events([1])
+    event["person"]["name"] = HOSTILE_NAME
+    event["hash"] = event_hash({k: v for k, v in event.items() if k != "hash"})
+    publish(door, mosquitto_broker, event)
+    occupancy = {"count": 1, "inside": [{"person_id": "P001", "name": "\x1b]0;pwned\x07甲", "role": "staff"}]}
+    door.publish(mosquitto_broker.topic(DOOR, "occupancy"), json.dumps(occupancy), retain=True)
+    assert m.wait_until(lambda: any("pwned" in line for line in m.lines))
+    assert m.wait_for_seq(SITE, DOOR, 1)
+    shown = [line for line in m.lines if "赵一" in line or "pwned" in line]
+    assert len(shown) == 2
+    for line in shown:
+        assert not re.search("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", line), repr(line)
+    assert "\\x1b[2J" in shown[0] and "\\n09:00:02" in shown[0]  # visible, not obeyed
+
+
+def archive_directly(tmp_path, events):
+    """An archive holding ``events`` as the monitor stores them (no broker needed for the export)."""
+    from firmware_py.monitor_archive import Archive
+
+    archive = Archive(tmp_path / "archive.db")
+    for e in events:
+        archive.store_event(SITE, DOOR, f"accessctl/{SITE}/{DOOR}/events/{e['category']}/{e['type']}",
+                            json.dumps(e, ensure_ascii=False).encode(), e, "2026-11-23T10:00:00.000+08:00")
+    return archive
+
+
+def rechain(events):
+    """Hash and chain ``events`` again after a test edited them."""
+    prev = GENESIS_HASH
+    for e in events:
+        e["prev_hash"] = prev
+        e["hash"] = prev = event_hash({k: v for k, v in e.items() if k != "hash"})
+    return events
+
+
+def exported(archive, **scope):
+    from datetime import date
+    import io
+
+    from firmware_py.monitor_archive import export_register
+
+    out = io.StringIO()
+    export_register(archive, date(2026, 11, 23), out, **scope)
+    return list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
+
+
+def test_monitor_export_neutralises_cells_a_spreadsheet_would_run_as_formulas(tmp_path):
+    events = make_events(range(1, 3))
+    events[0]["person"]["name"] = '=HYPERLINK("http://evil.example","x")'
+    events[1]["credential"]["masked"] = "=CMD|'********'!A0"
+    archive = archive_directly(tmp_path, rechain(events))
+    for scope in ({"site": SITE, "door": DOOR}, {}):
+        rows = exported(archive, **scope)
+        assert rows[0]["name"] == "'=HYPERLINK(\"http://evil.example\",\"x\")"
+        assert rows[1]["credential"] == "'=CMD|'********'!A0"
+    archive.close()
