@@ -10,14 +10,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sqlite3
 import sys
 from datetime import date
 
 from . import __version__
 from .clock import SystemClock
 from .config import Config, load_config, with_overrides
-from .db import open_db
-from .errors import AccessCtlError
+from .db import open_db, open_read_only
+from .errors import AccessCtlError, StoreError
 from .eventstore import EventStore, verify
 from .register import period, register_rows, write_register
 
@@ -101,17 +102,33 @@ def cmd_config_check(args) -> int:
 
 
 def cmd_log_verify(args) -> int:
+    """Check the chain read-only; a missing file, a file that is not an event log or a damaged one is an
+    error (2), a broken or empty chain a failed check (1)."""
     cfg = open_config(args)
-    db = open_db(cfg.storage.database)
+    path = cfg.storage.database
+    db = open_read_only(path)
     tty = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
         if tty:
             print(f"\r  verified {done:,} of {total:,} events…", end="", file=sys.stderr, flush=True)
 
-    result = verify(db, progress=progress)
-    if tty:
-        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+    try:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone():
+            raise StoreError(f"{path}: not an accessctl event log (it has no events table); "
+                             "point [storage] database (or --db) at the controller's database")
+        result = verify(db, progress=progress)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot read the event log, the file is damaged ({exc}). Do not repair it: "
+                         "it is evidence. Keep a copy (with its -wal file) and restore the log from a backup") from None
+    finally:
+        if tty:
+            print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+        db.conn.close()
+    if result.ok and result.count == 0:
+        print("not verified: the log holds no events; a door that has run holds at least its "
+              "controller_started event (was the database emptied or replaced?)")
+        return 1
     print(result)
     return 0 if result.ok else 1
 
