@@ -50,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("log", help="the tamper-evident event log")
     lsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _common(lsub.add_parser("verify", help="check the hash chain; exit 1 at the first altered, removed or reordered event"))
+    v = lsub.add_parser("verify", help="check the hash chain (read-only); exit 1 at the first altered, removed "
+                                       "or reordered event, or when the log is empty")
+    _common(v)
+    v.add_argument("--against", metavar="ARCHIVE",
+                   help="the monitor's archive (SQLite file): also check that this log still extends what the "
+                        "door published (its events and status head); exit 1 if it does not")
     e = lsub.add_parser("export", help="write the entry register of a period")
     _common(e)
     e.add_argument("--from", dest="from_date", type=_date, required=True, help="first day (YYYY-MM-DD, site time)")
@@ -125,12 +130,33 @@ def cmd_log_verify(args) -> int:
         if tty:
             print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
         db.conn.close()
+    ok = result.ok and result.count > 0
     if result.ok and result.count == 0:
         print("not verified: the log holds no events; a door that has run holds at least its "
               "controller_started event (was the database emptied or replaced?)")
-        return 1
-    print(result)
-    return 0 if result.ok else 1
+    else:
+        print(result)
+    if args.against:
+        anchored = _check_against(path, args.against, cfg.site.site, cfg.site.door)
+        print(anchored)
+        ok = ok and anchored.ok
+    return 0 if ok else 1
+
+
+def _check_against(path, archive_path: str, site: str, door: str):
+    """The door log at ``path`` against the monitor's archive, both opened read-only."""
+    from .anchor import check_against
+    from .monitor_archive import Archive
+
+    archive = Archive(archive_path, read_only=True)
+    db = open_read_only(path)
+    try:
+        return check_against(db, archive, site, door)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} or {archive_path}: cannot read it, the file is damaged ({exc})") from None
+    finally:
+        db.conn.close()
+        archive.close()
 
 
 def cmd_log_export(args) -> int:

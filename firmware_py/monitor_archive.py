@@ -51,7 +51,7 @@ import sqlite_utils
 
 from .errors import StoreError
 from .events import GENESIS_HASH, event_hash
-from .monitor_schema import prepare
+from .monitor_schema import VERSION as SCHEMA_VERSION, prepare
 from .register import COLUMNS, register_rows, write_register
 
 DEFAULT_ARCHIVE = "monitor-archive.db"
@@ -184,18 +184,23 @@ _EVENT_COLUMNS = ("ts", "local_date", "category", "type", "hash", "prev_hash", "
 class Archive:
     """The monitor's SQLite archive. Thread-safe: one lock serialises every use of the connection."""
 
-    def __init__(self, path: str | Path = DEFAULT_ARCHIVE):
+    def __init__(self, path: str | Path = DEFAULT_ARCHIVE, *, read_only: bool = False):
+        """Open (creating or upgrading) the archive at ``path``; with ``read_only`` open an existing,
+        current archive without writing anything (for ``log verify --against`` and other readers)."""
         self.path = Path(path)
         if str(path) == ":memory:":
             raise StoreError("the monitor archive must be a file on disk, not :memory:")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=10, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            prepare(conn)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"{self.path}: cannot open the monitor archive: {exc}") from None
+        if read_only:
+            conn = _open_read_only(self.path)
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, isolation_level=None, timeout=10, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                prepare(conn)
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(f"{self.path}: cannot open the monitor archive: {exc}") from None
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
 
@@ -687,6 +692,25 @@ class Archive:
             items.append(ArchivedEvent(s, d, epoch, json.loads(payload), ";".join(problems) or "verified"))
         items.sort(key=lambda a: (_instant(a.event["ts"]), a.site, a.door, a.epoch, a.event["seq"]))
         return iter(items)
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise StoreError(f"{path}: no such archive")
+    uri = path.resolve().as_uri() + "?mode=ro" + ("" if Path(f"{path}-wal").exists() else "&immutable=1")
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10, check_same_thread=False)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot read the monitor archive, the file is damaged or not an archive: {exc}") \
+            from None
+    if "events" not in tables:
+        raise StoreError(f"{path}: not a monitor archive (it has no events table)")
+    if version < SCHEMA_VERSION:
+        raise StoreError(f"{path}: written by an older monitor; open it once with the current one "
+                         "(accessctl monitor export, as its owner) to upgrade it, then check again")
+    return conn
 
 
 def _same_event(payload: bytes, event: dict) -> bool:
