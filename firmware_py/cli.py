@@ -10,14 +10,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sqlite3
 import sys
 from datetime import date
 
 from . import __version__
 from .clock import SystemClock
 from .config import Config, config_warnings, load_config, with_overrides
-from .db import open_db
-from .errors import AccessCtlError
+from .db import open_db, open_read_only
+from .errors import AccessCtlError, StoreError
 from .eventstore import EventStore, verify
 from .register import period, register_rows, write_register
 
@@ -49,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("log", help="the tamper-evident event log")
     lsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _common(lsub.add_parser("verify", help="check the hash chain; exit 1 at the first altered, removed or reordered event"))
+    v = lsub.add_parser("verify", help="check the hash chain (read-only); exit 1 at the first altered, removed "
+                                       "or reordered event, or when the log is empty")
+    _common(v)
+    v.add_argument("--against", metavar="ARCHIVE",
+                   help="the monitor's archive (SQLite file): also check that this log still extends what the "
+                        "door published (its events and status head); exit 1 if it does not")
     e = lsub.add_parser("export", help="write the entry register of a period")
     _common(e)
     e.add_argument("--from", dest="from_date", type=_date, required=True, help="first day (YYYY-MM-DD, site time)")
@@ -103,19 +109,56 @@ def cmd_config_check(args) -> int:
 
 
 def cmd_log_verify(args) -> int:
+    """Check the chain read-only; a missing file, a file that is not an event log or a damaged one is an
+    error (2), a broken or empty chain a failed check (1)."""
     cfg = open_config(args)
-    db = open_db(cfg.storage.database)
+    path = cfg.storage.database
+    db = open_read_only(path)
     tty = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
         if tty:
             print(f"\r  verified {done:,} of {total:,} events…", end="", file=sys.stderr, flush=True)
 
-    result = verify(db, progress=progress)
-    if tty:
-        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
-    print(result)
-    return 0 if result.ok else 1
+    try:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone():
+            raise StoreError(f"{path}: not an accessctl event log (it has no events table); "
+                             "point [storage] database (or --db) at the controller's database")
+        result = verify(db, progress=progress)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot read the event log, the file is damaged ({exc}). Do not repair it: "
+                         "it is evidence. Keep a copy (with its -wal file) and restore the log from a backup") from None
+    finally:
+        if tty:
+            print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+        db.conn.close()
+    ok = result.ok and result.count > 0
+    if result.ok and result.count == 0:
+        print("not verified: the log holds no events; a door that has run holds at least its "
+              "controller_started event (was the database emptied or replaced?)")
+    else:
+        print(result)
+    if args.against:
+        anchored = _check_against(path, args.against, cfg.site.site, cfg.site.door)
+        print(anchored)
+        ok = ok and anchored.ok
+    return 0 if ok else 1
+
+
+def _check_against(path, archive_path: str, site: str, door: str):
+    """The door log at ``path`` against the monitor's archive, both opened read-only."""
+    from .anchor import check_against
+    from .monitor_archive import Archive
+
+    archive = Archive(archive_path, read_only=True)
+    db = open_read_only(path)
+    try:
+        return check_against(db, archive, site, door)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} or {archive_path}: cannot read it, the file is damaged ({exc})") from None
+    finally:
+        db.conn.close()
+        archive.close()
 
 
 def cmd_log_export(args) -> int:

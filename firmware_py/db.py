@@ -110,3 +110,25 @@ def get_meta(db: sqlite_utils.Database, key: str, default=None):
 def set_meta(db: sqlite_utils.Database, key: str, value) -> None:
     """Set it; inside :func:`transaction` when it must change together with an event."""
     db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+
+def open_read_only(path: str | Path) -> sqlite_utils.Database:
+    """Open an existing database for reading only: no file is created or changed, so a technician
+    or an auditor without write access can read it (``accessctl log verify``).
+
+    While the service runs (a ``-wal`` file exists) SQLite reads through the service's shared
+    memory (``mode=ro``); with no ``-wal`` nothing is writing, and the file is read as it is
+    (``immutable=1``: no lock and no ``-shm``, which a read-only user could not create).
+    :class:`StoreError` when there is no such file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"{path}: no such database")
+    uri = path.resolve().as_uri() + "?mode=ro"
+    if not Path(f"{path}-wal").exists():
+        uri += "&immutable=1"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the database for reading: {exc}") from None
+    return sqlite_utils.Database(conn)

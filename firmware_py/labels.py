@@ -2,9 +2,19 @@
 
 Used by the simulator's printer and the supervisor's monitor, so both show the
 same words for the same event.
+
+Events reach a terminal from a broker or a database someone else wrote: every
+text taken from them goes through :func:`printable` first, so a name holding a
+newline, an ESC sequence or a bidi override is shown escaped instead of drawing
+fake lines or rewriting the screen.
 """
 
 from __future__ import annotations
+
+import re
+
+# C0 controls (with tab, CR, LF, ESC), DEL, C1 controls, bidi embeddings/overrides/isolates and marks.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 TYPE_LABELS = {
     "access_granted": "准许通行 granted",
@@ -55,29 +65,55 @@ REASON_LABELS = {
 DIRECTION_LABELS = {"in": "进 in", "out": "出 out"}
 
 
+def printable(text: object) -> str:
+    """``text`` (made a string) safe to print on a terminal as one line: control and bidi characters
+    are shown as escapes (``\\x1b``, ``\\n``, ``\\u202e``) instead of being obeyed."""
+    return _UNPRINTABLE.sub(_escape, str(text))
+
+
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(m: re.Match) -> str:
+    c = m.group()
+    return _NAMED_ESCAPES.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+
+def _label(labels: dict, value: object) -> str:
+    return labels.get(value, value) if isinstance(value, str) else str(value)
+
+
+def _mapping(value: object) -> dict:
+    """``value`` if it is an object, else an empty one (an event from a broker may hold anything)."""
+    return value if isinstance(value, dict) else {}
+
+
 def render(event: dict, *, colour: bool = False) -> str:
-    """One readable line for an event: time, seq, what happened, who, why."""
-    ts = event.get("ts", "")
+    """One readable line for an event: time, seq, what happened, who, why; every text from the
+    event through :func:`printable`, so the line is one line whatever the event holds."""
+    ts = str(event.get("ts", ""))
     time_part = ts[11:19] if len(ts) >= 19 else ts
-    parts = [f"{time_part} #{event.get('seq', '?'):<4}", TYPE_LABELS.get(event.get("type"), event.get("type", "?"))]
+    parts = [f"{time_part} #{event.get('seq', '?')!s:<4}", _label(TYPE_LABELS, event.get("type", "?"))]
     if event.get("direction"):
-        parts.append(DIRECTION_LABELS.get(event["direction"], event["direction"]))
-    person = event.get("person") or {}
+        parts.append(_label(DIRECTION_LABELS, event["direction"]))
+    person = _mapping(event.get("person"))
     if person:
         parts.append(f"{person.get('person_id', '')} {person.get('name', '')} ({person.get('role', '')})")
-    cred = event.get("credential") or {}
+    cred = _mapping(event.get("credential"))
     if cred:
         parts.append(f"[{cred.get('kind', '')} {cred.get('masked', '')}]")
     if event.get("reason"):
-        parts.append("— " + REASON_LABELS.get(event["reason"], event["reason"]))
-    detail = event.get("detail") or {}
+        parts.append("— " + _label(REASON_LABELS, event["reason"]))
+    detail = _mapping(event.get("detail"))
     if event.get("type") == "overstay":
-        parts.append(", ".join(p.get("name", p.get("person_id", "")) for p in detail.get("persons", [])))
+        persons = detail.get("persons") if isinstance(detail.get("persons"), list) else []
+        parts.append(", ".join(str(_mapping(p).get("name", _mapping(p).get("person_id", ""))) for p in persons))
     elif event.get("type") in ("hardware_fault", "tamper"):
-        parts.append(f"{detail.get('device', '')} {detail.get('state', '') or ('active' if detail.get('active') else 'cleared')}")
+        state = detail.get("state", "") or ("active" if detail.get("active") else "cleared")
+        parts.append(f"{detail.get('device', '')} {state}")
     elif event.get("type") == "command":
         parts.append(f"{detail.get('action')} {'ok' if detail.get('ok') else 'refused: ' + str(detail.get('error'))}")
-    line = "  ".join(p for p in parts if p)
+    line = printable("  ".join(str(p) for p in parts if p))
     if colour and event.get("category") == "alarm":
         return f"\033[1;31m{line}\033[0m"
     if colour and event.get("type") == "access_denied":

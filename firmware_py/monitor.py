@@ -7,12 +7,20 @@ It subscribes to one door, one site or every site under the topic prefix
   monitor's own SQLite file (:mod:`firmware_py.monitor_archive`), de-duplicated by
   ``(site, door, seq)``, its hash and its link to the archived neighbours checked, and
   shown as one readable line (:func:`firmware_py.labels.render`);
+- a second, different copy of an archived seq is kept as evidence (the copy that verifies
+  best stays in the register) and raises an integrity alarm; a door whose chain restarts
+  at seq 1 after a database reset is archived as a new epoch;
 - a gap in a door's sequence makes the monitor ask that door for a replay on its
   ``cmd`` topic (``{"id", "action": "replay", "from_seq"}``), at most once per
-  ``replay_interval_s`` per door, and again only if the replay makes no progress;
+  ``replay_interval_s`` per door, again only if the replay makes no progress, with the
+  wait doubling after the second request, and at most ``max_replay_requests`` times per
+  gap: then it gives up on that gap with a clear line (a forged far-future seq cannot
+  make it ask forever, each request adding a ``command`` event at the door);
 - the retained ``status`` and ``occupancy`` of each door are kept and shown when they
   change; a door whose status announces a ``last_seq`` the archive lacks, with nothing
-  queued, is asked for the missing tail.
+  queued, is asked for the missing tail. The status's ``last_seq``/``last_hash`` is the chain
+  head the door published: the archive keeps it, and a status whose head went back (the log
+  was cut or reset) or names another hash raises an alarm.
 
 It also publishes the time beacon (GB 50396 5.1.3): a retained ``{prefix}/{site}/time``
 ``{"ts": ISO 8601 with offset}`` from its own clock every ``beacon_interval_s`` for each
@@ -41,7 +49,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .clock import Clock
-from .labels import render
+from .labels import printable, render
 from .monitor_archive import DEFAULT_ARCHIVE, Archive, Gap, export_register, redact  # noqa: F401 (re-exported)
 from .monitor_client import BrokerSettings, MonitorError, make_client, read_password  # noqa: F401 (re-exported)
 
@@ -68,7 +76,8 @@ class Monitor:
     :class:`Archive`). ``site``/``door``: the scope (``door`` needs ``site``; neither = all).
     ``out``: called with each display line (default: the log). ``colour``: ANSI colours
     (alarms bold red). ``beacon_interval_s``: the time beacon's period, ``None`` for none.
-    ``replay_interval_s``: the least time between two replay requests to one door.
+    ``replay_interval_s``: the least time between two replay requests to one door (doubling from the
+    third request of a gap on). ``max_replay_requests``: replay requests per gap before giving up.
     ``backfill``: a door seen for the first time is archived from seq 1 (replay requested);
     ``False`` starts at the first seq seen. ``clock``: the monitor's wall clock (its ``now()`` for the
     beacon and receipt times; rate limits always run on real time, as the network does).
@@ -79,7 +88,7 @@ class Monitor:
                  site: str | None = None, door: str | None = None, prefix: str = "accessctl",
                  out: Callable[[str], None] | None = None, colour: bool = False,
                  beacon_interval_s: float | None = 60.0, replay_interval_s: float = 5.0,
-                 backfill: bool = True, clock: Clock | None = None,
+                 max_replay_requests: int = 5, backfill: bool = True, clock: Clock | None = None,
                  client_factory: Callable[[BrokerSettings], mqtt.Client] = make_client):
         if door and not site:
             raise MonitorError("a door is named within a site: give the site as well")
@@ -91,6 +100,7 @@ class Monitor:
         self.colour = colour
         self.beacon_interval_s = beacon_interval_s
         self.replay_interval_s = replay_interval_s
+        self.max_replay_requests = max_replay_requests
         self.backfill = backfill
         self.clock = clock or LocalClock()
         self.client_factory = client_factory
@@ -109,6 +119,8 @@ class Monitor:
         self._sites: set[str] = {site} if site else set()
         self._next_beacon: dict[str, float] = {}
         self._last_request: dict[tuple[str, str], float] = {}
+        self._requests_outside_gaps: dict[tuple[str, str, int, int], int] = {}  # (site, door, epoch, from_seq)
+        self._given_up_outside_gaps: set[tuple[str, str, int, int]] = set()
         self._last_advance: dict[tuple[str, str], float] = {}
         self._contiguous: dict[tuple[str, str], int] = {}
         self._status: dict[tuple[str, str], dict] = {}
@@ -176,8 +188,8 @@ class Monitor:
         return self._connected
 
     # ------------------------------------------------------------------ queries (see Archive for more)
-    def events(self, site: str, door: str) -> list[dict]:
-        return self.archive.events(site, door)
+    def events(self, site: str, door: str, *, epoch: int | None = None) -> list[dict]:
+        return self.archive.events(site, door, epoch=epoch)
 
     def last_contiguous(self, site: str, door: str) -> int:
         return self.archive.last_contiguous(site, door)
@@ -293,6 +305,10 @@ class Monitor:
         stored = self.archive.store_event(site, door, topic, payload, event, now, backfill=self.backfill)
         key = (site, door)
         problems = list(stored.anomalies)
+        if stored.epoch_changed:
+            with self._cond:  # the sequence of another chain: progress is measured afresh
+                self._contiguous.pop(key, None)
+                self._last_advance.pop(key, None)
         if not stored.duplicate:
             wrong = [f"{k} {event.get(k)!r}" for k, v in (("site", site), ("door", door), ("category", category),
                                                            ("type", type_)) if event.get(k) != v]
@@ -302,8 +318,8 @@ class Monitor:
             if redact(payload.decode("utf-8", "replace")) != payload.decode("utf-8", "replace"):
                 problems.append(self.archive.note_anomaly(site, door, event["seq"], "full_id_number",
                                                           f"#{event['seq']} carries a full resident ID number", now))
-            line = render(event, colour=self.colour)
-            self._emit(redact(line if self._single_door else f"{site}/{door}  {line}"))
+            line = render(event, colour=self.colour)  # the event's texts escaped, its colour codes ours
+            self._emit(redact(line if self._single_door else f"{printable(site)}/{printable(door)}  {line}"))
         for a in problems:
             self._alert(site, door, a.detail)
         with self._cond:
@@ -329,7 +345,8 @@ class Monitor:
             a = self.archive.note_anomaly(site, door, None, "malformed", f"{kind}: {exc}", now)
             self._alert(site, door, a.detail)
             return
-        self.archive.store_status(site, door, kind, value, now, backfill=self.backfill)
+        for a in self.archive.store_status(site, door, kind, value, now, backfill=self.backfill):
+            self._alert(site, door, a.detail)
         key = (site, door)
         with self._cond:
             previous = (self._status if kind == "status" else self._occupancy).get(key)
@@ -339,7 +356,7 @@ class Monitor:
                 self._show(f"{site}/{door} {status_text(value)}",
                            RED if value.get("online") is False or value.get("lockdown") else None)
         elif kind == "occupancy" and value != previous:
-            self._emit(f"{site}/{door} 在场 inside: {occupancy_text(value)}")
+            self._emit(printable(f"{site}/{door} 在场 inside: {occupancy_text(value)}"))
 
     def _handle_result(self, site, door, payload: bytes) -> None:
         try:
@@ -355,17 +372,43 @@ class Monitor:
 
     # ------------------------------------------------------------------ replay requests and beacon
     def _maybe_request_replay(self, site: str, door: str, from_seq: int, *, first: bool = False) -> bool:
-        """Ask for a replay unless one went to this door within ``replay_interval_s``, or (for a retry)
-        the door's sequence advanced within that time (a replay is still arriving)."""
+        """Ask for a replay unless one went to this door within the wait (``replay_interval_s``, doubling
+        from a gap's third request on), or (for a retry) the door's sequence advanced within
+        ``replay_interval_s`` (a replay is still arriving). After ``max_replay_requests`` for one gap,
+        give up on it: say so once and mark it in the archive."""
         key, now = (site, door), time.monotonic()
+        gap = self.archive.open_gap_at(site, door, from_seq)
+        state = self.archive.door_state(site, door)
+        epoch = state.epoch if state else 1
+        if (gap and gap.given_up_at) or (not gap and (site, door, epoch, from_seq) in self._given_up_outside_gaps):
+            return False
+        sent = gap.replay_requests if gap else self._requests_outside_gaps.get((site, door, epoch, from_seq), 0)
+        wait = self.replay_interval_s * 2 ** max(0, sent - 1)  # 1, 1, 2, 4 … intervals
         with self._cond:
-            if now - self._last_request.get(key, -1e9) < self.replay_interval_s:
+            if now - self._last_request.get(key, -1e9) < wait:
                 return False
             if not first and now - self._last_advance.get(key, -1e9) < self.replay_interval_s:
                 return False
             if (self._status.get(key) or {}).get("online") is False:
                 return False
-            self._last_request[key] = now
+            if sent >= self.max_replay_requests:
+                give_up = True
+            else:
+                give_up = False
+                self._last_request[key] = now
+        if give_up:
+            lo, hi = (gap.first_missing, gap.last_missing) if gap else (from_seq, from_seq)
+            if gap:
+                self.archive.give_up_gap(site, door, gap.epoch, gap.first_missing, self._now_text())
+            else:
+                self._given_up_outside_gaps.add((site, door, epoch, from_seq))
+            text = (f"{site}/{door} gave up asking for #{lo}–#{hi}: {sent} replay requests went unanswered "
+                    "(a forged seq, or events the door no longer has); the gap stays open in the archive")
+            log.warning("%s", printable(text))
+            self._show(text, BOLD_RED)
+            return False
+        if not gap:
+            self._requests_outside_gaps[(site, door, epoch, from_seq)] = sent + 1
         request = {"id": f"monitor-{uuid.uuid4().hex[:12]}", "action": "replay", "from_seq": from_seq}
         topic = f"{self.prefix}/{site}/{door}/cmd"
         self._publish(topic, json.dumps(request), retain=False)
@@ -438,10 +481,12 @@ class Monitor:
             log.exception("the monitor's output failed")
 
     def _show(self, text: str, colour: str | None = None) -> None:
+        """Show one line; what it quotes from the broker (topics, names, errors) is escaped first."""
+        text = printable(text)
         self._emit(f"{colour}{text}{RESET}" if colour and self.colour else text)
 
     def _alert(self, site: str, door: str, detail: str) -> None:
-        log.warning("%s/%s: %s", site, door, detail)
+        log.warning("%s", printable(f"{site}/{door}: {detail}"))
         self._show(f"!! {site}/{door} INTEGRITY WARNING 完整性告警: {detail}", BOLD_RED)
 
 

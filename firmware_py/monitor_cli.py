@@ -66,12 +66,15 @@ def add_commands(sub, common) -> None:
     p.add_argument("--no-beacon", action="store_true", help="do not publish the time beacon")
     p.add_argument("--replay-interval", type=_positive, default=5.0, metavar="SECONDS",
                    help="least time between two replay requests to one door (default 5)")
+    p.add_argument("--max-replay-requests", type=int, default=5, metavar="N",
+                   help="replay requests per gap before giving up on it (default 5; the wait doubles from the third)")
     p.add_argument("--no-backfill", action="store_true",
                    help="archive a new door from the first event seen, not from seq 1")
     p.add_argument("--colour", choices=("auto", "always", "never"), default="auto",
                    help="colour alarms (default: when standard output is a terminal)")
     msub = p.add_subparsers(dest="action", metavar="ACTION")
-    e = msub.add_parser("export", help="write one day's entry register from the archive")
+    e = msub.add_parser("export", help="write one day's entry register from the archive (with each row's "
+                                       "epoch and verification status)")
     e.set_defaults(handler=cmd_export)
     e.add_argument("--date", type=_date, required=True, help="the day (YYYY-MM-DD, the door's local date)")
     e.add_argument("--archive", default=DEFAULT_ARCHIVE, help=f"archive file (default ./{DEFAULT_ARCHIVE})")
@@ -110,7 +113,8 @@ def cmd_monitor(args) -> int:
     monitor = Monitor(settings, args.archive, site=args.site, door=args.door, prefix=prefix,
                       out=lambda line: print(line, flush=True), colour=colour,
                       beacon_interval_s=None if args.no_beacon else args.beacon_interval,
-                      replay_interval_s=args.replay_interval, backfill=not args.no_backfill, clock=clock)
+                      replay_interval_s=args.replay_interval, max_replay_requests=max(1, args.max_replay_requests),
+                      backfill=not args.no_backfill, clock=clock)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     monitor.start(timeout=15)
@@ -121,7 +125,8 @@ def cmd_monitor(args) -> int:
         pass
     archive = monitor.archive
     summary = (f"archived {archive.count(args.site, args.door)} events, {archive.duplicates(args.site, args.door)} "
-               f"duplicates dropped, {len(archive.gaps(args.site, args.door, open_only=True))} gaps open, "
+               f"duplicates dropped, {len(archive.conflicts(args.site, args.door))} conflicting copies kept, "
+               f"{len(archive.gaps(args.site, args.door, open_only=True))} gaps open, "
                f"{len(archive.anomalies(args.site, args.door))} integrity warnings in {args.archive}")
     monitor.close()
     print(summary, file=sys.stderr)

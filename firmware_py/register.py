@@ -3,6 +3,13 @@
 Rows come from the event log itself, so the register and the tamper-evident
 log can never disagree. Only masked credentials are in the log, so only
 masked credentials can be exported.
+
+CSV is opened in spreadsheets, which run a cell that starts with ``=``, ``+``,
+``-`` or ``@`` (or a tab or carriage return before one) as a formula: names come
+from rosters and credentials from whatever card was held to the reader, so every
+CSV cell goes through :func:`spreadsheet_safe` (OWASP's CSV-injection rule), in
+:func:`write_csv`, which both the door's ``log export`` and the supervisor's
+``monitor export`` use. JSON lines are data for programs and stay verbatim.
 """
 
 from __future__ import annotations
@@ -45,14 +52,34 @@ def period(from_date: date, to_date: date, tz: ZoneInfo) -> tuple[datetime, date
     return datetime.combine(from_date, time(0), tz), datetime.combine(to_date + timedelta(days=1), time(0), tz)
 
 
-def write_register(rows: Iterable[dict], out: IO[str], fmt: str) -> int:
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a string starting with ``= + - @``, tab or CR gets a
+    leading single quote (OWASP); numbers and other strings are returned unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def write_csv(rows: Iterable[dict], out: IO[str], fieldnames: Iterable[str]) -> int:
+    """Write ``rows`` as CSV with a header line, every cell through :func:`spreadsheet_safe`;
+    return the number of rows."""
+    writer = csv.DictWriter(out, fieldnames=tuple(fieldnames))
+    writer.writeheader()
+    n = 0
+    for row in rows:
+        writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
+        n += 1
+    return n
+
+
+def write_register(rows: Iterable[dict], out: IO[str], fmt: str, columns: Iterable[str] = COLUMNS) -> int:
+    """Write register rows as ``csv`` (formula-safe) or ``jsonl``; return the number of rows."""
     n = 0
     if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-            n += 1
+        n = write_csv(rows, out, columns)
     elif fmt == "jsonl":
         for row in rows:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -8,14 +8,16 @@ The roster CSV (UTF-8, with or without a byte-order mark; comma-separated; a
 header line naming these columns in any order)::
 
     person_id        P001 … letters, digits, '.', '_' or '-', at most 16
-    name             as on the ID card
+    name             as on the ID card; no control characters (line breaks, tabs,
+                     escape sequences, C1 codes, DEL) or bidi direction marks
     id_number        the 18-character resident ID number (x or X last); stored
                      only as a keyed hash and a masked form
     badge_uids       none, one or several badge UIDs separated by ';' or spaces;
                      hex, 4, 7 or 10 bytes (8, 14 or 20 digits), ':' or '-' allowed
                      inside a UID; stored upper-case without separators
     role             staff | supervisor | visitor | inspector
-    organisation     employer or agency; required for employer_type agency
+    organisation     employer or agency; required for employer_type agency; no control
+                     characters, as for name
     employer_type    own (own unit) | agency (outsourcing agency)
     review_date      YYYY-MM-DD of the background review; empty = none yet
     training_hours   security training hours (number); empty = 0
@@ -59,6 +61,11 @@ MAX_ORGANISATION = 100
 MAX_TRAINING_HOURS = 10000
 # Seventeen digits and a check character anywhere in free text: a leaked ID number.
 ID_NUMBER_IN_TEXT = re.compile(r"\d{17}[0-9Xx]")
+# Characters a free-text field must not hold: C0 controls (also tab, CR and LF), DEL, C1 controls,
+# and the bidirectional embeddings, overrides, isolates and marks that make text read out of order.
+# A name travels into every event, the console, the monitor and the register.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+TEXT_FIELDS = ("name", "organisation")
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,13 @@ def split_uids(value: str | Iterable[str]) -> list[str]:
     return [part for item in value for part in _LIST_SEPARATORS.split(item.strip()) if part]
 
 
+def control_character(text: str) -> str | None:
+    """A description of the first control or bidi character in ``text`` (``U+001B at position 3``),
+    or None; the character itself is never echoed, so an error message cannot carry it to a terminal."""
+    m = CONTROL_CHARACTERS.search(text)
+    return f"U+{ord(m.group()):04X} at position {m.start() + 1}" if m else None
+
+
 def _date(value: str, field: str, problems: list[Problem], *, required: bool) -> date | None:
     if not value:
         if required:
@@ -177,6 +191,11 @@ def check_row(raw: Mapping[str, str], *, secret: bytes, schedule_groups: Iterabl
             bad(field, "is empty" + hints.get(field, ""))
     if v["person_id"] and not PERSON_ID.fullmatch(v["person_id"]):
         bad("person_id", f"{v['person_id']!r} is not allowed; use letters, digits, '.', '_' or '-', at most 16")
+    for field in TEXT_FIELDS:
+        found = control_character(raw.get(field) or "")  # before stripping: a trailing CR is refused too
+        if found:
+            bad(field, f"contains a control character ({found}); type the text without line breaks, tabs, "
+                       "escape sequences or direction marks")
     if len(v["name"]) > MAX_NAME:
         bad("name", f"is {len(v['name'])} characters long; at most {MAX_NAME}")
     for field in ("name", "organisation"):

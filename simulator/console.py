@@ -19,7 +19,7 @@ from pathlib import Path
 
 from firmware_py.clock import SimulatedClock
 from firmware_py.config import load_config, with_overrides
-from firmware_py.labels import render
+from firmware_py.labels import printable, render
 
 from .door_sim import SimulatedDoor, SimulationError
 from .id_card_device import IdCard
@@ -48,7 +48,7 @@ class DoorConsole(cmd.Cmd):
         self.people = people
         self.colour = colour
         self.printed = 0
-        self.intro = self.intro.format(people=", ".join(f"{p.person_id} {p.name}" for p in people.values()))
+        self.intro = self.intro.format(people=printable(", ".join(f"{p.person_id} {p.name}" for p in people.values())))
 
     # ------------------------------------------------------------------ commands
 
@@ -99,8 +99,8 @@ class DoorConsole(cmd.Cmd):
         """status                    who is inside, faults, the outbox"""
         c = self.door.controller
         inside = ", ".join(f"{pid} {info['name']}" for pid, info in c.inside.items()) or "nobody"
-        print(f"  inside: {inside}", file=self.stdout)
-        print(f"  {c.status()}", file=self.stdout)
+        print(f"  inside: {printable(inside)}", file=self.stdout)
+        print(f"  {printable(c.status())}", file=self.stdout)
 
     def do_quit(self, arg):
         """quit                      stop the controller and leave"""
@@ -120,7 +120,7 @@ class DoorConsole(cmd.Cmd):
         try:
             return super().onecmd(line)
         except (SimulationError, ValueError) as exc:
-            print(f"  !! {exc}", file=self.stdout)
+            print(f"  !! {printable(exc)}", file=self.stdout)
             return False
 
     def preloop(self):
@@ -137,7 +137,7 @@ class DoorConsole(cmd.Cmd):
         return False
 
     def default(self, line):
-        print(f"  !! unknown command {line.split()[0]!r}; type help", file=self.stdout)
+        print(f"  !! unknown command {printable(repr(line.split()[0]))}; type help", file=self.stdout)
 
     def show(self):
         for event in self.door.events(self.printed + 1):

@@ -338,3 +338,211 @@ def test_a_refused_login_stops_the_monitor_with_a_clear_error(mosquitto_broker, 
     settings = replace(supervisor_settings(mosquitto_broker), cert_file=nameless.cert_file, key_file=nameless.key_file)
     with pytest.raises(MonitorError, match="refused the monitor"):
         Monitor(settings, tmp_path / "archive.db", beacon_interval_s=None).start(timeout=5)
+
+
+# ---------------------------------------------------------------- hostile text from the broker
+
+HOSTILE_NAME = "赵一\x1b[2J\x1b[1;32m\n09:00:02 #2    准许通行 granted  进 in  P001\u202e"
+
+
+def test_a_name_with_escapes_and_newlines_is_shown_on_one_line_without_terminal_codes(start_monitor, door,
+                                                                                       mosquitto_broker):
+    m = start_monitor()
+    (event,) = make_events([1])
+    event["person"]["name"] = HOSTILE_NAME
+    event["hash"] = event_hash({k: v for k, v in event.items() if k != "hash"})
+    publish(door, mosquitto_broker, event)
+    occupancy = {"count": 1, "inside": [{"person_id": "P001", "name": "\x1b]0;pwned\x07甲", "role": "staff"}]}
+    door.publish(mosquitto_broker.topic(DOOR, "occupancy"), json.dumps(occupancy), retain=True)
+    assert m.wait_until(lambda: any("pwned" in line for line in m.lines))
+    assert m.wait_for_seq(SITE, DOOR, 1)
+    shown = [line for line in m.lines if "赵一" in line or "pwned" in line]
+    assert len(shown) == 2
+    for line in shown:
+        assert not re.search("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", line), repr(line)
+    assert "\\x1b[2J" in shown[0] and "\\n09:00:02" in shown[0]  # visible, not obeyed
+
+
+def archive_directly(tmp_path, events):
+    """An archive holding ``events`` as the monitor stores them (no broker needed for the export)."""
+    from firmware_py.monitor_archive import Archive
+
+    archive = Archive(tmp_path / "archive.db")
+    for e in events:
+        archive.store_event(SITE, DOOR, f"accessctl/{SITE}/{DOOR}/events/{e['category']}/{e['type']}",
+                            json.dumps(e, ensure_ascii=False).encode(), e, "2026-11-23T10:00:00.000+08:00")
+    return archive
+
+
+def rechain(events):
+    """Hash and chain ``events`` again after a test edited them."""
+    prev = GENESIS_HASH
+    for e in events:
+        e["prev_hash"] = prev
+        e["hash"] = prev = event_hash({k: v for k, v in e.items() if k != "hash"})
+    return events
+
+
+def exported(archive, **scope):
+    from datetime import date
+    import io
+
+    from firmware_py.monitor_archive import export_register
+
+    out = io.StringIO()
+    export_register(archive, date(2026, 11, 23), out, **scope)
+    return list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
+
+
+def test_monitor_export_neutralises_cells_a_spreadsheet_would_run_as_formulas(tmp_path):
+    events = make_events(range(1, 3))
+    events[0]["person"]["name"] = '=HYPERLINK("http://evil.example","x")'
+    events[1]["credential"]["masked"] = "=CMD|'********'!A0"
+    archive = archive_directly(tmp_path, rechain(events))
+    for scope in ({"site": SITE, "door": DOOR}, {}):
+        rows = exported(archive, **scope)
+        assert rows[0]["name"] == "'=HYPERLINK(\"http://evil.example\",\"x\")"
+        assert rows[1]["credential"] == "'=CMD|'********'!A0"
+    archive.close()
+
+
+# ---------------------------------------------------------------- evidence: conflicting copies, replay bounds, epochs
+
+
+def forged(seq, prev, **changes):
+    """A well-hashed event for ``seq`` that is not the door's (someone with a publishing account made it)."""
+    (e,) = make_events([seq], prev=prev)
+    e.update({"type": "access_denied", "reason": "revoked", **changes})
+    e["hash"] = event_hash({k: v for k, v in e.items() if k != "hash"})
+    return e
+
+
+def test_a_forged_copy_published_first_loses_to_the_genuine_copy_the_chain_links_to(start_monitor, door,
+                                                                                      mosquitto_broker):
+    m = start_monitor()
+    genuine = make_events(range(1, 4))
+    fake = forged(2, genuine[0]["hash"])  # links to #1 as well: only #3 tells them apart
+    publish(door, mosquitto_broker, genuine[0], fake, genuine[1], genuine[2])
+    assert m.wait_for_seq(SITE, DOOR, 3)
+    assert m.wait_until(lambda: m.anomalies(SITE, DOOR, "copy_replaced"))
+    assert m.events(SITE, DOOR) == genuine
+    (kept,) = m.archive.conflicts(SITE, DOOR)
+    assert (kept.seq, kept.hash, json.loads(kept.payload)) == (2, fake["hash"], fake)
+    assert m.wait_until(lambda: any("INTEGRITY WARNING" in line and "#2" in line for line in m.lines))
+
+
+def test_a_copy_with_a_bad_hash_published_first_is_replaced_by_the_good_one_at_once(start_monitor, door,
+                                                                                     mosquitto_broker):
+    m = start_monitor()
+    genuine = make_events(range(1, 3))
+    bad = dict(genuine[1], reason="revoked")  # altered after hashing
+    publish(door, mosquitto_broker, genuine[0], bad, genuine[1])
+    assert m.wait_until(lambda: m.anomalies(SITE, DOOR, "copy_replaced"))
+    assert m.events(SITE, DOOR) == genuine
+    assert [c.hash_ok for c in m.archive.conflicts(SITE, DOOR)] == [False]
+
+
+def test_conflicting_copies_never_enter_the_events_table_and_are_kept_once(start_monitor, door, mosquitto_broker):
+    m = start_monitor()
+    genuine = make_events(range(1, 3))
+    fake = forged(2, genuine[0]["hash"])
+    publish(door, mosquitto_broker, *genuine, fake, fake)
+    assert m.wait_until(lambda: m.duplicates(SITE, DOOR) == 1)
+    assert m.archive.count(SITE, DOOR) == 2 and m.events(SITE, DOOR) == genuine
+    assert [c.seq for c in m.archive.conflicts(SITE, DOOR)] == [2]
+    assert [a.kind for a in m.anomalies(SITE, DOOR)] == ["conflicting_copy"]
+
+
+def test_replay_requests_for_a_forged_far_future_seq_back_off_and_give_up(start_monitor, door, mosquitto_broker):
+    m = start_monitor(replay_interval_s=0.05, max_replay_requests=3)
+    (first,) = make_events([1])
+    publish(door, mosquitto_broker, first, forged(1_000_000, "e" * 64))
+    cmd_topic = mosquitto_broker.topic(DOOR, "cmd")
+    assert m.wait_until(lambda: any("gave up asking for #2–#999999" in line for line in m.lines), timeout=10)
+    time.sleep(1.0)  # many replay intervals: nothing more is asked
+    assert len(door.received(cmd_topic)) == 3
+    (gap,) = m.gaps(SITE, DOOR)
+    assert gap.replay_requests == 3 and gap.given_up_at and gap.open
+    assert m.gaps(SITE, DOOR, open_only=True) == []
+    sent = [r["at"] for r in m.replay_requests]
+    waits = [(datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() for a, b in zip(sent, sent[1:])]
+    assert waits[1] >= 0.1 - 0.02  # the third request waited twice the interval
+
+
+def test_after_a_database_reset_the_doors_new_chain_is_archived_as_a_new_epoch(start_monitor, door, mosquitto_broker):
+    m = start_monitor()
+    before = make_events(range(1, 4))
+    after = make_events(range(1, 3), hour=11)  # seq 1 again, genesis-linked, later
+    publish(door, mosquitto_broker, *before, *after)
+    assert m.wait_until(lambda: m.archive.count(SITE, DOOR) == 5)
+    assert [e.epoch for e in m.archive.epochs(SITE, DOOR)] == [1, 2]
+    assert m.events(SITE, DOOR) == after and m.events(SITE, DOOR, epoch=1) == before
+    assert m.archive.conflicts(SITE, DOOR) == [] and m.last_contiguous(SITE, DOOR) == 2
+    assert [a.kind for a in m.anomalies(SITE, DOOR)] == ["new_epoch"]
+    assert m.wait_until(lambda: any("new hash chain (epoch 2)" in line for line in m.lines))
+
+
+def test_a_forged_seq_1_does_not_divert_the_doors_real_chain(start_monitor, door, mosquitto_broker):
+    m = start_monitor()
+    genuine = make_events(range(1, 5))
+    fake = make_events([1], hour=12, type_="access_denied")
+    publish(door, mosquitto_broker, *genuine[:3], *fake, genuine[3])
+    assert m.wait_until(lambda: m.anomalies(SITE, DOOR, "epoch_resumed"))
+    assert m.archive.door_state(SITE, DOOR).epoch == 1
+    assert m.events(SITE, DOOR) == genuine and m.events(SITE, DOOR, epoch=2) == fake
+
+
+def test_the_status_head_is_kept_and_a_head_that_goes_back_raises_an_alarm(start_monitor, door, mosquitto_broker):
+    m = start_monitor()
+    events = make_events(range(1, 4))
+    publish(door, mosquitto_broker, *events)
+    assert m.wait_for_seq(SITE, DOOR, 3)
+    status = {"online": True, "door": "closed", "lock": "locked", "lockdown": False, "occupancy": 0,
+              "last_seq": 3, "last_hash": events[2]["hash"], "queued": 0, "version": "test"}
+    topic = mosquitto_broker.topic(DOOR, "status")
+    door.publish(topic, json.dumps(status), retain=True)
+    assert m.wait_until(lambda: m.status(SITE, DOOR) == status)
+    state = m.archive.door_state(SITE, DOOR)
+    assert (state.head_seq, state.head_hash) == (3, events[2]["hash"])
+    door.publish(topic, json.dumps({**status, "last_seq": 2, "last_hash": events[1]["hash"]}), retain=True)
+    assert m.wait_until(lambda: any("published up to #3" in line and "INTEGRITY WARNING" in line for line in m.lines))
+    assert [a.kind for a in m.anomalies(SITE, DOOR)] == ["head_regressed"]
+    assert m.archive.door_state(SITE, DOOR).head_seq == 3
+
+
+def test_monitor_export_marks_each_rows_verification_status(tmp_path):
+    events = rechain(make_events(range(1, 6)))
+    events[1]["reason"] = "revoked"  # #2 altered after hashing
+    unlinked = forged(9, "d" * 64)
+    archive = archive_directly(tmp_path, [*events[:3], events[4], unlinked, forged(3, events[1]["hash"])])
+    rows = exported(archive, site=SITE, door=DOOR)
+    assert [(r["seq"], r["verification"]) for r in rows] == [
+        ("1", "verified"), ("2", "bad_hash"), ("3", "conflicting_copies"), ("5", "unlinked"), ("9", "unlinked")]
+    assert {r["epoch"] for r in rows} == {"1"}
+    archive.close()
+
+
+def test_an_archive_written_by_the_previous_monitor_opens_with_its_events_in_epoch_1(tmp_path):
+    import sqlite3
+
+    from firmware_py.monitor_archive import Archive
+
+    old_schema = subprocess.run(["git", "show", "717603f:firmware_py/monitor_archive.py"], cwd=REPO,
+                                capture_output=True, text=True, check=True).stdout
+    start = old_schema.index('SCHEMA = """') + len('SCHEMA = """')
+    ddl = old_schema[start:old_schema.index('"""', start)]
+    (event,) = make_events([1])
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        db.executescript(ddl)
+        db.execute("INSERT INTO events VALUES (?, ?, 1, ?, '2026-11-23', 'access', 'access_granted', ?, ?, 1, 't', ?,"
+                   " 'now')", (SITE, DOOR, event["ts"], event["hash"], event["prev_hash"], json.dumps(event).encode()))
+        db.execute("INSERT INTO doors (site, door, baseline, contiguous, expected) VALUES (?, ?, 0, 1, 1)",
+                   (SITE, DOOR))
+    archive = Archive(tmp_path / "old.db")
+    assert archive.events(SITE, DOOR) == [event]
+    state = archive.door_state(SITE, DOOR)
+    assert (state.epoch, state.contiguous, state.head_seq, state.head_hash) == (1, 1, 1, event["hash"])
+    (nxt,) = make_events([2], prev=event["hash"])
+    archive.store_event(SITE, DOOR, "t", json.dumps(nxt).encode(), nxt, "now")
+    assert archive.last_contiguous(SITE, DOOR) == 2
+    archive.close()

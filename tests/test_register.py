@@ -63,3 +63,52 @@ def test_jsonl_export_has_one_object_per_row(day_db):
 def test_a_reversed_period_is_refused(day_db):
     proc = export(day_db, "--from", "2026-11-23", "--to", "2026-11-01")
     assert proc.returncode == 2 and "is before --from" in proc.stderr
+
+
+# ---------------------------------------------------------------- hostile text (no badge stack needed)
+
+FORGED_CARD = "=cmd|' /C calc'!A0"  # 18 characters on a forged card's ID field
+FORMULA_NAMES = ('=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", "\tTab", "\rCR")
+
+
+def hostile_log(tmp_path) -> Path:
+    """A door log whose names (from a roster older than the control-character check) and forged
+    card would each be a formula in a spreadsheet."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from firmware_py.clock import SimulatedClock
+    from firmware_py.db import open_db
+    from firmware_py.eventstore import EventStore
+    from firmware_py.idnumber import mask
+
+    db = open_db(tmp_path / "events.db")
+    store = EventStore(db, site="hn-archive-1", door="scan-room",
+                       clock=SimulatedClock(datetime(2026, 11, 23, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))))
+    for name in FORMULA_NAMES:
+        store.append("access", "access_denied", direction="in", person={"person_id": "P009", "name": name,
+                                                                        "role": "visitor"},
+                     credential={"kind": "resident_id", "masked": "430102********123X"}, reason="revoked")
+    store.append("access", "access_denied", direction="in", credential={"kind": "resident_id",
+                                                                        "masked": mask(FORGED_CARD)},
+                 reason="invalid_id_number")
+    db.conn.close()
+    return tmp_path / "events.db"
+
+
+def test_log_export_neutralises_cells_a_spreadsheet_would_run_as_formulas(tmp_path):
+    out = tmp_path / "register.csv"
+    proc = export(hostile_log(tmp_path), "--from", "2026-11-23", "--to", "2026-11-23", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
+    assert [r["name"] for r in rows[:-1]] == ["'" + name for name in FORMULA_NAMES]
+    assert rows[-1]["credential"] == "'=CMD|'********'!A0"
+    assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for r in rows for cell in r.values())
+
+
+def test_log_export_leaves_ordinary_cells_and_json_lines_as_they_are(tmp_path):
+    db = hostile_log(tmp_path)
+    rows = list(csv.DictReader(io.StringIO(export(db, "--from", "2026-11-23", "--to", "2026-11-23").stdout)))
+    assert rows[0]["time"].startswith("2026-11-23T09:00") and rows[0]["credential"] == "430102********123X"
+    lines = export(db, "--from", "2026-11-23", "--to", "2026-11-23", "--format", "jsonl").stdout.splitlines()
+    assert json.loads(lines[0])["name"] == FORMULA_NAMES[0]  # data for programs, not a spreadsheet
