@@ -1,0 +1,1 @@
+"""The supervision station: archive (SQLite or PostgreSQL), ingest, web app, roster publishing."""
