@@ -247,6 +247,7 @@ class PgArchive:
         with c.cursor() as cur, cur.copy(f"COPY incoming ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+        # copies of events whose month was dropped (by any station process) are conflicts
         late = c.execute(
             "WITH late AS (DELETE FROM incoming i USING months m WHERE m.dropped_at IS NOT NULL"
             " AND i.ts >= m.starts AND i.ts < m.ends RETURNING i.*)"
@@ -259,11 +260,13 @@ class PgArchive:
             "           RETURNING site, door, seq)"
             f" INSERT INTO events ({_EVENT_COLUMNS}) SELECT {', '.join('f.' + n for n in _COLUMNS[1:])}"
             " FROM firsts f JOIN fresh USING (site, door, seq)").rowcount
-        conflicts = c.execute(
-            "INSERT INTO conflicts (site, door, seq, ts, hash, stored_hash, reason, topic, payload, received_at)"
-            " SELECT i.site, i.door, i.seq, i.ts, i.hash, k.hash, 'conflicting_copy', i.topic, i.payload,"
-            " i.received_at FROM incoming i JOIN event_keys k USING (site, door, seq) WHERE i.hash <> k.hash"
-        ).rowcount
+        conflicts = 0
+        if stored + late < len(rows):   # some copies were not new: which of them differ?
+            conflicts = c.execute(
+                "INSERT INTO conflicts (site, door, seq, ts, hash, stored_hash, reason, topic, payload, received_at)"
+                " SELECT i.site, i.door, i.seq, i.ts, i.hash, k.hash, 'conflicting_copy', i.topic, i.payload,"
+                " i.received_at FROM incoming i JOIN event_keys k USING (site, door, seq) WHERE i.hash <> k.hash"
+            ).rowcount
         return Ingested(stored, len(rows) - stored - conflicts - late, conflicts, late)
 
     def store_event(self, site: str, door: str, topic: str, payload: bytes, event: dict, received_at: str,
