@@ -18,10 +18,12 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # Debian packages: the broker, the PC/SC stack with its virtual reader (tests only:
 # vpcd listens on the network and must never go on the production Pi), what pyscard
-# needs to build, systemd-analyze for checking the unit file, and Chromium with a CJK font
-# for the station's browser tests (Playwright drives it; no browser is downloaded).
+# needs to build, systemd-analyze for checking the unit file, Chromium with a CJK font
+# for the station's browser tests (Playwright drives it; no browser is downloaded), and
+# the fleet tier (RabbitMQ cluster, PostgreSQL archive) that the system tests start on loopback.
 APT_PACKAGES=(python3 python3-venv python3-dev gcc swig libpcsclite-dev pcscd vsmartcard-vpcd
-              mosquitto mosquitto-clients openssl systemd chromium fonts-wqy-microhei)
+              mosquitto mosquitto-clients openssl systemd chromium fonts-wqy-microhei
+              rabbitmq-server postgresql-15)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

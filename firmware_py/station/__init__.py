@@ -1,4 +1,5 @@
 """The supervision station: ingest from the broker into the archive, and the supervisor's web page.
+The archive is an SQLite file (:mod:`.archive`) or PostgreSQL (:mod:`.archive_pg`).
 
 Runs on the supervisor's machine (``accessctl station serve``), never on a door. Modules by job:
 :mod:`.config` the TOML file; :mod:`.storage` the connection to the archive file;

@@ -1,0 +1,444 @@
+"""The station's archive on PostgreSQL 15 (psycopg 3): the fleet counterpart of the SQLite archive.
+
+Same meaning as :mod:`firmware_py.monitor_archive` for what the station calls (``store_event``,
+``has``, ``count``, ``events``, ``events_on``, ``payload``), plus a batched ``store_events`` for
+ingest at fleet rates, monthly export and retention.
+
+Tables
+  ``events``      one row per (site, door, seq), partitioned by month on ``ts`` (declarative
+                  range partitioning; month bounds in the archive's zone, Asia/Shanghai by
+                  default); a month's partition is made when its first event arrives.
+  ``event_keys``  (site, door, seq) PRIMARY KEY, with the event's ts and hash.
+  ``conflicts``   copies that are not the archived event: same key, different hash
+                  (``conflicting_copy``), or an event of a month already dropped
+                  (``after_retention``). Never in ``events``.
+  ``months``      every month that has (or had) a partition, and when it was dropped.
+  ``exports``     every export of a month: when, how many rows, their SHA-256, where to.
+
+Why ``event_keys``: PostgreSQL requires a unique constraint on a partitioned table to include
+the partition key, so ``events`` can only be unique on (site, door, seq, ts) -- the same seq with
+a ts in another month would land in another partition as a second row. ``event_keys`` is not
+partitioned and holds the real key; every event is inserted into it first (``ON CONFLICT DO
+NOTHING``) and into ``events`` only when that insert made a new key, in the same transaction, so
+concurrent writers of the same key serialise on its primary key and exactly one wins. When a
+month is dropped, its keys go with it and the month is remembered in ``months``, so a late copy
+of a dropped event goes to ``conflicts`` instead of bringing the month back.
+
+Retention (GB 50396 5.2.3): at least 180 days, and a month is dropped only when it is wholly
+older than that *and* an export of it holds every row it has now.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import IO, Iterable, Iterator
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg import sql
+
+from ..errors import StoreError
+from ..events import event_hash
+from ..monitor_archive import Anomaly, Stored
+
+MIN_RETENTION_DAYS = 180  # GB 50396 5.2.3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS event_keys (
+    site text   NOT NULL,
+    door text   NOT NULL,
+    seq  bigint NOT NULL,
+    ts   timestamptz NOT NULL,
+    hash text   NOT NULL,
+    PRIMARY KEY (site, door, seq)
+);
+CREATE TABLE IF NOT EXISTS events (
+    site        text        NOT NULL,
+    door        text        NOT NULL,
+    seq         bigint      NOT NULL,
+    ts          timestamptz NOT NULL,
+    local_date  date        NOT NULL,   -- the date part of ts at the door's own offset
+    category    text        NOT NULL,
+    type        text        NOT NULL,
+    hash        text        NOT NULL,
+    prev_hash   text        NOT NULL,
+    hash_ok     boolean     NOT NULL,   -- hash is the sha-256 of the event without it
+    topic       text        NOT NULL,
+    payload     bytea       NOT NULL,   -- the MQTT payload exactly as received
+    received_at timestamptz NOT NULL,
+    PRIMARY KEY (site, door, seq, ts)
+) PARTITION BY RANGE (ts);
+CREATE INDEX IF NOT EXISTS events_local_date ON events (local_date);
+CREATE TABLE IF NOT EXISTS conflicts (
+    id          bigserial PRIMARY KEY,
+    site        text        NOT NULL,
+    door        text        NOT NULL,
+    seq         bigint      NOT NULL,
+    ts          timestamptz NOT NULL,
+    hash        text        NOT NULL,
+    stored_hash text,                   -- the archived copy's hash (NULL: after_retention)
+    reason      text        NOT NULL,   -- conflicting_copy | after_retention
+    topic       text        NOT NULL,
+    payload     bytea       NOT NULL,
+    received_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS months (
+    month        date        PRIMARY KEY,   -- the first day, in the archive's zone
+    partition    text        NOT NULL,
+    starts       timestamptz NOT NULL,
+    ends         timestamptz NOT NULL,
+    dropped_at   timestamptz,
+    dropped_rows bigint
+);
+CREATE TABLE IF NOT EXISTS exports (
+    id          bigserial   PRIMARY KEY,
+    month       date        NOT NULL REFERENCES months,
+    exported_at timestamptz NOT NULL,
+    rows        bigint      NOT NULL,
+    sha256      text        NOT NULL,
+    target      text        NOT NULL
+);
+"""
+
+_COLUMNS = ("ord", "site", "door", "seq", "ts", "local_date", "category", "type", "hash", "prev_hash",
+            "hash_ok", "topic", "payload", "received_at")
+_EVENT_COLUMNS = ", ".join(_COLUMNS[1:])
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One event as it came from the broker: its payload bytes and the parsed object."""
+
+    site: str
+    door: str
+    topic: str
+    payload: bytes
+    event: dict
+    received_at: str   # ISO 8601 with offset
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What one batch did: new events, exact repeats, conflicting copies, copies of dropped months."""
+
+    stored: int
+    duplicates: int
+    conflicts: int
+    after_retention: int
+
+
+@dataclass(frozen=True)
+class Conflict:
+    site: str
+    door: str
+    seq: int
+    ts: datetime
+    hash: str
+    stored_hash: str | None
+    reason: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What ``drop_expired`` did: the months dropped, and the old months kept with the reason."""
+
+    dropped: list[date]
+    kept: dict[date, str]
+
+
+class PgArchive:
+    """The station's archive in one PostgreSQL database. Thread-safe: one lock, one connection."""
+
+    def __init__(self, url: str, *, zone: str = "Asia/Shanghai"):
+        self.url = url
+        self.zone = ZoneInfo(zone)
+        self._lock = threading.RLock()
+        try:
+            self.conn = psycopg.connect(url, autocommit=False)
+            with self.conn.transaction():
+                self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('accessctl archive schema'))")
+                self.conn.execute(SCHEMA)
+        except psycopg.Error as exc:
+            raise StoreError(f"{_safe_url(url)}: cannot open the PostgreSQL archive: {exc}") from None
+        self._months: dict[date, bool] = {}   # month -> dropped
+        self._load_months()
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    # ------------------------------------------------------------------ months
+    def _load_months(self) -> None:
+        with self._lock, self.conn.transaction():
+            rows = self.conn.execute("SELECT month, dropped_at IS NOT NULL FROM months").fetchall()
+        self._months = dict(rows)
+
+    def month_of(self, ts: datetime) -> date:
+        local = ts.astimezone(self.zone)
+        return date(local.year, local.month, 1)
+
+    def _bounds(self, month: date) -> tuple[datetime, datetime]:
+        nxt = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+        return (datetime(month.year, month.month, 1, tzinfo=self.zone),
+                datetime(nxt.year, nxt.month, 1, tzinfo=self.zone))
+
+    def _ensure_months(self, months: Iterable[date]) -> None:
+        """Make the partitions of ``months`` that do not exist yet (never for a dropped month)."""
+        missing = sorted(m for m in set(months) if m not in self._months)
+        if not missing:
+            return
+        with self._lock, self.conn.transaction():
+            for month in missing:
+                starts, ends = self._bounds(month)
+                name = f"events_{month:%Y_%m}"
+                self.conn.execute("INSERT INTO months (month, partition, starts, ends) VALUES (%s, %s, %s, %s)"
+                                  " ON CONFLICT (month) DO NOTHING", (month, name, starts, ends))
+                dropped = self.conn.execute("SELECT dropped_at IS NOT NULL FROM months WHERE month = %s",
+                                            (month,)).fetchone()[0]
+                if not dropped:
+                    self.conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF events"
+                                              " FOR VALUES FROM ({}) TO ({})").format(
+                        sql.Identifier(name), sql.Literal(starts), sql.Literal(ends)))
+                self._months[month] = dropped
+
+    # ------------------------------------------------------------------ writing
+    def _row(self, ordinal: int, item: Incoming) -> tuple:
+        ev = item.event
+        where = f"{item.site}/{item.door}"
+        seq = ev.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise StoreError(f"{where}: event seq {seq!r} is not a positive integer")
+        ts = _aware(ev.get("ts"), f"{where} #{seq}: ts")
+        received = _aware(item.received_at, f"{where} #{seq}: received_at")
+        h = str(ev.get("hash", ""))
+        hash_ok = h == event_hash({k: v for k, v in ev.items() if k != "hash"})
+        return (ordinal, item.site, item.door, seq, ts, ts.date(), str(ev.get("category", "")),
+                str(ev.get("type", "")), h, str(ev.get("prev_hash", "")), hash_ok, item.topic,
+                bytes(item.payload), received)
+
+    def store_events(self, items: Iterable[Incoming]) -> Ingested:
+        """Archive a batch in one transaction (COPY into a scratch table, then set-based inserts).
+
+        Each (site, door, seq) is stored once: a repeat with the same hash is a duplicate, one
+        with another hash goes to ``conflicts``, as does any copy of an event whose month was
+        dropped. Raises :class:`StoreError` (nothing stored) when an event has no integer seq or
+        a time without offset.
+        """
+        rows = [self._row(i, item) for i, item in enumerate(items)]
+        if not rows:
+            return Ingested(0, 0, 0, 0)
+        self._ensure_months(self.month_of(r[4]) for r in rows)
+        try:
+            with self._lock, self.conn.transaction():
+                return self._ingest(rows)
+        except psycopg.Error as exc:
+            raise StoreError(f"{_safe_url(self.url)}: storing {len(rows)} event(s) failed: {exc}") from None
+
+    def _ingest(self, rows: list[tuple]) -> Ingested:
+        c = self.conn
+        c.execute("CREATE TEMP TABLE incoming (ord int, site text, door text, seq bigint, ts timestamptz,"
+                  " local_date date, category text, type text, hash text, prev_hash text, hash_ok boolean,"
+                  " topic text, payload bytea, received_at timestamptz) ON COMMIT DROP")
+        with c.cursor() as cur, cur.copy(f"COPY incoming ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        # copies of events whose month was dropped (by any station process) are conflicts
+        late = c.execute(
+            "WITH late AS (DELETE FROM incoming i USING months m WHERE m.dropped_at IS NOT NULL"
+            " AND i.ts >= m.starts AND i.ts < m.ends RETURNING i.*)"
+            " INSERT INTO conflicts (site, door, seq, ts, hash, stored_hash, reason, topic, payload, received_at)"
+            " SELECT site, door, seq, ts, hash, NULL, 'after_retention', topic, payload, received_at FROM late").rowcount
+        stored = c.execute(
+            "WITH firsts AS (SELECT DISTINCT ON (site, door, seq) * FROM incoming ORDER BY site, door, seq, ord),"
+            " fresh AS (INSERT INTO event_keys (site, door, seq, ts, hash)"
+            "           SELECT site, door, seq, ts, hash FROM firsts ON CONFLICT DO NOTHING"
+            "           RETURNING site, door, seq)"
+            f" INSERT INTO events ({_EVENT_COLUMNS}) SELECT {', '.join('f.' + n for n in _COLUMNS[1:])}"
+            " FROM firsts f JOIN fresh USING (site, door, seq)").rowcount
+        conflicts = 0
+        if stored + late < len(rows):   # some copies were not new: which of them differ?
+            conflicts = c.execute(
+                "INSERT INTO conflicts (site, door, seq, ts, hash, stored_hash, reason, topic, payload, received_at)"
+                " SELECT i.site, i.door, i.seq, i.ts, i.hash, k.hash, 'conflicting_copy', i.topic, i.payload,"
+                " i.received_at FROM incoming i JOIN event_keys k USING (site, door, seq) WHERE i.hash <> k.hash"
+            ).rowcount
+        return Ingested(stored, len(rows) - stored - conflicts - late, conflicts, late)
+
+    def store_event(self, site: str, door: str, topic: str, payload: bytes, event: dict, received_at: str,
+                    *, backfill: bool = True) -> Stored:
+        """Archive one event; the result says, as the SQLite archive's does, whether it was a
+        duplicate and which anomalies it showed (``conflicting_copy``, ``bad_hash``).
+
+        The per-door sequence bookkeeping of the SQLite archive (``contiguous``, gaps) is not
+        kept here: ``Stored.contiguous`` and ``expected`` stay 0. ``backfill`` is accepted for
+        the same signature.
+        """
+        item = Incoming(site, door, topic, payload, event, received_at)
+        done = self.store_events([item])
+        result = Stored(duplicate=done.stored == 0)
+        seq = event["seq"]
+        if done.conflicts or done.after_retention:
+            kind = "conflicting_copy" if done.conflicts else "after_retention"
+            detail = (f"a second copy of #{seq} differs from the archived one" if done.conflicts
+                      else f"#{seq} belongs to a month already dropped after its export")
+            result.anomalies.append(Anomaly(site, door, seq, kind, detail, received_at))
+        elif done.stored and str(event.get("hash", "")) != event_hash({k: v for k, v in event.items() if k != "hash"}):
+            result.anomalies.append(Anomaly(site, door, seq, "bad_hash",
+                                            f"#{seq}: hash is not the sha-256 of the event", received_at))
+        return result
+
+    # ------------------------------------------------------------------ reading
+    def _query(self, query, params=()) -> list[tuple]:
+        with self._lock, self.conn.transaction():
+            return self.conn.execute(query, params).fetchall()
+
+    def has(self, site: str, door: str, seq: int) -> bool:
+        return bool(self._query("SELECT 1 FROM event_keys WHERE site=%s AND door=%s AND seq=%s",
+                                (site, door, seq)))
+
+    def count(self, site: str | None = None, door: str | None = None) -> int:
+        where, params = _scope(site, door)
+        return self._query(f"SELECT count(*) FROM events{where}", params)[0][0]
+
+    def payload(self, site: str, door: str, seq: int) -> bytes | None:
+        rows = self._query("SELECT payload FROM events WHERE site=%s AND door=%s AND seq=%s", (site, door, seq))
+        return bytes(rows[0][0]) if rows else None
+
+    def events(self, site: str, door: str, from_seq: int = 1, to_seq: int | None = None) -> list[dict]:
+        """The archived events of one door in seq order, parsed from the payloads as received."""
+        query = "SELECT payload FROM events WHERE site=%s AND door=%s AND seq >= %s"
+        params: list = [site, door, from_seq]
+        if to_seq is not None:
+            query += " AND seq <= %s"
+            params.append(to_seq)
+        return [json.loads(p) for (p,) in self._query(query + " ORDER BY seq", params)]
+
+    def events_on(self, day: date, site: str | None = None, door: str | None = None) -> Iterator[tuple[str, str, dict]]:
+        """``(site, door, event)`` for every event whose ``ts`` falls on ``day`` at the door's own
+        offset, in time order."""
+        where, params = _scope(site, door)
+        # Offsets run from -12:00 to +14:00: this ts window holds the day everywhere, so only the
+        # partitions it touches are read.
+        lo = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) - timedelta(hours=14)
+        hi = lo + timedelta(hours=14 + 24 + 12)
+        where += (" AND" if where else " WHERE") + " local_date = %s AND ts >= %s AND ts < %s"
+        params += [day, lo, hi]
+        rows = self._query(f"SELECT site, door, payload FROM events{where} ORDER BY ts, site, door, seq", params)
+        return iter([(s, d, json.loads(p)) for s, d, p in rows])
+
+    def conflicts(self, site: str | None = None, door: str | None = None) -> list[Conflict]:
+        where, params = _scope(site, door)
+        rows = self._query("SELECT site, door, seq, ts, hash, stored_hash, reason, received_at"
+                           f" FROM conflicts{where} ORDER BY id", params)
+        return [Conflict(*r) for r in rows]
+
+    def months(self) -> list[tuple[date, int, bool]]:
+        """``(month, rows now, dropped)`` for every month the archive has had, oldest first."""
+        out = []
+        for month, name, dropped in self._query("SELECT month, partition, dropped_at IS NOT NULL FROM months"
+                                                " ORDER BY month"):
+            rows = 0 if dropped else self._query(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name)))[0][0]
+            out.append((month, rows, dropped))
+        return out
+
+    # ------------------------------------------------------------------ export and retention
+    def export_month(self, month: date, out: IO[bytes], *, target: str, now: datetime | None = None) -> int:
+        """Write every event of ``month`` to ``out`` as JSON lines (in site, door, seq order) and
+        record the export (rows, SHA-256, ``target``: where the file is kept). Returns the rows."""
+        month = date(month.year, month.month, 1)
+        info = self._query("SELECT partition, dropped_at FROM months WHERE month = %s", (month,))
+        if not info:
+            raise StoreError(f"the archive has no events for {month:%Y-%m}")
+        name, dropped = info[0]
+        if dropped is not None:
+            raise StoreError(f"{month:%Y-%m} was dropped on {dropped:%Y-%m-%d}: nothing left to export")
+        digest, rows = hashlib.sha256(), 0
+        with self._lock, self.conn.transaction():
+            # The count recorded is of the rows written; drop_expired compares it with the
+            # partition's count at drop time, so rows that arrive after this export block the drop.
+            with self.conn.cursor(name="export_month") as cur:
+                cur.execute(sql.SQL("SELECT payload FROM {} ORDER BY site, door, seq").format(sql.Identifier(name)))
+                for (payload,) in cur:
+                    line = json.dumps(json.loads(payload), ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+                    out.write(line)
+                    digest.update(line)
+                    rows += 1
+            self.conn.execute("INSERT INTO exports (month, exported_at, rows, sha256, target)"
+                              " VALUES (%s, %s, %s, %s, %s)",
+                              (month, now or datetime.now(timezone.utc), rows, digest.hexdigest(), target))
+        return rows
+
+    def drop_expired(self, now: datetime, keep_days: int = MIN_RETENTION_DAYS) -> Retention:
+        """Drop every month wholly older than ``keep_days`` whose last export holds all its rows.
+
+        Older months that were never exported, or that received events after their export, are
+        kept and named in the result with the reason.
+        """
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        if keep_days < MIN_RETENTION_DAYS:
+            raise ValueError(f"keep_days {keep_days}: GB 50396 5.2.3 requires at least {MIN_RETENTION_DAYS} days")
+        horizon = now - timedelta(days=keep_days)
+        dropped: list[date] = []
+        kept: dict[date, str] = {}
+        candidates = self._query("SELECT month, partition FROM months WHERE dropped_at IS NULL AND ends <= %s"
+                                 " ORDER BY month", (horizon,))
+        for month, name in candidates:
+            with self._lock, self.conn.transaction():
+                # Lock the month's partition against concurrent ingest while deciding.
+                self.conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.Identifier(name)))
+                rows = self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()[0]
+                last = self.conn.execute("SELECT rows, exported_at FROM exports WHERE month = %s"
+                                         " ORDER BY exported_at DESC, id DESC LIMIT 1", (month,)).fetchone()
+                if last is None:
+                    kept[month] = "never exported"
+                    continue
+                if last[0] != rows:
+                    kept[month] = (f"{rows - last[0]} event(s) arrived after the export of "
+                                   f"{last[1]:%Y-%m-%d %H:%M}: export it again")
+                    continue
+                self.conn.execute(sql.SQL("DELETE FROM event_keys k USING {} e WHERE k.site = e.site"
+                                          " AND k.door = e.door AND k.seq = e.seq").format(sql.Identifier(name)))
+                self.conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+                self.conn.execute("UPDATE months SET dropped_at = %s, dropped_rows = %s WHERE month = %s",
+                                  (now, rows, month))
+            self._months[month] = True
+            dropped.append(month)
+        return Retention(dropped, kept)
+
+
+def _aware(value: object, what: str) -> datetime:
+    if not isinstance(value, str):
+        raise StoreError(f"{what} {value!r} is not an ISO 8601 string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise StoreError(f"{what} {value!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise StoreError(f"{what} {value!r} has no UTC offset")
+    return parsed
+
+
+def _scope(site: str | None, door: str | None) -> tuple[str, list]:
+    clauses, params = [], []
+    if site is not None:
+        clauses.append("site = %s")
+        params.append(site)
+    if door is not None:
+        clauses.append("door = %s")
+        params.append(door)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return "the PostgreSQL archive"
+    return f"postgresql://{info.get('user', '')}@{info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"

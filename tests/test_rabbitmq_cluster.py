@@ -1,0 +1,187 @@
+"""The fleet broker tier (deploy/rabbitmq) against a real three-node RabbitMQ 3.10 cluster.
+
+MQTT 3.1.1 only (RabbitMQ 3.10 has no MQTT 5). A message that must *not* arrive is checked
+with a marker: an allowed message published after it on the same node; once the marker is in,
+anything routed before it would have been delivered already.
+"""
+
+import logging
+import subprocess
+import threading
+import time
+
+from tests.fixtures.rabbitmq import LAB, unique_site, wait_until
+
+log = logging.getLogger(__name__)
+
+STATION_PW = "station-password-1"
+DOOR_PW = "door-password-123"
+
+
+def _accounts(cluster, site, *doors):
+    station = f"station-{site}"
+    cluster.add_account("station", station, password=STATION_PW)
+    for door in doors:
+        cluster.add_account("door", site, door, password=DOOR_PW)
+    return station
+
+
+def _door(cluster, site, door, *, node, client_id=None, failover=True):
+    return cluster.client(f"door-{site}-{door}", DOOR_PW, node=node,
+                          client_id=client_id or f"accessctl-{site}-{door}", failover=failover)
+
+
+def _leader_or_none(cluster, queue, via):
+    try:
+        return cluster.queue_leader(queue, via=via)
+    except LookupError:
+        return None
+
+
+# ---------------------------------------------------------------- nothing lost through a node kill
+
+
+def test_persistent_subscriber_gets_every_message_while_the_queue_leader_is_killed_and_restarted(
+        rabbitmq_cluster):
+    cluster = rabbitmq_cluster
+    site = unique_site()
+    station = _accounts(cluster, site, "gate")
+    sub = cluster.client(station, STATION_PW, node=1, client_id=station, clean_session=False)
+    sub.subscribe(f"accessctl/{site}/+/events/#")
+    queue = f"mqtt-subscription-{station}qos1"
+    leader = wait_until(lambda: _leader_or_none(cluster, queue, via=1), 10, f"quorum queue {queue}")
+    pub = _door(cluster, site, "gate", node=2)
+    topic = f"accessctl/{site}/gate/events/access/access_granted"
+    count = 300
+    mids: list[int] = []
+
+    def publish_all():
+        for i in range(count):
+            mids.append(pub.publish(topic, str(i).encode()))
+            time.sleep(0.02)
+
+    publisher = threading.Thread(target=publish_all, daemon=True)
+    publisher.start()
+    killed = False
+    try:
+        wait_until(lambda: len(mids) >= count // 3, 30, "the first third published")
+        kill_s = cluster.kill(leader)
+        killed = True
+        other = 3 if leader != 3 else 1
+        t0 = time.monotonic()
+
+        def moved():
+            now = _leader_or_none(cluster, queue, via=other)
+            return now if now not in (None, leader) else None
+
+        new_leader = wait_until(moved, 60, "a new queue leader", interval=0.2)
+        failover_s = time.monotonic() - t0
+        wait_until(lambda: len(mids) >= 2 * count // 3, 60, "the second third published")
+        restart_s = cluster.restart(leader)
+        killed = False
+    finally:
+        if killed:
+            cluster.restart(leader)
+    publisher.join(60)
+    assert not publisher.is_alive()
+    wait_until(lambda: set(mids) <= pub.acked, 60, "a PUBACK for every message")
+    expected = {str(i).encode() for i in range(count)}
+    wait_until(lambda: expected <= set(sub.payloads()), 60, "every message at the subscriber")
+    log.info("leader rabbit%d killed in %.2f s, rabbit%d led after %.1f s, restarted in %.1f s; "
+             "%d deliveries for %d messages", leader, kill_s, new_leader, failover_s, restart_s,
+             len(sub.payloads()), count)
+    assert new_leader != leader
+    assert set(sub.payloads()) == expected
+    assert sorted(cluster.running_nodes()) == ["rabbit1@localhost", "rabbit2@localhost", "rabbit3@localhost"]
+    sub.close()
+    pub.close()
+
+
+# ---------------------------------------------------------------- per-door permissions
+
+
+def test_door_publishing_under_another_doors_topic_is_not_delivered(rabbitmq_cluster):
+    cluster = rabbitmq_cluster
+    site = unique_site()
+    station = _accounts(cluster, site, "scan-room", "vault")
+    sub = cluster.client(station, STATION_PW, node=1, client_id=station)
+    sub.subscribe(f"accessctl/{site}/#")
+    forger = _door(cluster, site, "scan-room", node=2, failover=False)
+    forged = forger.publish(f"accessctl/{site}/vault/events/alarm/door_forced", b"forged")
+    # RabbitMQ 3.10 answers a refused publish by closing the connection, without a PUBACK.
+    wait_until(lambda: forger.disconnects >= 1, 10, "the broker closing the forger's connection")
+    forger.close()
+    honest = _door(cluster, site, "scan-room", node=2, client_id=f"accessctl-{site}-scan-room-doctor")
+    marker = honest.publish(f"accessctl/{site}/scan-room/events/access/access_granted", b"marker")
+    wait_until(lambda: marker in honest.acked, 10, "PUBACK for the marker")
+    wait_until(lambda: b"marker" in sub.payloads(), 10, "the marker at the station")
+    assert forged not in forger.acked
+    assert b"forged" not in sub.payloads()
+    assert sub.payloads(f"accessctl/{site}/vault/#") == []
+    honest.close()
+    sub.close()
+
+
+def test_door_receives_its_commands_its_sites_time_beacon_and_roster(rabbitmq_cluster):
+    cluster = rabbitmq_cluster
+    site = unique_site()
+    station_name = _accounts(cluster, site, "scan-room")
+    door = _door(cluster, site, "scan-room", node=3)
+    for topic in (f"accessctl/{site}/scan-room/cmd", f"accessctl/{site}/time", f"accessctl/{site}/roster"):
+        door.subscribe(topic)
+    station = cluster.client(station_name, STATION_PW, node=1, client_id=station_name)
+    for topic, payload in ((f"accessctl/{site}/scan-room/cmd", b'{"id": "c1", "action": "status"}'),
+                           (f"accessctl/{site}/time", b'{"ts": "2026-11-29T09:00:00+08:00"}'),
+                           (f"accessctl/{site}/roster", b'{"version": 1}')):
+        mid = station.publish(topic, payload)
+        wait_until(lambda: mid in station.acked, 10, f"PUBACK for {topic}")
+    wait_until(lambda: len(door.messages) >= 3, 10, "the command, the time beacon and the roster")
+    assert sorted(m.topic for m in door.messages) == sorted(
+        [f"accessctl/{site}/roster", f"accessctl/{site}/scan-room/cmd", f"accessctl/{site}/time"])
+    door.close()
+    station.close()
+
+
+def test_door_subscribing_to_another_doors_commands_is_cut_off_and_gets_none(rabbitmq_cluster):
+    cluster = rabbitmq_cluster
+    site = unique_site()
+    station_name = _accounts(cluster, site, "scan-room", "vault")
+    snoop = _door(cluster, site, "scan-room", node=2, failover=False)
+    snoop.subscribe(f"accessctl/{site}/vault/cmd", wait=False)
+    wait_until(lambda: snoop.disconnects >= 1, 10, "the broker closing the snooping connection")
+    vault = _door(cluster, site, "vault", node=2)
+    vault.subscribe(f"accessctl/{site}/vault/cmd")
+    station = cluster.client(station_name, STATION_PW, node=1, client_id=station_name)
+    station.publish(f"accessctl/{site}/vault/cmd", b'{"id": "c2", "action": "lockdown"}')
+    wait_until(lambda: vault.messages, 10, "the command at the vault door")
+    snoop.close()
+    assert snoop.messages == []
+    for c in (vault, station):
+        c.close()
+
+
+def test_door_cannot_take_over_another_doors_session_queue(rabbitmq_cluster):
+    cluster = rabbitmq_cluster
+    site = unique_site()
+    _accounts(cluster, site, "scan-room", "vault")
+    # door-SITE-scan-room's password, but the vault's client id: its session queue is not ours
+    thief = _door(cluster, site, "scan-room", node=1, client_id=f"accessctl-{site}-vault", failover=False)
+    thief.subscribe(f"accessctl/{site}/scan-room/cmd", wait=False)
+    wait_until(lambda: thief.disconnects >= 1, 10, "the broker refusing the queue")
+    thief.close()
+    assert thief.subacks == {}
+
+
+# ---------------------------------------------------------------- the script's own checks
+
+
+def test_lab_stop_on_a_folder_without_a_cluster_succeeds_and_says_so(tmp_path):
+    p = subprocess.run(["bash", str(LAB), "stop", str(tmp_path)], capture_output=True, text=True)
+    assert p.returncode == 0
+    assert "nothing to stop" in p.stderr
+
+
+def test_lab_kill_names_the_node_numbers_it_accepts(tmp_path):
+    p = subprocess.run(["bash", str(LAB), "kill", str(tmp_path), "4"], capture_output=True, text=True)
+    assert p.returncode != 0
+    assert "node number must be 1, 2 or 3" in p.stderr
