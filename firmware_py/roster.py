@@ -119,6 +119,11 @@ def get_by_badge(db: sqlite_utils.Database, uid: str) -> Person | None:
     return _one(db, "person_id = (SELECT person_id FROM badges WHERE uid = ?)", (uid,))
 
 
+def id_hash_count(db: sqlite_utils.Database) -> int:
+    """How many persons have an ID hash: the device secret is then irreplaceable."""
+    return db.execute("SELECT count(*) FROM persons WHERE id_hash IS NOT NULL").fetchone()[0]
+
+
 def list_persons(db: sqlite_utils.Database) -> list[Person]:
     badges: dict[str, list[str]] = {}
     for r in db.query("SELECT uid, person_id FROM badges"):

@@ -109,8 +109,12 @@ def _shell(handler: Handler) -> Callable[[argparse.Namespace], int]:
 # --------------------------------------------------------------------------- handlers
 
 
+def _secret(cfg: Config, db) -> bytes:
+    return load_or_create_secret(cfg.storage.secret, roster_hashes=roster.id_hash_count(db))
+
+
 def cmd_roster_import(args, cfg: Config, db, store: EventStore) -> int:
-    result = roster.import_csv(db, store, args.file, secret=load_or_create_secret(cfg.storage.secret),
+    result = roster.import_csv(db, store, args.file, secret=_secret(cfg, db),
                                schedule_groups=cfg.calendar.schedules, tz=cfg.site.timezone)
     print(result)
     for warning in result.warnings:
@@ -131,7 +135,7 @@ def cmd_roster_add(args, cfg: Config, db, store: EventStore) -> int:
         organisation=args.organisation, employer_type=args.employer_type, badge_uids=args.badges,
         review_date=args.review_date, training_hours=args.training_hours, commitment_date=args.commitment_date,
         valid_from=args.valid_from, valid_until=args.valid_until, schedule_group=args.schedule_group,
-        secret=load_or_create_secret(cfg.storage.secret), schedule_groups=cfg.calendar.schedules,
+        secret=_secret(cfg, db), schedule_groups=cfg.calendar.schedules,
     )
     print(f"added {person.person_id} {person.name} ({person.role}), ID {person.id_masked}, "
           f"badges {', '.join(person.badge_uids) or 'none'}")
