@@ -66,7 +66,6 @@ CREATE TABLE IF NOT EXISTS badges (
     uid        TEXT PRIMARY KEY,
     person_id  TEXT NOT NULL REFERENCES persons (person_id)
 );
-CREATE INDEX IF NOT EXISTS badges_person ON badges (person_id);
 CREATE TABLE IF NOT EXISTS local_commands (  -- commands from `accessctl lockdown` etc. for the running service
     id       INTEGER PRIMARY KEY,
     payload  TEXT NOT NULL,
@@ -95,9 +94,19 @@ def open_db(path: str | Path, *, busy_timeout_s: float = 10.0) -> sqlite_utils.D
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.executescript(SCHEMA)
+        _index_badges_by_person(conn)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"{path}: cannot open the database: {explain(exc)}") from None
     return sqlite_utils.Database(conn)
+
+
+def _index_badges_by_person(conn: sqlite3.Connection) -> None:
+    """``badges (person_id)`` indexed once: a roster import builds its own (named per import) and swaps it in."""
+    for _, name, *_ in conn.execute("PRAGMA index_list(badges)").fetchall():
+        columns = [r[2] for r in conn.execute(f'PRAGMA index_info("{name}")')]
+        if columns[:1] == ["person_id"]:
+            return
+    conn.execute("CREATE INDEX IF NOT EXISTS badges_person ON badges (person_id)")
 
 
 def explain(exc: BaseException) -> str:
