@@ -304,3 +304,28 @@ def test_an_imports_memory_does_not_grow_with_the_size_of_the_file(big_world):
     large = import_in_child(cfg.path, roster_of(45_000))
     # Before: about 2.5 kB per row (a 50 MB file peaked at 749 MB), so 40,000 more rows cost ~100 MB.
     assert large["peak_rss_mb"] - small["peak_rss_mb"] < 25, (small, large)
+
+
+# --------------------------------------------------------------------------- run as root on the service's files
+
+
+def test_an_import_run_as_root_warns_and_leaves_the_new_secret_readable_to_the_service_user(tmp_path, capsys):
+    import os
+
+    from firmware_py.cli import main
+    from tests.fixtures.roster import EXAMPLE_CONFIG
+
+    assert os.geteuid() == 0, "the suite runs as root"
+    service_uid = 65534  # nobody: stands for the accessctl user
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, service_uid, service_uid)
+    text = EXAMPLE_CONFIG.read_text(encoding="utf-8")
+    text = text.replace('"/var/lib/accessctl/events.db"', f'"{state}/events.db"')
+    text = text.replace('"/var/lib/accessctl/device.key"', f'"{state}/device.key"')
+    config = tmp_path / "venue.toml"
+    config.write_text(text, encoding="utf-8")
+    assert main(["roster", "import", str(EXAMPLE_ROSTER), "--config", str(config)]) == 0
+    assert "run roster commands as the service user" in capsys.readouterr().err.lower()
+    for name in ("device.key", "events.db"):
+        assert (state / name).stat().st_uid == service_uid, name
