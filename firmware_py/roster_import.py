@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 IMPORT_ATTEMPTS = 3  # builds tried when others keep changing the roster meanwhile
 MAX_PROBLEMS = 1000  # problems listed in a refusal; the rest are counted
-STAGE_BATCH = 1000  # rows per write to the private stage, each then applied in one short step
+STAGE_BATCH = 500  # rows per write to the private stage, each then applied in one short step
 TARGET_HOLD_S = 0.02  # a build step holds the door's write lock about this long ...
 # ... and then leaves it free as long again: the door's writes poll for the lock (SQLite's busy handler
 # retries after 1, 2, 5, 10, 15, 20 ms) and must find it free within their 50 ms.
@@ -387,7 +387,7 @@ class _Stage:
                 self.conn.execute(sql, (lo, lo + size))
             lo += size
             spent = time.perf_counter() - t0
-            size = max(50, min(20000, int(size * TARGET_HOLD_S / max(spent, 1e-4))))
+            size = max(50, min(4 * FIRST_BATCH, int(size * TARGET_HOLD_S / max(spent, 1e-4))))
 
     def _clear(self, table: str) -> None:
         """Empty a leftover table in short steps, then drop it (dropping a full one would hold the lock long)."""
