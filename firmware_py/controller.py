@@ -30,8 +30,9 @@ from .clock import Clock
 from .clock_guard import ClockGuard
 from .config import Config
 from .db import get_meta, set_meta, transaction
+from .errors import StoreError
 from .events import redact
-from .eventstore import EventStore
+from .eventstore import ChainAnchor, EventStore
 from .inputs import (BadgeRead, DeviceFault, DeviceRecovered, DoorClosed, DoorOpened, ExitButtonPressed,
                      GatePassage, IdCardRead, InputEvent, LinkChanged, RemoteCommand, TamperChanged, TimeBeacon)
 from .people import ESCORTING_ROLES, Credential, Person
@@ -48,6 +49,8 @@ IDLE, SCREENING, RELEASED, OPEN = "idle", "screening", "released", "open"
 GATE_DEVICE = "gate"  # the metal-detector gate's name in TamperChanged and DeviceFault
 DENIED_SHOWN_S = 3.0  # red light and beeps after a denial
 ALARM_SHOWN_S = 10.0  # red light and buzzer after an alarm; the supervisor has the event
+# Events the door acts on only once they are stored: a release always has its record.
+STORED_BEFORE_ACTING = frozenset({"access_granted"})
 
 
 @dataclass
@@ -101,12 +104,30 @@ class DoorController:
     def start(self) -> None:
         self.lock.secure()
         self.indicators.show("idle")
+        self._anchor = ChainAnchor.beside(self.cfg.storage.secret)
+        expected, found = self._anchor.read(), self.store.head()
         self._emit("system", "controller_started",
                    detail={"version": __version__, "config_digest": self.cfg.digest,
                            "lockdown": self.lockdown, "occupancy": len(self.inside)})
+        self._check_anchor(expected, found)
         self._check_clock()
         self._plan_overstay_check()
         self._status_changed()
+
+    def _check_anchor(self, expected: tuple[int, str] | None, found: tuple[int, str]) -> None:
+        """A log shorter than the anchor beside the secret, or with another event there, was removed or replaced."""
+        if expected is None or expected[0] <= 0:
+            return
+        seq, h = expected
+        if found[0] >= seq and self.store.hash_at(seq) == h:
+            return
+        detail = {"device": "event_log", "active": True, "expected_seq": seq, "expected_hash": h,
+                  "found_seq": found[0], "found_hash": found[1],
+                  "problem": "the log is shorter than it was" if found[0] < seq
+                  else f"event {seq} is not the one this door stored"}
+        log.error("event log: %s (expected seq %s, found %s); raising a tamper alarm", detail["problem"], seq, found[0])
+        self._emit("alarm", "tamper", detail=detail)
+        self._signal("alarm", "both", ALARM_SHOWN_S)
 
     def stop(self, reason: str = "signal") -> None:
         if self.state == OPEN and self.passage:
@@ -187,12 +208,14 @@ class DoorController:
     # ------------------------------------------------------------------ status for the supervisor
 
     def status(self) -> dict:
+        last_seq, last_hash = self.store.head()
         return {
             "door": "open" if self.door_open else "closed",
             "lock": "released" if self.lock.is_released else "locked",
             "lockdown": self.lockdown,
             "occupancy": len(self.inside),
-            "last_seq": self.store.last_seq(),
+            "last_seq": last_seq,
+            "last_hash": last_hash,
             "queued": self.store.queued(),
             "version": __version__,
             "state": self.state,
@@ -377,9 +400,12 @@ class DoorController:
             self._alarm("door_held_open", self.passage, {"limit_s": self.policy.door_held_open_s})
 
     def _on_exit_button(self, ev: ExitButtonPressed) -> None:
-        # Stored first, like every release (a crash in between must not leave a release
-        # without its record), but nothing may keep the door shut: if storing fails, the
-        # lock is released all the same. The write takes milliseconds.
+        # Stored first when the database answers at once, like every release (a crash in
+        # between must not leave a release without its record). But nothing may keep the
+        # door shut: the service's writes wait at most a few tens of milliseconds for the
+        # lock, and a press that cannot be stored is kept in memory with its own time and
+        # stored as soon as the database allows (_emit defers it). The lock is released
+        # either way.
         try:
             self._emit("access", "exit_button", direction="out")
         except Exception:
@@ -549,18 +575,96 @@ class DoorController:
             if self.lockdown:
                 self.indicators.show("denied", "outside")
 
+    _anchor: ChainAnchor | None = None  # set by start()
+    _storage_trouble: dict | None = None  # since when the database refuses, and the grants it cost
+
     def _emit(self, category: str, type_: str, *, direction: str | None = None, person=None,
               credential: Credential | None = None, reason: str | None = None, detail: dict | None = None) -> dict:
-        event = self.store.append(category, type_, direction=direction,
-                                  person=person.public() if person is not None else None,
-                                  credential=credential.public() if credential is not None else None,
-                                  reason=reason, detail=detail)
-        for listener in self.listeners:
-            try:
-                listener(event)
-            except Exception:  # a listener (printer, MQTT wake-up) must never stop the door
-                log.exception("event listener failed")
+        """Store an event (after any kept in memory) and tell the listeners.
+
+        When the database refuses (locked, disk full, read-only) the door keeps
+        going: an event it acts on only once stored (a grant) raises
+        :class:`StoreError`, so the lock stays secured; any other is kept in
+        memory with its own time and stored as soon as the database allows,
+        after a ``hardware_fault`` for device ``storage``.
+        """
+        fields = {"direction": direction, "person": person.public() if person is not None else None,
+                  "credential": credential.public() if credential is not None else None,
+                  "reason": reason, "detail": detail}
+        joined = self.db.conn.in_transaction
+        backlog = [] if joined else list(self.store.backlog)
+        try:
+            event = self.store.append(category, type_, **fields)
+        except StoreError as exc:
+            self._storage_failed(exc, type_)
+            if joined or type_ in STORED_BEFORE_ACTING:
+                raise
+            return self.store.defer(category, type_, **fields)
+        stored = self._stored_backlog(backlog, event) + [event]
+        self._announce(stored, committed=not joined)
+        if not joined:
+            self._storage_recovered()
         return event
+
+    def store_backlog(self) -> None:
+        """Store the events kept in memory while the database refused them (the service loop retries)."""
+        if not self.store.backlog or self.db.conn.in_transaction:
+            return
+        try:
+            stored = self.store.store_backlog()
+        except StoreError:
+            return  # still refused; reported when it first failed
+        self._storage_recovered()
+        self._announce(stored)
+
+    def _stored_backlog(self, backlog: list[dict], event: dict) -> list[dict]:
+        """The backlog as stored just before ``event`` (append stores it first, seq by seq)."""
+        if not backlog:
+            return []
+        first = event["seq"] - len(backlog)
+        return list(self.store.events(first, event["seq"] - 1))
+
+    def _storage_failed(self, exc: StoreError, type_: str) -> None:
+        if "storage" not in self.faults:
+            self.faults["storage"] = str(exc)
+            self._storage_trouble = {"since": self.clock.monotonic(), "refused": 0}
+            log.error("storage: %s. The door keeps running: the exit button releases, credentials are "
+                      "refused until they can be recorded, and the events are kept until they can be stored", exc)
+            self.store.defer("alarm", "hardware_fault",
+                             detail={"device": "storage", "state": "fault", "fault": str(exc)})
+            self._status_changed()
+        if type_ in STORED_BEFORE_ACTING and self._storage_trouble is not None:
+            self._storage_trouble["refused"] += 1
+
+    def _storage_recovered(self) -> None:
+        if "storage" not in self.faults or self.store.backlog:
+            return
+        trouble = self._storage_trouble or {"since": self.clock.monotonic(), "refused": 0}
+        detail = {"device": "storage", "state": "recovered",
+                  "fault_s": round(self.clock.monotonic() - trouble["since"], 3), "refused": trouble["refused"]}
+        try:
+            event = self.store.append("alarm", "hardware_fault", detail=detail)
+        except StoreError:
+            return  # refused again: the fault stands, the next write tries again
+        self.faults.pop("storage")
+        self._storage_trouble = None
+        log.info("storage: the database takes writes again")
+        self._announce([event])
+        self._status_changed()
+
+    def _announce(self, events: list[dict], committed: bool = True) -> None:
+        """Tell the listeners, and move the chain anchor on at start, stop and every so many events."""
+        for event in events:
+            for listener in self.listeners:
+                try:
+                    listener(event)
+                except Exception:  # a listener (printer, MQTT wake-up) must never stop the door
+                    log.exception("event listener failed")
+        anchor = self._anchor
+        if anchor is not None and events and committed:
+            last = events[-1]
+            if last["type"] in ("controller_started", "controller_stopped") or anchor.due(last["seq"]):
+                anchor.write(last["seq"], last["hash"])
 
     def _status_changed(self) -> None:
         for listener in self.status_listeners:

@@ -127,18 +127,30 @@ def is_valid(number: object, *, today: date | None = None) -> bool:
 # --------------------------------------------------------------------------- the device secret
 
 
-def load_or_create_secret(path: str | Path) -> bytes:
+def load_or_create_secret(path: str | Path, *, roster_hashes: int = 0) -> bytes:
     """The device's 32-byte HMAC key: read from ``path``, or created there (mode 0600) on first use.
 
     Refuses (:class:`SecretError`) a file that other users can read or write,
     or that is not exactly 32 bytes: a key that leaked or was damaged must be
-    dealt with by a person, not silently replaced.
+    dealt with by a person, not silently replaced. Likewise a missing key is
+    created only while the roster holds no ID hash (``roster_hashes``, the
+    number of persons with one): a new key would make every one of them
+    unmatchable, so then the key must be restored from the backup.
     """
     path = Path(path)
     try:
         return _read_secret(path)
     except FileNotFoundError:
         pass
+    if roster_hashes > 0:
+        raise SecretError(
+            f"{path}: the device secret is missing, but the roster holds {roster_hashes} "
+            f"person{'s' if roster_hashes != 1 else ''} whose ID numbers are hashed under it. Restore the secret "
+            "file from the commissioning backup (the copy kept with the database backup) to this path, owned by "
+            f"the service user with mode 0600 (`chown accessctl: {path}; chmod 600 {path}`). A new secret would "
+            "make every ID card in the roster unmatchable; only if the backup is lost, start an empty database "
+            "and import the roster again"
+        )
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _create_secret(path)

@@ -408,7 +408,7 @@ class MqttLink:
     def _send_status(self) -> None:
         with self._lock:
             status = dict(self._status or {})
-        status["last_seq"] = self._store.last_seq()
+        status["last_seq"], status["last_hash"] = self._store.head()
         status["queued"] = self._store.queued()
         self._publish(self.status_topic, _dumps(status), retain=True)
         self._published_queued = status["queued"]

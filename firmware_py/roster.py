@@ -25,7 +25,6 @@ What an import does (the file format is in :mod:`firmware_py.roster_rows`):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,9 +38,8 @@ from .db import transaction
 from .errors import RosterError
 from .eventstore import EventStore
 from .people import Person
-from .roster_rows import (
-    COLUMNS, Problem, RosterRow, RowKeys, ID_NUMBER_IN_TEXT, check_row, decode, normalise_uid, parse_csv, split_uids,
-)
+from .roster_import import IMPORT_ATTEMPTS, _Facts, _RosterMoved, _staging
+from .roster_rows import COLUMNS, ID_NUMBER_IN_TEXT, Problem, RosterRow, RowKeys, check_row, normalise_uid, split_uids
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +115,11 @@ def get_by_badge(db: sqlite_utils.Database, uid: str) -> Person | None:
     except ValueError:
         return None
     return _one(db, "person_id = (SELECT person_id FROM badges WHERE uid = ?)", (uid,))
+
+
+def id_hash_count(db: sqlite_utils.Database) -> int:
+    """How many persons have an ID hash: the device secret is then irreplaceable."""
+    return db.execute("SELECT count(*) FROM persons WHERE id_hash IS NOT NULL").fetchone()[0]
 
 
 def list_persons(db: sqlite_utils.Database) -> list[Person]:
@@ -265,66 +268,63 @@ def reinstate(db: sqlite_utils.Database, store: EventStore, person_id: str, reas
 # --------------------------------------------------------------------------- import
 
 
-def _refused(path: Path, problems: list[Problem]) -> RosterError:
+def _refused(path: Path, problems: list[Problem], more: int = 0) -> RosterError:
     lines = sorted({p.line for p in problems})
     rows = f"{len(lines)} line" + ("s" if len(lines) != 1 else "")
-    return RosterError(f"{path}: import refused, nothing was written ({len(problems)} problem"
-                       f"{'s' if len(problems) != 1 else ''} on {rows}):\n"
-                       + "\n".join(f"  {p}" for p in problems))
+    tail = f"\n  … and {more} more problem{'s' if more != 1 else ''} not listed" if more else ""
+    count = len(problems) + more
+    return RosterError(f"{path}: import refused, nothing was written ({count} problem"
+                       f"{'s' if count != 1 else ''} on {'at least ' if more else ''}{rows}):\n"
+                       + "\n".join(f"  {p}" for p in problems) + tail)
 
 
 def import_csv(db: sqlite_utils.Database, store: EventStore, path: str | Path, *, secret: bytes,
                schedule_groups: Iterable[str], tz: tzinfo) -> ImportResult:
-    """Import a roster CSV all-or-nothing (see the module docstring); ``tz`` is the site's zone."""
+    """Import a roster CSV all-or-nothing (see the module docstring); ``tz`` is the site's zone.
+
+    The file is read as a stream and never held whole: each row is checked and
+    kept in a private temporary database attached to the connection (writing
+    it takes no lock on the door's database). The new roster is then built
+    beside the old one in short transactions and swapped in by one transaction
+    of a few renames, so the door's own writes never wait long. A roster change
+    by anyone else meanwhile is noticed at the swap, and the build is done again.
+    """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RosterError(f"{path}: cannot read the roster file: {exc.strerror or exc}") from None
-    try:
-        text = decode(data)
-    except ValueError as exc:
-        raise RosterError(f"{path}: import refused, nothing was written: {exc}") from None
+    if db.conn.in_transaction:
+        raise RuntimeError("import_csv runs its own short transactions; call it outside a transaction")
     today = _today(store, tz)
-    parsed = parse_csv(text, secret=secret, schedule_groups=schedule_groups, today=today)
-    problems = list(parsed.problems)
-    if not parsed.rows and not problems:
-        problems.append(Problem(2, "row", f"the file has no persons; after the header, one line per person "
-                                          f"with {len(COLUMNS)} fields"))
-    with _writing(db):
-        in_file = {k.person_id for k in parsed.keys}
-        before = {p.person_id: p for p in list_persons(db) if p.person_id in in_file}
-        for k in parsed.keys:
-            problems += _conflicts(db, k, k.line, in_file)
-        if problems:
-            raise _refused(path, sorted(problems, key=lambda p: p.line))
-        # Clear the old ID hashes and badges of the persons being replaced first, so that
-        # two persons swapping a badge (a correction) never trips a UNIQUE constraint midway.
-        for pid in before:
-            db.execute("UPDATE persons SET id_hash = NULL WHERE person_id = ?", (pid,))
-            db.execute("DELETE FROM badges WHERE person_id = ?", (pid,))
-        added, updated, unchanged = [], [], []
-        for _, row in parsed.rows:
-            if row.person_id in before:
-                _update(db, row)
-                old = before[row.person_id]
-                same = _facts(old) == row.columns() and old.badge_uids == tuple(sorted(row.badge_uids))
-                (unchanged if same else updated).append(row.person_id)
-            else:
-                _insert(db, row)
-                added.append(row.person_id)
-            _set_badges(db, row)
-        still_revoked = sorted(pid for pid, p in before.items() if p.status == "revoked")
-        event = store.append("system", "roster_changed", detail={
-            "action": "import", "file": path.name, "sha256": hashlib.sha256(data).hexdigest(),
-            "count": len(parsed.rows), "added": added, "updated": updated, "unchanged": len(unchanged),
-            "still_revoked": still_revoked,
-        })
-    warnings = tuple(_warnings([row for _, row in parsed.rows], still_revoked, today))
+    with _staging(db) as stage:
+        start_seq = store.last_seq()
+        digest = stage.load(path, secret=secret, schedule_groups=schedule_groups, today=today)  # builds as it reads
+        for attempt in range(1, IMPORT_ATTEMPTS + 1):
+            problems = stage.problems + stage.duplicates() + stage.conflicts()
+            if not stage.count and not problems:
+                problems.append(Problem(2, "row", f"the file has no persons; after the header, one line per person "
+                                                  f"with {len(COLUMNS)} fields"))
+            if problems:
+                raise _refused(path, sorted(problems, key=lambda p: p.line), stage.more_problems)
+            outcome = stage.compare()
+            if attempt > 1 or stage.broken:
+                stage.build_next()
+            try:
+                event = stage.swap(start_seq, lambda: store.append("system", "roster_changed", detail={
+                    "action": "import", "file": path.name, "sha256": digest, "count": stage.count,
+                    "added": outcome.added, "updated": outcome.updated, "unchanged": len(outcome.unchanged),
+                    "still_revoked": outcome.still_revoked,
+                }))
+            except _RosterMoved:
+                log.info("roster import: the roster changed while %s was being imported; again (%d)", path, attempt)
+                start_seq = store.last_seq()
+                continue
+            break
+        else:
+            raise RosterError(f"{path}: import refused, nothing was written: the roster kept changing while the "
+                              "file was imported; try again when nobody else changes it")
+        warnings = tuple(_warnings(stage.facts(), outcome.still_revoked, today))
     for w in warnings:
         log.info("roster import: %s", w)
-    result = ImportResult(len(parsed.rows), tuple(added), tuple(updated), tuple(unchanged), tuple(still_revoked),
-                          warnings, event["seq"])
+    result = ImportResult(stage.count, tuple(outcome.added), tuple(outcome.updated), tuple(outcome.unchanged),
+                          tuple(outcome.still_revoked), warnings, event["seq"])
     log.info("roster: %s from %s", result, path)
     return result
 
@@ -340,7 +340,7 @@ def _facts(p: Person) -> dict:
     }
 
 
-def _warnings(rows: list[RosterRow], still_revoked: list[str], today: date) -> Iterator[str]:
+def _warnings(rows: Iterable[RosterRow | _Facts], still_revoked: list[str], today: date) -> Iterator[str]:
     """Facts the policy will deny on: worth telling the person who imports, not errors."""
     for row in rows:
         if row.valid_until < today:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 import unicodedata
 from datetime import date
+from pathlib import Path
 from typing import Callable
 
 from . import roster
@@ -92,12 +94,15 @@ def _shell(handler: Handler) -> Callable[[argparse.Namespace], int]:
         try:
             cfg = with_overrides(load_config(args.config), database=getattr(args, "db", None),
                                  broker=getattr(args, "broker", None))
+            owner = _service_owner(cfg)
             db = open_db(cfg.storage.database)
             store = EventStore(db, site=cfg.site.site, door=cfg.site.door, clock=SystemClock(cfg.site.timezone))
             try:
                 return handler(args, cfg, db, store)
             finally:
                 db.conn.close()
+                if owner is not None:
+                    _give_back(cfg, owner)
         except AccessCtlError as exc:
             print(f"accessctl: {exc}", file=sys.stderr)
             return 2
@@ -106,11 +111,58 @@ def _shell(handler: Handler) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _service_owner(cfg: Config) -> int | None:
+    """When root works on the service's files (its database directory belongs to another user): that user.
+
+    Root can read and create anything, but a device secret or WAL file it creates
+    is root's and then unreadable to the service. Warn, and say how to do it right.
+    """
+    if os.geteuid() != 0:
+        return None
+    directory = Path(cfg.storage.database).parent
+    try:
+        uid = directory.stat().st_uid
+    except OSError:
+        return None
+    if uid == 0:
+        return None
+    try:
+        import pwd
+
+        name = pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        name = str(uid)
+    print(f"accessctl: warning: running as root on the door's files, which belong to {name} ({directory}). "
+          f"Run roster commands as the service user: sudo -u {name} accessctl roster ... "
+          f"Files this command creates there are given to {name}.", file=sys.stderr)
+    return uid
+
+
+def _give_back(cfg: Config, uid: int) -> None:
+    """Hand the files root created (secret, database, its WAL and shared memory) to the service user."""
+    database = Path(cfg.storage.database)
+    for path in (Path(cfg.storage.secret), database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        try:
+            st = path.stat()
+            if st.st_uid == 0:
+                gid = path.parent.stat().st_gid
+                os.chown(path, uid, gid)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            print(f"accessctl: warning: could not give {path} to the service user: {exc.strerror or exc}; "
+                  f"`chown` it before starting the service", file=sys.stderr)
+
+
 # --------------------------------------------------------------------------- handlers
 
 
+def _secret(cfg: Config, db) -> bytes:
+    return load_or_create_secret(cfg.storage.secret, roster_hashes=roster.id_hash_count(db))
+
+
 def cmd_roster_import(args, cfg: Config, db, store: EventStore) -> int:
-    result = roster.import_csv(db, store, args.file, secret=load_or_create_secret(cfg.storage.secret),
+    result = roster.import_csv(db, store, args.file, secret=_secret(cfg, db),
                                schedule_groups=cfg.calendar.schedules, tz=cfg.site.timezone)
     print(result)
     for warning in result.warnings:
@@ -131,7 +183,7 @@ def cmd_roster_add(args, cfg: Config, db, store: EventStore) -> int:
         organisation=args.organisation, employer_type=args.employer_type, badge_uids=args.badges,
         review_date=args.review_date, training_hours=args.training_hours, commitment_date=args.commitment_date,
         valid_from=args.valid_from, valid_until=args.valid_until, schedule_group=args.schedule_group,
-        secret=load_or_create_secret(cfg.storage.secret), schedule_groups=cfg.calendar.schedules,
+        secret=_secret(cfg, db), schedule_groups=cfg.calendar.schedules,
     )
     print(f"added {person.person_id} {person.name} ({person.role}), ID {person.id_masked}, "
           f"badges {', '.join(person.badge_uids) or 'none'}")

@@ -38,7 +38,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 from . import idnumber
 from .errors import IdNumberError
@@ -268,14 +268,41 @@ def decode(data: bytes) -> str:
 
 def parse_csv(text: str, *, secret: bytes, schedule_groups: Iterable[str], today: date | None = None) -> ParsedFile:
     """Check every row of a roster CSV and the duplicates between rows."""
+    rows: list[tuple[int, RosterRow]] = []
+    keys: list[RowKeys] = []
+    problems: list[Problem] = []
+    for line, row, key, row_problems in check_csv(io.StringIO(text, newline=""), secret=secret,
+                                                  schedule_groups=schedule_groups, today=today):
+        problems += row_problems
+        if row:
+            rows.append((line, row))
+        if key:
+            keys.append(key)
+    if not keys and problems and problems[0].field == "header":
+        return ParsedFile((), (), tuple(problems))
+    problems += _duplicates(keys)
+    problems.sort(key=lambda p: p.line)
+    return ParsedFile(tuple(rows), tuple(keys), tuple(problems))
+
+
+def check_csv(lines: Iterable[str], *, secret: bytes, schedule_groups: Iterable[str], today: date | None = None,
+              ) -> Iterator[tuple[int, RosterRow | None, RowKeys | None, list[Problem]]]:
+    """Check a roster CSV one row at a time, reading ``lines`` as it goes (a file opened with ``newline=""``).
+
+    Yields ``(line, row or None, keys or None, problems)`` per data row; a header
+    that is wrong yields its problems once (line 1) and nothing more. Duplicates
+    between rows are the caller's to find (from the keys).
+    """
     groups = tuple(schedule_groups)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(lines, strict=True)
     try:
         header = next(reader, None)
     except csv.Error as exc:
-        return ParsedFile((), (), (Problem(1, "header", f"is not valid CSV: {exc}"),))
+        yield 1, None, None, [Problem(1, "header", f"is not valid CSV: {exc}")]
+        return
     if header is None or not any(h.strip() for h in header):
-        return ParsedFile((), (), (Problem(1, "header", f"is missing; the first line names the columns: {','.join(COLUMNS)}"),))
+        yield 1, None, None, [Problem(1, "header", f"is missing; the first line names the columns: {','.join(COLUMNS)}")]
+        return
     names = [h.strip() for h in header]
     header_problems = []
     missing = [c for c in COLUMNS if c not in names]
@@ -289,11 +316,9 @@ def parse_csv(text: str, *, secret: bytes, schedule_groups: Iterable[str], today
         header_problems.append(Problem(1, "header", f"column(s) named twice: {', '.join(doubled)}"))
     if header_problems:
         header_problems.append(Problem(1, "header", f"the columns are: {','.join(COLUMNS)}"))
-        return ParsedFile((), (), tuple(header_problems))
+        yield 1, None, None, header_problems
+        return
 
-    rows: list[tuple[int, RosterRow]] = []
-    keys: list[RowKeys] = []
-    problems: list[Problem] = []
     line = reader.line_num
     while True:
         start = line + 1
@@ -302,26 +327,22 @@ def parse_csv(text: str, *, secret: bytes, schedule_groups: Iterable[str], today
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.append(Problem(start, "row", f"is not valid CSV: {exc}; the rest of the file was not read"))
+            yield start, None, None, [Problem(start, "row", f"is not valid CSV: {exc}; the rest of the file was not read")]
             break
         line = reader.line_num
         if not any(cell.strip() for cell in record):
             continue
         if len(record) != len(names):
-            problems.append(Problem(start, "row", f"has {len(record)} fields, the header has {len(names)}"))
+            yield start, None, None, [Problem(start, "row", f"has {len(record)} fields, the header has {len(names)}")]
             continue
         raw = dict(zip(names, record))
         row, row_problems = check_row(raw, secret=secret, schedule_groups=groups, today=today)
-        problems += [Problem(start, p.field, p.message) for p in row_problems]
+        problems = [Problem(start, p.field, p.message) for p in row_problems]
         if row:
-            rows.append((start, row))
             # a good row's keys are already checked and hashed: validating them again cost a quarter of an import
-            keys.append(RowKeys(start, row.person_id, row.id_hash, row.id_masked, row.badge_uids))
+            yield start, row, RowKeys(start, row.person_id, row.id_hash, row.id_masked, row.badge_uids), problems
         else:
-            keys.append(row_keys(start, raw, secret, today))
-    problems += _duplicates(keys)
-    problems.sort(key=lambda p: p.line)
-    return ParsedFile(tuple(rows), tuple(keys), tuple(problems))
+            yield start, None, row_keys(start, raw, secret, today), problems
 
 
 def row_keys(line: int, raw: Mapping[str, str], secret: bytes, today: date | None = None) -> RowKeys:

@@ -21,6 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from firmware_py.db import open_db
+from firmware_py.eventstore import EventStore
 from firmware_py.inputs import LinkChanged, RemoteCommand, TimeBeacon
 from firmware_py.mqtt_link import MqttLink
 from tests.mqtt_link_child import REPO, account_config, store_events
@@ -269,7 +270,9 @@ def test_retained_status_has_the_controllers_fields_online_and_fresh_counts(brok
     [status] = late.wait_for_messages(1, STATUS)
     [occ] = late.wait_for_messages(1, broker.topic("scan-room", "occupancy"))
     assert status.retain and occ.retain
-    assert json.loads(status.payload) == {**CONTROLLER_STATUS, "online": True, "last_seq": 3, "queued": 0}
+    head_hash = EventStore(open_db(link.cfg.storage.database), site="s", door="d", clock=None).head()[1]
+    assert json.loads(status.payload) == {**CONTROLLER_STATUS, "online": True, "last_seq": 3, "last_hash": head_hash,
+                                          "queued": 0}
     assert json.loads(occ.payload) == occupancy
 
 

@@ -8,7 +8,7 @@ from firmware_py import roster
 from firmware_py.errors import RosterError
 from firmware_py.eventstore import verify
 from firmware_py.idnumber import id_hash, validate
-from tests.fixtures.roster import EXAMPLE_ROSTER, HEADER, START, id_number
+from tests.fixtures.roster import EXAMPLE_ROSTER, HEADER, REPO, START, id_number
 
 ZHAO = id_number("43010219850312123")
 QIAN = id_number("43010319900715202")
@@ -262,3 +262,70 @@ def test_a_revoked_person_stays_revoked_when_reimported(roster_world):
     assert result.still_revoked == ("P002",)
     assert roster.get(roster_world.db, "P002").status == "revoked"
     assert any("P002: stays revoked" in w for w in result.warnings)
+
+
+# --------------------------------------------------------------------------- a large file beside a running door
+
+
+def import_in_child(config, csv_path) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "tests.roster_import_child", str(config), str(csv_path)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def big_world(tmp_path):
+    from bench.data import write_config, write_roster_csv
+
+    cfg = write_config(tmp_path / "door")
+    return cfg, lambda rows: write_roster_csv(tmp_path / f"roster-{rows}.csv", rows)
+
+
+def test_a_large_import_holds_the_write_lock_only_briefly_at_a_time(big_world):
+    cfg, roster_of = big_world
+    path = roster_of(30_000)
+    first = import_in_child(cfg.path, path)  # into an empty roster
+    again = import_in_child(cfg.path, path)  # every person updated in place
+    for run in (first, again):
+        # Before: the whole write phase was one transaction, about half of the import.
+        assert run["longest_lock_hold_s"] < run["import_s"] / 10, run
+
+
+def test_an_imports_memory_does_not_grow_with_the_size_of_the_file(big_world):
+    cfg, roster_of = big_world
+    small = import_in_child(cfg.path, roster_of(5_000))
+    large = import_in_child(cfg.path, roster_of(45_000))
+    # Before: about 2.5 kB per row (a 50 MB file peaked at 749 MB), so 40,000 more rows cost ~100 MB.
+    assert large["peak_rss_mb"] - small["peak_rss_mb"] < 25, (small, large)
+
+
+# --------------------------------------------------------------------------- run as root on the service's files
+
+
+def test_an_import_run_as_root_warns_and_leaves_the_new_secret_readable_to_the_service_user(tmp_path, capsys):
+    import os
+
+    from firmware_py.cli import main
+    from tests.fixtures.roster import EXAMPLE_CONFIG
+
+    assert os.geteuid() == 0, "the suite runs as root"
+    service_uid = 65534  # nobody: stands for the accessctl user
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, service_uid, service_uid)
+    text = EXAMPLE_CONFIG.read_text(encoding="utf-8")
+    text = text.replace('"/var/lib/accessctl/events.db"', f'"{state}/events.db"')
+    text = text.replace('"/var/lib/accessctl/device.key"', f'"{state}/device.key"')
+    config = tmp_path / "venue.toml"
+    config.write_text(text, encoding="utf-8")
+    assert main(["roster", "import", str(EXAMPLE_ROSTER), "--config", str(config)]) == 0
+    assert "run roster commands as the service user" in capsys.readouterr().err.lower()
+    for name in ("device.key", "events.db"):
+        assert (state / name).stat().st_uid == service_uid, name

@@ -60,11 +60,34 @@ def event_types(db: Path) -> list[str]:
         return [t for (t,) in c.execute("SELECT type FROM events ORDER BY seq")]
 
 
+def last_detail(db: Path) -> dict:
+    import json
+
+    with sqlite3.connect(db) as c:
+        return json.loads(c.execute("SELECT body FROM events ORDER BY seq DESC LIMIT 1").fetchone()[0])["detail"]
+
+
 def test_the_service_stops_cleanly_on_sigterm(service):
     service.send_signal(signal.SIGTERM)
     _, err = service.communicate(timeout=20)
     assert service.returncode == 0, err
     assert event_types(service.db)[-1] == "controller_stopped"
+    assert last_detail(service.db)["reason"] == "SIGTERM"
+
+
+def test_the_stop_on_sigint_is_recorded_as_sigint(service):
+    service.send_signal(signal.SIGINT)
+    _, err = service.communicate(timeout=20)
+    assert service.returncode == 0, err
+    assert last_detail(service.db)["reason"] == "SIGINT"
+
+
+def test_a_second_service_on_the_same_database_is_refused_with_a_clear_message(service):
+    result = accessctl("run", "--simulate", *service.args_for_cli)
+    assert result.returncode != 0
+    assert "another door service is already running on this database" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert service.poll() is None  # the first one runs on
 
 
 def test_lockdown_from_the_command_line_is_applied_and_audited(service):
