@@ -178,12 +178,17 @@ class DoorController:
         most once a minute, so an error that recurs on every tick cannot flood the log.
         """
         text = redact(f"{type(exc).__name__}: {exc}")[:300]
-        trace = redact("".join(traceback.format_exception(exc)))
         if self.db.conn.in_transaction:  # whatever the failed handler left open is abandoned
             try:
                 self.db.conn.execute("ROLLBACK")
             except Exception:
                 pass
+        if isinstance(exc, StoreError):
+            # Storage trouble is already a fault of its own (reported once the store works
+            # again); what the technician needs is the plain reason, not a traceback.
+            log.error("%s: not done, the database refused it: %s", doing, redact(str(exc))[:300])
+            return
+        trace = redact("".join(traceback.format_exception(exc)))
         now = self.clock.monotonic()
         last, at = getattr(self, "_last_loop_fault", (None, 0.0))
         if last == (doing, text) and now - at < 60:
