@@ -18,7 +18,8 @@ It subscribes to one door, one site or every site under the topic prefix
   make it ask forever, each request adding a ``command`` event at the door);
 - an event that arrives with the retain flag is ignored with an integrity warning: doors
   never retain events, and the broker cannot stop a door's account from doing so, so it is
-  a stale or forged copy kept by the broker;
+  a stale or forged copy kept by the broker (on MQTT 5 the events are subscribed with Retain
+  As Published, so one published retained while the monitor listens is caught as well);
 - the retained ``status`` and ``occupancy`` of each door are kept and shown when they
   change; a door whose status announces a ``last_seq`` the archive lacks, with nothing
   queued, is asked for the missing tail: at once when the status came retained (on
@@ -52,6 +53,7 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .clock import Clock
 from .labels import printable, render
@@ -237,7 +239,11 @@ class Monitor:
                 self._cond.notify_all()
             self._show(f"broker refused the connection: {reason_code}", BOLD_RED)
             return
-        client.subscribe([(f, 1) for f in self.topic_filters])
+        if self.broker.protocol == 5:  # events with Retain As Published: one published retained shows as such
+            client.subscribe([(f, SubscribeOptions(qos=1, retainAsPublished=f.endswith("/events/#")))
+                              for f in self.topic_filters])
+        else:
+            client.subscribe([(f, 1) for f in self.topic_filters])
         with self._cond:
             self._connected = True
             self._next_beacon.clear()  # a beacon right away

@@ -110,3 +110,14 @@ def test_a_retained_status_asks_for_nothing_when_nothing_is_missing_or_it_cannot
     assert m.wait_until(lambda: m.status(SITE, DOOR) is not None, 5)
     with pytest.raises(TimeoutError):
         door.wait_for_messages(1, mosquitto_broker.topic(DOOR, "cmd"), timeout=1.5)
+
+
+def test_an_event_published_retained_while_the_station_listens_is_ignored_as_well(start_ingest, door,
+                                                                                  mosquitto_broker):
+    m = start_ingest()
+    events = make_events(range(1, 3))
+    publish(door, mosquitto_broker, events[:1], retain=True)
+    publish(door, mosquitto_broker, events[1:])
+    assert m.wait_for_seq(SITE, DOOR, 2)
+    assert m.wait_until(lambda: m.anomalies(kind="retained_event"), 5)
+    assert [e["seq"] for e in m.events(SITE, DOOR)] == [2]

@@ -32,7 +32,7 @@ def door_tiles(station: "Station", session: Session) -> list[dict]:
     tiles = []
     for d in queries.doors(station.store):
         status = d.status if isinstance(d.status, dict) else None
-        chain = station.chains.check(d.site, d.door)
+        chain = station.chains.check(d.site, d.door, d.epoch)
         last = queries.last_event(station.store, d.site, d.door)
         tiles.append({
             "site": d.site, "door": d.door, "online": bool(status and status.get("online") is True),

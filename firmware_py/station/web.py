@@ -132,9 +132,9 @@ def register_print(request: Request, ctx: Ctx) -> Response:
     params, events = _register_query(request, st)
     rows = register_export.rows(events)
     data = register_export.to_csv(rows)
-    doors = sorted({(d.site, d.door) for d in queries.doors(st.store)
+    doors = sorted({(d.site, d.door, d.epoch) for d in queries.doors(st.store)
                     if (not params["site"] or d.site == params["site"]) and (not params["door"] or d.door == params["door"])})
-    chains = [(s, d, st.chains.check(s, d)) for s, d in doors]
+    chains = [(s, d, st.chains.check(s, d, epoch)) for s, d, epoch in doors]  # each door's current epoch
     return html(pages.register_print(params, rows, chains, register_export.digest(data), len(data), st.now(),
                                       ctx.session))
 
