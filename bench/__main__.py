@@ -1,6 +1,6 @@
 """Run the benchmarks: `python -m bench [--quick] [NAME ...]` (see docs/performance.md).
 
-NAME is one of decision, memory, storage, backlog (default: all, in that
+NAME is one of decision, memory, storage, backlog, station (default: all, in that
 order, sharing one working directory so the large databases are built once).
 A full run writes bench/results/<name>.json and regenerates the figures in
 docs/performance.md; ``--quick`` runs small sizes, writes
@@ -17,11 +17,12 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from . import backlog, decision, memory, report, storage
+from . import backlog, decision, memory, report, station, storage
 from .common import RESULTS, log
 from .data import Workspace
 
-BENCHMARKS = {"decision": decision.run, "memory": memory.run, "storage": storage.run, "backlog": backlog.run}
+BENCHMARKS = {"decision": decision.run, "memory": memory.run, "storage": storage.run, "backlog": backlog.run,
+              "station": station.run}
 
 
 def main(argv: list[str] | None = None) -> int:

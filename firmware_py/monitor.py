@@ -16,9 +16,15 @@ It subscribes to one door, one site or every site under the topic prefix
   wait doubling after the second request, and at most ``max_replay_requests`` times per
   gap: then it gives up on that gap with a clear line (a forged far-future seq cannot
   make it ask forever, each request adding a ``command`` event at the door);
+- an event that arrives with the retain flag is ignored with an integrity warning: doors
+  never retain events, and the broker cannot stop a door's account from doing so, so it is
+  a stale or forged copy kept by the broker (on MQTT 5 the events are subscribed with Retain
+  As Published, so one published retained while the monitor listens is caught as well);
 - the retained ``status`` and ``occupancy`` of each door are kept and shown when they
   change; a door whose status announces a ``last_seq`` the archive lacks, with nothing
-  queued, is asked for the missing tail. The status's ``last_seq``/``last_hash`` is the chain
+  queued, is asked for the missing tail: at once when the status came retained (on
+  subscribing: events published before the first subscription were queued for nobody),
+  after one ``replay_interval_s`` for a live status (the events may still be in flight). The status's ``last_seq``/``last_hash`` is the chain
   head the door published: the archive keeps it, and a status whose head went back (the log
   was cut or reset) or names another hash raises an alarm.
 
@@ -47,6 +53,7 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .clock import Clock
 from .labels import printable, render
@@ -232,7 +239,11 @@ class Monitor:
                 self._cond.notify_all()
             self._show(f"broker refused the connection: {reason_code}", BOLD_RED)
             return
-        client.subscribe([(f, 1) for f in self.topic_filters])
+        if self.broker.protocol == 5:  # events with Retain As Published: one published retained shows as such
+            client.subscribe([(f, SubscribeOptions(qos=1, retainAsPublished=f.endswith("/events/#")))
+                              for f in self.topic_filters])
+        else:
+            client.subscribe([(f, 1) for f in self.topic_filters])
         with self._cond:
             self._connected = True
             self._next_beacon.clear()  # a beacon right away
@@ -264,14 +275,14 @@ class Monitor:
 
     def _on_message(self, client, userdata, message):
         try:
-            self._handle(message.topic, bytes(message.payload))
+            self._handle(message.topic, bytes(message.payload), retained=bool(message.retain))
         except Exception:  # a bad message must not stop the monitor; the gap logic recovers lost events
             log.exception("cannot handle the message on %s", message.topic)
         with self._cond:
             self._cond.notify_all()
 
     # ------------------------------------------------------------------ messages
-    def _handle(self, topic: str, payload: bytes) -> None:
+    def _handle(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
         if not topic.startswith(self.prefix + "/"):
             return
         parts = topic[len(self.prefix) + 1:].split("/")
@@ -281,10 +292,15 @@ class Monitor:
         if site not in self._sites:
             with self._cond:
                 self._sites.add(site)
-        if kind == "events" and len(parts) == 5:
+        if kind == "events" and len(parts) == 5 and retained:
+            a = self.archive.note_anomaly(site, door, None, "retained_event",
+                                          f"{topic}: an event arrived retained and was ignored (doors never retain "
+                                          "events: a stale or forged copy kept by the broker)", self._now_text())
+            self._alert(site, door, a.detail)
+        elif kind == "events" and len(parts) == 5:
             self._handle_event(site, door, topic, parts[3], parts[4], payload)
         elif kind in ("status", "occupancy") and len(parts) == 3:
-            self._handle_retained(site, door, kind, payload)
+            self._handle_retained(site, door, kind, payload, retained=retained)
         elif kind == "cmd" and parts[3:] == ["result"]:
             self._handle_result(site, door, payload)
 
@@ -335,7 +351,7 @@ class Monitor:
         if stored.contiguous < stored.expected:
             self._maybe_request_replay(site, door, stored.contiguous + 1, first=stored.new_gap is not None)
 
-    def _handle_retained(self, site, door, kind, payload: bytes) -> None:
+    def _handle_retained(self, site, door, kind, payload: bytes, *, retained: bool = False) -> None:
         if not payload:
             return  # a retained message being cleared
         now = self._now_text()
@@ -357,6 +373,10 @@ class Monitor:
                            RED if value.get("online") is False or value.get("lockdown") else None)
         elif kind == "occupancy" and value != previous:
             self._emit(printable(f"{site}/{door} 在场 inside: {occupancy_text(value)}"))
+        if kind == "status" and retained and isinstance(value, dict):
+            state = self.archive.door_state(site, door)
+            if state:
+                self._ask_for_announced_tail(state, value, wait_s=0.0)
 
     def _handle_result(self, site, door, payload: bytes) -> None:
         try:
@@ -455,19 +475,28 @@ class Monitor:
                 self.publish_beacon(s)
         for state in self.archive.doors(self.site, self.door):
             key = (state.site, state.door)
-            status = self.status(*key) or {}
-            last_seq, queued = status.get("last_seq"), status.get("queued", 0)
-            if isinstance(last_seq, int) and last_seq > state.expected and not queued:
-                with self._cond:  # announced but not received: wait one interval for events in flight
-                    since = self._tail_since.setdefault(key, now)
-                if now - since >= self.replay_interval_s:
-                    gap = self.archive.note_expected(*key, last_seq, self._now_text(), backfill=self.backfill)
-                    if gap:
-                        self._show(f"{key[0]}/{key[1]} gap: #{gap.first_missing}–#{gap.last_missing} "
-                                   "announced by the door's status but not received", YELLOW)
-                        self._maybe_request_replay(*key, state.contiguous + 1, first=True)
-            elif state.has_hole:
+            if not self._ask_for_announced_tail(state, self.status(*key) or {}, wait_s=self.replay_interval_s) \
+                    and state.has_hole:
                 self._maybe_request_replay(*key, state.contiguous + 1)
+
+    def _ask_for_announced_tail(self, state, status: dict, *, wait_s: float) -> bool:
+        """When ``status`` announces a ``last_seq`` beyond what the archive expects and nothing is queued
+        at the door, record the tail as a gap and ask for it once it has been missing ``wait_s`` (for
+        events still in flight). True when such a tail is announced."""
+        key, now = (state.site, state.door), time.monotonic()
+        last_seq, queued = status.get("last_seq"), status.get("queued", 0)
+        if not (isinstance(last_seq, int) and not isinstance(last_seq, bool) and last_seq > state.expected
+                and not queued):
+            return False
+        with self._cond:
+            since = self._tail_since.setdefault(key, now)
+        if now - since >= wait_s:
+            gap = self.archive.note_expected(*key, last_seq, self._now_text(), backfill=self.backfill)
+            if gap:
+                self._show(f"{key[0]}/{key[1]} gap: #{gap.first_missing}–#{gap.last_missing} "
+                           "announced by the door's status but not received", YELLOW)
+                self._maybe_request_replay(*key, state.contiguous + 1, first=True)
+        return True
 
     # ------------------------------------------------------------------ display
     @property

@@ -138,7 +138,7 @@ def test_the_audit_trail_can_be_neither_changed_nor_deleted(store):
 
 
 def test_an_acknowledgement_can_be_neither_changed_nor_deleted(store):
-    store.conn.execute("INSERT INTO acknowledgements VALUES ('s', 'd', 1, 'olga', 'now', 'checked')")
+    store.conn.execute("INSERT INTO acknowledgements VALUES ('s', 'd', 1, 1, 'olga', 'now', 'checked')")
     for sql in ("DELETE FROM acknowledgements", "UPDATE acknowledgements SET comment='nothing'"):
         with pytest.raises(sqlite3.IntegrityError, match="never"):
             store.conn.execute(sql)
@@ -146,4 +146,4 @@ def test_an_acknowledgement_can_be_neither_changed_nor_deleted(store):
 
 def test_an_acknowledgement_needs_a_comment(store):
     with pytest.raises(alarms.AlarmError, match="comment"):
-        alarms.acknowledge(store, "s", "d", 1, "olga", "   ", NOW)
+        alarms.acknowledge(store, "s", "d", 1, 1, "olga", "   ", NOW)

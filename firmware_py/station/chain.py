@@ -5,6 +5,10 @@ SHA-256 of the event without it (:func:`firmware_py.events.event_hash`) and each
 previous event's ``hash`` (the genesis hash before #1). The check remembers how far it got, so
 each call reads only the events archived since; a missing seq pauses it until the replay arrives;
 a break is final and shown with its seq.
+
+Each chain epoch of a door (a door whose database was reset starts again at seq 1, see
+:mod:`firmware_py.monitor_schema`) is its own chain, checked on its own; the page shows the door's
+current epoch.
 """
 
 from __future__ import annotations
@@ -25,16 +29,18 @@ class ChainResult:
     verified_to: int  # every seq from first to here verified
     waiting_for: int | None  # a missing seq the check waits for (a gap), if newer ones are archived
     problem: str | None
+    epoch: int = 1
 
     def text(self) -> str:
+        epoch = f" (第 {self.epoch} 段 epoch {self.epoch})" if self.epoch > 1 else ""
         if not self.ok:
-            return f"✗ 链断裂 chain broken: {self.problem}"
+            return f"✗ 链断裂 chain broken: {self.problem}{epoch}"
         if self.first is None:
-            return "— 无事件 no events"
+            return "— 无事件 no events" + epoch
         text = f"✓ 已验证 verified #{self.first}–#{self.verified_to}"
         if self.waiting_for is not None:
             text += f"; 缺 missing #{self.waiting_for}"
-        return text
+        return text + epoch
 
 
 @dataclass
@@ -49,20 +55,22 @@ class _Progress:
 class ChainChecker:
     def __init__(self, store: StationStore):
         self.store = store
-        self._progress: dict[tuple[str, str], _Progress] = {}
+        self._progress: dict[tuple[str, str, int], _Progress] = {}
         self._lock = threading.Lock()
 
-    def check(self, site: str, door: str) -> ChainResult:
+    def check(self, site: str, door: str, epoch: int | None = None) -> ChainResult:
+        """The chain of one epoch of the door (default: its current epoch), verified up to now."""
+        epoch = epoch or queries.current_epoch(self.store, site, door)
         with self._lock:
-            p = self._progress.setdefault((site, door), _Progress())
+            p = self._progress.setdefault((site, door, epoch), _Progress())
             while p.problem is None:
-                rows = queries.chain_rows(self.store, site, door, p.last_seq)
+                rows = queries.chain_rows(self.store, site, door, epoch, p.last_seq)
                 if not rows:
                     p.waiting_for = None
                     break
                 if not self._advance(p, rows):
                     break
-            return ChainResult(p.problem is None, p.first, p.last_seq, p.waiting_for, p.problem)
+            return ChainResult(p.problem is None, p.first, p.last_seq, p.waiting_for, p.problem, epoch)
 
     @staticmethod
     def _advance(p: _Progress, rows: list[tuple[int, bytes]]) -> bool:

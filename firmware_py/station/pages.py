@@ -2,7 +2,7 @@
 
 Every value from the archive or the request goes through :func:`h` (HTML escaping). The page's
 testing contract (DESIGN.md "The supervision station") lives here: ``data-site``, ``data-door``,
-``data-seq``, ``data-type`` on event rows; ``data-site``, ``data-door``, ``data-online`` on door
+``data-seq``, ``data-type`` on event rows (and ``data-epoch``, the door's chain epoch); ``data-site``, ``data-door``, ``data-online`` on door
 tiles; ``data-action`` on controls that change state; the login form's ``username`` and ``password``.
 """
 
@@ -166,11 +166,11 @@ EVENT_HEADERS = ("时间 Time", "门 Door", "序号 Seq", "事件 Event", "方�
                  "原因 Reason")
 
 
-def event_row(site: str, door: str, event: dict) -> str:
+def event_row(site: str, door: str, event: dict, epoch: int = 1) -> str:
     cells = "".join(f"<td>{h(c)}</td>" for c in event_cells(event))
     cls = f' class="{h(event.get("category"))}"' if event.get("category") else ""
-    return (f'<tr{cls} data-site="{h(site)}" data-door="{h(door)}" data-seq="{h(event.get("seq"))}" '
-            f'data-type="{h(event.get("type"))}">{cells}</tr>')
+    return (f'<tr{cls} data-site="{h(site)}" data-door="{h(door)}" data-epoch="{h(epoch)}" '
+            f'data-seq="{h(event.get("seq"))}" data-type="{h(event.get("type"))}">{cells}</tr>')
 
 
 def events_table(rows: str, table_id: str = "", extra: str = "") -> str:
@@ -180,7 +180,7 @@ def events_table(rows: str, table_id: str = "", extra: str = "") -> str:
 
 
 def events_page(recent, session: Session, last_id: int) -> str:
-    rows = "".join(event_row(r.site, r.door, r.event) for r in reversed(recent))
+    rows = "".join(event_row(r.site, r.door, r.event, r.epoch) for r in reversed(recent))
     body = ('<h2>实时事件 Live events</h2><p class="muted" id="stream-state">连接中 connecting…</p>'
             + events_table(rows, "stream", f' data-last-id="{last_id}"'))
     return layout("实时 Live events", body, session, active="/events", scripts=("station.js",))
@@ -195,18 +195,21 @@ def alarms_page(open_alarms: list[Alarm], done: list[Alarm], session: Session) -
         control = ""
         if operator:
             control = (f'<form method="post" action="/alarms/{q(a.site)}/{q(a.door)}/{a.seq}/acknowledge" class="inline">'
-                       f'{csrf_field(session)}<input name="comment" placeholder="处置说明 comment" required maxlength="500">'
-                       f'<button type="submit" data-action="acknowledge">确认 Acknowledge</button></form>')
-        rows.append(f'<tr class="alarm" data-site="{h(a.site)}" data-door="{h(a.door)}" data-seq="{a.seq}" '
-                    f'data-type="{h(a.type)}"><td>{h(a.ts)}</td><td>{h(a.site)}/{h(a.door)}</td><td>#{a.seq}</td>'
+                       f'{csrf_field(session)}<input type="hidden" name="epoch" value="{a.epoch}">'
+                       '<input name="comment" placeholder="处置说明 comment" required maxlength="500">'
+                       '<button type="submit" data-action="acknowledge">确认 Acknowledge</button></form>')
+        rows.append(f'<tr class="alarm" data-site="{h(a.site)}" data-door="{h(a.door)}" data-epoch="{a.epoch}" '
+                    f'data-seq="{a.seq}" data-type="{h(a.type)}"><td>{h(a.ts)}</td><td>{h(a.site)}/{h(a.door)}</td>'
+                    f'<td>{_seq_text(a.epoch, a.seq)}</td>'
                     f'<td>{h(type_label(a.type))}</td><td>{h(_detail(a.event))}</td><td>{control}</td></tr>')
     open_table = ('<table class="alarms" id="open-alarms"><thead><tr><th>时间 Time</th><th>门 Door</th><th>序号 Seq</th>'
                   '<th>告警 Alarm</th><th>详情 Detail</th><th></th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
     if not rows:
         open_table = '<p class="muted" id="open-alarms">无待处理告警 No open alarms.</p>'
     done_rows = "".join(
-        f'<tr class="acknowledged" data-site="{h(a.site)}" data-door="{h(a.door)}" data-seq="{a.seq}" data-type="{h(a.type)}">'
-        f'<td>{h(a.ts)}</td><td>{h(a.site)}/{h(a.door)}</td><td>#{a.seq}</td><td>{h(type_label(a.type))}</td>'
+        f'<tr class="acknowledged" data-site="{h(a.site)}" data-door="{h(a.door)}" data-epoch="{a.epoch}" '
+        f'data-seq="{a.seq}" data-type="{h(a.type)}">'
+        f'<td>{h(a.ts)}</td><td>{h(a.site)}/{h(a.door)}</td><td>{_seq_text(a.epoch, a.seq)}</td><td>{h(type_label(a.type))}</td>'
         f'<td data-field="by">{h(a.acknowledged_by)}</td><td data-field="at">{h(a.acknowledged_at)}</td>'
         f'<td data-field="comment">{h(a.comment)}</td></tr>' for a in done)
     body = (f'<h2>待处理告警 Open alarms ({len(open_alarms)})</h2>{open_table}'
@@ -215,6 +218,11 @@ def alarms_page(open_alarms: list[Alarm], done: list[Alarm], session: Session) -
             '<th>告警 Alarm</th><th>确认人 By</th><th>确认时间 At</th><th>说明 Comment</th></tr></thead>'
             f'<tbody>{done_rows}</tbody></table>')
     return layout("告警 Alarms", body, session, active="/alarms")
+
+
+def _seq_text(epoch: int, seq: int) -> str:
+    """``#7``, or ``#7 (epoch 2)`` for an event of a door's later chain epoch."""
+    return f"#{seq}" + (f" (第 {epoch} 段 epoch {epoch})" if epoch > 1 else "")
 
 
 def _detail(event: dict) -> str:
@@ -243,11 +251,11 @@ def register_filter(params: dict) -> str:
 def register_rows_html(rows: list[dict]) -> str:
     out = []
     for r in rows:
-        cells = [r["time"], f'{r["site"]}/{r["door"]}', f'#{r["seq"]}', type_label(r["decision"]),
+        cells = [r["time"], f'{r["site"]}/{r["door"]}', _seq_text(r["epoch"], r["seq"]), type_label(r["decision"]),
                  DIRECTION_LABELS.get(r["direction"], r["direction"]), f'{r["person_id"]} {r["name"]}'.strip(),
                  f'{r["credential_kind"]} {r["credential"]}'.strip(), REASON_LABELS.get(r["reason"], r["reason"])]
-        out.append(f'<tr data-site="{h(r["site"])}" data-door="{h(r["door"])}" data-seq="{h(r["seq"])}" '
-                   f'data-type="{h(r["decision"])}">{"".join(f"<td>{h(c)}</td>" for c in cells)}</tr>')
+        out.append(f'<tr data-site="{h(r["site"])}" data-door="{h(r["door"])}" data-epoch="{h(r["epoch"])}" '
+                   f'data-seq="{h(r["seq"])}" data-type="{h(r["decision"])}">{"".join(f"<td>{h(c)}</td>" for c in cells)}</tr>')
     return "".join(out)
 
 

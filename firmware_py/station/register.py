@@ -1,42 +1,40 @@
 """The register as the station exports it: CSV safe to open in a spreadsheet, with its digest.
 
 Rows are :func:`firmware_py.register.register_rows` of the archived events with ``site`` and
-``door`` leading, as ``accessctl monitor export`` writes them for several doors. Every cell is
-masked for full resident ID numbers and neutralised against formula injection: a cell starting
-with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'``.
+``door`` leading and the chain ``epoch`` after the door's columns, as ``accessctl monitor export``
+writes them for several doors (a door whose database was reset has two events with one seq, told
+apart by the epoch). Every cell is masked for full resident ID numbers and written by
+:func:`firmware_py.register.write_csv`, the project's one formula neutraliser (OWASP).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 from typing import Iterable
 
 from ..monitor_archive import redact
-from ..register import COLUMNS, register_rows
+from ..register import COLUMNS, register_rows, write_csv
+from .queries import StreamRow
 
-CSV_COLUMNS = ("site", "door", *COLUMNS)
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(value: object) -> str:
-    text = redact("" if value is None else str(value))
-    return "'" + text if text.startswith(_FORMULA_START) else text
+CSV_COLUMNS = ("site", "door", *COLUMNS, "epoch")
 
 
-def rows(events: Iterable[dict]) -> list[dict]:
-    """Register rows (``site``, ``door`` and the door's register columns) of ``events``."""
-    return [{"site": e.get("site", ""), "door": e.get("door", ""), **r} for e in events for r in register_rows([e])]
+def rows(events: Iterable[StreamRow]) -> list[dict]:
+    """Register rows (``site``, ``door``, the door's register columns and ``epoch``) of archived events."""
+    return [{"site": r.site, "door": r.door, **row, "epoch": r.epoch} for r in events for row in register_rows([r.event])]
 
 
-def to_csv(register: list[dict]) -> bytes:
+def to_csv(table: Iterable[dict], columns: Iterable[str] = CSV_COLUMNS) -> bytes:
+    """``table`` as UTF-8 CSV with a header: every text cell masked, then formula-safe."""
+    columns = tuple(columns)
     out = io.StringIO(newline="")
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for row in register:
-        writer.writerow([neutralise(row.get(c, "")) for c in CSV_COLUMNS])
+    write_csv(({c: _masked(row.get(c)) for c in columns} for row in table), out, columns)
     return out.getvalue().encode("utf-8")
+
+
+def _masked(value: object) -> object:
+    return redact(value) if isinstance(value, str) else ("" if value is None else value)
 
 
 def digest(data: bytes) -> str:

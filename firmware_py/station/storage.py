@@ -66,6 +66,8 @@ def open_station_store(path: str | Path) -> StationStore:
     from . import accounts, alarms, audit
 
     store = StationStore(path)
-    for module in (accounts, audit, alarms):
+    for module in (accounts, audit):
         store.script(module.SCHEMA)
+    with store.lock:
+        alarms.prepare(store.conn)
     return store

@@ -32,7 +32,7 @@ def door_tiles(station: "Station", session: Session) -> list[dict]:
     tiles = []
     for d in queries.doors(station.store):
         status = d.status if isinstance(d.status, dict) else None
-        chain = station.chains.check(d.site, d.door)
+        chain = station.chains.check(d.site, d.door, d.epoch)
         last = queries.last_event(station.store, d.site, d.door)
         tiles.append({
             "site": d.site, "door": d.door, "online": bool(status and status.get("online") is True),
@@ -69,7 +69,7 @@ def event_stream(request: Request, station: "Station", session: Session, *, toke
             rows = await anyio.to_thread.run_sync(queries.events_after, station.store, after)
             for r in rows:
                 e = r.event
-                yield _message({"site": r.site, "door": r.door, "seq": e.get("seq"), "type": e.get("type"),
+                yield _message({"site": r.site, "door": r.door, "epoch": r.epoch, "seq": e.get("seq"), "type": e.get("type"),
                                 "category": e.get("category"), "cells": pages.event_cells(e)}, event="event", id=r.id)
                 after = r.id
             if want_doors and time.monotonic() >= next_tiles:

@@ -6,8 +6,6 @@ page's testing contract (DESIGN.md "The supervision station").
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Callable
@@ -88,20 +86,21 @@ def alarms_page(request: Request, ctx: Ctx) -> Response:
                                    ctx.session))
 
 
+ALARM_COLUMNS = ("site", "door", "epoch", "seq", "ts", "type", "detail", "acknowledged_by", "acknowledged_at", "comment")
+
+
 def alarms_csv(request: Request, ctx: Ctx) -> Response:
     store = ctx.station.store
-    out = io.StringIO(newline="")
-    writer = csv.writer(out)
-    writer.writerow(("site", "door", "seq", "ts", "type", "detail", "acknowledged_by", "acknowledged_at", "comment"))
-    for a in alarms.alarms(store, acknowledged=False, limit=100000) + alarms.alarms(store, acknowledged=True, limit=100000):
-        writer.writerow([register_export.neutralise(v) for v in (
-            a.site, a.door, a.seq, a.ts, a.type, json.dumps(a.event.get("detail") or {}, ensure_ascii=False),
-            a.acknowledged_by, a.acknowledged_at, a.comment)])
-    return Response(out.getvalue().encode("utf-8"), media_type="text/csv; charset=utf-8",
+    table = ({"site": a.site, "door": a.door, "epoch": a.epoch, "seq": a.seq, "ts": a.ts, "type": a.type,
+              "detail": json.dumps(a.event.get("detail") or {}, ensure_ascii=False),
+              "acknowledged_by": a.acknowledged_by, "acknowledged_at": a.acknowledged_at, "comment": a.comment}
+             for a in alarms.alarms(store, acknowledged=False, limit=100000)
+             + alarms.alarms(store, acknowledged=True, limit=100000))
+    return Response(register_export.to_csv(table, ALARM_COLUMNS), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="alarms.csv"'})
 
 
-def _register_query(request: Request, st: Station) -> tuple[dict, list[dict]]:
+def _register_query(request: Request, st: Station) -> tuple[dict, list[queries.StreamRow]]:
     day = parse_date(request.query_params.get("date"), st.now().date(), "date")
     params = {"date": day.isoformat(), **{k: request.query_params.get(k, "")[:64] for k in ("site", "door", "person")}}
     events = queries.events_between(st.store, day, day, st.tz, site=params["site"] or None,
@@ -115,8 +114,9 @@ def register_page(request: Request, ctx: Ctx) -> Response:
     st = ctx.station
     params, events = _register_query(request, st)
     rows = register_export.rows(events)
-    return html(pages.register_page(params, rows, chart.hours_svg(chart.entries_per_hour(events, st.tz)),
-                                     chart.reasons_svg(chart.denials_by_reason(events)), ctx.session))
+    plain = [r.event for r in events]
+    return html(pages.register_page(params, rows, chart.hours_svg(chart.entries_per_hour(plain, st.tz)),
+                                     chart.reasons_svg(chart.denials_by_reason(plain)), ctx.session))
 
 
 def register_csv(request: Request, ctx: Ctx) -> Response:
@@ -132,9 +132,9 @@ def register_print(request: Request, ctx: Ctx) -> Response:
     params, events = _register_query(request, st)
     rows = register_export.rows(events)
     data = register_export.to_csv(rows)
-    doors = sorted({(d.site, d.door) for d in queries.doors(st.store)
+    doors = sorted({(d.site, d.door, d.epoch) for d in queries.doors(st.store)
                     if (not params["site"] or d.site == params["site"]) and (not params["door"] or d.door == params["door"])})
-    chains = [(s, d, st.chains.check(s, d)) for s, d in doors]
+    chains = [(s, d, st.chains.check(s, d, epoch)) for s, d, epoch in doors]  # each door's current epoch
     return html(pages.register_print(params, rows, chains, register_export.digest(data), len(data), st.now(),
                                       ctx.session))
 
@@ -158,7 +158,7 @@ def api_events(request: Request, ctx: Ctx) -> Response:
     p = request.query_params
     events = queries.events_between(st.store, first, last, st.tz, site=p.get("site") or None, door=p.get("door") or None,
                                     person=p.get("person") or None)
-    return JSONResponse({"events": events})
+    return JSONResponse({"events": [r.event for r in events]})
 
 
 def api_doors(request: Request, ctx: Ctx) -> Response:
@@ -196,13 +196,18 @@ def door_action(request: Request, ctx: Ctx) -> Response:
 
 
 def acknowledge(request: Request, ctx: Ctx) -> Response:
+    """Acknowledge alarm ``seq`` of the door's chain epoch given as the ``epoch`` field (default: its current epoch)."""
     st = ctx.station
     site, door, seq = request.path_params["site"], request.path_params["door"], request.path_params["seq"]
+    text = ctx.form.get("epoch", "").strip()
+    if text and not (text.isdigit() and 0 < int(text) < 1 << 31):
+        raise Refused(400, f"epoch={text[:20]!r} is not a chain epoch (1, 2 …)")
+    epoch = int(text) if text else queries.current_epoch(st.store, site, door)
     try:
-        alarms.acknowledge(st.store, site, door, seq, ctx.session.name, ctx.form.get("comment", ""), st.now())
+        alarms.acknowledge(st.store, site, door, epoch, seq, ctx.session.name, ctx.form.get("comment", ""), st.now())
     except alarms.AlarmError as exc:
         raise Refused(409, str(exc)) from None
-    ctx.note = f"acknowledged {site}/{door} #{seq}"
+    ctx.note = f"acknowledged {site}/{door} #{seq} of epoch {epoch}"
     return done(request, {"ok": True}, "/alarms")
 
 

@@ -20,10 +20,11 @@
     if (!stream) return;
     var e = JSON.parse(msg.data);
     var body = stream.tBodies[0];
-    var sel = 'tr[data-site="' + CSS.escape(e.site) + '"][data-door="' + CSS.escape(e.door) + '"][data-seq="' + e.seq + '"]';
+    var sel = 'tr[data-site="' + CSS.escape(e.site) + '"][data-door="' + CSS.escape(e.door) + '"][data-epoch="' +
+      e.epoch + '"][data-seq="' + e.seq + '"]';
     if (body.querySelector(sel)) return;  // already shown
     var tr = document.createElement("tr");
-    tr.dataset.site = e.site; tr.dataset.door = e.door; tr.dataset.seq = String(e.seq); tr.dataset.type = e.type;
+    tr.dataset.site = e.site; tr.dataset.door = e.door; tr.dataset.epoch = String(e.epoch); tr.dataset.seq = String(e.seq); tr.dataset.type = e.type;
     if (e.category) tr.className = e.category;
     e.cells.forEach(function (text) {
       var td = document.createElement("td");
