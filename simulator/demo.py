@@ -59,8 +59,9 @@ class DemoError(AccessCtlError):
     """The demo cannot start or finish: what failed and where its log is."""
 
 
-class Stop(Exception):
-    """Ctrl-C or SIGTERM: stop everything and leave."""
+class Stop(BaseException):
+    """Ctrl-C or SIGTERM: stop everything and leave (a BaseException, as KeyboardInterrupt: the door's
+    loop survives any ``Exception`` raised in it, and must not survive this one)."""
 
 
 # ------------------------------------------------------------------ the work directory
@@ -330,7 +331,7 @@ def run_demo(*, workdir: Path = DEFAULT_WORKDIR, listen: str | None = None, exit
         out(f"  station  {url}{note}  archive {archive}, log {station.log}")
         out(f"  login    {DEMO_USER} / {password}  ({DEMO_ROLE})")
         out("")
-        result = play_morning(scenario, broker_url, workdir)
+        result = play_morning(scenario, broker_url, workdir, out)
         held = wait_archived(archive, result.events, station)
         last_seq = result.events[-1]["seq"] if result.events else 0
         out(f"the door stored {len(result.events)} events (last seq {last_seq}); the station archived {held} "
@@ -365,7 +366,7 @@ def run_demo(*, workdir: Path = DEFAULT_WORKDIR, listen: str | None = None, exit
         lock.close()
 
 
-def play_morning(scenario, broker_url: str, workdir: Path):
+def play_morning(scenario, broker_url: str, workdir: Path, out: Callable[[str], None]):
     from .pcsc_stack import badge_stack
     from .runner import ScenarioRunner
 
@@ -373,4 +374,4 @@ def play_morning(scenario, broker_url: str, workdir: Path):
         if not badges.available:
             print(f"note: badge readers are not simulated: {badges.why}", file=sys.stderr)
         return ScenarioRunner(scenario, workdir=workdir, db=workdir / "door.db", broker=broker_url, badges=badges,
-                              colour=sys.stdout.isatty()).run()
+                              out=out, colour=sys.stdout.isatty()).run()

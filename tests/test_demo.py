@@ -136,6 +136,43 @@ def port_open(port: int) -> bool:
         return False
 
 
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_ctrl_c_during_the_morning_stops_the_door_the_station_and_the_broker(tmp_path):
+    proc = subprocess.Popen(demo_command(tmp_path / "demo", free_port()), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO, stdin=subprocess.DEVNULL)
+    try:
+        seen, _ = wait_for(re.compile(r"-- step 3: "), proc)  # the morning is under way
+        kids = children_of(proc.pid)  # the broker, the station and the private pcscd
+        assert len(kids) >= 3, kids
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 130, seen + rest
+        assert "stopping (SIGINT)" in rest and "open http" not in rest
+        assert [k for k in kids if alive(k)] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_the_demo_serves_the_page_to_its_printed_login_until_sigterm(tmp_path):
     workdir, port = tmp_path / "demo", free_port()
     proc = subprocess.Popen(demo_command(workdir, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -152,6 +189,7 @@ def test_the_demo_serves_the_page_to_its_printed_login_until_sigterm(tmp_path):
         assert reply.status == 303 and "station_session" in reply.headers.get("set-cookie", "")
         overview = web.get("/")
         assert overview.status == 200 and 'data-door="scan-room"' in overview.text
+        assert 'data-type="screening_alarm"' in web.get("/alarms").text  # the phone at 08:40 awaits an operator
 
         other = subprocess.run(demo_command(workdir, free_port(), "--exit-after-morning"), capture_output=True,
                                text=True, cwd=REPO, timeout=60, stdin=subprocess.DEVNULL)
