@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up a development machine (Debian, as root) and run the demo or the tests.
 #
-#   scripts/dev.sh demo    install what is needed, then play a day at the door on the simulator
+#   scripts/dev.sh demo    install what is needed, then play a morning at the simulated door through a
+#                          lab broker into the supervision station's page (Ctrl-C stops; options after
+#                          "demo" go to accessctl-sim demo, e.g. --exit-after-morning)
 #   scripts/dev.sh test    install what is needed, then run the whole test suite
 #
 # Safe to run again: it installs only what is missing.
@@ -55,8 +57,8 @@ fi
 
 case "$job" in
   demo)
-    say "playing a day at the door on the simulator"
-    exec .venv/bin/accessctl-sim demo
+    say "playing a morning at the door, watched from the supervision station"
+    exec .venv/bin/accessctl-sim demo "${@:2}"
     ;;
   test)
     say "running the test suite"

@@ -10,9 +10,8 @@ from pathlib import Path
 
 from firmware_py.errors import AccessCtlError
 
+from .demo import DEFAULT_LISTEN, DEFAULT_WORKDIR
 from .scenario import REPO, ScenarioError, load_scenario
-
-DEMO = REPO / "scenarios" / "demo_day.toml"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use this config instead of the scenarios' own, its [mqtt] included (e.g. one with "
                         "your broker's credentials); the scenarios' own configs never reach their broker")
     p.add_argument("--verbose", "-v", action="store_true", help="show the drivers' and controller's log")
-    p = sub.add_parser("demo", help="a working day at the door, printed as it happens")
+    p = sub.add_parser("demo", help="a morning at the door, through a lab broker into the station's page",
+                       description="Start a private Mosquitto and the supervision station on loopback, play "
+                                   "scenarios/demo_day.toml on simulated hardware through them, print the page's "
+                                   "address and a demo login, and keep serving until Ctrl-C.")
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                   help=f"broker store, archive and logs (default: {DEFAULT_WORKDIR}/); emptied of the previous "
+                        "demo's files at each start")
+    p.add_argument("--listen", help=f"HOST:PORT of the page (default: {DEFAULT_LISTEN}, or a free port if it is "
+                                    "taken)")
+    p.add_argument("--exit-after-morning", action="store_true",
+                   help="stop once the station has archived every event of the morning (for scripts and tests)")
     p.add_argument("--verbose", "-v", action="store_true")
     p = sub.add_parser("console", help="drive the simulated door by hand")
     p.add_argument("--config", default=str(REPO / "config" / "venue.example.toml"))
@@ -72,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return run_scenarios(args.scenarios, broker=args.broker, db=args.db, config=args.config)
         if args.command == "demo":
-            return run_scenarios([DEMO])
+            from .demo import run_demo
+
+            return run_demo(workdir=args.workdir, listen=args.listen, exit_after_morning=args.exit_after_morning,
+                            out=lambda line: print(line, flush=True))
         if args.command == "console":
             from .console import run_console
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,6 +28,8 @@ from firmware_py.inputs import LinkChanged, RemoteCommand
 from .door_sim import SimulatedDoor, SimulationError
 from .id_card_device import IdCard
 from .scenario import Scenario, Step, parse_offset
+
+LINK_UP_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -128,8 +131,7 @@ class ScenarioRunner:
         result = RunResult(self.scenario)
         self.out(f"scenario: {self.scenario.name} ({self.scenario.path})")
         prepare_database(self.cfg, self.scenario, self.clock)
-        self.door = SimulatedDoor(self.cfg, clock=self.clock, badges=self.badges, broker_beacons=False)
-        self.door.start()
+        self._start_door()
         self.mark_seq = 0
         try:
             for step in self.scenario.steps:
@@ -197,8 +199,24 @@ class ScenarioRunner:
     def _do_restart_controller(self):
         self.door.close()
         self.door.controller.db.conn.close()
+        self._start_door()
+
+    def _start_door(self) -> None:
+        """Start the door; with a broker, let its link come up first (up to LINK_UP_TIMEOUT_S of real time).
+
+        The link connects in real time, which the simulated clock does not see: the first step's jump
+        of the clock would otherwise outlast ``link_down_after_s`` and raise a ``link_down`` that
+        the scenario never played. A broker that does not answer in time is left to the scenario.
+        """
         self.door = SimulatedDoor(self.cfg, clock=self.clock, badges=self.badges, broker_beacons=False)
         self.door.start()
+        if self.door.service.link is None:
+            return
+        deadline = time.monotonic() + LINK_UP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if any(isinstance(i, LinkChanged) and i.up for i in self.door.pump()):
+                return
+            time.sleep(0.01)
 
     def _do_broker_down(self):
         self._link().suspend()
