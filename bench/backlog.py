@@ -8,7 +8,7 @@ suite's own :class:`tests.fixtures.mosquitto.MosquittoBroker`. In order:
    from the Python under test beyond its share of the two cores) subscribes to
    the door's events with a persistent session, so nothing published while it
    reconnects is lost to it.
-2. The broker stops. The door's :class:`~firmware_py.mqtt_link.MqttLink`
+2. The broker stops. The door's :class:`~firmware_py.link.door_link.MqttLink`
    starts and cannot connect; COUNT events are stored (one transaction, as
    ``tests/mqtt_link_child.store_events`` does), all of them in the outbox.
 3. The broker starts again. Timed: broker up → CONNACK (the link's reconnect
@@ -32,11 +32,11 @@ import threading
 import time
 from pathlib import Path
 
-from firmware_py.db import open_db
-from firmware_py.inputs import LinkChanged
-from firmware_py.mqtt_link import MAX_INFLIGHT, MqttLink, _payload
+from firmware_py.storage.db import open_db
+from firmware_py.core.inputs import LinkChanged
+from firmware_py.link.door_link import MAX_INFLIGHT, MqttLink, _payload
 from tests.fixtures.mosquitto import BrokerFiles, MosquittoBroker, make_broker_files
-from tests.mqtt_link_child import account_config, store_events
+from tests.system.mqtt_link_child import account_config, store_events
 
 from .common import Result, check, log, profile_text
 from .data import Workspace

@@ -9,12 +9,12 @@ the same state.
 How the data is made (also stated in docs/performance.md):
 
 - A roster of N persons is written as a CSV file and loaded with the product's
-  own all-or-nothing importer, :func:`firmware_py.roster.import_csv`; that
+  own all-or-nothing importer, :func:`firmware_py.storage.roster.import_csv`; that
   import is what the roster-import benchmark times.
 - A million stored events are appended by :func:`append_synthetic_events` in
   one transaction with ``executemany``: each row is the canonical JSON the
   event store would have written (made from a per-type template and checked
-  against :func:`firmware_py.events.canonical`), chained with SHA-256 from the
+  against :func:`firmware_py.core.events.canonical`), chained with SHA-256 from the
   last stored event, so ``accessctl log verify`` accepts the result.
 """
 
@@ -28,14 +28,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from firmware_py import roster
-from firmware_py.clock import SimulatedClock
-from firmware_py.config import Config, load_config
-from firmware_py.db import open_db, transaction
-from firmware_py.events import GENESIS_HASH, canonical
-from firmware_py.eventstore import EventStore
-from firmware_py.idnumber import check_digit, load_or_create_secret
-from firmware_py.roster_rows import COLUMNS
+from firmware_py.storage import roster
+from firmware_py.core.clock import SimulatedClock
+from firmware_py.config.schema import Config, load_config
+from firmware_py.storage.db import open_db, transaction
+from firmware_py.core.events import GENESIS_HASH, canonical
+from firmware_py.storage.eventstore import EventStore
+from firmware_py.core.idnumber import check_digit, load_or_create_secret
+from firmware_py.storage.roster_csv import COLUMNS
 
 from .common import REPO
 

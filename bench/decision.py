@@ -45,9 +45,9 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from firmware_py.clock import SimulatedClock
-from firmware_py.config import Config
-from firmware_py.inputs import BadgeRead, GatePassage, IdCardRead
+from firmware_py.core.clock import SimulatedClock
+from firmware_py.config.schema import Config
+from firmware_py.core.inputs import BadgeRead, GatePassage, IdCardRead
 from simulator.door_sim import SimulatedDoor
 from simulator.id_card_device import IdCard
 

@@ -26,8 +26,8 @@ import time
 import uuid
 from pathlib import Path
 
-from firmware_py.config import Config
-from firmware_py.db import open_db
+from firmware_py.config.schema import Config
+from firmware_py.storage.db import open_db
 
 from .common import REPO, Result, check, log
 from .data import Workspace

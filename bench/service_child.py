@@ -2,7 +2,7 @@
 
     python -m bench.service_child CONFIG
 
-The same steps as :func:`firmware_py.service_cli.cmd_run` with ``--simulate``:
+The same steps as :func:`firmware_py.cli.run.cmd_run` with ``--simulate``:
 load the config, build :class:`~simulator.door_sim.SimulatedDoor` (real
 drivers on MockFactory pins and pty ID readers) on the system clock, install
 the signal handlers and run the service loop, which tells systemd's notify
@@ -31,10 +31,10 @@ def controller(config: str) -> int:
         import tracemalloc
 
         tracemalloc.start()
-    from firmware_py.clock import SystemClock
-    from firmware_py.config import load_config
-    from firmware_py.sdnotify import Notifier
-    from firmware_py.service import install_signal_handlers
+    from firmware_py.core.clock import SystemClock
+    from firmware_py.config.schema import load_config
+    from firmware_py.service.sdnotify import Notifier
+    from firmware_py.service.bootstrap import install_signal_handlers
     from simulator.door_sim import SimulatedDoor
 
     cfg = load_config(config)

@@ -4,15 +4,15 @@
 
 *Latency* (issue 13: p99 ≤ 250 ms on loopback): a private Mosquitto with the repo's configuration
 (TLS, client certificates, ACL), ``accessctl station serve`` as a child process, Debian's Chromium
-(Playwright) logged in on ``/events``, and a door: the real :class:`~firmware_py.eventstore.EventStore`
-and :class:`~firmware_py.mqtt_link.MqttLink`. Each event is timed from the moment ``EventStore.append``
+(Playwright) logged in on ``/events``, and a door: the real :class:`~firmware_py.storage.eventstore.EventStore`
+and :class:`~firmware_py.link.door_link.MqttLink`. Each event is timed from the moment ``EventStore.append``
 returns (stored durably at the door) until its row is in the page's live stream (a MutationObserver in
 the page stamps it; the first animation frame after it, when it is painted, is stamped as well).
 Baseline, same run, same events: the moment a bare paho subscriber (a supervisor account, QoS 1)
 receives each event from the broker.
 
 *Ingest*: N hash-chained events published by the door's account as fast as paho's QoS 1 window allows,
-to the station's ingest (:class:`~firmware_py.monitor.Monitor`, archive commits before each PUBACK):
+to the station's ingest (:class:`~firmware_py.station.ingest.Monitor`, archive commits before each PUBACK):
 events/s from the first publish until the last is archived. Baseline, same run: a bare ``executemany``
 of the very rows the archive then holds, in one transaction, into a fresh file with the archive's schema.
 
@@ -34,14 +34,14 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from firmware_py.clock import SystemClock
-from firmware_py.db import open_db
-from firmware_py.events import GENESIS_HASH, event_hash
-from firmware_py.eventstore import EventStore
-from firmware_py.monitor import BrokerSettings, Monitor
-from firmware_py.monitor_archive import Archive
-from firmware_py.monitor_schema import SCHEMA
-from firmware_py.mqtt_link import MqttLink
+from firmware_py.core.clock import SystemClock
+from firmware_py.storage.db import open_db
+from firmware_py.core.events import GENESIS_HASH, event_hash
+from firmware_py.storage.eventstore import EventStore
+from firmware_py.station.ingest import BrokerSettings, Monitor
+from firmware_py.station.archive import Archive
+from firmware_py.station.archive_schema import SCHEMA
+from firmware_py.link.door_link import MqttLink
 from firmware_py.station import queries
 from firmware_py.station import register as register_export
 from firmware_py.station.storage import StationStore
@@ -106,7 +106,7 @@ def door_to_browser(broker, root: Path, count: int, interval_s: float, browser=N
     from playwright.sync_api import sync_playwright
 
     from tests.fixtures.station import StationProcess, add_user_cli, free_port, write_station_config
-    from tests.mqtt_link_child import account_config
+    from tests.system.mqtt_link_child import account_config
 
     door = "scan-room"
     port = free_port()

@@ -2,14 +2,14 @@
 
 *Verify*: the hash chain of a database holding a synthetic roster and
 1,000,000 stored events (made by :func:`bench.data.append_synthetic_events`)
-is checked by the library (:func:`firmware_py.eventstore.verify`) and by the
+is checked by the library (:func:`firmware_py.storage.eventstore.verify`) and by the
 command line (``accessctl log verify --config FILE`` in a child process, which
 includes the interpreter's start). Baseline, same run, same file: a bare walk
 of the chain — read every row in seq order, SHA-256 of the stored body equals
 the stored hash and the next row's ``prev_hash`` — without parsing the JSON.
 
 *Import*: the roster of 100,000 synthetic persons is loaded from its CSV file
-into an empty database by :func:`firmware_py.roster.import_csv` (every row
+into an empty database by :func:`firmware_py.storage.roster.import_csv` (every row
 checked, ID numbers validated, hashed and masked, all in one transaction).
 Baseline, same run: bare ``executemany`` of the very rows that import stored
 (persons and badges, values ready) into an empty database of the same schema,
@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from firmware_py.db import open_db, transaction
-from firmware_py.eventstore import verify
+from firmware_py.storage.db import open_db, transaction
+from firmware_py.storage.eventstore import verify
 
 from .common import REPO, Result, check, log, profile_text
 from .data import Workspace, import_roster
@@ -69,7 +69,7 @@ def library_verify(database: Path) -> tuple[object, float]:
 
 def cli_verify(config: Path) -> tuple[str, int, float]:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "firmware_py.cli", "log", "verify", "--config", str(config)],
+    proc = subprocess.run([sys.executable, "-m", "firmware_py.cli.main", "log", "verify", "--config", str(config)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     return proc.stdout.strip(), proc.returncode, time.perf_counter() - t0
 

@@ -9,7 +9,7 @@ from typing import Sequence
 
 from smartcard import scard
 
-from firmware_py.inputs import SIDES, BadgeRead, DeviceFault, DeviceRecovered, Post
+from firmware_py.core.inputs import SIDES, BadgeRead, DeviceFault, DeviceRecovered, Post
 
 log = logging.getLogger(__name__)
 

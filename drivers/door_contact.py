@@ -6,7 +6,7 @@ import logging
 
 from gpiozero import DigitalInputDevice
 
-from firmware_py.inputs import DoorClosed, DoorOpened, Post
+from firmware_py.core.inputs import DoorClosed, DoorOpened, Post
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from firmware_py.config import HardwareConfig
-from firmware_py.inputs import Post
+from firmware_py.config.schema import HardwareConfig
+from firmware_py.core.inputs import Post
 
 from .door_contact import DoorContact
 from .door_lock import DoorLock

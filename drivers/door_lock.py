@@ -72,7 +72,7 @@ class _Relay(DigitalOutputDevice):
 
 
 class DoorLock:
-    """The door's lock relay (implements ``firmware_py.ports.Lock``).
+    """The door's lock relay (implements ``firmware_py.core.ports.Lock``).
 
     :param pin: GPIO (BCM number) driving the relay module's input.
     :param lock_type: ``"fail_secure"`` (strike: energise to release) or

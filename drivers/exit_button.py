@@ -6,7 +6,7 @@ import logging
 
 from gpiozero import DigitalInputDevice
 
-from firmware_py.inputs import ExitButtonPressed, Post
+from firmware_py.core.inputs import ExitButtonPressed, Post
 
 from .door_contact import bounce_time
 

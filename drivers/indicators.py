@@ -15,7 +15,7 @@ import time
 
 from gpiozero import LED, Buzzer
 
-from firmware_py.ports import PATTERNS
+from firmware_py.core.ports import PATTERNS
 
 log = logging.getLogger(__name__)
 

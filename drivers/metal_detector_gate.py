@@ -49,7 +49,7 @@ import threading
 
 from gpiozero import DigitalInputDevice
 
-from firmware_py.inputs import GatePassage, Post
+from firmware_py.core.inputs import GatePassage, Post
 
 from .tamper_contact import TamperContact
 

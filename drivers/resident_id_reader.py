@@ -9,7 +9,7 @@ import time
 import serial
 
 from drivers import ga467
-from firmware_py.inputs import SIDES, DeviceFault, DeviceRecovered, IdCardRead, Post
+from firmware_py.core.inputs import SIDES, DeviceFault, DeviceRecovered, IdCardRead, Post
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +35,12 @@ class ResidentIdReader:
 
     The reader is polled: *find card*, and when a card is there *select* and
     *read text and photo*. A complete read posts one
-    :class:`~firmware_py.inputs.IdCardRead` per presentation: a card left on the
+    :class:`~firmware_py.core.inputs.IdCardRead` per presentation: a card left on the
     reader is not reported again until *find* has reported no card. If the
-    reader stops answering, one :class:`~firmware_py.inputs.DeviceFault` is
+    reader stops answering, one :class:`~firmware_py.core.inputs.DeviceFault` is
     posted for the outage (device ``id_reader.<side>``); it keeps being asked,
     at a slowing pace (``poll_interval`` doubling up to ``max_backoff``), and
-    :class:`~firmware_py.inputs.DeviceRecovered` is posted when it answers
+    :class:`~firmware_py.core.inputs.DeviceRecovered` is posted when it answers
     again. A garbled, bad-checksum or truncated frame is logged (never the card
     data) and the poll is repeated; a reader that talks but sends no valid frame
     for ``GARBLED_POLLS_BEFORE_FAULT`` polls in a row (a wrong baud rate, a bad

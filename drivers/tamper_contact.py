@@ -6,7 +6,7 @@ import logging
 
 from gpiozero import DigitalInputDevice
 
-from firmware_py.inputs import Post, TamperChanged
+from firmware_py.core.inputs import Post, TamperChanged
 
 from .door_contact import bounce_time
 

@@ -237,7 +237,7 @@ def start_station(workdir: Path, config: Path, url: str) -> Child:
     """`accessctl station serve`; returns once the page answers and the subscriber is connected."""
     import urllib.request
 
-    station = Child("station", [sys.executable, "-m", "firmware_py.cli", "station", "serve", "--config", str(config)],
+    station = Child("station", [sys.executable, "-m", "firmware_py.cli.main", "station", "serve", "--config", str(config)],
                     workdir / "station.log", env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def ready() -> bool:

@@ -24,10 +24,10 @@ from gpiozero.pins.mock import MockFactory
 from drivers.badge_reader import BadgeReader
 from drivers.door_hardware import build_door_hardware
 from drivers.resident_id_reader import ResidentIdReader
-from firmware_py import inputs as ev
-from firmware_py.clock import SimulatedClock
-from firmware_py.config import Config
-from firmware_py.service import Service, build_service
+from firmware_py.core import inputs as ev
+from firmware_py.core.clock import SimulatedClock
+from firmware_py.config.schema import Config
+from firmware_py.service.bootstrap import Service, build_service
 
 from .gpio_world import GpioWorld
 from .id_card_device import IdCard, IdCardDevice

@@ -27,7 +27,7 @@ from gpiozero.exc import PinFixedPull, PinInvalidPull
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from drivers.door_hardware import reader_tamper_pins
-from firmware_py.config import HardwareConfig
+from firmware_py.config.schema import HardwareConfig
 
 log = logging.getLogger(__name__)
 

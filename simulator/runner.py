@@ -16,14 +16,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
-from firmware_py import roster
-from firmware_py.config import Config, load_config, with_overrides
-from firmware_py.idnumber import load_or_create_secret
-from firmware_py.labels import render
-from firmware_py.clock import SimulatedClock
-from firmware_py.db import open_db
-from firmware_py.eventstore import EventStore
-from firmware_py.inputs import LinkChanged, RemoteCommand
+from firmware_py.storage import roster
+from firmware_py.config.schema import Config, load_config, with_overrides
+from firmware_py.core.idnumber import load_or_create_secret
+from firmware_py.cli.event_line import render
+from firmware_py.core.clock import SimulatedClock
+from firmware_py.storage.db import open_db
+from firmware_py.storage.eventstore import EventStore
+from firmware_py.core.inputs import LinkChanged, RemoteCommand
 
 from .door_sim import SimulatedDoor, SimulationError
 from .id_card_device import IdCard
@@ -249,12 +249,12 @@ class ScenarioRunner:
 
     def _do_tamper(self, device, active):
         self.door.world.set_tamper(device, active)
-        from firmware_py.inputs import TamperChanged
+        from firmware_py.core.inputs import TamperChanged
 
         self.door.pump(until=TamperChanged)
 
     def _do_reader_silent(self, side, silent):
-        from firmware_py.inputs import DeviceFault, DeviceRecovered
+        from firmware_py.core.inputs import DeviceFault, DeviceRecovered
 
         device = self.door.id_devices[side]
         if silent:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from firmware_py.events import CATEGORY_OF, REASONS
+from firmware_py.core.events import CATEGORY_OF, REASONS
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,8 +16,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..errors import AccessCtlError
-from .storage import StationStore
+from firmware_py.errors import AccessCtlError
+from firmware_py.station.storage import StationStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (

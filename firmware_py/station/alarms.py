@@ -15,9 +15,9 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..errors import AccessCtlError
-from ..monitor_archive import redact
-from .storage import StationStore
+from firmware_py.errors import AccessCtlError
+from firmware_py.station.archive import redact
+from firmware_py.station.storage import StationStore
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS acknowledgements (

@@ -1,6 +1,6 @@
 """The station's archive on PostgreSQL 15 (psycopg 3): the fleet counterpart of the SQLite archive.
 
-Same meaning as :mod:`firmware_py.monitor_archive` for what the station calls (``store_event``,
+Same meaning as :mod:`firmware_py.station.archive` for what the station calls (``store_event``,
 ``has``, ``count``, ``events``, ``events_on``, ``payload``), plus a batched ``store_events`` for
 ingest at fleet rates, monthly export and retention.
 
@@ -41,9 +41,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
-from ..errors import StoreError
-from ..events import event_hash
-from ..monitor_archive import Anomaly, Stored
+from firmware_py.errors import StoreError
+from firmware_py.core.events import event_hash
+from firmware_py.station.archive import Anomaly, Stored
 
 MIN_RETENTION_DAYS = 180  # GB 50396 5.2.3
 

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from .storage import StationStore
+from firmware_py.station.storage import StationStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (

@@ -1,13 +1,13 @@
 """Each door's archived hash chain, verified as it grows.
 
 A door's events are checked in seq order from the first archived one: each ``hash`` must be the
-SHA-256 of the event without it (:func:`firmware_py.events.event_hash`) and each ``prev_hash`` the
+SHA-256 of the event without it (:func:`firmware_py.core.events.event_hash`) and each ``prev_hash`` the
 previous event's ``hash`` (the genesis hash before #1). The check remembers how far it got, so
 each call reads only the events archived since; a missing seq pauses it until the replay arrives;
 a break is final and shown with its seq.
 
 Each chain epoch of a door (a door whose database was reset starts again at seq 1, see
-:mod:`firmware_py.monitor_schema`) is its own chain, checked on its own; the page shows the door's
+:mod:`firmware_py.station.archive_schema`) is its own chain, checked on its own; the page shows the door's
 current epoch.
 """
 
@@ -17,9 +17,9 @@ import json
 import threading
 from dataclasses import dataclass
 
-from ..events import GENESIS_HASH, event_hash
-from . import queries
-from .storage import StationStore
+from firmware_py.core.events import GENESIS_HASH, event_hash
+from firmware_py.station import queries
+from firmware_py.station.storage import StationStore
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from ..commands import MAX_TEXT
+from firmware_py.core.commands import MAX_TEXT
 
 ACTIONS = ("lockdown", "release_lockdown", "revoke")
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..config import _Problems, _Section  # the door's checker: one way to read and report a TOML table
-from ..errors import ConfigError
+from firmware_py.config.schema import _Problems, _Section  # the door's checker: one way to read and report a TOML table
+from firmware_py.errors import ConfigError
 
 BROKER_URL = re.compile(r"mqtts?://[^/:\s]+:\d{1,5}")
 LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})")

@@ -24,11 +24,11 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from . import accounts, audit, pages
-from .accounts import Session, role_allows
-from .chain import ChainChecker
-from .storage import StationStore
-from .throttle import LoginThrottle
+from firmware_py.station import accounts, audit, pages
+from firmware_py.station.accounts import Session, role_allows
+from firmware_py.station.chain import ChainChecker
+from firmware_py.station.storage import StationStore
+from firmware_py.station.throttle import LoginThrottle
 
 COOKIE = "station_session"
 MAX_BODY = 64 * 1024
@@ -42,7 +42,7 @@ class Station:
     store: StationStore
     tz: ZoneInfo
     prefix: str = "accessctl"
-    monitor: object | None = None  # firmware_py.monitor.Monitor: .connected, .client
+    monitor: object | None = None  # firmware_py.station.ingest.Monitor: .connected, .client
     https: bool = False
     session_idle_s: float = 8 * 3600
     poll_s: float = 0.1

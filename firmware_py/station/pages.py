@@ -12,11 +12,11 @@ from datetime import datetime
 from html import escape
 from urllib.parse import quote, urlencode
 
-from ..labels import DIRECTION_LABELS, REASON_LABELS, TYPE_LABELS
-from .accounts import Session, role_allows
-from .alarms import Alarm
-from .audit import AuditEntry
-from .chain import ChainResult
+from firmware_py.cli.event_line import DIRECTION_LABELS, REASON_LABELS, TYPE_LABELS
+from firmware_py.station.accounts import Session, role_allows
+from firmware_py.station.alarms import Alarm
+from firmware_py.station.audit import AuditEntry
+from firmware_py.station.chain import ChainResult
 
 TITLE = "门禁监控站 Supervision station"
 

@@ -4,7 +4,7 @@ Events come back as the stored JSON with anything shaped like a full resident ID
 (the doors already mask them; this is the second fence). ``rowid`` is the order in which the
 archive received the events: the live stream resumes from it.
 
-A door whose database was reset starts a new chain *epoch* at seq 1 (:mod:`firmware_py.monitor_schema`):
+A door whose database was reset starts a new chain *epoch* at seq 1 (:mod:`firmware_py.station.archive_schema`):
 an event is named by (site, door, epoch, seq), never by seq alone. The register shows every epoch;
 the door's last event and its chain are those of its current epoch (``doors.epoch``).
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from ..monitor_archive import redact
-from .storage import StationStore
+from firmware_py.station.archive import redact
+from firmware_py.station.storage import StationStore
 
 # Indexes the station's queries need on the archive's table (created once the archive exists):
 # the register of one door and one day reads (site, door, local_date) without scanning the door's other days.

@@ -1,10 +1,10 @@
 """The register as the station exports it: CSV safe to open in a spreadsheet, with its digest.
 
-Rows are :func:`firmware_py.register.register_rows` of the archived events with ``site`` and
+Rows are :func:`firmware_py.core.register.register_rows` of the archived events with ``site`` and
 ``door`` leading and the chain ``epoch`` after the door's columns, as ``accessctl monitor export``
 writes them for several doors (a door whose database was reset has two events with one seq, told
 apart by the epoch). Every cell is masked for full resident ID numbers and written by
-:func:`firmware_py.register.write_csv`, the project's one formula neutraliser (OWASP).
+:func:`firmware_py.core.register.write_csv`, the project's one formula neutraliser (OWASP).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import hashlib
 import io
 from typing import Iterable
 
-from ..monitor_archive import redact
-from ..register import COLUMNS, register_rows, write_csv
-from .queries import StreamRow
+from firmware_py.station.archive import redact
+from firmware_py.core.register import COLUMNS, register_rows, write_csv
+from firmware_py.station.queries import StreamRow
 
 CSV_COLUMNS = ("site", "door", *COLUMNS, "epoch")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from ..monitor_client import BrokerSettings, read_password
-from .config import StationConfig
-from .storage import open_station_store
-from .web import Station, create_app
+from firmware_py.link.broker import BrokerSettings, read_password
+from firmware_py.station.config import StationConfig
+from firmware_py.station.storage import open_station_store
+from firmware_py.station.web import Station, create_app
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,9 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
     """Run the station until SIGINT/SIGTERM. ``ready`` is called with the listening URL once it serves."""
     import uvicorn
 
-    from ..monitor import Monitor
-    from ..monitor_archive import Archive
-    from . import queries
+    from firmware_py.station.ingest import Monitor
+    from firmware_py.station.archive import Archive
+    from firmware_py.station import queries
 
     settings = broker_settings(cfg)
     archive = Archive(cfg.archive.path)  # creates the archive's tables before the station reads them

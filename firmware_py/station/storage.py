@@ -1,6 +1,6 @@
 """The station's connection to the archive file, for its own tables and its read-only queries.
 
-The monitor's :class:`~firmware_py.monitor_archive.Archive` writes events on its own connection;
+The monitor's :class:`~firmware_py.station.archive.Archive` writes events on its own connection;
 this second connection (WAL: readers never block the writer) serves the web app. Each table's SQL
 lives in the module of its job (:mod:`.accounts`, :mod:`.audit`, :mod:`.alarms`, :mod:`.queries`),
 as plain functions over a :class:`StationStore`, so a PostgreSQL store can stand in later.
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import StoreError
+from firmware_py.errors import StoreError
 
 
 class StationStore:
@@ -63,7 +63,7 @@ class StationStore:
 
 def open_station_store(path: str | Path) -> StationStore:
     """The store with the station's tables created (accounts, sessions, audit, acknowledgements)."""
-    from . import accounts, alarms, audit
+    from firmware_py.station import accounts, alarms, audit
 
     store = StationStore(path)
     for module in (accounts, audit):

@@ -16,11 +16,11 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from . import accounts, pages, queries
-from .accounts import Session
+from firmware_py.station import accounts, pages, queries
+from firmware_py.station.accounts import Session
 
 if TYPE_CHECKING:
-    from .guard import Station
+    from firmware_py.station.guard import Station
 
 KEEPALIVE_S = 15.0
 SESSION_RECHECK_S = 30.0

@@ -1,0 +1,108 @@
+"""`accessctl station serve` and `accessctl station user add`: the thin shell over the station.
+
+Nothing heavy is imported here: the web framework and the MQTT client load only when a station
+command runs, so other commands start as fast as before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from datetime import datetime
+
+from firmware_py.errors import AccessCtlError, ConfigError
+
+DEFAULT_CONFIG = "/etc/accessctl/station.toml"
+
+
+def _station_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=os.environ.get("ACCESSCTL_STATION_CONFIG", DEFAULT_CONFIG),
+                   help=f"station configuration (default: $ACCESSCTL_STATION_CONFIG or {DEFAULT_CONFIG})")
+    p.add_argument("--archive", help="the archive, an SQLite file (FILE.db), overriding [archive] path")
+
+
+def add_commands(sub, common) -> None:
+    p = sub.add_parser("station", help="the supervision station: archive and web page",
+                       description="Ingest every door's events from the broker into the archive and serve the "
+                                   "supervisor's web page; manage the page's accounts.")
+    ssub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    s = ssub.add_parser("serve", help="run the station (ingest and web page) until Ctrl-C")
+    _station_options(s)
+    s.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT, overriding [broker] url")
+    s.add_argument("--listen", help="HOST:PORT for the web page, overriding [web] listen")
+    s.set_defaults(handler=cmd_serve)
+    u = ssub.add_parser("user", help="station accounts")
+    usub = u.add_subparsers(dest="user_action", required=True, metavar="ACTION")
+    a = usub.add_parser("add", help="add an account (password asked twice at a terminal, else one line from stdin)")
+    _station_options(a)
+    a.add_argument("name", help="account name (letters, digits, '.', '_', '-')")
+    a.add_argument("--role", required=True, choices=("viewer", "operator", "admin"),
+                   help="viewer reads; operator also acknowledges, locks down and revokes; admin also manages")
+    a.set_defaults(handler=cmd_user_add)
+
+
+def _archive_path(args) -> str:
+    """--archive, else the configuration's [archive] path."""
+    if args.archive:
+        from firmware_py.station.config import check_archive
+
+        check_archive(args.archive, "--archive")
+        return args.archive
+    if not os.path.exists(args.config):
+        raise ConfigError(f"{args.config}: no such station configuration (give --config FILE or --archive FILE.db)")
+    from firmware_py.station.config import load_station_config
+
+    return str(load_station_config(args.config).archive.path)
+
+
+def cmd_serve(args) -> int:
+    import logging
+
+    from firmware_py.station.config import load_station_config, with_overrides
+    from firmware_py.station.server import serve
+
+    logging.getLogger().setLevel(logging.INFO)
+    cfg = with_overrides(load_station_config(args.config), broker=args.broker, archive=args.archive, listen=args.listen)
+    serve(cfg, ready=lambda url: print(f"station serving on {url}", flush=True))
+    return 0
+
+
+def read_new_password(stdin=None) -> str:
+    stdin = stdin or sys.stdin
+    if stdin.isatty():
+        first = getpass.getpass("新密码 New password: ")
+        if getpass.getpass("再输入一次 Again: ") != first:
+            raise AccessCtlError("the two passwords differ: nothing was changed")
+        return first
+    line = stdin.readline()
+    if not line:
+        raise AccessCtlError("no password on standard input (one line expected)")
+    return line.rstrip("\r\n")
+
+
+def cmd_user_add(args) -> int:
+    import getpass as _getpass
+
+    from firmware_py.station import accounts, audit
+    from firmware_py.station.storage import open_station_store
+
+    path = _archive_path(args)
+    password = read_new_password()
+    store = open_station_store(path)
+    now = datetime.now().astimezone()
+    try:
+        result = "ok"
+        try:
+            accounts.add_account(store, args.name, args.role, password, now)
+        except AccessCtlError as exc:
+            result = f"refused: {exc}"
+            raise
+        finally:
+            audit.record(store, at=now, who=f"cli:{_getpass.getuser()}", address="local",
+                         action="station user add", detail={"name": args.name, "role": args.role}, result=result)
+    finally:
+        store.close()
+    print(f"account {args.name} ({args.role}) added to {path}", file=sys.stderr)
+    return 0

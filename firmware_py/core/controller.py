@@ -1,0 +1,718 @@
+"""The door's state machine: one event at a time, timers on an injected clock.
+
+Drivers post input events (:mod:`firmware_py.core.inputs`) into one queue; the
+service loop (or the simulator) hands them to :meth:`DoorController.handle`
+in order and calls :meth:`DoorController.tick` to run timers. Nothing here
+touches a pin or a socket: the lock and indicators are ports, the policy is
+a pure function, and every outcome is an event stored durably — the decision
+before the lock moves.
+
+A passage, in order (DESIGN.md "Entry and exit"):
+
+    idle ─credential→ decision ─allowed→ screening ─clear walk-through→ released
+         ─door opens→ open ─door closes→ passage stored → idle
+
+Denials end at "decision" or "screening". The exit button bypasses all of it:
+the press is recorded and the lock released whether or not the record could be
+written, because free egress must never wait on software.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from firmware_py import __version__
+from firmware_py.core import idnumber
+from firmware_py.storage import roster
+from firmware_py.core.clock import Clock
+from firmware_py.core.clock_guard import ClockGuard
+from firmware_py.config.schema import Config
+from firmware_py.storage.db import get_meta, set_meta, transaction
+from firmware_py.errors import StoreError
+from firmware_py.core.events import redact
+from firmware_py.storage.eventstore import ChainAnchor, EventStore
+from firmware_py.core.inputs import (BadgeRead, DeviceFault, DeviceRecovered, DoorClosed, DoorOpened, ExitButtonPressed,
+                     GatePassage, IdCardRead, InputEvent, LinkChanged, RemoteCommand, TamperChanged, TimeBeacon)
+from firmware_py.core.people import ESCORTING_ROLES, Credential, Person
+from firmware_py.core.link_watch import LinkWatch
+from firmware_py.core.policy import DoorContext, decide
+from firmware_py.core.ports import Indicators, Lock
+from firmware_py.core.reader_guard import ReaderGuard
+from firmware_py.core.timers import Timers
+from firmware_py.core.working_hours import WorkingHours
+
+log = logging.getLogger(__name__)
+
+IDLE, SCREENING, RELEASED, OPEN = "idle", "screening", "released", "open"
+GATE_DEVICE = "gate"  # the metal-detector gate's name in TamperChanged and DeviceFault
+DENIED_SHOWN_S = 3.0  # red light and beeps after a denial
+ALARM_SHOWN_S = 10.0  # red light and buzzer after an alarm; the supervisor has the event
+# Events the door acts on only once they are stored: a release always has its record.
+STORED_BEFORE_ACTING = frozenset({"access_granted"})
+
+
+@dataclass
+class Passage:
+    """The passage under way: who, which way, and how it was authorised."""
+
+    direction: str  # "in" | "out"
+    person: Person | None
+    credential: Credential | None
+    via: str  # "credential" | "exit_button"
+    screening: dict = field(default_factory=dict)
+
+
+class DoorController:
+    def __init__(self, cfg: Config, store: EventStore, *, lock: Lock, indicators: Indicators, clock: Clock,
+                 secret: bytes):
+        self.cfg = cfg
+        self.policy = cfg.policy
+        self.store = store
+        self.db = store.db
+        self.lock = lock
+        self.indicators = indicators
+        self.clock = clock
+        self.secret = secret
+        self.hours = WorkingHours(cfg.calendar, cfg.site.timezone)
+        self.timers = Timers(clock)
+        self.clock_guard = ClockGuard(clock, floor=cfg.policy.clock_floor,
+                                      max_backstep_s=cfg.policy.max_clock_backstep_s)
+        self.state = IDLE
+        self.passage: Passage | None = None
+        self.door_open = False
+        self.held_open_alarmed = False
+        self.door_opened_at: float | None = None
+        self.lockdown = get_meta(self.db, "lockdown", False)
+        self.inside: dict[str, dict] = get_meta(self.db, "occupancy", {})  # person_id -> {name, role, since}
+        self.last_escort_entry: datetime | None = None
+        self.faults: dict[str, str] = {}
+        self.tampered: set[str] = set()  # devices whose tamper contact is open
+        self.reader_guard = ReaderGuard(max_failures=cfg.policy.max_failures, window_s=cfg.policy.failure_window_s,
+                                        lockout_s=cfg.policy.reader_lockout_s)
+        self.link_watch = LinkWatch(clock=clock, timers=self.timers, bound_s=cfg.mqtt.link_down_after_s,
+                                    emit=self._emit)
+        self.listeners: list[Callable[[dict], None]] = []  # called with every stored event
+        self.status_listeners: list[Callable[[], None]] = []  # called when status() may have changed
+        self.command_results: list[Callable[[str | None, bool, str | None], None]] = []
+        self.replay_requests: list[Callable[[int], None]] = []
+        self._next_overstay_check: datetime | None = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        self.lock.secure()
+        self.indicators.show("idle")
+        self._anchor = ChainAnchor.beside(self.cfg.storage.secret)
+        expected, found = self._anchor.read(), self.store.head()
+        self._emit("system", "controller_started",
+                   detail={"version": __version__, "config_digest": self.cfg.digest,
+                           "lockdown": self.lockdown, "occupancy": len(self.inside)})
+        self._check_anchor(expected, found)
+        self._check_clock()
+        self._plan_overstay_check()
+        self._status_changed()
+
+    def _check_anchor(self, expected: tuple[int, str] | None, found: tuple[int, str]) -> None:
+        """A log shorter than the anchor beside the secret, or with another event there, was removed or replaced."""
+        if expected is None or expected[0] <= 0:
+            return
+        seq, h = expected
+        if found[0] >= seq and self.store.hash_at(seq) == h:
+            return
+        detail = {"device": "event_log", "active": True, "expected_seq": seq, "expected_hash": h,
+                  "found_seq": found[0], "found_hash": found[1],
+                  "problem": "the log is shorter than it was" if found[0] < seq
+                  else f"event {seq} is not the one this door stored"}
+        log.error("event log: %s (expected seq %s, found %s); raising a tamper alarm", detail["problem"], seq, found[0])
+        self._emit("alarm", "tamper", detail=detail)
+        self._signal("alarm", "both", ALARM_SHOWN_S)
+
+    def stop(self, reason: str = "signal") -> None:
+        if self.state == OPEN and self.passage:
+            # The person is in the doorway: count the passage now, or their exit would later be
+            # refused as anti-passback (or their entry forgotten) for a passage that did happen.
+            open_s = round(self.clock.monotonic() - self.door_opened_at, 3) if self.door_opened_at else None
+            self._record_passage(self.passage, open_s, at_shutdown=True)
+            self.state, self.passage = IDLE, None
+        self.timers.cancel_all()
+        self.lock.secure()
+        self.indicators.show("idle")
+        self._emit("system", "controller_stopped", detail={"reason": reason})
+        self._status_changed()
+
+    # ------------------------------------------------------------------ the loop's entry points
+
+    def handle(self, event: InputEvent) -> None:
+        """Handle one input; an unexpected error is stored as a ``controller`` fault, never raised."""
+        try:
+            self._check_clock()
+        except Exception as exc:  # the input is handled all the same: an exit press must still release
+            self._loop_fault("checking the clock", exc)
+        try:
+            handler = self._handlers.get(type(event))
+            if handler is None:
+                log.warning("ignored an input the controller does not know: %s", type(event).__name__)
+                return
+            handler(self, event)
+            self.timers.run_due()
+        except Exception as exc:  # no input, however malformed, may end the door's loop
+            self._loop_fault(f"handling {type(event).__name__}", exc)
+
+    def tick(self) -> None:
+        """Run due timers and calendar checks; the loop calls this at least once a second. Never raises."""
+        try:
+            self._check_clock()
+            self.timers.run_due()
+            if self._next_overstay_check is not None and self.clock.now() >= self._next_overstay_check:
+                self._check_overstay()
+                self._plan_overstay_check()
+        except Exception as exc:
+            self._loop_fault("running timers", exc)
+
+    def _loop_fault(self, doing: str, exc: Exception) -> None:
+        """Store an unexpected error as a ``hardware_fault`` of the ``controller``; if even that fails, log it.
+
+        The text is masked (it may quote outside input) and the same error is stored at
+        most once a minute, so an error that recurs on every tick cannot flood the log.
+        """
+        text = redact(f"{type(exc).__name__}: {exc}")[:300]
+        if self.db.conn.in_transaction:  # whatever the failed handler left open is abandoned
+            try:
+                self.db.conn.execute("ROLLBACK")
+            except Exception:
+                pass
+        if isinstance(exc, StoreError):
+            # Storage trouble is already a fault of its own (reported once the store works
+            # again); what the technician needs is the plain reason, not a traceback.
+            log.error("%s: not done, the database refused it: %s", doing, redact(str(exc))[:300])
+            return
+        trace = redact("".join(traceback.format_exception(exc)))
+        now = self.clock.monotonic()
+        last, at = getattr(self, "_last_loop_fault", (None, 0.0))
+        if last == (doing, text) and now - at < 60:
+            log.debug("%s failed again: %s", doing, text)
+            return
+        self._last_loop_fault = ((doing, text), now)
+        log.error("%s failed; the door goes on: %s", doing, trace)
+        try:
+            self._emit("alarm", "hardware_fault", detail={"device": "controller", "state": "fault", "fault": text,
+                                                          "while": doing})
+        except Exception as again:
+            log.error("could not store the controller fault either (%s); the door goes on",
+                      redact(f"{type(again).__name__}: {again}")[:300])
+
+    def next_wakeup(self) -> float | None:
+        """Monotonic time of the next timer (the simulator advances to it)."""
+        return self.timers.next_due()
+
+    def next_calendar_check(self) -> datetime | None:
+        return self._next_overstay_check
+
+    # ------------------------------------------------------------------ status for the supervisor
+
+    def status(self) -> dict:
+        last_seq, last_hash = self.store.head()
+        return {
+            "door": "open" if self.door_open else "closed",
+            "lock": "released" if self.lock.is_released else "locked",
+            "lockdown": self.lockdown,
+            "occupancy": len(self.inside),
+            "last_seq": last_seq,
+            "last_hash": last_hash,
+            "queued": self.store.queued(),
+            "version": __version__,
+            "state": self.state,
+            "faults": sorted(self.faults),
+        }
+
+    def occupancy(self) -> dict:
+        return {"count": len(self.inside),
+                "inside": [{"person_id": pid, **info} for pid, info in sorted(self.inside.items())]}
+
+    # ------------------------------------------------------------------ credentials
+
+    def _on_id_card(self, ev: IdCardRead) -> None:
+        valid = idnumber.is_valid(ev.id_number)
+        credential = Credential("resident_id", _mask(ev.id_number), valid)
+        person = roster.get_by_id_hash(self.db, idnumber.id_hash(self.secret, ev.id_number)) if valid else None
+        self._on_credential(ev.side, credential, person)
+
+    def _on_badge(self, ev: BadgeRead) -> None:
+        self._on_credential(ev.side, Credential("badge", ev.uid), roster.get_by_badge(self.db, ev.uid))
+
+    def _on_credential(self, side: str, credential: Credential, person: Person | None) -> None:
+        direction = "in" if side == "outside" else "out"
+        reader = f"{'id_reader' if credential.kind == 'resident_id' else 'badge_reader'}.{side}"
+        if self.reader_guard.locked(reader, self.clock.monotonic()):
+            self._deny(direction, person, credential, "reader_locked", side=side, detail={"reader": reader})
+            return
+        if self.state != IDLE:
+            # One passage at a time through one door; the light tells the person to wait.
+            log.info("credential at the %s reader while a passage is under way (%s); ignored", side, self.state)
+            self._signal("denied", side, DENIED_SHOWN_S)
+            return
+        ctx = DoorContext(inside=frozenset(self.inside), lockdown=self.lockdown,
+                          clock_sane=self.clock_guard.sane, screening_available=self._screening_available(),
+                          last_escort_entry=self.last_escort_entry)
+        try:
+            decision = decide(person, credential, direction, self.clock.now(), ctx, self.policy, self.hours)
+        except KeyError as exc:
+            # The roster names a schedule group the config no longer has: deny, never crash the loop.
+            log.error("cannot judge %s: %s", person.person_id if person else "?", exc)
+            self._deny(direction, person, credential, "outside_working_hours", side=side,
+                       detail={"error": f"schedule group {person.schedule_group!r} is not configured" if person else str(exc)})
+            return
+        if not decision.allowed:
+            self._deny(direction, person, credential, decision.reason, side=side)
+            run = self.reader_guard.denied(reader, credential.masked, self.clock.monotonic())
+            if run:
+                self._alarm("repeated_failures", None, {"reader": reader, "count": len(run), "credentials": run,
+                                                         "lockout_s": self.policy.reader_lockout_s})
+            return
+        self.reader_guard.granted(reader)
+        passage = Passage(direction, person, credential, "credential")
+        if decision.notes:
+            passage.screening["notes"] = list(decision.notes)
+        if direction == "out" and self.policy.screen_on_exit and not self._screening_available():
+            passage.screening["screening"] = "unavailable"  # exits stay free; the tamper/fault alarm stands
+            self._grant(passage)
+        elif direction == "in" or self.policy.screen_on_exit:
+            self.state, self.passage = SCREENING, passage
+            self.indicators.show("screening_wait", side)
+            self.timers.start("screening", self.policy.screening_window_s, self._screening_timed_out)
+            self._status_changed()
+        else:
+            self._grant(passage)
+
+    def _deny(self, direction: str, person: Person | None, credential: Credential | None, reason: str,
+              *, side: str = "both", detail: dict | None = None) -> None:
+        self._emit("access", "access_denied", direction=direction, person=person, credential=credential,
+                   reason=reason, detail=detail)
+        self._signal("denied", side, DENIED_SHOWN_S)
+
+    def _grant(self, passage: Passage) -> None:
+        # Stored durably first: a released lock always has its granted event (articles 19, 21).
+        self._emit("access", "access_granted", direction=passage.direction, person=passage.person,
+                   credential=passage.credential, detail=passage.screening)
+        self.lock.release()
+        self.state, self.passage = RELEASED, passage
+        self.indicators.show("granted", "outside" if passage.direction == "in" else "inside")
+        self.timers.start("unlock", self.policy.unlock_window_s, self._unlock_window_over)
+        self._status_changed()
+
+    # ------------------------------------------------------------------ screening
+
+    def _on_gate(self, ev: GatePassage) -> None:
+        people = max(ev.count, 1)  # a gate without a transit output reports only its alarm
+        if self.state == SCREENING and self.passage:
+            p = self.passage
+            self.timers.cancel("screening")
+            self.state, self.passage = IDLE, None
+            if ev.metal or people > 1:
+                reason = "metal_detected" if ev.metal else "tailgating"
+                detail = {"screening": reason, "persons": ev.count, "metal": ev.metal}
+                self._deny(p.direction, p.person, p.credential, reason, detail=detail)
+                self._alarm("screening_alarm" if ev.metal else "tailgating", p, detail)
+            else:
+                p.screening.update({"screening": "clear", "persons": ev.count})
+                self._grant(p)
+            self._status_changed()
+            return
+        if self.state in (RELEASED, OPEN) and self.passage:
+            # Someone walked through behind the person who was let in, or carried metal on a free exit.
+            if self.passage.via == "exit_button" and ev.metal:
+                self._alarm("screening_alarm", self.passage, {"screening": "metal_detected", "metal": True,
+                                                              "persons": ev.count, "via": "exit_button"})
+            elif people > 1 or self.passage.screening.get("screening") == "clear":
+                self._alarm("tailgating", self.passage, {"persons": ev.count, "metal": ev.metal})
+            else:
+                self.passage.screening.update({"screening": "metal_detected" if ev.metal else "clear",
+                                               "persons": ev.count})
+            return
+        # A walk-through nobody was authorised for.
+        self._alarm("screening_alarm" if ev.metal else "tailgating", None,
+                    {"persons": ev.count, "metal": ev.metal, "unexpected": True})
+
+    def _screening_timed_out(self) -> None:
+        p = self.passage
+        self.state, self.passage = IDLE, None
+        if p is None:
+            return
+        detail = {"screening": "timeout", "window_s": self.policy.screening_window_s}
+        self._deny(p.direction, p.person, p.credential, "screening_timeout", detail=detail)
+        self._alarm("screening_alarm", p, detail)
+        self._status_changed()
+
+    def _screening_available(self) -> bool:
+        """The gate can screen: its tamper contact is shut and it reports no fault (article 14(3))."""
+        return not any(_is_gate(d) for d in (*self.tampered, *self.faults))
+
+    def _gate_out_of_service(self) -> None:
+        """The gate went into tamper or fault: a walk-through under way can no longer be trusted."""
+        if self.state != SCREENING or self.passage is None:
+            return
+        p = self.passage
+        self.timers.cancel("screening")
+        self.state, self.passage = IDLE, None
+        if p.direction == "in":
+            self._deny(p.direction, p.person, p.credential, "screening_unavailable",
+                       detail={"screening": "unavailable"})
+        else:
+            p.screening["screening"] = "unavailable"
+            self._grant(p)
+        self._status_changed()
+
+    # ------------------------------------------------------------------ the door
+
+    def _unlock_window_over(self) -> None:
+        if self.state == RELEASED:
+            self.lock.secure()
+            log.info("unlock window over without the door opening; locked again")
+            self.state, self.passage = IDLE, None
+            self.indicators.show("idle")
+            self._status_changed()
+
+    def _on_door_opened(self, ev: DoorOpened) -> None:
+        self.door_open = True
+        self.door_opened_at = self.clock.monotonic()
+        self.held_open_alarmed = False
+        self.timers.start("held_open", self.policy.door_held_open_s, self._held_open)
+        if self.state == RELEASED:
+            self.state = OPEN
+            self.timers.cancel("unlock")
+            self.lock.secure()  # re-locks as soon as the door shuts behind the person
+        elif not self.lock.is_released:
+            self._alarm("door_forced", None, {"state": self.state})
+        self._status_changed()
+
+    def _on_door_closed(self, ev: DoorClosed) -> None:
+        self.door_open = False
+        self.timers.cancel("held_open")
+        open_s = round(self.clock.monotonic() - self.door_opened_at, 3) if self.door_opened_at else None
+        if self.held_open_alarmed:
+            self._alarm("door_held_open", self.passage, {"closed": True, "open_s": open_s})
+        if self.state == OPEN and self.passage:
+            self._record_passage(self.passage, open_s)
+            self.state, self.passage = IDLE, None
+            self.indicators.show("idle")
+        self._status_changed()
+
+    def _held_open(self) -> None:
+        if self.door_open:
+            self.held_open_alarmed = True
+            self._alarm("door_held_open", self.passage, {"limit_s": self.policy.door_held_open_s})
+
+    def _on_exit_button(self, ev: ExitButtonPressed) -> None:
+        # Stored first when the database answers at once, like every release (a crash in
+        # between must not leave a release without its record). But nothing may keep the
+        # door shut: the service's writes wait at most a few tens of milliseconds for the
+        # lock, and a press that cannot be stored is kept in memory with its own time and
+        # stored as soon as the database allows (_emit defers it). The lock is released
+        # either way.
+        try:
+            self._emit("access", "exit_button", direction="out")
+        except Exception:
+            log.exception("could not store the exit-button press; releasing the lock anyway (free egress)")
+        finally:
+            self.lock.release()
+        self.timers.cancel("screening")
+        self.state = RELEASED
+        self.passage = Passage("out", None, None, "exit_button")
+        self.timers.start("unlock", self.policy.unlock_window_s, self._unlock_window_over)
+        self.indicators.show("granted", "inside")
+        self._status_changed()
+
+    def _record_passage(self, p: Passage, open_s: float | None, *, at_shutdown: bool = False) -> None:
+        person = p.person
+        detail: dict = {"via": p.via, "open_s": open_s}
+        if at_shutdown:
+            detail["at_shutdown"] = True  # the service stopped with the door open behind the person
+        if person is None and p.via == "exit_button" and len(self.inside) == 1:
+            # Only one person was inside, so the button was theirs.
+            pid, info = next(iter(self.inside.items()))
+            person = _PublicPerson(pid, info["name"], info["role"])
+            detail["attributed"] = True
+        with transaction(self.db):
+            if person is not None:
+                if p.direction == "in":
+                    self.inside[person.person_id] = {"name": person.name, "role": person.role,
+                                                     "since": self.clock.now().isoformat(timespec="seconds")}
+                    if person.role in ESCORTING_ROLES:
+                        # The two-person rule counts from the escort's passage in, not the grant:
+                        # a grant that lapses unopened escorts nobody.
+                        self.last_escort_entry = self.clock.now()
+                else:
+                    self.inside.pop(person.person_id, None)
+                set_meta(self.db, "occupancy", self.inside)
+            self._emit("access", "passage", direction=p.direction, person=person, credential=p.credential,
+                       detail=detail)
+
+    # ------------------------------------------------------------------ working hours
+
+    def _plan_overstay_check(self) -> None:
+        groups = sorted(self.cfg.calendar.schedules)
+        self._next_overstay_check = self.hours.next_window_end(self.clock.now(), groups)
+
+    def _check_overstay(self) -> None:
+        now = self.clock.now()
+        overstaying = []
+        for pid, info in sorted(self.inside.items()):
+            person = roster.get(self.db, pid)
+            group = person.schedule_group if person else None
+            if group is None or not self.hours.is_open(now, group):
+                overstaying.append({"person_id": pid, "name": info["name"], "role": info["role"]})
+        if overstaying:
+            self._emit("alarm", "overstay", detail={"persons": overstaying, "count": len(overstaying)})
+            self._signal("alarm", "inside", ALARM_SHOWN_S)
+
+    # ------------------------------------------------------------------ devices, clock, link
+
+    def _on_fault(self, ev: DeviceFault) -> None:
+        self.faults[ev.device] = ev.detail
+        self._emit("alarm", "hardware_fault", detail={"device": ev.device, "state": "fault", "fault": ev.detail})
+        if _is_gate(ev.device):
+            self._gate_out_of_service()
+        self._status_changed()
+
+    def _on_recovered(self, ev: DeviceRecovered) -> None:
+        if self.faults.pop(ev.device, None) is not None:
+            self._emit("alarm", "hardware_fault", detail={"device": ev.device, "state": "recovered"})
+            self._status_changed()
+
+    def _on_tamper(self, ev: TamperChanged) -> None:
+        if ev.active:
+            self.tampered.add(ev.device)
+        else:
+            self.tampered.discard(ev.device)
+        self._emit("alarm", "tamper", detail={"device": ev.device, "active": ev.active})
+        if ev.active:
+            self._signal("alarm", "both", ALARM_SHOWN_S)
+            if _is_gate(ev.device):
+                self._gate_out_of_service()
+
+    def _check_clock(self) -> None:
+        verdict = self.clock_guard.check()
+        if verdict.changed and not verdict.sane:
+            self._emit("alarm", "clock_unsynchronised", detail=verdict.detail)
+        elif verdict.changed:
+            log.info("wall clock is sane again")
+
+    def _on_link(self, ev: LinkChanged) -> None:
+        self.link_watch.changed(ev.up, ev.detail)
+
+    def _on_time_beacon(self, ev: TimeBeacon) -> None:
+        if ev.retained:
+            return  # the broker's stored copy may be a whole interval old
+        drift = self.clock_guard.compare(ev.ts, drift_s=self.policy.clock_drift_s,
+                                         gross_s=self.policy.clock_gross_drift_s)
+        if drift:
+            self._emit("alarm", "clock_drift", detail=drift)
+        self._check_clock()
+
+    # ------------------------------------------------------------------ commands
+
+    def set_lockdown(self, on: bool, by: str) -> None:
+        if on == self.lockdown:
+            return
+        with transaction(self.db):
+            self.lockdown = on
+            set_meta(self.db, "lockdown", on)
+            self._emit("system", "lockdown_on" if on else "lockdown_off", detail={"by": by})
+        if on:
+            # Lockdown stops entries only: an exit under way (screening, released, door open) completes.
+            if self.state == SCREENING and self.passage and self.passage.direction == "in":
+                self.timers.cancel("screening")
+                self.state, self.passage = IDLE, None
+            if self.state == RELEASED and self.passage and self.passage.via == "credential" and self.passage.direction == "in":
+                self.timers.cancel("unlock")
+                self.lock.secure()
+                self.state, self.passage = IDLE, None
+            self.indicators.show("denied", "outside")
+        else:
+            self.indicators.show("idle")
+        self._status_changed()
+
+    def _on_command(self, ev: RemoteCommand) -> None:
+        # commands use the controller; imported late to keep the core import light
+        from firmware_py.core.commands import audit_detail, carry_out, remember_executed
+
+        ok, error, key = carry_out(self, ev)
+        detail = audit_detail(ev, ok, error)  # ID-number-looking values masked, the sender as claimed_by
+
+        def audit() -> None:
+            with transaction(self.db):  # the id is remembered together with its audit record
+                if key is not None:
+                    remember_executed(self.db, key)
+                self._emit("system", "command", detail=detail)
+
+        try:
+            try:
+                audit()
+            except ValueError as exc:  # a value strict JSON cannot hold: audit the command without its arguments
+                log.error("command %s: its arguments cannot be stored (%s); audited without them", detail["id"],
+                          redact(str(exc))[:200])
+                detail["args"] = f"the arguments could not be stored as strict JSON: {type(exc).__name__}"
+                audit()
+        finally:  # answered even when the audit could not be stored (that is then a controller fault)
+            for answer in self.command_results:
+                try:
+                    answer(detail["id"], ok, detail.get("error"))
+                except Exception:
+                    log.exception("answering command %s failed", detail["id"])
+
+    # ------------------------------------------------------------------ storing events
+
+    def _alarm(self, type_: str, p: Passage | None, detail: dict) -> None:
+        self._emit("alarm", type_, direction=p.direction if p else None, person=p.person if p else None,
+                   credential=p.credential if p else None, detail=detail)
+        self._signal("alarm", "both", ALARM_SHOWN_S)
+
+    def _signal(self, pattern: str, side: str, seconds: float) -> None:
+        """Show a denial or alarm for a while, then go back to what the door is doing."""
+        self.indicators.show(pattern, side)
+        self.timers.start("indicators", seconds, self._indicators_back)
+
+    def _indicators_back(self) -> None:
+        if self.state == IDLE:
+            self.indicators.show("idle")
+            if self.lockdown:
+                self.indicators.show("denied", "outside")
+
+    _anchor: ChainAnchor | None = None  # set by start()
+    _storage_trouble: dict | None = None  # since when the database refuses, and the grants it cost
+
+    def _emit(self, category: str, type_: str, *, direction: str | None = None, person=None,
+              credential: Credential | None = None, reason: str | None = None, detail: dict | None = None) -> dict:
+        """Store an event (after any kept in memory) and tell the listeners.
+
+        When the database refuses (locked, disk full, read-only) the door keeps
+        going: an event it acts on only once stored (a grant) raises
+        :class:`StoreError`, so the lock stays secured; any other is kept in
+        memory with its own time and stored as soon as the database allows,
+        after a ``hardware_fault`` for device ``storage``.
+        """
+        fields = {"direction": direction, "person": person.public() if person is not None else None,
+                  "credential": credential.public() if credential is not None else None,
+                  "reason": reason, "detail": detail}
+        joined = self.db.conn.in_transaction
+        backlog = [] if joined else list(self.store.backlog)
+        try:
+            event = self.store.append(category, type_, **fields)
+        except StoreError as exc:
+            self._storage_failed(exc, type_)
+            if joined or type_ in STORED_BEFORE_ACTING:
+                raise
+            return self.store.defer(category, type_, **fields)
+        stored = self._stored_backlog(backlog, event) + [event]
+        self._announce(stored, committed=not joined)
+        if not joined:
+            self._storage_recovered()
+        return event
+
+    def store_backlog(self) -> None:
+        """Store the events kept in memory while the database refused them (the service loop retries)."""
+        if not self.store.backlog or self.db.conn.in_transaction:
+            return
+        try:
+            stored = self.store.store_backlog()
+        except StoreError:
+            return  # still refused; reported when it first failed
+        self._storage_recovered()
+        self._announce(stored)
+
+    def _stored_backlog(self, backlog: list[dict], event: dict) -> list[dict]:
+        """The backlog as stored just before ``event`` (append stores it first, seq by seq)."""
+        if not backlog:
+            return []
+        first = event["seq"] - len(backlog)
+        return list(self.store.events(first, event["seq"] - 1))
+
+    def _storage_failed(self, exc: StoreError, type_: str) -> None:
+        if "storage" not in self.faults:
+            self.faults["storage"] = str(exc)
+            self._storage_trouble = {"since": self.clock.monotonic(), "refused": 0}
+            log.error("storage: %s. The door keeps running: the exit button releases, credentials are "
+                      "refused until they can be recorded, and the events are kept until they can be stored", exc)
+            self.store.defer("alarm", "hardware_fault",
+                             detail={"device": "storage", "state": "fault", "fault": str(exc)})
+            self._status_changed()
+        if type_ in STORED_BEFORE_ACTING and self._storage_trouble is not None:
+            self._storage_trouble["refused"] += 1
+
+    def _storage_recovered(self) -> None:
+        if "storage" not in self.faults or self.store.backlog:
+            return
+        trouble = self._storage_trouble or {"since": self.clock.monotonic(), "refused": 0}
+        detail = {"device": "storage", "state": "recovered",
+                  "fault_s": round(self.clock.monotonic() - trouble["since"], 3), "refused": trouble["refused"]}
+        try:
+            event = self.store.append("alarm", "hardware_fault", detail=detail)
+        except StoreError:
+            return  # refused again: the fault stands, the next write tries again
+        self.faults.pop("storage")
+        self._storage_trouble = None
+        log.info("storage: the database takes writes again")
+        self._announce([event])
+        self._status_changed()
+
+    def _announce(self, events: list[dict], committed: bool = True) -> None:
+        """Tell the listeners, and move the chain anchor on at start, stop and every so many events."""
+        for event in events:
+            for listener in self.listeners:
+                try:
+                    listener(event)
+                except Exception:  # a listener (printer, MQTT wake-up) must never stop the door
+                    log.exception("event listener failed")
+        anchor = self._anchor
+        if anchor is not None and events and committed:
+            last = events[-1]
+            if last["type"] in ("controller_started", "controller_stopped") or anchor.due(last["seq"]):
+                anchor.write(last["seq"], last["hash"])
+
+    def _status_changed(self) -> None:
+        for listener in self.status_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("status listener failed")
+
+    _handlers: dict = {
+        IdCardRead: _on_id_card,
+        BadgeRead: _on_badge,
+        GatePassage: _on_gate,
+        DoorOpened: _on_door_opened,
+        DoorClosed: _on_door_closed,
+        ExitButtonPressed: _on_exit_button,
+        DeviceFault: _on_fault,
+        DeviceRecovered: _on_recovered,
+        TamperChanged: _on_tamper,
+        RemoteCommand: _on_command,
+        LinkChanged: _on_link,
+        TimeBeacon: _on_time_beacon,
+    }
+
+
+@dataclass(frozen=True)
+class _PublicPerson:
+    person_id: str
+    name: str
+    role: str
+
+    def public(self) -> dict:
+        return {"person_id": self.person_id, "name": self.name, "role": self.role}
+
+
+def _is_gate(device: str) -> bool:
+    """The metal-detector gate, or a part of it (``gate``, ``gate.<part>``)."""
+    return device == GATE_DEVICE or device.startswith(GATE_DEVICE + ".")
+
+
+def _mask(number: str) -> str:
+    """The masked form of whatever the card gave, even a malformed number."""
+    if len(number) == 18:
+        return idnumber.mask(number)
+    return number[:2] + "*" * max(0, len(number) - 2) if number else ""

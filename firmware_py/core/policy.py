@@ -1,0 +1,212 @@
+"""The access policy: may this person pass this door, this way, now?
+
+A pure function over plain data: the roster row, the credential as read, the
+direction, the time, what the controller knows about the door
+(:class:`DoorContext`), the ``[policy]`` settings and the working-hours
+calendar. No clock is read and nothing is written; the controller records the
+:class:`Decision` as an ``access_granted`` or ``access_denied`` event.
+
+A denial carries exactly one reason. When several rules fail, the earliest in
+this order of precedence wins (``PRECEDENCE``):
+
+1. ``invalid_id_number`` -- the ID number's check digit, region or birth date
+   is impossible. Checked before the roster: an impossible number can never be
+   in the roster, so "unknown" would hide a forged or misread card.
+2. ``unknown_credential`` -- no roster row matches the credential.
+3. ``revoked`` -- the roster row is revoked.
+4. ``clock_unsynchronised`` -- the controller cannot trust its clock, so every
+   rule below that depends on the date or time would give a wrong answer (a Pi
+   that booted at 1970 would call everyone "not yet valid").
+5. ``not_yet_valid`` / ``expired`` -- outside valid_from..valid_until, whole
+   days inclusive in the site's time zone (valid_until 23:59:59.999 is valid,
+   the next day 00:00 is expired). The two cannot both apply.
+6. ``review_missing`` -- no review date, or one later than today (article 11).
+7. ``training_incomplete`` -- training hours below ``min_training_hours``.
+8. ``commitment_missing`` -- no signed confidentiality commitment, or one dated
+   later than today.
+9. ``lockdown`` -- the door is in lockdown.
+10. ``screening_unavailable`` -- the metal-detector gate is in tamper or in
+    fault, so nobody entering can be screened (article 14(3)).
+11. ``non_working_day`` -- the person's schedule group does not work today.
+12. ``outside_working_hours`` -- today is worked, but not at this time.
+13. ``anti_passback`` -- entering while already inside (``hard``: denied;
+    ``soft``: allowed with the note ``anti_passback``; ``off``: ignored).
+14. ``escort_required`` -- a visitor or inspector enters only within
+    ``escort_window_s`` after a staff member or supervisor passed in through
+    this door (two-person rule, articles 26-27): the escort's passage counts,
+    not the grant, so a grant that lapsed unopened escorts nobody.
+
+The person's identity (1-3) and the trust in the clock (4) come first, then
+the person's standing (5-8), the state of the door (9-10) and the time of day
+(11-12), so a denial names what the person or the
+roster manager must fix first. Nobody is exempt from vetting; supervisors are
+judged against their own (usually wider) schedule group like everyone else.
+
+**Leaving** (direction ``out``, the credential shown at the inside reader) is
+judged only by ``EXIT_PRECEDENCE``: ``invalid_id_number``,
+``unknown_credential`` and ``anti_passback`` (leaving while not recorded
+inside). Lockdown, an unavailable gate, revocation, validity, vetting, the calendar
+and the escort rule never keep anyone in the room: people must be able to leave after hours,
+after their permit ran out, or while the door is locked down, and fire safety
+needs free egress (the exit button releases the lock whatever software says).
+Reading the card on the way out still matters: it closes the person's visit in
+the register and passes them to exit screening.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from firmware_py.config.schema import PolicyConfig
+from firmware_py.core.people import ESCORTED_ROLES, Credential, Person
+from firmware_py.core.working_hours import WorkingHours
+
+PRECEDENCE: tuple[str, ...] = (
+    "invalid_id_number",
+    "unknown_credential",
+    "revoked",
+    "clock_unsynchronised",
+    "not_yet_valid",
+    "expired",
+    "review_missing",
+    "training_incomplete",
+    "commitment_missing",
+    "lockdown",
+    "screening_unavailable",
+    "non_working_day",
+    "outside_working_hours",
+    "anti_passback",
+    "escort_required",
+)
+EXIT_PRECEDENCE: tuple[str, ...] = ("invalid_id_number", "unknown_credential", "anti_passback")
+REASONS: tuple[str, ...] = PRECEDENCE  # every denial reason decide() can give
+
+ANTI_PASSBACK_NOTE = "anti_passback"  # on a grant under soft anti-passback
+
+
+@dataclass(frozen=True)
+class DoorContext:
+    """What the controller knows about the door when the credential is read.
+
+    ``inside``: the person ids currently recorded inside the room.
+    ``lockdown``: a supervisor put the door in lockdown.
+    ``clock_sane``: the wall clock is synchronised (not before the clock floor,
+    no large step either way).
+    ``screening_available``: the metal-detector gate is neither in tamper nor
+    in fault, so an entry can be screened.
+    ``last_escort_entry``: when a staff member or supervisor last passed in
+    through this door (the passage, not the grant), or None.
+    """
+
+    inside: frozenset[str] = frozenset()
+    lockdown: bool = False
+    clock_sane: bool = True
+    screening_available: bool = True
+    last_escort_entry: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The policy's answer: allowed, or denied with exactly one reason.
+
+    ``notes`` record what was let through but is worth auditing (e.g.
+    ``anti_passback`` under the soft setting).
+    """
+
+    allowed: bool
+    reason: str | None
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.allowed and self.reason is not None:
+            raise ValueError(f"an allowed decision has no reason, got {self.reason!r}")
+        if not self.allowed and not self.reason:
+            raise ValueError("a denial needs a reason")
+
+    @classmethod
+    def allow(cls, notes: tuple[str, ...] = ()) -> "Decision":
+        return cls(True, None, tuple(notes))
+
+    @classmethod
+    def deny(cls, reason: str, notes: tuple[str, ...] = ()) -> "Decision":
+        return cls(False, reason, tuple(notes))
+
+
+def _validity_reason(person: Person, at: datetime, hours: WorkingHours) -> str | None:
+    today = at.astimezone(hours.tz).date()
+    if today < person.valid_from:
+        return "not_yet_valid"
+    if today > person.valid_until:
+        return "expired"
+    return None
+
+
+def _vetting_reason(person: Person, at: datetime, policy: PolicyConfig, hours: WorkingHours) -> str | None:
+    today = at.astimezone(hours.tz).date()
+    if person.review_date is None or person.review_date > today:
+        return "review_missing"
+    if person.training_hours < policy.min_training_hours:
+        return "training_incomplete"
+    if person.commitment_date is None or person.commitment_date > today:
+        return "commitment_missing"
+    return None
+
+
+def _escorted(at: datetime, ctx: DoorContext, policy: PolicyConfig) -> bool:
+    """A staff member or supervisor passed in at most ``escort_window_s`` before ``at`` (inclusive)."""
+    if ctx.last_escort_entry is None:
+        return False
+    since = at - ctx.last_escort_entry
+    return timedelta(0) <= since <= timedelta(seconds=policy.escort_window_s)
+
+
+def _anti_passback(breach: bool, policy: PolicyConfig) -> tuple[str | None, tuple[str, ...]]:
+    """(denial reason, notes) for an anti-passback breach under the configured mode."""
+    if not breach or policy.anti_passback == "off":
+        return None, ()
+    if policy.anti_passback == "soft":
+        return None, (ANTI_PASSBACK_NOTE,)
+    return "anti_passback", ()
+
+
+def decide(person: Person | None, credential: Credential, direction: str, at: datetime,
+           ctx: DoorContext, policy: PolicyConfig, hours: WorkingHours) -> Decision:
+    """Decide one presentation of ``credential`` (matched to ``person``, or None) at ``at``.
+
+    ``direction`` is ``in`` (outside reader) or ``out`` (inside reader).
+    Raises ValueError for a naive ``at`` or an unknown direction, and KeyError
+    when an entering person's schedule group is not in the calendar (the roster
+    must only name configured groups).
+    """
+    if direction not in ("in", "out"):
+        raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"{at.isoformat()} has no time zone; decide() needs a timezone-aware time")
+
+    if not credential.valid:
+        return Decision.deny("invalid_id_number")
+    if person is None:
+        return Decision.deny("unknown_credential")
+
+    if direction == "out":
+        reason, notes = _anti_passback(person.person_id not in ctx.inside, policy)
+        return Decision.deny(reason) if reason else Decision.allow(notes)
+
+    if person.status != "active":
+        return Decision.deny("revoked")
+    reason = (("clock_unsynchronised" if not ctx.clock_sane else None)
+              or _validity_reason(person, at, hours)
+              or _vetting_reason(person, at, policy, hours)
+              or ("lockdown" if ctx.lockdown else None)
+              or ("screening_unavailable" if not ctx.screening_available else None)
+              or hours.closed_reason(at, person.schedule_group))
+    if reason:
+        return Decision.deny(reason)
+
+    reason, notes = _anti_passback(person.person_id in ctx.inside, policy)
+    if reason:
+        return Decision.deny(reason)
+    if person.role in ESCORTED_ROLES and not _escorted(at, ctx, policy):
+        return Decision.deny("escort_required", notes)
+    return Decision.allow(notes)

@@ -1,0 +1,299 @@
+"""The tamper-evident, append-only event log and the MQTT outbox (articles 19, 21).
+
+Each event is stored with ``seq`` (1, 2, 3 … no gaps) and a SHA-256 chain:
+``prev_hash`` is the previous event's ``hash`` (64 zeros for the first).
+An event enters the outbox in the same transaction that stores it, and leaves
+it only when the broker has acknowledged it (DESIGN.md "MQTT"). Nothing here
+deletes an event: the log is kept permanently.
+
+When the database refuses a write (locked by another process, disk full,
+read-only), an event that need not be stored before the door acts on it can
+be kept in memory (:meth:`EventStore.defer`) with its own time and stored, in
+order and ahead of anything newer, as soon as the database allows
+(:meth:`EventStore.store_backlog`). :class:`ChainAnchor` keeps the head of the
+chain in a small file beside the device secret, so that a door whose log was
+removed or replaced notices it at start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import sqlite_utils
+
+from firmware_py.core.clock import Clock
+from firmware_py.storage.db import get_meta, set_meta, transaction
+from firmware_py.core.events import GENESIS_HASH, canonical, check_vocabulary, event_hash, refuse_full_id_numbers
+
+log = logging.getLogger(__name__)
+
+
+class EventStore:
+    """Appends events for one door and reads them back."""
+
+    def __init__(self, db: sqlite_utils.Database, *, site: str, door: str, clock: Clock):
+        self.db = db
+        self.site = site
+        self.door = door
+        self.clock = clock
+        self.backlog: list[dict] = []  # events the database refused, oldest first, with their own time
+
+    def append(self, category: str, type: str, *, direction: str | None = None, person: dict | None = None,
+               credential: dict | None = None, reason: str | None = None, detail: dict | None = None) -> dict:
+        """Store one event durably (and queue it for MQTT); return it with ``seq`` and ``hash``.
+
+        Joins the caller's transaction when one is open, so a roster change and
+        its ``roster_changed`` event commit together; otherwise commits its own,
+        storing any :attr:`backlog` first so that older events keep their place.
+        Raises :class:`~firmware_py.errors.StoreError` when the database refuses.
+        """
+        check_vocabulary(category, type, direction, reason)
+        if self.db.conn.in_transaction:
+            return self._append(category, type, direction, person, credential, reason, detail)
+        with transaction(self.db):
+            for item in self.backlog:
+                self._append(**item)
+            event = self._append(category, type, direction, person, credential, reason, detail)
+        self.backlog.clear()
+        return event
+
+    def defer(self, category: str, type: str, *, direction: str | None = None, person: dict | None = None,
+              credential: dict | None = None, reason: str | None = None, detail: dict | None = None) -> dict:
+        """Keep an event in memory, with the time it happened, for :meth:`store_backlog`.
+
+        Returns the event as it will be stored, without ``seq`` and ``hash``.
+        """
+        check_vocabulary(category, type, direction, reason)
+        item = {"category": category, "type": type, "direction": direction, "person": person,
+                "credential": credential, "reason": reason, "detail": detail,
+                "ts": self.clock.now().isoformat(timespec="milliseconds")}
+        self.backlog.append(item)
+        return {"seq": None, "site": self.site, "door": self.door, **{k: v for k, v in item.items()},
+                "detail": detail or {}}
+
+    def store_backlog(self) -> list[dict]:
+        """Store the deferred events in one transaction, in order; return them stored.
+
+        Raises :class:`~firmware_py.errors.StoreError` (the backlog is kept) when
+        the database still refuses.
+        """
+        if not self.backlog:
+            return []
+        with transaction(self.db):
+            stored = [self._append(**item) for item in self.backlog]
+        self.backlog.clear()
+        return stored
+
+    def _append(self, category, type, direction, person, credential, reason, detail, ts: str | None = None) -> dict:
+        row = self.db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev_hash = (row[0] + 1, row[1]) if row else (1, GENESIS_HASH)
+        event = {
+            "seq": seq,
+            "ts": ts or self.clock.now().isoformat(timespec="milliseconds"),
+            "site": self.site,
+            "door": self.door,
+            "category": category,
+            "type": type,
+            "direction": direction,
+            "person": person,
+            "credential": credential,
+            "reason": reason,
+            "detail": detail or {},
+            "prev_hash": prev_hash,
+        }
+        body = canonical(event)
+        refuse_full_id_numbers(body)
+        event["hash"] = event_hash(event)
+        self.db.execute(
+            "INSERT INTO events (seq, ts, category, type, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (seq, event["ts"], category, type, body, prev_hash, event["hash"]),
+        )
+        self.db.execute("INSERT INTO outbox (seq) VALUES (?)", (seq,))
+        set_meta(self.db, "head_seq", seq)
+        return event
+
+    # ------------------------------------------------------------------ reading
+
+    def last_seq(self) -> int:
+        row = self.db.execute("SELECT max(seq) FROM events").fetchone()
+        return row[0] or 0
+
+    def head(self) -> tuple[int, str]:
+        """The chain head: the last ``seq`` and its ``hash`` (0 and the genesis hash when empty)."""
+        row = self.db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    def hash_at(self, seq: int) -> str | None:
+        row = self.db.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
+        return row[0] if row else None
+
+    def events(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[dict]:
+        sql = "SELECT body, hash FROM events WHERE seq >= ?"
+        params: list = [from_seq]
+        if to_seq is not None:
+            sql += " AND seq <= ?"
+            params.append(to_seq)
+        for body, h in self.db.execute(sql + " ORDER BY seq", params):
+            event = json.loads(body)
+            event["hash"] = h
+            yield event
+
+    def events_between(self, start: datetime, end: datetime) -> Iterator[dict]:
+        """Events with ``start <= ts < end``, through the ``ts`` index.
+
+        Stored times are ISO text in the site's offset, which sort as text within
+        one offset; a day's margin either side covers a zone with daylight saving,
+        and the exact comparison is made on the parsed time.
+        """
+        margin = timedelta(days=1)
+        rows = self.db.execute("SELECT body, hash FROM events WHERE ts >= ? AND ts < ? ORDER BY seq",
+                               ((start - margin).isoformat(), (end + margin).isoformat()))
+        for body, h in rows:
+            event = json.loads(body)
+            if start <= datetime.fromisoformat(event["ts"]) < end:
+                event["hash"] = h
+                yield event
+
+    # ------------------------------------------------------------------ outbox
+
+    def pending(self, limit: int = 500) -> list[dict]:
+        """The oldest events not yet acknowledged by the broker, in seq order."""
+        rows = self.db.execute(
+            "SELECT e.body, e.hash FROM outbox o JOIN events e ON e.seq = o.seq ORDER BY o.seq LIMIT ?", (limit,)
+        ).fetchall()
+        out = []
+        for body, h in rows:
+            event = json.loads(body)
+            event["hash"] = h
+            out.append(event)
+        return out
+
+    def acknowledge(self, seqs: Iterable[int]) -> None:
+        seqs = list(seqs)
+        if not seqs:
+            return
+        with transaction(self.db):
+            self.db.conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+
+    def queued(self) -> int:
+        return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+
+# ---------------------------------------------------------------------- the chain anchor
+
+
+class ChainAnchor:
+    """The chain head (``seq`` and ``hash``) remembered in a small file outside the database.
+
+    Kept beside the device secret (``device.key.head``), it is written at start
+    and stop and every :attr:`EVERY` events; a door that starts on a log shorter
+    than the anchor, or whose event at the anchor's ``seq`` has another hash,
+    lost or replaced its log (a removed or swapped database file).
+    """
+
+    EVERY = 100
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.seq = 0
+
+    @classmethod
+    def beside(cls, secret_path: str | Path) -> "ChainAnchor":
+        secret_path = Path(secret_path)
+        return cls(secret_path.with_name(secret_path.name + ".head"))
+
+    def read(self) -> tuple[int, str] | None:
+        """The head last written, or None when there is none (a new door) or it cannot be read."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            seq, h = int(data["seq"]), str(data["hash"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: the chain anchor cannot be read (%s); it is written again", self.path, exc)
+            return None
+        self.seq = seq
+        return seq, h
+
+    def write(self, seq: int, h: str) -> None:
+        """Replace the file atomically; a failure is logged, never raised (the log itself is stored)."""
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(json.dumps({"seq": seq, "hash": h}) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            self.seq = seq
+        except OSError as exc:
+            log.warning("%s: cannot write the chain anchor: %s", self.path, exc.strerror or exc)
+
+    def due(self, seq: int) -> bool:
+        return seq - self.seq >= self.EVERY
+
+
+# ---------------------------------------------------------------------- verification
+
+
+def _body_matches(body: str, seq: int, ts: str, category: str, type_: str, prev: str) -> bool:
+    """Does the canonical body claim this seq, time, category, type and previous hash?
+
+    Read from the text instead of parsing it (parsing was half of verify's time on a
+    long log). The canonical form sorts keys, so the top-level ``prev_hash`` and
+    ``seq`` are the last of their names (nested ones sort before them) and ``ts``
+    and ``type`` close the object; quotes inside strings are escaped.
+    """
+    i = body.rfind(',"prev_hash":"')
+    j = body.rfind(',"seq":')
+    return (i > 0 and body[i + 14:i + 78] == prev and j > i and body.startswith(f',"seq":{seq},', j)
+            and body.startswith(f'{{"category":"{category}",') and body.endswith(f'"ts":"{ts}","type":"{type_}"}}'))
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    count: int
+    bad_seq: int | None = None
+    problem: str = ""
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"ok {self.count} events"
+        return f"chain broken at seq {self.bad_seq}: {self.problem}"
+
+
+def verify(db: sqlite_utils.Database, progress=None) -> Verification:
+    """Walk the chain; report the first seq where a row was altered, removed or reordered.
+
+    ``progress(done, total)`` is called now and then for a long log.
+    """
+    total = db.execute("SELECT count(*) FROM events").fetchone()[0]
+    expected_seq, prev = 1, GENESIS_HASH
+    count = 0
+    cursor = db.conn.execute("SELECT seq, ts, category, type, body, prev_hash, hash FROM events ORDER BY seq")
+    for seq, ts, category, type_, body, prev_hash, h in cursor:
+        if seq != expected_seq:
+            return Verification(False, count, expected_seq, f"event {expected_seq} is missing (next stored is {seq})")
+        if prev_hash != prev or not _body_matches(body, seq, ts, category, type_, prev):
+            return Verification(False, count, seq, "the stored event does not match its row or the previous "
+                                                   "event's hash (edited, moved or reordered)")
+        # The body is the canonical text the hash was made over: hash the stored bytes.
+        if hashlib.sha256(body.encode("utf-8")).hexdigest() != h:
+            return Verification(False, count, seq, "the hash does not match the event (edited)")
+        prev = h
+        expected_seq += 1
+        count += 1
+        if progress and count % 50000 == 0:
+            progress(count, total)
+    head = get_meta(db, "head_seq", 0)
+    if head > count:
+        return Verification(False, count, count + 1, f"events {count + 1} to {head} were removed from the end")
+    return Verification(True, count)

@@ -1,0 +1,96 @@
+"""Crash safety: the controller SIGKILLed at random points loses no event and never leaves a release unrecorded.
+
+A child process (tests/system/crash_child.py) runs the real controller on simulated
+hardware with its MQTT link to a real Mosquitto and plays a random door day;
+the campaign (tests/system/crash_campaign.py) kills it at random moments, restarts
+it on the same database and checks what is on disk after every kill. The
+bound here is CRASH_KILLS (default 10, about 20 s); the long mode is
+``python -m tests.system.crash_campaign --kills 1000``.
+"""
+
+import os
+
+import pytest
+
+from tests.system.crash_campaign import Campaign, run_campaign
+from tests.fixtures.mosquitto import MosquittoBroker
+
+KILLS = int(os.environ.get("CRASH_KILLS", "10"))
+SEED = int(os.environ.get("CRASH_SEED", "20261123"))
+
+
+@pytest.fixture(scope="module")
+def broker(mosquitto_files, tmp_path_factory):
+    b = MosquittoBroker(mosquitto_files, tmp_path_factory.mktemp("crash-broker"))
+    b.start()
+    yield b
+    b.close_clients()
+    b.stop(kill=True)
+
+
+@pytest.fixture(scope="module")
+def campaign(broker, tmp_path_factory):
+    result = run_campaign(broker, tmp_path_factory.mktemp("crash-door"), kills=KILLS, seed=SEED)
+    print(f"crash campaign: {result.summary()}")
+    return result
+
+
+def test_the_campaign_killed_the_controller_as_often_as_asked_and_released_the_lock_both_ways(campaign):
+    assert campaign.kills == KILLS, campaign.failed("child")
+    assert campaign.releases.get("_grant", 0) > 0 and campaign.releases.get("_on_exit_button", 0) > 0, campaign.releases
+
+
+def test_no_child_controller_died_on_its_own(campaign):
+    assert campaign.failed("child") == []
+
+
+def test_the_log_verifies_after_every_kill(campaign):
+    assert campaign.failed("verify") == []
+
+
+def test_seq_has_no_gaps_after_any_kill(campaign):
+    assert campaign.failed("gaps") == []
+
+
+def test_every_journaled_lock_release_has_its_stored_event(campaign):
+    assert campaign.failed("release") == []
+
+
+def test_the_lock_is_secure_before_and_after_every_restart(campaign):
+    assert campaign.failed("lock") == []
+
+
+def test_the_supervisor_sees_every_seq_once_the_last_controller_flushed(campaign):
+    assert campaign.failed("subscriber") == []
+    assert campaign.received == campaign.events
+
+
+# ---------------------------------------------------------------- kills placed exactly after the relay moved
+
+
+@pytest.fixture
+def fresh(broker, tmp_path):
+    c = Campaign(broker, tmp_path / "door", seed=SEED)
+    c.prepare()
+    yield c
+    c.close()
+
+
+def test_a_kill_right_after_a_grant_released_the_lock_finds_the_grant_stored(fresh):
+    child = fresh.run_child(script=["badge_in"], die_after_release="_grant", steps=0)
+    fresh.check()
+    assert child.returncode == -9 and fresh.result.releases == {"_grant": 1}
+    assert fresh.failures() == []
+
+
+def test_a_kill_right_after_the_exit_button_released_the_lock_finds_the_exit_stored(fresh):
+    child = fresh.run_child(script=["exit"], die_after_release="_on_exit_button", steps=0)
+    fresh.check()
+    assert child.returncode == -9 and fresh.result.releases == {"_on_exit_button": 1}
+    assert fresh.failures() == []
+
+
+def test_a_controller_killed_with_the_lock_released_starts_again_with_it_secure(fresh):
+    fresh.run_child(script=["badge_in"], die_after_release="_grant", steps=0)
+    fresh.kill_once(while_starting=False)
+    assert fresh.result.kills == 1 and fresh.failures() == []

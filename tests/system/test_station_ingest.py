@@ -1,0 +1,123 @@
+"""The station's ingest (the monitor it runs) against a real Mosquitto: what arrives retained.
+
+Mosquitto cannot forbid a door's account to publish an event retained, so an event that arrives
+with the retain flag is a stale or forged copy kept by the broker: it is ignored, with an integrity
+warning. A door's retained status, on the other hand, is exactly how the station learns, at its
+first subscription, that a door published events it never received: it asks for them at once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from firmware_py.station.ingest import BrokerSettings, Monitor
+from tests.fixtures.mosquitto import SITE, door_username
+from tests.system.test_monitor import make_events
+
+DOOR = "scan-room"
+
+
+def settings(broker) -> BrokerSettings:
+    s = broker.supervisor
+    return BrokerSettings(url=broker.url, username=s.username, password=s.password, ca_file=broker.ca_file,
+                          cert_file=s.cert_file, key_file=s.key_file, client_id=f"station-test-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def start_ingest(mosquitto_broker, tmp_path):
+    """A Monitor as the station runs it (every site, no beacon); its lines collect in ``.lines``."""
+    monitors = []
+
+    def start(**kwargs):
+        lines = []
+        m = Monitor(settings(mosquitto_broker), tmp_path / "archive.db", out=lines.append, beacon_interval_s=None,
+                    **kwargs)
+        m.lines = lines
+        monitors.append(m)
+        return m.start()
+
+    yield start
+    for m in monitors:
+        m.close()
+
+
+@pytest.fixture
+def door(mosquitto_broker):
+    client = mosquitto_broker.connect(door_username(DOOR))
+    client.subscribe(mosquitto_broker.topic(DOOR, "cmd"))
+    return client
+
+
+def publish(door, broker, events, *, retain=False):
+    for e in events:
+        rc = door.publish(broker.topic(DOOR, "events", e["category"], e["type"]), json.dumps(e, ensure_ascii=False),
+                          retain=retain)
+        assert not rc.is_failure, rc
+
+
+def status(last_seq, queued=0, online=True):
+    return json.dumps({"online": online, "door": "closed", "lock": "locked", "lockdown": False, "occupancy": 0,
+                       "last_seq": last_seq, "queued": queued, "version": "test"})
+
+
+def test_an_event_that_arrives_retained_is_not_archived_and_raises_an_integrity_warning(start_ingest, door,
+                                                                                        mosquitto_broker):
+    forged = make_events([1])
+    publish(door, mosquitto_broker, forged, retain=True)  # kept by the broker for every new subscriber
+    m = start_ingest()
+    assert m.wait_until(lambda: m.anomalies(kind="retained_event"), 5)
+    (a,) = m.anomalies(kind="retained_event")
+    assert (a.site, a.door, a.seq) == (SITE, DOOR, None) and "retained" in a.detail
+    assert m.archive.count() == 0
+    assert any("INTEGRITY WARNING" in line and "retained" in line for line in m.lines)
+
+
+def test_events_published_normally_are_still_archived_beside_a_retained_one(start_ingest, door, mosquitto_broker):
+    events = make_events(range(1, 3))
+    publish(door, mosquitto_broker, events[:1], retain=True)
+    m = start_ingest()
+    publish(door, mosquitto_broker, events)
+    assert m.wait_for_seq(SITE, DOOR, 2, contiguous=True)
+    assert m.events(SITE, DOOR) == events and len(m.anomalies(kind="retained_event")) == 1
+
+
+def test_a_retained_status_announcing_events_never_received_gets_a_replay_request_at_once(start_ingest, door,
+                                                                                         mosquitto_broker):
+    events = make_events(range(1, 4))
+    publish(door, mosquitto_broker, events)  # before the station's first subscription: nobody queues them
+    door.publish(mosquitto_broker.topic(DOOR, "status"), status(3), retain=True)
+    m = start_ingest(replay_interval_s=60)  # far longer than the wait below: only an immediate request counts
+    (cmd,) = door.wait_for_messages(1, mosquitto_broker.topic(DOOR, "cmd"), timeout=5)
+    request = json.loads(cmd.payload)
+    assert request["action"] == "replay" and request["from_seq"] == 1
+    publish(door, mosquitto_broker, events)  # the door replays
+    assert m.wait_for_seq(SITE, DOOR, 3, contiguous=True)
+    assert m.events(SITE, DOOR) == events
+
+
+@pytest.mark.parametrize("announced", [
+    status(0),                  # nothing published yet
+    status(3, queued=3),        # the events are still on their way from the door's outbox
+    status(3, online=False),    # the door is offline: it cannot replay
+])
+def test_a_retained_status_asks_for_nothing_when_nothing_is_missing_or_it_cannot_be_sent(
+        start_ingest, door, mosquitto_broker, announced):
+    door.publish(mosquitto_broker.topic(DOOR, "status"), announced, retain=True)
+    m = start_ingest(replay_interval_s=60)
+    assert m.wait_until(lambda: m.status(SITE, DOOR) is not None, 5)
+    with pytest.raises(TimeoutError):
+        door.wait_for_messages(1, mosquitto_broker.topic(DOOR, "cmd"), timeout=1.5)
+
+
+def test_an_event_published_retained_while_the_station_listens_is_ignored_as_well(start_ingest, door,
+                                                                                  mosquitto_broker):
+    m = start_ingest()
+    events = make_events(range(1, 3))
+    publish(door, mosquitto_broker, events[:1], retain=True)
+    publish(door, mosquitto_broker, events[1:])
+    assert m.wait_for_seq(SITE, DOOR, 2)
+    assert m.wait_until(lambda: m.anomalies(kind="retained_event"), 5)
+    assert [e["seq"] for e in m.events(SITE, DOOR)] == [2]

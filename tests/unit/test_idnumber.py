@@ -1,0 +1,244 @@
+"""Resident ID numbers (GB 11643-1999) and the device secret."""
+
+import hashlib
+import hmac
+import os
+import stat
+from datetime import date
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firmware_py.errors import AccessCtlError, IdNumberError
+from firmware_py.core.idnumber import (
+    CHECK_CHARS, SecretError, check_digit, id_hash, is_valid, load_or_create_secret, mask, validate,
+)
+from tests.fixtures.roster import id_number
+
+STANDARD_EXAMPLE = "11010519491231002X"  # the example printed in GB 11643-1999
+GOOD = id_number("43010219850312123")  # synthetic, Changsha Furong district
+TODAY = date(2026, 11, 23)
+
+
+def wrong_check(number: str) -> str:
+    return number[:17] + next(c for c in CHECK_CHARS if c != number[17])
+
+
+# --------------------------------------------------------------------------- good numbers
+
+
+def test_the_standards_example_number_is_valid():
+    assert validate(STANDARD_EXAMPLE) == STANDARD_EXAMPLE
+
+
+def test_the_check_digit_of_the_standards_example_is_x():
+    assert check_digit(STANDARD_EXAMPLE[:17]) == "X"
+
+
+def test_a_lower_case_x_is_accepted_and_upper_cased():
+    assert validate(STANDARD_EXAMPLE.lower()) == STANDARD_EXAMPLE
+
+
+def test_surrounding_blanks_are_removed():
+    assert validate(f"  {GOOD}\n") == GOOD
+
+
+def test_residence_permit_ranges_for_hong_kong_macau_and_taiwan_are_accepted():
+    for region in ("810000", "820000", "830000"):
+        assert is_valid(id_number(region + "19900101001"))
+
+
+def test_a_person_born_today_is_valid():
+    assert validate(id_number("43010220261123001"), today=TODAY)
+
+
+def test_february_29_of_a_leap_year_is_a_real_birth_date():
+    assert is_valid(id_number("43010220000229001"))
+
+
+# --------------------------------------------------------------------------- bad numbers
+
+
+def test_every_wrong_check_digit_is_rejected():
+    for c in CHECK_CHARS:
+        if c != GOOD[17]:
+            with pytest.raises(IdNumberError, match="check digit"):
+                validate(GOOD[:17] + c)
+
+
+def test_a_number_of_17_characters_is_rejected():
+    with pytest.raises(IdNumberError, match="has 17 characters"):
+        validate(GOOD[:17])
+
+
+def test_a_15_digit_first_generation_number_is_rejected():
+    with pytest.raises(IdNumberError, match="has 15 characters"):
+        validate("430102850312123")
+
+
+def test_a_letter_among_the_first_17_is_rejected():
+    with pytest.raises(IdNumberError, match="character 5 is not a digit"):
+        validate(GOOD[:4] + "A" + GOOD[5:])
+
+
+def test_x_anywhere_but_last_is_rejected():
+    with pytest.raises(IdNumberError, match="not a digit"):
+        validate("X" + GOOD[1:])
+
+
+def test_a_region_that_is_no_province_is_rejected():
+    for region in ("00", "10", "16", "24", "38", "47", "55", "66", "72", "84", "99"):
+        with pytest.raises(IdNumberError, match=f"region code {region}"):
+            validate(id_number(region + "0102198503121234"[:15]))
+
+
+def test_february_30_is_rejected():
+    with pytest.raises(IdNumberError, match="1990-02-30 does not exist"):
+        validate(id_number("43010219900230123"))
+
+
+def test_february_29_of_a_common_year_is_rejected():
+    with pytest.raises(IdNumberError, match="does not exist"):
+        validate(id_number("43010219010229123"))
+
+
+def test_month_13_is_rejected():
+    with pytest.raises(IdNumberError, match="does not exist"):
+        validate(id_number("43010219901301123"))
+
+
+def test_a_birth_date_in_the_future_is_rejected():
+    with pytest.raises(IdNumberError, match="2026-11-24 is in the future"):
+        validate(id_number("43010220261124001"), today=TODAY)
+
+
+def test_a_birth_date_before_1900_is_rejected():
+    with pytest.raises(IdNumberError, match="before 1900"):
+        validate(id_number("43010218991231001"))
+
+
+def test_is_valid_is_false_for_bad_numbers_and_non_text():
+    assert not is_valid(wrong_check(GOOD))
+    assert not is_valid("")
+    assert not is_valid(None)
+
+
+def test_error_messages_never_contain_the_full_number():
+    bad = [wrong_check(GOOD), id_number("99010219850312123"), id_number("43010219900230123"),
+           id_number("43010229990101001"), GOOD + "1", GOOD[:4] + "A" + GOOD[5:]]
+    for number in bad:
+        with pytest.raises(IdNumberError) as caught:
+            validate(number)
+        assert number not in str(caught.value)
+        assert number[:17] not in str(caught.value)
+
+
+def test_an_id_number_error_is_a_value_error_not_a_user_facing_store_error():
+    assert issubclass(IdNumberError, ValueError)
+    assert not issubclass(IdNumberError, AccessCtlError)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    region=st.sampled_from(["11", "31", "43", "65", "81"]),
+    born=st.dates(min_value=date(1900, 1, 1), max_value=TODAY),
+    rest=st.text(alphabet="0123456789", min_size=7, max_size=7),
+    position=st.integers(0, 17),
+    replacement=st.sampled_from("0123456789X"),
+)
+def test_changing_any_single_character_of_a_valid_number_makes_it_invalid(region, born, rest, position, replacement):
+    number = id_number(region + rest[:4] + born.strftime("%Y%m%d") + rest[4:])
+    assert validate(number, today=TODAY) == number
+    changed = number[:position] + replacement + number[position + 1:]
+    if changed != number:
+        assert not is_valid(changed, today=TODAY)
+
+
+# --------------------------------------------------------------------------- masking
+
+
+def test_mask_keeps_the_first_6_and_last_4_characters():
+    assert mask(GOOD) == "430102********123X"
+
+
+def test_mask_upper_cases_a_lower_case_x():
+    assert mask(STANDARD_EXAMPLE.lower()) == "110105********002X"
+
+
+def test_mask_hides_a_malformed_number_completely():
+    assert mask("43010219850312") == "*" * 14
+
+
+# --------------------------------------------------------------------------- device secret
+
+
+def test_the_secret_is_created_with_mode_0600_in_a_new_directory(tmp_path):
+    path = tmp_path / "var" / "lib" / "accessctl" / "device.key"
+    secret = load_or_create_secret(path)
+    assert len(secret) == 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_bytes() == secret
+
+
+def test_the_secret_is_created_0600_even_with_a_permissive_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        load_or_create_secret(tmp_path / "device.key")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "device.key").stat().st_mode) == 0o600
+
+
+def test_the_secret_is_reused_on_the_next_start(tmp_path):
+    first = load_or_create_secret(tmp_path / "device.key")
+    assert load_or_create_secret(tmp_path / "device.key") == first
+
+
+def test_two_devices_get_different_secrets(tmp_path):
+    assert load_or_create_secret(tmp_path / "a.key") != load_or_create_secret(tmp_path / "b.key")
+
+
+def test_a_secret_readable_by_others_is_refused(tmp_path):
+    path = tmp_path / "device.key"
+    load_or_create_secret(path)
+    path.chmod(0o644)
+    with pytest.raises(SecretError, match="mode 0644.*chmod 600"):
+        load_or_create_secret(path)
+
+
+def test_a_secret_of_the_wrong_size_is_refused_not_replaced(tmp_path):
+    path = tmp_path / "device.key"
+    path.write_bytes(b"short")
+    path.chmod(0o600)
+    with pytest.raises(SecretError, match="5 bytes, not 32"):
+        load_or_create_secret(path)
+    assert path.read_bytes() == b"short"
+
+
+def test_a_secret_error_is_shown_to_the_user_as_a_store_problem():
+    assert issubclass(SecretError, AccessCtlError)
+
+
+def test_no_temporary_file_is_left_next_to_the_secret(tmp_path):
+    load_or_create_secret(tmp_path / "device.key")
+    assert [p.name for p in tmp_path.iterdir()] == ["device.key"]
+
+
+# --------------------------------------------------------------------------- keyed hash
+
+
+def test_the_id_hash_is_hmac_sha256_of_the_normalised_number(tmp_path):
+    secret = load_or_create_secret(tmp_path / "device.key")
+    expected = hmac.new(secret, STANDARD_EXAMPLE.encode(), hashlib.sha256).hexdigest()
+    assert id_hash(secret, STANDARD_EXAMPLE) == expected
+    assert id_hash(secret, " " + STANDARD_EXAMPLE.lower()) == expected
+
+
+def test_the_same_number_hashes_differently_on_another_device():
+    assert id_hash(b"a" * 32, GOOD) != id_hash(b"b" * 32, GOOD)
+
+
+def test_the_plain_sha256_of_a_number_is_not_its_id_hash():
+    # Without the key, hashing all ~10^10 plausible numbers would reverse an unkeyed hash.
+    assert id_hash(b"k" * 32, GOOD) != hashlib.sha256(GOOD.encode()).hexdigest()

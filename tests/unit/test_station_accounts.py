@@ -1,0 +1,149 @@
+"""Station accounts, sessions, login throttling and the records that are never deleted, on a real SQLite file."""
+
+from __future__ import annotations
+
+from tests.fixtures.constants import TZ
+import sqlite3
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from firmware_py.station import accounts, alarms, audit
+from firmware_py.station.accounts import AccountError, role_allows
+from firmware_py.station.storage import open_station_store
+from firmware_py.station.throttle import LoginThrottle
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=TZ)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_station_store(tmp_path / "archive.db")
+    yield s
+    s.close()
+
+
+def test_a_password_is_kept_as_a_salted_scrypt_hash_with_its_parameters(store):
+    accounts.add_account(store, "alice", "viewer", "same password", NOW)
+    accounts.add_account(store, "bob", "viewer", "same password", NOW)
+    hashes = [h for (h,) in store.query("SELECT password_hash FROM accounts ORDER BY name")]
+    assert all(h.startswith("scrypt$32768$8$1$") for h in hashes)
+    assert hashes[0] != hashes[1]  # salted
+    assert not any("same password" in h for h in hashes)
+
+
+def test_the_right_password_gives_the_accounts_role_and_a_wrong_one_nothing(store):
+    accounts.add_account(store, "olga", "operator", "right password", NOW)
+    assert accounts.authenticate(store, "olga", "right password") == "operator"
+    assert accounts.authenticate(store, "olga", "wrong password") is None
+    assert accounts.authenticate(store, "nobody", "right password") is None
+
+
+def test_an_account_name_is_taken_only_once(store):
+    accounts.add_account(store, "olga", "operator", "right password", NOW)
+    with pytest.raises(AccountError, match="already exists"):
+        accounts.add_account(store, "olga", "admin", "other password", NOW)
+    assert accounts.accounts(store) == [("olga", "operator", NOW.isoformat(timespec="seconds"))]
+
+
+@pytest.mark.parametrize("name, role, password, message", [
+    ("olga", "operator", "short", "8 to 1024 characters"),
+    ("olga", "root", "long enough", "not a role"),
+    ("olga smith", "viewer", "long enough", "not an account name"),
+    ("", "viewer", "long enough", "not an account name"),
+])
+def test_a_bad_name_role_or_short_password_is_refused(store, name, role, password, message):
+    with pytest.raises(AccountError, match=message):
+        accounts.add_account(store, name, role, password, NOW)
+    assert accounts.accounts(store) == []
+
+
+def test_roles_are_ordered_viewer_then_operator_then_admin():
+    assert role_allows("admin", "operator") and role_allows("operator", "operator") and role_allows("viewer", "viewer")
+    assert not role_allows("viewer", "operator") and not role_allows("operator", "admin")
+    assert not role_allows("root", "viewer")
+
+
+def test_a_session_is_found_by_its_token_which_the_table_keeps_only_as_a_hash(store):
+    accounts.add_account(store, "olga", "operator", "right password", NOW)
+    session = accounts.open_session(store, "olga", NOW)
+    found = accounts.find_session(store, session.token, NOW + timedelta(minutes=5), 3600)
+    assert (found.name, found.role, found.csrf) == ("olga", "operator", session.csrf)
+    assert store.one("SELECT count(*) FROM sessions WHERE token_hash=?", (session.token,))[0] == 0
+    assert accounts.find_session(store, session.token[:-1] + "x", NOW, 3600) is None
+
+
+def test_a_session_unused_longer_than_the_idle_limit_ends(store):
+    accounts.add_account(store, "olga", "operator", "right password", NOW)
+    session = accounts.open_session(store, "olga", NOW)
+    assert accounts.find_session(store, session.token, NOW + timedelta(minutes=50), 3600)
+    assert accounts.find_session(store, session.token, NOW + timedelta(minutes=111), 3600) is None
+    assert accounts.find_session(store, session.token, NOW + timedelta(minutes=112), 3600) is None
+
+
+def test_a_closed_session_no_longer_logs_in(store):
+    accounts.add_account(store, "olga", "operator", "right password", NOW)
+    session = accounts.open_session(store, "olga", NOW)
+    accounts.close_session(store, session.token)
+    assert accounts.find_session(store, session.token, NOW, 3600) is None
+
+
+class FakeMonotonic:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_five_failures_for_a_name_make_it_wait_sixty_seconds():
+    clock = FakeMonotonic()
+    throttle = LoginThrottle(monotonic=clock)
+    for _ in range(4):
+        throttle.failed(["user:olga"])
+    assert throttle.retry_after(["user:olga"]) == 0
+    throttle.failed(["user:olga"])
+    assert throttle.retry_after(["user:olga", "address:10.0.0.9"]) == 60
+    assert throttle.retry_after(["user:victor"]) == 0
+    clock.t += 60.5
+    assert throttle.retry_after(["user:olga"]) == 0
+
+
+def test_failures_spread_wider_than_the_window_do_not_lock_out():
+    clock = FakeMonotonic()
+    throttle = LoginThrottle(monotonic=clock, window_s=300)
+    for _ in range(10):
+        throttle.failed(["user:olga"])
+        clock.t += 100
+    assert throttle.retry_after(["user:olga"]) == 0
+
+
+def test_a_success_clears_the_names_earlier_failures():
+    clock = FakeMonotonic()
+    throttle = LoginThrottle(monotonic=clock)
+    for _ in range(4):
+        throttle.failed(["user:olga"])
+    throttle.succeeded("user:olga")
+    throttle.failed(["user:olga"])
+    assert throttle.retry_after(["user:olga"]) == 0
+
+
+def test_the_audit_trail_can_be_neither_changed_nor_deleted(store):
+    audit.record(store, at=NOW, who="olga", address="127.0.0.1", action="POST /x", detail={"a": 1}, result="303")
+    for sql in ("DELETE FROM audit", "UPDATE audit SET who='mallory'"):
+        with pytest.raises(sqlite3.IntegrityError, match="never"):
+            store.conn.execute(sql)
+    assert [(e.who, e.action, e.detail, e.result) for e in audit.entries(store)] == [("olga", "POST /x", {"a": 1}, "303")]
+
+
+def test_an_acknowledgement_can_be_neither_changed_nor_deleted(store):
+    store.conn.execute("INSERT INTO acknowledgements VALUES ('s', 'd', 1, 1, 'olga', 'now', 'checked')")
+    for sql in ("DELETE FROM acknowledgements", "UPDATE acknowledgements SET comment='nothing'"):
+        with pytest.raises(sqlite3.IntegrityError, match="never"):
+            store.conn.execute(sql)
+
+
+def test_an_acknowledgement_needs_a_comment(store):
+    with pytest.raises(alarms.AlarmError, match="comment"):
+        alarms.acknowledge(store, "s", "d", 1, 1, "olga", "   ", NOW)
