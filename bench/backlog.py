@@ -32,9 +32,9 @@ import threading
 import time
 from pathlib import Path
 
-from firmware_py.storage.db import open_db
 from firmware_py.core.inputs import LinkChanged
 from firmware_py.link.door_link import MAX_INFLIGHT, MqttLink, _payload
+from firmware_py.storage.db import open_db
 from tests.fixtures.mosquitto import BrokerFiles, MosquittoBroker, make_broker_files
 from tests.system.mqtt_link_child import account_config, store_events
 

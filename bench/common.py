@@ -25,9 +25,9 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -154,7 +154,7 @@ class Result:
     def __init__(self, name: str, title: str, *, data_dir: Path, quick: bool, params: dict | None = None):
         self.doc: dict = {
             "name": name, "title": title,
-            "started": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+            "started": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
             "seconds": None, "quick": quick, "machine": machine_info(data_dir), "params": params or {},
             "checks": [], "details": {}, "notes": [], "profiles": {},
         }

@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.system.crash_campaign import KINDS, run_campaign
 from tests.fixtures.mosquitto import BrokerFiles, MosquittoBroker, make_broker_files
+from tests.system.crash_campaign import KINDS, run_campaign
 
 from .common import RESULTS, Result, check, log
 from .data import Workspace

@@ -45,8 +45,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from firmware_py.core.clock import SimulatedClock
 from firmware_py.config.schema import Config
+from firmware_py.core.clock import SimulatedClock
 from firmware_py.core.inputs import BadgeRead, GatePassage, IdCardRead
 from simulator.door_sim import SimulatedDoor
 from simulator.id_card_device import IdCard
@@ -139,7 +139,7 @@ class DoorBench:
         self.release: list[float] = []
         self.profiler: cProfile.Profile | None = None
 
-    def __enter__(self) -> "DoorBench":
+    def __enter__(self) -> DoorBench:
         self.door.start()
         return self
 

@@ -68,7 +68,7 @@ def run_child(args: list[str], directory: Path, *, settle_s: float = SETTLE_S, t
                 sock.settimeout(max(0.01, min(0.5, deadline - time.monotonic())))
                 try:
                     message = sock.recv(4096)
-                except socket.timeout:
+                except TimeoutError:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError(f"the child did not get ready (exit {proc.poll()}): "
                                            f"{log_path.read_text(errors='replace')[-800:]}") from None

@@ -31,10 +31,10 @@ def controller(config: str) -> int:
         import tracemalloc
 
         tracemalloc.start()
-    from firmware_py.core.clock import SystemClock
     from firmware_py.config.schema import load_config
-    from firmware_py.service.sdnotify import Notifier
+    from firmware_py.core.clock import SystemClock
     from firmware_py.service.bootstrap import install_signal_handlers
+    from firmware_py.service.sdnotify import Notifier
     from simulator.door_sim import SimulatedDoor
 
     cfg = load_config(config)

@@ -35,16 +35,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from firmware_py.core.clock import SystemClock
-from firmware_py.storage.db import open_db
 from firmware_py.core.events import GENESIS_HASH, event_hash
-from firmware_py.storage.eventstore import EventStore
-from firmware_py.station.ingest import BrokerSettings, Monitor
-from firmware_py.station.archive import Archive
-from firmware_py.station.archive_schema import SCHEMA
 from firmware_py.link.door_link import MqttLink
 from firmware_py.station import queries
 from firmware_py.station import register as register_export
+from firmware_py.station.archive import Archive
+from firmware_py.station.archive_schema import SCHEMA
+from firmware_py.station.ingest import BrokerSettings, Monitor
 from firmware_py.station.storage import StationStore
+from firmware_py.storage.db import open_db
+from firmware_py.storage.eventstore import EventStore
 
 from .common import RESULTS, Result, check, log, percentile, summary_ms
 from .data import Workspace

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from smartcard import scard
 
@@ -154,7 +154,7 @@ class BadgeReader:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> "BadgeReader":
+    def start(self) -> BadgeReader:
         """Start watching the reader on a thread of its own."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -173,7 +173,7 @@ class BadgeReader:
                 log.warning("%s: reader thread did not stop", self.name)
         self._ready.clear()
 
-    def __enter__(self) -> "BadgeReader":
+    def __enter__(self) -> BadgeReader:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -122,7 +122,7 @@ class DoorLock:
         self._relay.detach()
         self._closed = True
 
-    def __enter__(self) -> "DoorLock":
+    def __enter__(self) -> DoorLock:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -53,7 +53,7 @@ class Command(enum.Enum):
     READ_TEXT_PHOTO = (0x30, 0x01)
 
     @classmethod
-    def lookup(cls, cmd: int, para: int) -> "Command | None":
+    def lookup(cls, cmd: int, para: int) -> Command | None:
         for command in cls:
             if command.value == (cmd, para):
                 return command
@@ -204,7 +204,7 @@ class Request:
         return Command.lookup(self.cmd, self.para)
 
     @classmethod
-    def from_frame(cls, frame: Frame) -> "Request":
+    def from_frame(cls, frame: Frame) -> Request:
         body = frame.body
         if len(body) < 2:
             raise Ga467Error(f"request of {len(body)} body bytes has no CMD PARA")
@@ -229,7 +229,7 @@ class Response:
         return status_text(self.status)
 
     @classmethod
-    def from_frame(cls, frame: Frame) -> "Response":
+    def from_frame(cls, frame: Frame) -> Response:
         body = frame.body
         if len(body) < 3:
             raise Ga467Error(f"response of {len(body)} body bytes has no status word")

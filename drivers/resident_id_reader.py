@@ -128,7 +128,7 @@ class ResidentIdReader:
         """True while the reader is in an outage (a DeviceFault was posted)."""
         return self._faulty
 
-    def __enter__(self) -> "ResidentIdReader":
+    def __enter__(self) -> ResidentIdReader:
         self.start()
         return self
 
@@ -207,9 +207,9 @@ class ResidentIdReader:
         self._silent_count = 0  # it is talking, if badly
         self._frameless_count += 1
         if self._frameless_count >= GARBLED_POLLS_BEFORE_FAULT:
-            self._fault((
+            self._fault(
                 f"no valid frame for {self._frameless_count} polls (only garbage: {received} bytes in answer "
-                f"to {what}): check that the reader's baud rate is {self.baudrate} and its wiring"))
+                f"to {what}): check that the reader's baud rate is {self.baudrate} and its wiring")
 
     def _fault(self, detail: str) -> None:
         if not self._faulty:

@@ -33,9 +33,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 from firmware_py.errors import AccessCtlError
 

@@ -15,18 +15,18 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Callable
 
 from gpiozero.pins.mock import MockFactory
 
 from drivers.badge_reader import BadgeReader
 from drivers.door_hardware import build_door_hardware
 from drivers.resident_id_reader import ResidentIdReader
+from firmware_py.config.schema import Config
 from firmware_py.core import inputs as ev
 from firmware_py.core.clock import SimulatedClock
-from firmware_py.config.schema import Config
 from firmware_py.service.bootstrap import Service, build_service
 
 from .gpio_world import GpioWorld
@@ -125,7 +125,7 @@ class SimulatedDoor:
     def close(self) -> None:
         self.service.shutdown()
 
-    def __enter__(self) -> "SimulatedDoor":
+    def __enter__(self) -> SimulatedDoor:
         self.start()
         return self
 

@@ -211,7 +211,7 @@ class IdCardDevice:
             except OSError:
                 pass
 
-    def __enter__(self) -> "IdCardDevice":
+    def __enter__(self) -> IdCardDevice:
         return self
 
     def __exit__(self, *exc) -> None:

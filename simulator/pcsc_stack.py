@@ -40,10 +40,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
-
 
 VPCD_READERS = ("Virtual PCD 00 00", "Virtual PCD 00 01")
 SYSTEM_CARD_PORTS = {"Virtual PCD 00 00": 35963, "Virtual PCD 00 01": 35964}
@@ -61,7 +60,7 @@ CHANNELID    0x8C7B
 """
 
 _socket_dir: Path | None = None
-_active: "Pcscd | None" = None
+_active: Pcscd | None = None
 
 
 def private_socket_dir() -> Path:
@@ -78,7 +77,7 @@ def private_socket_dir() -> Path:
     return _socket_dir
 
 
-def active_pcscd() -> "Pcscd | None":
+def active_pcscd() -> Pcscd | None:
     """This process's own running pcscd, if any."""
     return _active if _active is not None and _active.running else None
 
@@ -302,7 +301,7 @@ class Pcscd:
         return self.process is not None and self.process.poll() is None
 
     @contextlib.contextmanager
-    def unplugged(self) -> Iterator["Pcscd"]:
+    def unplugged(self) -> Iterator[Pcscd]:
         """Within the block the readers are gone (pcscd stopped; call :meth:`start` with
         ``readers=False`` inside to have the service back without them). On leaving,
         pcscd runs again with both readers: they are plugged back in."""

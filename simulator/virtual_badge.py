@@ -163,7 +163,7 @@ class VirtualBadge:
         finally:
             self.remove()
 
-    def __enter__(self) -> "VirtualBadge":
+    def __enter__(self) -> VirtualBadge:
         self.insert()
         return self
 

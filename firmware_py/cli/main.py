@@ -15,12 +15,12 @@ import sys
 from datetime import date
 
 from firmware_py import __version__
-from firmware_py.core.clock import SystemClock
 from firmware_py.config.schema import Config, config_warnings, load_config, with_overrides
-from firmware_py.storage.db import open_db, open_read_only
-from firmware_py.errors import AccessCtlError, StoreError
-from firmware_py.storage.eventstore import EventStore, verify
+from firmware_py.core.clock import SystemClock
 from firmware_py.core.register import period, register_rows, write_register
+from firmware_py.errors import AccessCtlError, StoreError
+from firmware_py.storage.db import open_db, open_read_only
+from firmware_py.storage.eventstore import EventStore, verify
 
 DEFAULT_CONFIG = "/etc/accessctl/venue.toml"
 

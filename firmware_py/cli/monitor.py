@@ -16,8 +16,8 @@ from datetime import date
 from pathlib import Path
 
 from firmware_py.core.clock import Clock, SystemClock
-from firmware_py.station.ingest import BrokerSettings, Monitor, MonitorError, read_password
 from firmware_py.station.archive import DEFAULT_ARCHIVE, Archive, export_register
+from firmware_py.station.ingest import BrokerSettings, Monitor, MonitorError, read_password
 
 
 def _date(text: str) -> date:

@@ -30,8 +30,8 @@ def add_commands(subparsers, common) -> None:
 def cmd_lockdown(args) -> int:
     import getpass
 
-    from firmware_py.storage import local_commands
     from firmware_py.cli.main import open_config
+    from firmware_py.storage import local_commands
     from firmware_py.storage.db import open_db
 
     cfg = open_config(args)
@@ -53,8 +53,8 @@ def cmd_lockdown(args) -> int:
 
 def cmd_run(args) -> int:
     from firmware_py.cli.main import open_config
-    from firmware_py.service.sdnotify import Notifier
     from firmware_py.service.bootstrap import build_service, install_signal_handlers
+    from firmware_py.service.sdnotify import Notifier
 
     cfg = open_config(args)
     # gpiozero warns once per pin library it cannot load; the one that matters is reported below.

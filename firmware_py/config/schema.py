@@ -212,7 +212,7 @@ class _Section:
             self.problems.add(self.where(key), "is required but missing")
         return default
 
-    def sub(self, key: str, required: bool = True) -> "_Section":
+    def sub(self, key: str, required: bool = True) -> _Section:
         value = self._get(key, _MISSING if required else {})
         name = f"{self.name}.{key}" if self.name else key
         return _Section(value if value is not _MISSING else {}, name, self.problems)

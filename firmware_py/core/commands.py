@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 import sqlite_utils
 
-from firmware_py.storage import roster
-from firmware_py.errors import RosterError
 from firmware_py.core.events import redact, redact_id_numbers
 from firmware_py.core.inputs import RemoteCommand
+from firmware_py.errors import RosterError
+from firmware_py.storage import roster
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def claim(cmd: RemoteCommand) -> str | None:
     return redact(claimed) if claimed else None
 
 
-def carry_out(controller: "DoorController", cmd: RemoteCommand) -> tuple[bool, str | None, str | None]:
+def carry_out(controller: DoorController, cmd: RemoteCommand) -> tuple[bool, str | None, str | None]:
     """Run ``cmd`` unless refused or already run; return (ok, error, key of the id to remember or None).
 
     An unexpected error while executing is caught here and becomes the answer: a command
@@ -135,7 +135,7 @@ def carry_out(controller: "DoorController", cmd: RemoteCommand) -> tuple[bool, s
     return ok, error, key
 
 
-def execute(controller: "DoorController", cmd: RemoteCommand) -> tuple[bool, str | None]:
+def execute(controller: DoorController, cmd: RemoteCommand) -> tuple[bool, str | None]:
     """Carry out an accepted command; return (ok, error)."""
     if cmd.error:
         return False, cmd.error

@@ -21,29 +21,42 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 
 from firmware_py import __version__
+from firmware_py.config.schema import Config
 from firmware_py.core import idnumber
-from firmware_py.storage import roster
 from firmware_py.core.clock import Clock
 from firmware_py.core.clock_guard import ClockGuard
-from firmware_py.config.schema import Config
-from firmware_py.storage.db import get_meta, set_meta, transaction
-from firmware_py.errors import StoreError
 from firmware_py.core.events import redact
-from firmware_py.storage.eventstore import ChainAnchor, EventStore
-from firmware_py.core.inputs import (BadgeRead, DeviceFault, DeviceRecovered, DoorClosed, DoorOpened, ExitButtonPressed,
-                     GatePassage, IdCardRead, InputEvent, LinkChanged, RemoteCommand, TamperChanged, TimeBeacon)
-from firmware_py.core.people import ESCORTING_ROLES, Credential, Person
+from firmware_py.core.inputs import (
+    BadgeRead,
+    DeviceFault,
+    DeviceRecovered,
+    DoorClosed,
+    DoorOpened,
+    ExitButtonPressed,
+    GatePassage,
+    IdCardRead,
+    InputEvent,
+    LinkChanged,
+    RemoteCommand,
+    TamperChanged,
+    TimeBeacon,
+)
 from firmware_py.core.link_watch import LinkWatch
+from firmware_py.core.people import ESCORTING_ROLES, Credential, Person
 from firmware_py.core.policy import DoorContext, decide
 from firmware_py.core.ports import Indicators, Lock
 from firmware_py.core.reader_guard import ReaderGuard
 from firmware_py.core.timers import Timers
 from firmware_py.core.working_hours import WorkingHours
+from firmware_py.errors import StoreError
+from firmware_py.storage import roster
+from firmware_py.storage.db import get_meta, set_meta, transaction
+from firmware_py.storage.eventstore import ChainAnchor, EventStore
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,10 @@ the hardware saw, nothing more.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Callable, Literal, Union
+from typing import Literal, Union
 
 Side = Literal["outside", "inside"]
 SIDES: tuple[str, ...] = ("outside", "inside")

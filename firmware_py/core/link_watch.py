@@ -9,8 +9,8 @@ is only logged. The door works on regardless.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 from firmware_py.core.clock import Clock
 from firmware_py.core.timers import Timers

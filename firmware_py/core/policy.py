@@ -125,11 +125,11 @@ class Decision:
             raise ValueError("a denial needs a reason")
 
     @classmethod
-    def allow(cls, notes: tuple[str, ...] = ()) -> "Decision":
+    def allow(cls, notes: tuple[str, ...] = ()) -> Decision:
         return cls(True, None, tuple(notes))
 
     @classmethod
-    def deny(cls, reason: str, notes: tuple[str, ...] = ()) -> "Decision":
+    def deny(cls, reason: str, notes: tuple[str, ...] = ()) -> Decision:
         return cls(False, reason, tuple(notes))
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, time, timedelta
-from typing import IO, Iterable, Iterator
+from typing import IO
 from zoneinfo import ZoneInfo
 
 REGISTER_TYPES = ("access_granted", "access_denied", "passage", "exit_button", "screening_alarm", "tailgating")

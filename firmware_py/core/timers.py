@@ -8,7 +8,7 @@ Starting a timer under a name that is running replaces it.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from firmware_py.core.clock import Clock
 

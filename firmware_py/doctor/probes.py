@@ -13,10 +13,10 @@ import ctypes.util
 import importlib.util
 import os
 import subprocess
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Mapping
 
 TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised (STA_UNSYNC)
 
@@ -73,7 +73,7 @@ class Probes:
     root: Path = Path("/")
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     ntp_synchronised: Callable[[], bool | None] = ntp_synchronised
-    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
     pcsc_readers: Callable[[], list[str] | None] = pcsc_readers
     module_available: Callable[[str], bool] = module_available
     service_user: str | None = "accessctl"

@@ -20,12 +20,25 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
-from firmware_py.doctor.checks import (FAIL, PASS, WARN, CheckResult, check_badge_readers, check_broker, check_clock,
-                            check_config, check_database, check_device_key, check_gpio, check_serial_ports,
-                            check_wireless)
+from firmware_py.doctor.checks import (
+    FAIL,
+    PASS,
+    WARN,
+    CheckResult,
+    check_badge_readers,
+    check_broker,
+    check_clock,
+    check_config,
+    check_database,
+    check_device_key,
+    check_gpio,
+    check_serial_ports,
+    check_wireless,
+)
 from firmware_py.doctor.probes import Probes
 
 log = logging.getLogger(__name__)

@@ -52,7 +52,7 @@ class BrokerSettings:
         return _parse_url(self.url)[0] == "mqtts"
 
     @classmethod
-    def from_mqtt_config(cls, mqtt_cfg, **overrides) -> "BrokerSettings":
+    def from_mqtt_config(cls, mqtt_cfg, **overrides) -> BrokerSettings:
         """From a controller-style ``[mqtt]`` section (:class:`firmware_py.config.schema.MqttConfig`);
         ``overrides`` whose value is not None win (the command line's options)."""
         overrides = {k: v for k, v in overrides.items() if v is not None}

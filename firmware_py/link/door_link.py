@@ -30,8 +30,8 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -39,14 +39,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from firmware_py.config.schema import Config
 from firmware_py.core import commands
 from firmware_py.core.clock import Clock, SystemClock
-from firmware_py.config.schema import Config
-from firmware_py.storage.db import open_db
-from firmware_py.errors import ConfigError
 from firmware_py.core.events import describe_untrusted, redact_id_numbers
-from firmware_py.storage.eventstore import EventStore
 from firmware_py.core.inputs import InputEvent, LinkChanged, RemoteCommand, TimeBeacon
+from firmware_py.errors import ConfigError
+from firmware_py.storage.db import open_db
+from firmware_py.storage.eventstore import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -504,7 +504,7 @@ def _dumps(obj: dict) -> bytes:
 
 def _payload(body: str, h: str) -> bytes:
     """The stored event with its hash: the stored canonical JSON with ``hash`` added as the last key."""
-    return f'{body[:-1]},"hash":"{h}"}}'.encode("utf-8")
+    return f'{body[:-1]},"hash":"{h}"}}'.encode()
 
 
 def _sender(message: mqtt.MQTTMessage) -> str | None:

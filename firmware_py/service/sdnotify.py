@@ -30,7 +30,7 @@ import logging
 import os
 import socket
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Notifier:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, pid: int | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> "Notifier":
+                 monotonic: Callable[[], float] = time.monotonic) -> Notifier:
         """The notifier systemd set up for this process (``os.environ`` unless given).
 
         The watchdog counts only when ``WATCHDOG_PID`` is unset or is this

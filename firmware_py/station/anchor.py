@@ -14,8 +14,8 @@ against the new epoch, not against the old chain it no longer holds.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import sqlite_utils
 

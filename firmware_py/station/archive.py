@@ -42,17 +42,19 @@ import json
 import re
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import sqlite_utils
 
-from firmware_py.errors import StoreError
 from firmware_py.core.events import GENESIS_HASH, event_hash
-from firmware_py.station.archive_schema import VERSION as SCHEMA_VERSION, prepare
 from firmware_py.core.register import COLUMNS, register_rows, write_register
+from firmware_py.errors import StoreError
+from firmware_py.station.archive_schema import VERSION as SCHEMA_VERSION
+from firmware_py.station.archive_schema import prepare
 
 DEFAULT_ARCHIVE = "monitor-archive.db"
 HASH = re.compile(r"[0-9a-f]{64}")

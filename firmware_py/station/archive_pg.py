@@ -33,16 +33,17 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import IO, Iterable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import IO
 from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
 
-from firmware_py.errors import StoreError
 from firmware_py.core.events import event_hash
+from firmware_py.errors import StoreError
 from firmware_py.station.archive import Anomaly, Stored
 
 MIN_RETENTION_DAYS = 180  # GB 50396 5.2.3
@@ -324,7 +325,7 @@ class PgArchive:
         where, params = _scope(site, door)
         # Offsets run from -12:00 to +14:00: this ts window holds the day everywhere, so only the
         # partitions it touches are read.
-        lo = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) - timedelta(hours=14)
+        lo = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(hours=14)
         hi = lo + timedelta(hours=14 + 24 + 12)
         where += (" AND" if where else " WHERE") + " local_date = %s AND ts >= %s AND ts < %s"
         params += [day, lo, hi]
@@ -370,7 +371,7 @@ class PgArchive:
                     rows += 1
             self.conn.execute("INSERT INTO exports (month, exported_at, rows, sha256, target)"
                               " VALUES (%s, %s, %s, %s, %s)",
-                              (month, now or datetime.now(timezone.utc), rows, digest.hexdigest(), target))
+                              (month, now or datetime.now(UTC), rows, digest.hexdigest(), target))
         return rows
 
     def drop_expired(self, now: datetime, keep_days: int = MIN_RETENTION_DAYS) -> Retention:

@@ -14,9 +14,9 @@ import hmac
 import inspect
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Callable
 from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 

@@ -46,19 +46,19 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from firmware_py.core.clock import Clock
 from firmware_py.cli.event_line import printable, render
-from firmware_py.station.archive import DEFAULT_ARCHIVE, Archive, Gap, export_register, redact  # noqa: F401 (re-exported)
+from firmware_py.core.clock import Clock
 from firmware_py.link.broker import BrokerSettings, MonitorError, make_client, read_password  # noqa: F401 (re-exported)
+from firmware_py.station.archive import DEFAULT_ARCHIVE, Archive, Gap, export_register, redact  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class Monitor:
         self._denied_topics: set[str] = set()
 
     # ------------------------------------------------------------------ life cycle
-    def start(self, *, wait: bool = True, timeout: float = 10.0) -> "Monitor":
+    def start(self, *, wait: bool = True, timeout: float = 10.0) -> Monitor:
         """Connect, subscribe and start the beacon; with ``wait``, return once subscribed or raise
         :class:`MonitorError` (refused login, unreachable broker)."""
         self.client = c = self.client_factory(self.broker)
@@ -184,7 +184,7 @@ class Monitor:
         if self._own_archive:
             self.archive.close()
 
-    def __enter__(self) -> "Monitor":
+    def __enter__(self) -> Monitor:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import Iterable
+from collections.abc import Iterable
 
-from firmware_py.station.archive import redact
 from firmware_py.core.register import COLUMNS, register_rows, write_csv
+from firmware_py.station.archive import redact
 from firmware_py.station.queries import StreamRow
 
 CSV_COLUMNS = ("site", "door", *COLUMNS, "epoch")

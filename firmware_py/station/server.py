@@ -44,9 +44,9 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
     """Run the station until SIGINT/SIGTERM. ``ready`` is called with the listening URL once it serves."""
     import uvicorn
 
-    from firmware_py.station.ingest import Monitor
-    from firmware_py.station.archive import Archive
     from firmware_py.station import queries
+    from firmware_py.station.archive import Archive
+    from firmware_py.station.ingest import Monitor
 
     settings = broker_settings(cfg)
     archive = Archive(cfg.archive.path)  # creates the archive's tables before the station reads them

@@ -27,7 +27,7 @@ SESSION_RECHECK_S = 30.0
 TILES_EVERY_S = 0.5
 
 
-def door_tiles(station: "Station", session: Session) -> list[dict]:
+def door_tiles(station: Station, session: Session) -> list[dict]:
     """One dict per archived door: site, door, online, the tile's field texts, who is inside."""
     tiles = []
     for d in queries.doors(station.store):
@@ -55,7 +55,7 @@ def _start_id(request: Request) -> int:
     return 0
 
 
-def event_stream(request: Request, station: "Station", session: Session, *, token: str) -> StreamingResponse:
+def event_stream(request: Request, station: Station, session: Session, *, token: str) -> StreamingResponse:
     after = _start_id(request)
     want_doors = request.query_params.get("doors") == "1"
 

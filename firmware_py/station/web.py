@@ -7,8 +7,8 @@ page's testing contract (DESIGN.md "The supervision station").
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import anyio
 from starlette.applications import Starlette

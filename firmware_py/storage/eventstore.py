@@ -21,16 +21,16 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import sqlite_utils
 
 from firmware_py.core.clock import Clock
-from firmware_py.storage.db import get_meta, set_meta, transaction
 from firmware_py.core.events import GENESIS_HASH, canonical, check_vocabulary, event_hash, refuse_full_id_numbers
+from firmware_py.storage.db import get_meta, set_meta, transaction
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class ChainAnchor:
         self.seq = 0
 
     @classmethod
-    def beside(cls, secret_path: str | Path) -> "ChainAnchor":
+    def beside(cls, secret_path: str | Path) -> ChainAnchor:
         secret_path = Path(secret_path)
         return cls(secret_path.with_name(secret_path.name + ".head"))
 

@@ -18,9 +18,9 @@ import uuid
 import sqlite_utils
 
 from firmware_py.core.commands import parse
-from firmware_py.storage.db import transaction
 from firmware_py.core.events import redact_id_numbers
 from firmware_py.core.inputs import RemoteCommand
+from firmware_py.storage.db import transaction
 
 log = logging.getLogger(__name__)
 

@@ -26,20 +26,29 @@ What an import does (the file format is in :mod:`firmware_py.storage.roster_csv`
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import sqlite_utils
 
-from firmware_py.storage.db import transaction
-from firmware_py.errors import RosterError
-from firmware_py.storage.eventstore import EventStore
 from firmware_py.core.people import Person
+from firmware_py.errors import RosterError
+from firmware_py.storage.db import transaction
+from firmware_py.storage.eventstore import EventStore
+from firmware_py.storage.roster_csv import (
+    COLUMNS,
+    ID_NUMBER_IN_TEXT,
+    Problem,
+    RosterRow,
+    RowKeys,
+    check_row,
+    normalise_uid,
+    split_uids,
+)
 from firmware_py.storage.roster_import import IMPORT_ATTEMPTS, _Facts, _RosterMoved, _staging
-from firmware_py.storage.roster_csv import COLUMNS, ID_NUMBER_IN_TEXT, Problem, RosterRow, RowKeys, check_row, normalise_uid, split_uids
 
 log = logging.getLogger(__name__)
 

@@ -36,13 +36,13 @@ import csv
 import io
 import math
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Iterable, Iterator, Mapping
 
 from firmware_py.core import idnumber
-from firmware_py.errors import IdNumberError
 from firmware_py.core.people import EMPLOYER_TYPES, ROLES
+from firmware_py.errors import IdNumberError
 
 COLUMNS = (
     "person_id", "name", "id_number", "badge_uids", "role", "organisation", "employer_type", "review_date",

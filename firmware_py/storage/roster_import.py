@@ -30,21 +30,22 @@ from __future__ import annotations
 import codecs
 import hashlib
 import io
-import re
 import logging
+import re
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 import sqlite_utils
 
-from firmware_py.storage.db import transaction
 from firmware_py.errors import RosterError
+from firmware_py.storage.db import transaction
 from firmware_py.storage.roster_csv import Problem, check_csv
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def _not_utf8_line(path: Path) -> int:
 
 
 @contextmanager
-def _staging(db: sqlite_utils.Database) -> Iterator["_Stage"]:
+def _staging(db: sqlite_utils.Database) -> Iterator[_Stage]:
     conn = db.conn
     foreign_keys = conn.execute("PRAGMA foreign_keys").fetchone()[0]
     conn.execute(f"ATTACH DATABASE '' AS {STAGE}")

@@ -24,7 +24,6 @@ The pytest version is ``tests/system/test_crash_safety.py`` (``CRASH_KILLS=N`` r
 
 from __future__ import annotations
 
-from tests.fixtures.constants import REPO, TZ
 import json
 import random
 import signal
@@ -36,13 +35,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-from firmware_py.storage import roster
 from firmware_py.core.clock import SimulatedClock
+from firmware_py.core.idnumber import load_or_create_secret
+from firmware_py.storage import roster
 from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore, verify
-from firmware_py.core.idnumber import load_or_create_secret
+from tests.fixtures.constants import REPO, TZ
 from tests.system.crash_child import PEOPLE, child_config
 
 FIRST_MORNING = datetime(2026, 11, 23, 8, 45, tzinfo=TZ)  # a Monday

@@ -29,7 +29,6 @@ tests/system/test_crash_safety.py; the long mode: ``python -m bench.crash --kill
 
 from __future__ import annotations
 
-from tests.fixtures.constants import PEOPLE, REPO
 import json
 import logging
 import os
@@ -45,6 +44,7 @@ from firmware_py.core.inputs import BadgeRead, RemoteCommand
 from simulator.door_sim import SimulatedDoor
 from simulator.id_card_device import IdCard, synthetic_id_number
 from simulator.runner import read_people
+from tests.fixtures.constants import PEOPLE
 from tests.system.mqtt_link_child import link_config
 
 BROKER_KEYS = ("broker", "ca_file", "username", "password_file", "cert_file", "key_file")

@@ -10,7 +10,6 @@ It prints ``stored`` once the events are in the database and ``started`` once th
 
 from __future__ import annotations
 
-from tests.fixtures.constants import EXAMPLE, REPO
 import json
 import queue
 import sys
@@ -18,11 +17,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from firmware_py.core.clock import SystemClock
 from firmware_py.config.schema import Config, load_config
+from firmware_py.core.clock import SystemClock
 from firmware_py.storage.db import open_db, transaction
 from firmware_py.storage.eventstore import EventStore
-
+from tests.fixtures.constants import EXAMPLE
 
 
 def link_config(database: Path, *, broker: str, ca_file: Path, username: str, password_file: Path,

@@ -12,8 +12,8 @@ from datetime import date, datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from firmware_py.errors import StoreError
 from firmware_py.core.events import GENESIS_HASH, event_hash
+from firmware_py.errors import StoreError
 from firmware_py.station.archive_pg import Incoming, PgArchive
 
 log = logging.getLogger(__name__)

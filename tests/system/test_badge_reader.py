@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from tests.fixtures.constants import REPO
 import os
 import queue
 import signal
@@ -10,14 +9,14 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from drivers.badge_reader import BadgeReader, BadgeResponseError, uid_from_response
 from firmware_py.core.inputs import BadgeRead, DeviceFault, DeviceRecovered
-from simulator.virtual_badge import VirtualBadge
 from simulator.pcsc_stack import find_pcscd, find_vpcd_driver, free_port_pair
+from simulator.virtual_badge import VirtualBadge
+from tests.fixtures.constants import REPO
 from tests.fixtures.pcscd import wait_until_empty
 
 SYSTEM_SOCKET = "/run/pcscd/pcscd.comm"

@@ -15,7 +15,6 @@ import time
 import uuid
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from firmware_py.link.door_link import MqttLink

@@ -9,7 +9,6 @@ sender's name is recorded as a claim (``claimed_by``). The loop tests run the re
 
 from __future__ import annotations
 
-from tests.fixtures.constants import PEOPLE, REPO, TZ
 import json
 import logging
 import math
@@ -23,21 +22,21 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from firmware_py.core import commands
-from firmware_py.storage import local_commands
-from firmware_py.core.clock import SimulatedClock, SystemClock
 from firmware_py.config.schema import load_config
-from firmware_py.storage.db import open_db, transaction
+from firmware_py.core import commands
+from firmware_py.core.clock import SimulatedClock, SystemClock
 from firmware_py.core.inputs import DeviceFault, DoorClosed, DoorOpened, RemoteCommand
+from firmware_py.storage import local_commands
+from firmware_py.storage.db import open_db, transaction
 from simulator.door_sim import SimulatedDoor
 from simulator.runner import prepare_database
 from simulator.scenario import Scenario
+from tests.fixtures.constants import PEOPLE, REPO, TZ
 from tests.fixtures.mosquitto import SUPERVISOR
 from tests.system.mqtt_link_child import account_config
 

@@ -1,10 +1,9 @@
 """The interactive console, driven through its standard input as a person would type."""
 
-from tests.fixtures.constants import REPO
 import subprocess
 import sys
-from pathlib import Path
 
+from tests.fixtures.constants import REPO
 
 
 def run_console(lines: str) -> str:
@@ -44,8 +43,8 @@ def test_names_are_printed_without_terminal_control_codes(tmp_path):
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    from firmware_py.core.clock import SimulatedClock
     from firmware_py.config.schema import load_config
+    from firmware_py.core.clock import SimulatedClock
     from firmware_py.core.inputs import BadgeRead
     from simulator.console import DoorConsole
     from simulator.door_sim import SimulatedDoor

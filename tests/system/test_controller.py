@@ -1,19 +1,17 @@
 """The controller's guarantees, on the real drivers and the simulated door."""
 
-from tests.fixtures.constants import PEOPLE, REPO, TZ
 import sqlite3
 from dataclasses import replace
 from datetime import datetime, timedelta
-from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from firmware_py.core.clock import SimulatedClock
 from firmware_py.config.schema import load_config
+from firmware_py.core.clock import SimulatedClock
 from simulator.door_sim import SimulatedDoor
 from simulator.runner import prepare_database, read_people
 from simulator.scenario import Scenario
+from tests.fixtures.constants import PEOPLE, REPO, TZ
 
 P001_BADGE = read_people(PEOPLE)["P001"].badges[0]
 

@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from tests.system.crash_campaign import Campaign, run_campaign
 from tests.fixtures.mosquitto import MosquittoBroker
+from tests.system.crash_campaign import Campaign, run_campaign
 
 KILLS = int(os.environ.get("CRASH_KILLS", "10"))
 SEED = int(os.environ.get("CRASH_SEED", "20261123"))

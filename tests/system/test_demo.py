@@ -4,7 +4,6 @@ Each test runs the real command as a child process (its own Mosquitto, station a
 and looks at what it leaves: its output, the station's archive, the page.
 """
 
-from tests.fixtures.constants import REPO
 import json
 import re
 import signal
@@ -16,6 +15,7 @@ import time
 from pathlib import Path
 
 from simulator.scenario import load_scenario
+from tests.fixtures.constants import REPO
 from tests.fixtures.station import Http, free_port
 
 SCENARIO = REPO / "scenarios" / "demo_day.toml"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from tests.fixtures.constants import REPO
 import hashlib
 import os
 import re
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from firmware_py.config.schema import load_config
+from tests.fixtures.constants import REPO
 
 UNIT = REPO / "deploy" / "accessctl.service"
 INSTALL = REPO / "deploy" / "install.sh"

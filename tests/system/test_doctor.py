@@ -9,21 +9,20 @@ host's clock is not the test's to choose.
 
 from __future__ import annotations
 
-from tests.fixtures.constants import EXAMPLE, REPO, TZ
 import argparse
 import io
 import os
 import socket
 from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from firmware_py.core.clock import SimulatedClock
-from firmware_py.storage.db import open_db
 from firmware_py.doctor.report import FAIL, PASS, WARN, Probes, diagnose, run_doctor
+from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore
+from tests.fixtures.constants import EXAMPLE, TZ
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=TZ)
 

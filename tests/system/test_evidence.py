@@ -8,7 +8,6 @@ published (its events and its status's chain head) is kept in the monitor's arch
 
 from __future__ import annotations
 
-from tests.fixtures.constants import REPO, TZ
 import json
 import os
 import shutil
@@ -18,14 +17,14 @@ import sys
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from firmware_py.core.clock import SimulatedClock
+from firmware_py.core.events import canonical, event_hash
 from firmware_py.storage.db import open_db, set_meta
 from firmware_py.storage.eventstore import EventStore
-from firmware_py.core.events import canonical, event_hash
+from tests.fixtures.constants import REPO, TZ
 
 CONFIG = REPO / "config" / "venue.example.toml"
 SITE, DOOR = "hn-archive-1", "scan-room"  # the example configuration's

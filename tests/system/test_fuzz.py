@@ -12,7 +12,6 @@ per property (the long mode, e.g. ``FUZZ_EXAMPLES=20000``).
 
 from __future__ import annotations
 
-from tests.fixtures.constants import PEOPLE, REPO, TZ
 import csv
 import io
 import json
@@ -28,24 +27,24 @@ from dataclasses import replace
 from datetime import date, datetime
 from datetime import time as dtime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drivers.badge_reader import UID_LENGTHS, BadgeResponseError, uid_from_response
-from firmware_py.core import commands
-from firmware_py.storage import roster
-from firmware_py.core.clock import SimulatedClock
 from firmware_py.config.schema import load_config
-from firmware_py.storage.db import open_db
-from firmware_py.errors import ConfigError, RosterError
+from firmware_py.core import commands
+from firmware_py.core.clock import SimulatedClock
 from firmware_py.core.events import canonical, refuse_full_id_numbers
-from firmware_py.storage.eventstore import EventStore
 from firmware_py.core.inputs import BadgeRead, RemoteCommand
+from firmware_py.errors import ConfigError, RosterError
+from firmware_py.storage import roster
+from firmware_py.storage.db import open_db
+from firmware_py.storage.eventstore import EventStore
 from simulator.door_sim import SimulatedDoor
 from simulator.runner import prepare_database
 from simulator.scenario import Scenario
+from tests.fixtures.constants import PEOPLE, REPO, TZ
 from tests.fixtures.mosquitto import SUPERVISOR
 from tests.system.mqtt_link_child import account_config
 

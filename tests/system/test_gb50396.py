@@ -5,13 +5,11 @@ to the test broker; the supervisor is an ordinary MQTT client (paho, or
 Debian's mosquitto_sub for the delivery-time check).
 """
 
-from tests.fixtures.constants import PEOPLE, TZ
 import json
 import select
 import subprocess
 import time
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -20,9 +18,9 @@ from firmware_py.core.inputs import BadgeRead, DoorOpened, LinkChanged, TimeBeac
 from simulator.door_sim import SimulatedDoor
 from simulator.runner import prepare_database, read_people
 from simulator.scenario import Scenario
+from tests.fixtures.constants import PEOPLE, TZ
 from tests.fixtures.mosquitto import SUPERVISOR
 from tests.system.mqtt_link_child import account_config
-
 
 
 @pytest.fixture

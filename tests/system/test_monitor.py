@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -226,7 +226,7 @@ def test_the_time_beacon_is_retained_and_a_door_receives_it(start_monitor, mosqu
     topic = mosquitto_broker.topic(None, "time")
     watcher = mosquitto_broker.connect("supervisor")
     watcher.subscribe(topic)
-    t0 = datetime.now(timezone.utc)
+    t0 = datetime.now(UTC)
     start_monitor(beacon_interval_s=60)
     watcher.wait_for_messages(1, topic)
     # the door subscribes after the beacon went out: only a retained message reaches it
@@ -384,8 +384,8 @@ def rechain(events):
 
 
 def exported(archive, **scope):
-    from datetime import date
     import io
+    from datetime import date
 
     from firmware_py.station.archive import export_register
 

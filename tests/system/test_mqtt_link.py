@@ -20,10 +20,10 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from firmware_py.storage.db import open_db
-from firmware_py.storage.eventstore import EventStore
 from firmware_py.core.inputs import LinkChanged, RemoteCommand, TimeBeacon
 from firmware_py.link.door_link import MqttLink
+from firmware_py.storage.db import open_db
+from firmware_py.storage.eventstore import EventStore
 from tests.system.mqtt_link_child import REPO, account_config, store_events
 
 # 17 digits and a check character, not inside a longer run (a SHA-256 in hex often has 18 digits in a row)

@@ -20,7 +20,6 @@ The day (played once for the module, about half a minute):
 
 from __future__ import annotations
 
-from tests.fixtures.constants import TZ
 import json
 import select
 import socket
@@ -29,19 +28,19 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from firmware_py.core.clock import SimulatedClock
-from firmware_py.storage.eventstore import verify
 from firmware_py.core.inputs import BadgeRead, RemoteCommand
+from firmware_py.storage.eventstore import verify
 from simulator.door_sim import SimulatedDoor
 from simulator.id_card_device import IdCard
 from simulator.runner import prepare_database, read_people
 from simulator.scenario import Scenario
-from tests.system.crash_child import PEOPLE
+from tests.fixtures.constants import TZ
 from tests.fixtures.mosquitto import SUPERVISOR, MosquittoBroker
+from tests.system.crash_child import PEOPLE
 from tests.system.mqtt_link_child import account_config
 
 STAFF = ("P001", "P002", "P003", "S001")

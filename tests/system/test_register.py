@@ -1,6 +1,5 @@
 """The entry register: `accessctl log export` over a real event log."""
 
-from tests.fixtures.constants import REPO
 import csv
 import io
 import json
@@ -12,7 +11,7 @@ import pytest
 
 from simulator.runner import ScenarioRunner
 from simulator.scenario import load_scenario
-
+from tests.fixtures.constants import REPO
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +77,9 @@ def hostile_log(tmp_path) -> Path:
     from zoneinfo import ZoneInfo
 
     from firmware_py.core.clock import SimulatedClock
+    from firmware_py.core.idnumber import mask
     from firmware_py.storage.db import open_db
     from firmware_py.storage.eventstore import EventStore
-    from firmware_py.core.idnumber import mask
 
     db = open_db(tmp_path / "events.db")
     store = EventStore(db, site="hn-archive-1", door="scan-room",

@@ -1,6 +1,5 @@
 """How the scenario runner reports bad files and failed expectations, and how it talks to a broker."""
 
-from tests.fixtures.constants import EXAMPLE, REPO
 import json
 import shutil
 import socket
@@ -8,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -17,7 +16,7 @@ import pytest
 from simulator import cli as sim_cli
 from simulator.runner import ScenarioRunner
 from simulator.scenario import ScenarioError, load_scenario
-
+from tests.fixtures.constants import EXAMPLE, REPO
 
 HEAD = """
 [scenario]
@@ -198,7 +197,7 @@ def wall_clock_beacons(plain_broker):
 
     def publish():
         while not stop.wait(0.1):
-            now = datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
+            now = datetime.now(UTC).astimezone().isoformat(timespec="milliseconds")
             client.publish("accessctl/hn-archive-1/time", json.dumps({"ts": now}), qos=1, retain=True)
             sent.append(now)
 
@@ -260,7 +259,7 @@ def access_events(db: Path) -> list[dict]:
     from firmware_py.storage.eventstore import EventStore
 
     store = EventStore(open_db(db), site="hn-archive-1", door="scan-room",
-                       clock=SimulatedClock(datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)))
+                       clock=SimulatedClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC)))
     try:
         return [e for e in store.events(1) if e["category"] == "access" and e["type"] != "passage"]
     finally:

@@ -5,13 +5,12 @@ GA 467 frames, badges through the real pcscd with vpcd, the pins are
 gpiozero MockFactory pins driven from below.
 """
 
-from tests.fixtures.constants import REPO
-from pathlib import Path
 
 import pytest
 
 from simulator.runner import ScenarioRunner
 from simulator.scenario import load_scenario
+from tests.fixtures.constants import REPO
 
 SCENARIOS = sorted((REPO / "scenarios").glob("*.toml"))
 

@@ -1,6 +1,5 @@
 """`accessctl run --simulate` as a process: signals, and commands from the door's own command line."""
 
-from tests.fixtures.constants import REPO
 import os
 import signal
 import sqlite3
@@ -10,6 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.constants import REPO
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 

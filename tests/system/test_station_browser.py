@@ -7,7 +7,6 @@ event appended to the store goes out through the outbox exactly as on a Pi.
 
 from __future__ import annotations
 
-from tests.fixtures.constants import TZ
 import csv
 import io
 import json
@@ -18,17 +17,17 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
 
 from firmware_py.core.clock import SystemClock
+from firmware_py.core.register import register_rows
+from firmware_py.link.door_link import MqttLink
+from firmware_py.station.register import CSV_COLUMNS
 from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore
-from firmware_py.link.door_link import MqttLink
-from firmware_py.core.register import register_rows
-from firmware_py.station.register import CSV_COLUMNS
+from tests.fixtures.constants import TZ
 from tests.fixtures.station import PASSWORD
 from tests.system.mqtt_link_child import REPO, account_config
 

@@ -3,12 +3,10 @@ sessions, CSRF, roles, throttling, the register export and the events API."""
 
 from __future__ import annotations
 
-from tests.fixtures.constants import TZ
 import csv
 import hashlib
 import io
 import json
-from zoneinfo import ZoneInfo
 
 import pytest
 

@@ -4,7 +4,6 @@ Real SQLite files, the real drivers on mock pins and the real service loop;
 the disk-full case uses a small tmpfs mounted for the test (the suite runs as root).
 """
 
-from tests.fixtures.constants import PEOPLE, REPO, TZ
 import os
 import signal
 import sqlite3
@@ -12,20 +11,20 @@ import subprocess
 import threading
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from firmware_py.core.clock import SimulatedClock
 from firmware_py.config.schema import load_config
-from firmware_py.errors import StoreError
+from firmware_py.core.clock import SimulatedClock
 from firmware_py.core.idnumber import SecretError
 from firmware_py.core.inputs import BadgeRead
+from firmware_py.errors import StoreError
 from simulator.door_sim import SimulatedDoor
 from simulator.runner import prepare_database, read_people
 from simulator.scenario import Scenario
+from tests.fixtures.constants import PEOPLE, REPO, TZ
 
 P001_BADGE = read_people(PEOPLE)["P001"].badges[0]
 GENEROUS_S = 2.0  # the busy timeout the loop used to wait was 10 s

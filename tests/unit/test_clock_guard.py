@@ -1,13 +1,12 @@
 """The clock guard: wall-clock steps either way, measured against the monotonic clock."""
 
-from tests.fixtures.constants import TZ
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from firmware_py.core.clock import SimulatedClock
 from firmware_py.core.clock_guard import ClockGuard
+from tests.fixtures.constants import TZ
 
 START = datetime(2026, 11, 23, 21, 0, tzinfo=TZ)  # Monday evening, after hours
 FLOOR = datetime(2026, 11, 1, tzinfo=TZ)

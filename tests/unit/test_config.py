@@ -1,6 +1,5 @@
 """Loading and validating the configuration file."""
 
-from tests.fixtures.constants import EXAMPLE
 from pathlib import Path
 
 import pytest
@@ -8,7 +7,7 @@ import pytest
 from firmware_py.cli import main as cli
 from firmware_py.config.schema import config_warnings, load_config, with_overrides
 from firmware_py.errors import ConfigError
-
+from tests.fixtures.constants import EXAMPLE
 
 
 def write_variant(tmp_path, old: str, new: str) -> Path:

@@ -5,11 +5,10 @@ the queue as soon as drive_low/drive_high returns. MockPin stores but does not
 apply ``bounce``; the tests check only that the configured value reaches the pin.
 """
 
-from firmware_py.core.inputs import DoorClosed, DoorOpened, ExitButtonPressed, TamperChanged
-
 from drivers.door_contact import DoorContact
 from drivers.exit_button import ExitButton
 from drivers.tamper_contact import TamperContact
+from firmware_py.core.inputs import DoorClosed, DoorOpened, ExitButtonPressed, TamperChanged
 
 DOOR, BUTTON, TAMPER = 27, 22, 26
 

@@ -1,17 +1,15 @@
 """The tamper-evident event log, on a real SQLite file."""
 
-from tests.fixtures.constants import TZ
 import json
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 import pytest
 
 from firmware_py.core.clock import SimulatedClock
-from firmware_py.storage.db import open_db, transaction
 from firmware_py.core.events import GENESIS_HASH, LeakError, canonical, event_hash
+from firmware_py.storage.db import open_db, transaction
 from firmware_py.storage.eventstore import EventStore, verify
-
+from tests.fixtures.constants import TZ
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ from dataclasses import replace
 
 import pytest
 
+from drivers.door_hardware import build_door_hardware
 from firmware_py.config.schema import BadgeReaderConfig, IdReaderConfig
 from firmware_py.core.inputs import DoorClosed, DoorOpened, ExitButtonPressed, GatePassage, TamperChanged
 from simulator.gpio_world import GpioWorld
 from tests.fixtures.gpio import make_hardware_config
-
-from drivers.door_hardware import build_door_hardware
 
 READERS = dict(
     id_readers=(IdReaderConfig(side="outside", port="/dev/null", baudrate=115200, poll_interval_s=0.3,

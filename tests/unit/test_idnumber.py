@@ -10,10 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_py.errors import AccessCtlError, IdNumberError
 from firmware_py.core.idnumber import (
-    CHECK_CHARS, SecretError, check_digit, id_hash, is_valid, load_or_create_secret, mask, validate,
+    CHECK_CHARS,
+    SecretError,
+    check_digit,
+    id_hash,
+    is_valid,
+    load_or_create_secret,
+    mask,
+    validate,
 )
+from firmware_py.errors import AccessCtlError, IdNumberError
 from tests.fixtures.roster import id_number
 
 STANDARD_EXAMPLE = "11010519491231002X"  # the example printed in GB 11643-1999

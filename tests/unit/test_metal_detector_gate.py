@@ -10,10 +10,9 @@ import time
 
 import pytest
 
+from drivers.metal_detector_gate import MetalDetectorGate
 from firmware_py.core.inputs import GatePassage, TamperChanged
 from tests.fixtures.gpio import TEST_WINDOW_S
-
-from drivers.metal_detector_gate import MetalDetectorGate
 
 ALARM, PASSAGE, TAMPER = 24, 25, 26
 

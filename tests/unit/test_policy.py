@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from tests.fixtures.constants import EXAMPLE
 import re
 from dataclasses import replace
-from datetime import date, datetime, time, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from firmware_py.config.schema import WEEKDAYS, TimeWindow, load_config
 from firmware_py.core import events
 from firmware_py.core import policy as policy_module
-from firmware_py.config.schema import WEEKDAYS, TimeWindow, load_config
 from firmware_py.core.people import Credential, Person
 from firmware_py.core.policy import EXIT_PRECEDENCE, PRECEDENCE, REASONS, Decision, DoorContext, decide
 from firmware_py.core.working_hours import WorkingHours
+from tests.fixtures.constants import EXAMPLE
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -265,18 +264,18 @@ def test_validity_ends_at_midnight_after_valid_until_in_shanghai(enter):
 
 def test_validity_last_moment_given_in_utc_is_still_valid(enter):
     p = person(valid_until=MONDAY, schedule_group="always")
-    assert enter(p, at=datetime(2026, 11, 23, 15, 59, 59, 999000, tzinfo=timezone.utc)).allowed
+    assert enter(p, at=datetime(2026, 11, 23, 15, 59, 59, 999000, tzinfo=UTC)).allowed
 
 
 def test_a_utc_time_on_the_same_utc_date_is_expired_once_shanghai_passed_midnight(enter):
     p = person(valid_until=MONDAY, schedule_group="always")
-    assert enter(p, at=datetime(2026, 11, 23, 16, 0, tzinfo=timezone.utc)).reason == "expired"
+    assert enter(p, at=datetime(2026, 11, 23, 16, 0, tzinfo=UTC)).reason == "expired"
 
 
 def test_valid_from_starts_at_midnight_in_shanghai(enter):
     p = person(valid_from=MONDAY, schedule_group="always")
     assert enter(p, at=sh(MONDAY - timedelta(days=1), 23, 59, 59)).reason == "not_yet_valid"
-    assert enter(p, at=datetime(2026, 11, 22, 16, 0, tzinfo=timezone.utc)).allowed  # 00:00 Monday in Shanghai
+    assert enter(p, at=datetime(2026, 11, 22, 16, 0, tzinfo=UTC)).allowed  # 00:00 Monday in Shanghai
 
 
 # ------------------------------------------------------------------ the calendar through the policy
@@ -302,8 +301,8 @@ def test_entry_is_allowed_exactly_inside_the_office_windows(enter, hh, mm, ss, a
 
 
 def test_entry_time_given_in_utc_is_judged_in_shanghai(enter):
-    assert enter(person(), at=datetime(2026, 11, 23, 0, 30, tzinfo=timezone.utc)).allowed
-    assert enter(person(), at=datetime(2026, 11, 23, 0, 29, 59, tzinfo=timezone.utc)).reason == \
+    assert enter(person(), at=datetime(2026, 11, 23, 0, 30, tzinfo=UTC)).allowed
+    assert enter(person(), at=datetime(2026, 11, 23, 0, 29, 59, tzinfo=UTC)).reason == \
         "outside_working_hours"
 
 

@@ -4,11 +4,11 @@ from datetime import date, datetime
 
 import pytest
 
+from firmware_py.core.idnumber import id_hash
+from firmware_py.errors import RosterError
 from firmware_py.storage import roster
 from firmware_py.storage.db import transaction
-from firmware_py.errors import RosterError
 from firmware_py.storage.eventstore import verify
-from firmware_py.core.idnumber import id_hash
 from tests.fixtures.roster import START, TZ, id_number
 
 ZHAO = id_number("43010219850312123")

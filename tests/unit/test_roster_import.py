@@ -4,10 +4,10 @@ import csv
 
 import pytest
 
-from firmware_py.storage import roster
-from firmware_py.errors import RosterError
-from firmware_py.storage.eventstore import verify
 from firmware_py.core.idnumber import id_hash, validate
+from firmware_py.errors import RosterError
+from firmware_py.storage import roster
+from firmware_py.storage.eventstore import verify
 from tests.fixtures.roster import EXAMPLE_ROSTER, HEADER, REPO, START, id_number
 
 ZHAO = id_number("43010219850312123")

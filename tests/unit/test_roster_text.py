@@ -6,8 +6,8 @@ the monitor and the register; a bidi override would make a name read backwards o
 
 import pytest
 
-from firmware_py.storage import roster
 from firmware_py.errors import RosterError
+from firmware_py.storage import roster
 from tests.fixtures.roster import id_number
 from tests.unit.test_roster_import import import_csv, row
 

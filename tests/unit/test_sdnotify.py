@@ -37,7 +37,7 @@ def received(sock: socket.socket) -> list[str]:
     while True:
         try:
             out.append(sock.recv(4096).decode())
-        except (socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             return out
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from tests.fixtures.constants import TZ
 import sqlite3
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -13,6 +11,7 @@ from firmware_py.station import accounts, alarms, audit
 from firmware_py.station.accounts import AccountError, role_allows
 from firmware_py.station.storage import open_station_store
 from firmware_py.station.throttle import LoginThrottle
+from tests.fixtures.constants import TZ
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=TZ)
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from tests.fixtures.constants import EXAMPLE
 from dataclasses import replace
-from datetime import date, datetime, time, timezone
-from pathlib import Path
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from firmware_py.config.schema import WEEKDAYS, TimeWindow, load_config
 from firmware_py.core.working_hours import WorkingHours
+from tests.fixtures.constants import EXAMPLE
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -127,12 +126,12 @@ def test_extended_group_closes_at_19_00(hours):
 
 
 def test_a_utc_time_is_judged_by_the_shanghai_clock(hours):
-    assert hours.is_open(datetime(2026, 11, 23, 0, 30, tzinfo=timezone.utc), "office")  # 08:30 in Shanghai
-    assert not hours.is_open(datetime(2026, 11, 23, 0, 29, 59, tzinfo=timezone.utc), "office")
+    assert hours.is_open(datetime(2026, 11, 23, 0, 30, tzinfo=UTC), "office")  # 08:30 in Shanghai
+    assert not hours.is_open(datetime(2026, 11, 23, 0, 29, 59, tzinfo=UTC), "office")
 
 
 def test_a_utc_sunday_evening_is_a_shanghai_monday_morning(hours):
-    sunday_utc = datetime(2026, 11, 22, 23, 0, tzinfo=timezone.utc)  # Monday 07:00 in Shanghai
+    sunday_utc = datetime(2026, 11, 22, 23, 0, tzinfo=UTC)  # Monday 07:00 in Shanghai
     assert hours.closed_reason(sunday_utc, "office") == "outside_working_hours"
 
 
@@ -202,7 +201,7 @@ def test_next_window_end_skips_the_national_day_week(hours):
 
 
 def test_next_window_end_accepts_utc_and_answers_in_shanghai_time(hours):
-    end = hours.next_window_end(datetime(2026, 11, 23, 1, 0, tzinfo=timezone.utc), ["office"])
+    end = hours.next_window_end(datetime(2026, 11, 23, 1, 0, tzinfo=UTC), ["office"])
     assert end == sh(MONDAY, 12) and end.tzinfo == SHANGHAI
 
 
