@@ -27,9 +27,9 @@ from firmware_py.link.door_link import MqttLink
 from firmware_py.station.register import CSV_COLUMNS
 from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore
-from tests.fixtures.constants import TZ
+from tests.fixtures.constants import REPO, TZ
 from tests.fixtures.station import PASSWORD
-from tests.system.mqtt_link_child import REPO, account_config
+from tests.system.mqtt_link_child import account_config
 
 SITE, DOOR = "hn-archive-1", "scan-room"
 DOCS = REPO / "docs"
