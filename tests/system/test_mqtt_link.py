@@ -1,4 +1,4 @@
-"""The controller's MQTT link (firmware_py/mqtt_link.py) against a real Mosquitto.
+"""The controller's MQTT link (firmware_py/link/door_link.py) against a real Mosquitto.
 
 Every test gets its own broker with the repo's configuration (TLS, client certificate and
 password, per-door ACL). The supervisor subscribes to everything with a persistent session;

@@ -1,7 +1,7 @@
 """The supervision station end to end: real Mosquitto, a real door link, `accessctl station serve`
 as a child process, and Debian's Chromium driven by Playwright.
 
-The door is the controller's own MQTT link (firmware_py/mqtt_link.py) over its own event store: an
+The door is the controller's own MQTT link (firmware_py/link/door_link.py) over its own event store: an
 event appended to the store goes out through the outbox exactly as on a Pi.
 """
 
