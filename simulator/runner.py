@@ -22,8 +22,7 @@ from firmware_py.core.clock import SimulatedClock
 from firmware_py.core.idnumber import load_or_create_secret
 from firmware_py.core.inputs import LinkChanged, RemoteCommand
 from firmware_py.storage import roster
-from firmware_py.storage.db import open_db
-from firmware_py.storage.eventstore import EventStore
+from firmware_py.storage.door_database import open_store
 
 from .door_sim import SimulatedDoor, SimulationError
 from .id_card_device import IdCard
@@ -68,8 +67,8 @@ def prepare_database(cfg: Config, scenario: Scenario, clock: SimulatedClock) -> 
     """Import the scenario's roster into the door's database, as a technician would."""
     if scenario.roster is None:
         return
-    db = open_db(cfg.storage.database)
-    store = EventStore(db, site=cfg.site.site, door=cfg.site.door, clock=clock)
+    store = open_store(cfg, clock=clock)
+    db = store.db
     roster.import_csv(db, store, scenario.roster, secret=load_or_create_secret(cfg.storage.secret),
                       schedule_groups=set(cfg.calendar.schedules), tz=cfg.site.timezone)
     db.conn.close()
