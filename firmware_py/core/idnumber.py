@@ -31,7 +31,7 @@ import stat
 from datetime import date
 from pathlib import Path
 
-from firmware_py.errors import IdNumberError, StoreError
+from firmware_py.errors import IdNumberError, SecretError
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,6 @@ PROVINCE_CODES = frozenset(
 )
 
 SECRET_SIZE = 32
-
-
-class SecretError(StoreError):
-    """The device secret file cannot be created, or exists but is not safe to use."""
 
 
 # --------------------------------------------------------------------------- the number
