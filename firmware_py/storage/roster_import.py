@@ -148,6 +148,7 @@ class _Stage:
         self.first_roster = False  # the roster was empty when the build began
         self.swapped = False
         self.batch = FIRST_BATCH  # rows staged, then applied in one step; sized from the steps' times
+        self.today = date.min  # the site's date, set by load()
         self.conn.executescript(f"""
             CREATE TABLE {STAGE}.keys (line INTEGER PRIMARY KEY, person_id TEXT, id_hash TEXT, id_masked TEXT);
             CREATE TABLE {STAGE}.uids (line INTEGER, pos INTEGER, person_id TEXT, uid TEXT);
@@ -159,6 +160,7 @@ class _Stage:
 
     def load(self, path: Path, *, secret: bytes, schedule_groups: Iterable[str], today: date) -> str:
         """Check the file row by row into the stage; return its SHA-256 (hex)."""
+        self.today = today
         digest = hashlib.sha256()
         keys, uids, rows = [], [], []
         try:
@@ -326,9 +328,12 @@ class _Stage:
         return outcome
 
     def facts(self) -> Iterator[_Facts]:
+        """The rows the import's warnings are about (ended permit, no review, no commitment), in file order."""
         day = lambda text: date.fromisoformat(text) if text else None  # noqa: E731
         for pid, until, review, commitment in self.conn.execute(
-                f"SELECT person_id, valid_until, review_date, commitment_date FROM {STAGE}.rows ORDER BY line"):
+                f"SELECT person_id, valid_until, review_date, commitment_date FROM {STAGE}.rows "
+                "WHERE valid_until < ? OR review_date IS NULL OR commitment_date IS NULL ORDER BY line",
+                (self.today.isoformat(),)):
             yield _Facts(pid, day(until), day(review), day(commitment))
 
     # ------------------------------------------------------------------ 2. build beside
