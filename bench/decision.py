@@ -210,7 +210,8 @@ class DoorBench:
         handled = time.perf_counter() - t0
         if self.lock.released_at is None or not self.door.world.lock_released:
             last = self.door.events()[-1]
-            raise RuntimeError(f"the lock did not release after a clear walk-through: {last['type']} {last.get('reason')}")
+            raise RuntimeError(
+                f"the lock did not release after a clear walk-through: {last['type']} {last.get('reason')}")
         self.door.controller.tick()
         return self.lock.released_at - t0, handled
 

@@ -67,7 +67,9 @@ OBSERVER = """() => {
     const now = performance.timeOrigin + performance.now();
     const keys = [];
     for (const r of records) for (const n of r.addedNodes) {
-      if (n.dataset && n.dataset.seq) { const k = n.dataset.door + '/' + n.dataset.seq; window.__seen[k] = now; keys.push(k); }
+      if (n.dataset && n.dataset.seq) {
+        const k = n.dataset.door + '/' + n.dataset.seq; window.__seen[k] = now; keys.push(k);
+      }
     }
     if (keys.length) requestAnimationFrame(() => {
       const t = performance.timeOrigin + performance.now();

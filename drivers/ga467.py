@@ -333,9 +333,10 @@ def _preamble_prefix_at_end(buf: bytearray) -> int:
 NATIONS: dict[str, str] = {
     f"{i:02d}": name
     for i, name in enumerate(
-        "汉 蒙古 回 藏 维吾尔 苗 彝 壮 布依 朝鲜 满 侗 瑶 白 土家 哈尼 哈萨克 傣 黎 傈僳 佤 畲 高山 拉祜 水 东乡 纳西 景颇 "
-        "柯尔克孜 土 达斡尔 仫佬 羌 布朗 撒拉 毛南 仡佬 锡伯 阿昌 普米 塔吉克 怒 乌孜别克 俄罗斯 鄂温克 德昂 保安 裕固 京 "
-        "塔塔尔 独龙 鄂伦春 赫哲 门巴 珞巴 基诺".split(),
+        "汉 蒙古 回 藏 维吾尔 苗 彝 壮 布依 朝鲜 满 侗 瑶 白 土家 哈尼 哈萨克 傣 黎 "
+        "傈僳 佤 畲 高山 拉祜 水 东乡 纳西 景颇 柯尔克孜 土 达斡尔 仫佬 羌 布朗 "
+        "撒拉 毛南 仡佬 锡伯 阿昌 普米 塔吉克 怒 乌孜别克 俄罗斯 鄂温克 德昂 "
+        "保安 裕固 京 塔塔尔 独龙 鄂伦春 赫哲 门巴 珞巴 基诺".split(),
         start=1,
     )
 } | {"97": "其他", "98": "外国血统中国籍人士"}
@@ -443,7 +444,7 @@ def encode_text(card: CardText) -> bytes:
         "reserved": "",
     }
     text = ""
-    for name, (start, size) in _FIELDS.items():
+    for name, (_start, size) in _FIELDS.items():
         value = values[name]
         if len(value) > size:
             raise ValueError(f"card field {name} is longer than {size} characters")

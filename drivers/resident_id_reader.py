@@ -20,10 +20,10 @@ GARBLED_POLLS_BEFORE_FAULT = 5
 make an outage: a garbled frame now and then is retried, this many is a reader that is down."""
 
 _READ_SLICE_S = 0.05  # longest blocking read: how quickly close() is noticed
-_AFTER_BAD_FRAME_S = 0.05
+_AFTER_BAD_FRAME_S = 0.05  # after a bad frame, wait this long for a good one before giving up
 READ_TIMEOUT_FLOOR_S = 1.0
 """The read command waits at least this long: a SAM module needs a good part of a
-second to fetch the card's data over RF and decrypt it, before it sends a byte."""  # after a bad frame, wait this long for a good one before giving up
+second to fetch the card's data over RF and decrypt it, before it sends a byte."""
 
 
 class _Silent(Exception):

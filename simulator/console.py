@@ -153,7 +153,10 @@ class DoorConsole(cmd.Cmd):
 
 def run_console(args) -> int:
     tz_cfg = load_config(args.config)
-    start = datetime.fromisoformat(args.start) if args.start else datetime.now(tz_cfg.site.timezone).replace(microsecond=0)
+    if args.start:
+        start = datetime.fromisoformat(args.start)
+    else:
+        start = datetime.now(tz_cfg.site.timezone).replace(microsecond=0)
     with tempfile.TemporaryDirectory(prefix="accessctl-console-") as tmp:
         cfg = with_overrides(tz_cfg, database=args.db or Path(tmp) / "events.db")
         cfg = replace(cfg, storage=replace(cfg.storage, secret=Path(tmp) / "device.key"),

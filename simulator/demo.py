@@ -233,8 +233,8 @@ def start_station(workdir: Path, config: Path, url: str) -> Child:
     """`accessctl station serve`; returns once the page answers and the subscriber is connected."""
     import urllib.request
 
-    station = Child("station", [sys.executable, "-m", "firmware_py.cli.main", "station", "serve", "--config", str(config)],
-                    workdir / "station.log", env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    command = [sys.executable, "-m", "firmware_py.cli.main", "station", "serve", "--config", str(config)]
+    station = Child("station", command, workdir / "station.log", env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def ready() -> bool:
         text = station.log.read_text(errors="replace")

@@ -236,7 +236,8 @@ class MosquittoBroker:
         return self.files.accounts[door_username(door)]
 
     def topic(self, door: str | None, *parts: str) -> str:
-        """``topic("scan-room", "events", "access", "passage")`` → ``accessctl/hn-archive-1/scan-room/events/access/passage``;
+        """``topic("scan-room", "events", "access", "passage")``
+        → ``accessctl/hn-archive-1/scan-room/events/access/passage``;
         ``topic(None, "time")`` → the site's time topic."""
         return "/".join([self.prefix, self.site, *([door] if door else []), *parts])
 

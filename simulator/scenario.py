@@ -101,7 +101,8 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{path}: [scenario] table is missing (name, start, config, roster)")
     unknown = set(data) - {"scenario", "step"}
     if unknown:
-        problems.append(f"{path}: unknown top-level table(s) {', '.join(sorted(unknown))}: only [scenario] and [[step]]")
+        problems.append(f"{path}: unknown top-level table(s) {', '.join(sorted(unknown))}: "
+                        "only [scenario] and [[step]]")
     for key in set(head) - {"name", "start", "config", "roster"}:
         problems.append(f"{path}: [scenario] {key}: is not a known setting")
     start = head.get("start")
@@ -150,7 +151,8 @@ def _read_step(path: Path, number: int, raw: dict, start: datetime, problems: li
             except ValueError:
                 at = None
             if not isinstance(at, datetime) or at.tzinfo is None:
-                problems.append(f"{where}: at: {value!r} is neither an offset like \"+00:05:00\" nor a time with offset")
+                problems.append(f"{where}: at: {value!r} is neither an offset like \"+00:05:00\" "
+                                "nor a time with offset")
                 at = None
     has_do, has_expect = "do" in raw, "expect" in raw
     if has_do == has_expect:

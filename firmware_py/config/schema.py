@@ -361,7 +361,8 @@ def _read_hardware(sec: _Section, problems: _Problems) -> HardwareConfig:
         return cfg
 
     s = sec.sub("lock")
-    lock = LockConfig(s.pin("pin"), s.string("type", choices=("fail_secure", "fail_safe")), s.boolean("active_high", True))
+    lock = LockConfig(s.pin("pin"), s.string("type", choices=("fail_secure", "fail_safe")),
+                      s.boolean("active_high", True))
     s.finish()
     door_contact = input_pin("door_contact")
     exit_button = input_pin("exit_button")

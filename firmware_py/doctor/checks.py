@@ -74,9 +74,11 @@ def check_clock(probes: Probes, cfg: Config | None) -> CheckResult:
     now = probes.now()
     if cfg is not None and now < cfg.policy.clock_floor:
         return CheckResult(
-            FAIL, "clock", f"the clock reads {now.isoformat(timespec='seconds')}, before [policy] clock_floor "
-                           f"{cfg.policy.clock_floor.isoformat()}: every request would be denied (clock_unsynchronised)",
-            "set the time from the site's time server: chronyc makestep; check chronyc tracking (deploy/pi/README.md)")
+            FAIL, "clock",
+            f"the clock reads {now.isoformat(timespec='seconds')}, before [policy] clock_floor "
+            f"{cfg.policy.clock_floor.isoformat()}: every request would be denied (clock_unsynchronised)",
+            "set the time from the site's time server: chronyc makestep; "
+            "check chronyc tracking (deploy/pi/README.md)")
     synced = probes.ntp_synchronised()
     rtc = probes.path("/dev/rtc0").exists()
     rtc_text = "; real-time clock /dev/rtc0 present" if rtc else ""

@@ -14,7 +14,8 @@ write, rolled back: the doctor never stores an event) and its hash chain is
 intact; the device key is private; the broker accepts the door's login over
 TLS (while the door's service runs the doctor never logs in as the door, which
 would replace its connection: it checks TLS and the certificate, and reads the
-door's own link state from its latest link_up/link_down event). Exit status 0 when nothing FAILed (WARN lines are advice), 1 otherwise.
+door's own link state from its latest link_up/link_down event). Exit status
+0 when nothing FAILed (WARN lines are advice), 1 otherwise.
 """
 
 from __future__ import annotations

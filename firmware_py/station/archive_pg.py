@@ -253,7 +253,8 @@ class PgArchive:
             "WITH late AS (DELETE FROM incoming i USING months m WHERE m.dropped_at IS NOT NULL"
             " AND i.ts >= m.starts AND i.ts < m.ends RETURNING i.*)"
             " INSERT INTO conflicts (site, door, seq, ts, hash, stored_hash, reason, topic, payload, received_at)"
-            " SELECT site, door, seq, ts, hash, NULL, 'after_retention', topic, payload, received_at FROM late").rowcount
+            " SELECT site, door, seq, ts, hash, NULL, 'after_retention', topic, payload, received_at"
+            " FROM late").rowcount
         stored = c.execute(
             "WITH firsts AS (SELECT DISTINCT ON (site, door, seq) * FROM incoming ORDER BY site, door, seq, ord),"
             " fresh AS (INSERT INTO event_keys (site, door, seq, ts, hash)"

@@ -52,9 +52,10 @@ def reasons_svg(reasons: list[tuple[str, int]]) -> str:
     for i, (reason, n) in enumerate(reasons):
         y = i * row
         w = round(n / top * (width - label_w - 40))
-        parts.append(f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{escape(REASON_LABELS.get(reason, reason))}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w}" height="{row - 6}" class="deny" data-reason="{escape(reason)}" '
-                     f'data-count="{n}"></rect>')
+        label = escape(REASON_LABELS.get(reason, reason))
+        parts.append(f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{label}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w}" height="{row - 6}" class="deny" '
+                     f'data-reason="{escape(reason)}" data-count="{n}"></rect>')
         parts.append(f'<text x="{label_w + w + 4}" y="{y + 15}" class="value">{n}</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -24,9 +24,10 @@ It subscribes to one door, one site or every site under the topic prefix
   change; a door whose status announces a ``last_seq`` the archive lacks, with nothing
   queued, is asked for the missing tail: at once when the status came retained (on
   subscribing: events published before the first subscription were queued for nobody),
-  after one ``replay_interval_s`` for a live status (the events may still be in flight). The status's ``last_seq``/``last_hash`` is the chain
-  head the door published: the archive keeps it, and a status whose head went back (the log
-  was cut or reset) or names another hash raises an alarm.
+  after one ``replay_interval_s`` for a live status (the events may still be in flight).
+  The status's ``last_seq``/``last_hash`` is the chain head the door published: the
+  archive keeps it, and a status whose head went back (the log was cut or reset) or names
+  another hash raises an alarm.
 
 It also publishes the time beacon (GB 50396 5.1.3): a retained ``{prefix}/{site}/time``
 ``{"ts": ISO 8601 with offset}`` from its own clock every ``beacon_interval_s`` for each
@@ -121,7 +122,8 @@ class Monitor:
         scope = f"{prefix}/{site or '+'}/{door or '+'}"
         self.topic_filters = [f"{scope}/events/#", f"{scope}/status", f"{scope}/occupancy", f"{scope}/cmd/result"]
         self.client: mqtt.Client | None = None
-        self.replay_requests: deque[dict] = deque(maxlen=1000)  # the last replay commands sent: id, site, door, from_seq, at
+        # the last replay commands sent: id, site, door, from_seq, at
+        self.replay_requests: deque[dict] = deque(maxlen=1000)
         self.command_results: dict[str, dict] = {}
         self.beacons_sent = 0
         self._cond = threading.Condition()
@@ -161,7 +163,8 @@ class Monitor:
         if self._refused:
             reason = self._refused
             self.close()
-            raise MonitorError(f"{self.broker.url}: the broker refused the monitor ({self.broker.username or 'anonymous'}): {reason}")
+            who = self.broker.username or "anonymous"
+            raise MonitorError(f"{self.broker.url}: the broker refused the monitor ({who}): {reason}")
         return self
 
     def stop(self) -> None:

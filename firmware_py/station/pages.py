@@ -2,8 +2,9 @@
 
 Every value from the archive or the request goes through :func:`h` (HTML escaping). The page's
 testing contract (DESIGN.md "The supervision station") lives here: ``data-site``, ``data-door``,
-``data-seq``, ``data-type`` on event rows (and ``data-epoch``, the door's chain epoch); ``data-site``, ``data-door``, ``data-online`` on door
-tiles; ``data-action`` on controls that change state; the login form's ``username`` and ``password``.
+``data-seq``, ``data-type`` on event rows (and ``data-epoch``, the door's chain epoch);
+``data-site``, ``data-door``, ``data-online`` on door tiles; ``data-action`` on controls that
+change state; the login form's ``username`` and ``password``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def layout(title: str, body: str, session: Session | None, *, active: str = "", 
                  ("/register", "登记簿 Register")]
         if role_allows(session.role, "admin"):
             links.append(("/audit", "审计 Audit"))
-        items = "".join(f'<a href="{href}"{" class=active" if href == active else ""}>{label}</a>' for href, label in links)
+        items = "".join(f'<a href="{href}"{" class=active" if href == active else ""}>{label}</a>'
+                        for href, label in links)
         nav = (f'<nav>{items}<span class="who">{h(session.name)} ({h(session.role)})</span>'
                f'<form method="post" action="/logout" class="inline">{csrf_field(session)}'
                f'<button type="submit">退出 Log out</button></form></nav>')
@@ -58,8 +60,10 @@ def login_page(error: str = "", next_path: str = "/", username: str = "") -> str
     err = f'<p class="error" role="alert">{h(error)}</p>' if error else ""
     body = (f'<section class="login"><h2>登录 Log in</h2>{err}'
             f'<form method="post" action="/login"><input type="hidden" name="next" value="{h(next_path)}">'
-            f'<label>用户名 User name <input name="username" autocomplete="username" required value="{h(username)}"></label>'
-            f'<label>密码 Password <input name="password" type="password" autocomplete="current-password" required></label>'
+            '<label>用户名 User name '
+            f'<input name="username" autocomplete="username" required value="{h(username)}"></label>'
+            '<label>密码 Password '
+            '<input name="password" type="password" autocomplete="current-password" required></label>'
             f'<button type="submit">登录 Log in</button></form></section>')
     return layout("登录 Log in", body, None)
 
@@ -194,7 +198,8 @@ def alarms_page(open_alarms: list[Alarm], done: list[Alarm], session: Session) -
     for a in open_alarms:
         control = ""
         if operator:
-            control = (f'<form method="post" action="/alarms/{q(a.site)}/{q(a.door)}/{a.seq}/acknowledge" class="inline">'
+            action = f"/alarms/{q(a.site)}/{q(a.door)}/{a.seq}/acknowledge"
+            control = (f'<form method="post" action="{action}" class="inline">'
                        f'{csrf_field(session)}<input type="hidden" name="epoch" value="{a.epoch}">'
                        '<input name="comment" placeholder="处置说明 comment" required maxlength="500">'
                        '<button type="submit" data-action="acknowledge">确认 Acknowledge</button></form>')
@@ -202,14 +207,16 @@ def alarms_page(open_alarms: list[Alarm], done: list[Alarm], session: Session) -
                     f'data-seq="{a.seq}" data-type="{h(a.type)}"><td>{h(a.ts)}</td><td>{h(a.site)}/{h(a.door)}</td>'
                     f'<td>{_seq_text(a.epoch, a.seq)}</td>'
                     f'<td>{h(type_label(a.type))}</td><td>{h(_detail(a.event))}</td><td>{control}</td></tr>')
-    open_table = ('<table class="alarms" id="open-alarms"><thead><tr><th>时间 Time</th><th>门 Door</th><th>序号 Seq</th>'
-                  '<th>告警 Alarm</th><th>详情 Detail</th><th></th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
+    open_table = ('<table class="alarms" id="open-alarms"><thead><tr>'
+                  '<th>时间 Time</th><th>门 Door</th><th>序号 Seq</th><th>告警 Alarm</th><th>详情 Detail</th><th></th>'
+                  '</tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
     if not rows:
         open_table = '<p class="muted" id="open-alarms">无待处理告警 No open alarms.</p>'
     done_rows = "".join(
         f'<tr class="acknowledged" data-site="{h(a.site)}" data-door="{h(a.door)}" data-epoch="{a.epoch}" '
         f'data-seq="{a.seq}" data-type="{h(a.type)}">'
-        f'<td>{h(a.ts)}</td><td>{h(a.site)}/{h(a.door)}</td><td>{_seq_text(a.epoch, a.seq)}</td><td>{h(type_label(a.type))}</td>'
+        f'<td>{h(a.ts)}</td><td>{h(a.site)}/{h(a.door)}</td><td>{_seq_text(a.epoch, a.seq)}</td>'
+        f'<td>{h(type_label(a.type))}</td>'
         f'<td data-field="by">{h(a.acknowledged_by)}</td><td data-field="at">{h(a.acknowledged_at)}</td>'
         f'<td data-field="comment">{h(a.comment)}</td></tr>' for a in done)
     body = (f'<h2>待处理告警 Open alarms ({len(open_alarms)})</h2>{open_table}'
@@ -245,7 +252,8 @@ def register_filter(params: dict) -> str:
               ("person", "人员编号 Person", "text"))
     inputs = "".join(f'<label>{label} <input name="{name}" type="{kind}" value="{h(params.get(name, ""))}"></label>'
                      for name, label, kind in fields)
-    return f'<form method="get" action="/register" class="filter">{inputs}<button type="submit">查询 Show</button></form>'
+    return (f'<form method="get" action="/register" class="filter">{inputs}'
+            '<button type="submit">查询 Show</button></form>')
 
 
 def register_rows_html(rows: list[dict]) -> str:
@@ -254,8 +262,9 @@ def register_rows_html(rows: list[dict]) -> str:
         cells = [r["time"], f'{r["site"]}/{r["door"]}', _seq_text(r["epoch"], r["seq"]), type_label(r["decision"]),
                  DIRECTION_LABELS.get(r["direction"], r["direction"]), f'{r["person_id"]} {r["name"]}'.strip(),
                  f'{r["credential_kind"]} {r["credential"]}'.strip(), REASON_LABELS.get(r["reason"], r["reason"])]
+        tds = "".join(f"<td>{h(c)}</td>" for c in cells)
         out.append(f'<tr data-site="{h(r["site"])}" data-door="{h(r["door"])}" data-epoch="{h(r["epoch"])}" '
-                   f'data-seq="{h(r["seq"])}" data-type="{h(r["decision"])}">{"".join(f"<td>{h(c)}</td>" for c in cells)}</tr>')
+                   f'data-seq="{h(r["seq"])}" data-type="{h(r["decision"])}">{tds}</tr>')
     return "".join(out)
 
 

@@ -22,7 +22,8 @@ CSV_COLUMNS = ("site", "door", *COLUMNS, "epoch")
 
 def rows(events: Iterable[StreamRow]) -> list[dict]:
     """Register rows (``site``, ``door``, the door's register columns and ``epoch``) of archived events."""
-    return [{"site": r.site, "door": r.door, **row, "epoch": r.epoch} for r in events for row in register_rows([r.event])]
+    return [{"site": r.site, "door": r.door, **row, "epoch": r.epoch}
+            for r in events for row in register_rows([r.event])]
 
 
 def to_csv(table: Iterable[dict], columns: Iterable[str] = CSV_COLUMNS) -> bytes:

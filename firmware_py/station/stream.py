@@ -69,8 +69,9 @@ def event_stream(request: Request, station: Station, session: Session, *, token:
             rows = await anyio.to_thread.run_sync(queries.events_after, station.store, after)
             for r in rows:
                 e = r.event
-                yield _message({"site": r.site, "door": r.door, "epoch": r.epoch, "seq": e.get("seq"), "type": e.get("type"),
-                                "category": e.get("category"), "cells": pages.event_cells(e)}, event="event", id=r.id)
+                yield _message({"site": r.site, "door": r.door, "epoch": r.epoch, "seq": e.get("seq"),
+                                "type": e.get("type"), "category": e.get("category"),
+                                "cells": pages.event_cells(e)}, event="event", id=r.id)
                 after = r.id
             if want_doors and time.monotonic() >= next_tiles:
                 next_tiles = time.monotonic() + TILES_EVERY_S

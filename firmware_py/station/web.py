@@ -44,8 +44,8 @@ def login(request: Request, ctx: Ctx) -> Response:
     if wait > 0:
         ctx.note = "throttled"
         seconds = int(wait) + 1
-        return HTMLResponse(pages.login_page(f"登录失败次数过多，请 {seconds} 秒后再试 Too many failed logins: try again in "
-                                             f"{seconds} s", next_path, name), 429, headers={"Retry-After": str(seconds)})
+        message = f"登录失败次数过多，请 {seconds} 秒后再试 Too many failed logins: try again in {seconds} s"
+        return HTMLResponse(pages.login_page(message, next_path, name), 429, headers={"Retry-After": str(seconds)})
     role = accounts.authenticate(station.store, name, password)
     if role is None:
         station.throttle.failed(keys)
@@ -71,7 +71,8 @@ def logout(request: Request, ctx: Ctx) -> Response:
 
 def overview(request: Request, ctx: Ctx) -> Response:
     st = ctx.station
-    return html(pages.overview(door_tiles(st, ctx.session), ctx.session, st.broker_connected, queries.last_id(st.store)))
+    return html(pages.overview(door_tiles(st, ctx.session), ctx.session, st.broker_connected,
+                               queries.last_id(st.store)))
 
 
 def events_page(request: Request, ctx: Ctx) -> Response:
@@ -86,7 +87,8 @@ def alarms_page(request: Request, ctx: Ctx) -> Response:
                                    ctx.session))
 
 
-ALARM_COLUMNS = ("site", "door", "epoch", "seq", "ts", "type", "detail", "acknowledged_by", "acknowledged_at", "comment")
+ALARM_COLUMNS = ("site", "door", "epoch", "seq", "ts", "type", "detail",
+                 "acknowledged_by", "acknowledged_at", "comment")
 
 
 def alarms_csv(request: Request, ctx: Ctx) -> Response:
@@ -133,7 +135,8 @@ def register_print(request: Request, ctx: Ctx) -> Response:
     rows = register_export.rows(events)
     data = register_export.to_csv(rows)
     doors = sorted({(d.site, d.door, d.epoch) for d in queries.doors(st.store)
-                    if (not params["site"] or d.site == params["site"]) and (not params["door"] or d.door == params["door"])})
+                    if (not params["site"] or d.site == params["site"])
+                    and (not params["door"] or d.door == params["door"])})
     chains = [(s, d, st.chains.check(s, d, epoch)) for s, d, epoch in doors]  # each door's current epoch
     return html(pages.register_print(params, rows, chains, register_export.digest(data), len(data), st.now(),
                                       ctx.session))
@@ -156,8 +159,8 @@ def api_events(request: Request, ctx: Ctx) -> Response:
     if (last - first).days > 366:
         raise Refused(400, "ask for at most 366 days at once")
     p = request.query_params
-    events = queries.events_between(st.store, first, last, st.tz, site=p.get("site") or None, door=p.get("door") or None,
-                                    person=p.get("person") or None)
+    events = queries.events_between(st.store, first, last, st.tz, site=p.get("site") or None,
+                                    door=p.get("door") or None, person=p.get("person") or None)
     return JSONResponse({"events": [r.event for r in events]})
 
 
@@ -258,7 +261,8 @@ class _SecurityHeaders:
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 names = {k.lower() for k, _ in message.get("headers", [])}
-                message["headers"] = list(message.get("headers", [])) + [(k, v) for k, v in self.headers if k not in names]
+                extra = [(k, v) for k, v in self.headers if k not in names]
+                message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
         return await self.app(scope, receive, send_with_headers)

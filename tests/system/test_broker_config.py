@@ -131,8 +131,8 @@ def test_a_revoked_certificate_is_refused_after_the_new_crl_is_installed(mosquit
     certs = b.files.certs_dir
     make_certs("--site", SITE, "--server-name", "localhost", "--ip", "127.0.0.1", "--door", spare,
                "--dir", str(certs))
-    account = b.door("scan-room").__class__(door_username(spare), "", certs / "none",
-                                            certs / f"{door_username(spare)}.crt", certs / f"{door_username(spare)}.key")
+    name = door_username(spare)
+    account = b.door("scan-room").__class__(name, "", certs / "none", certs / f"{name}.crt", certs / f"{name}.key")
     b.connect(None, certificate=account).disconnect()  # valid until revoked
 
     make_certs("--dir", str(certs), "--revoke", door_username(spare))

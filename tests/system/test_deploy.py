@@ -122,7 +122,8 @@ def snapshot(root: Path) -> dict[str, tuple]:
             elif p.is_dir():
                 out[str(p.relative_to(root))] = ("dir", st.st_mode & 0o7777)
             else:
-                out[str(p.relative_to(root))] = ("file", st.st_mode & 0o7777, hashlib.sha256(p.read_bytes()).hexdigest())
+                digest = hashlib.sha256(p.read_bytes()).hexdigest()
+                out[str(p.relative_to(root))] = ("file", st.st_mode & 0o7777, digest)
     return out
 
 

@@ -75,7 +75,8 @@ class Door:
         self.lines = {
             'database = "/var/lib/accessctl/events.db"   # events, outbox and roster (SQLite, WAL, synchronous=FULL)':
                 f'database = "{self.database}"',
-            'secret = "/var/lib/accessctl/device.key"    # per-device key for hashing ID numbers; created on first use, mode 0600':
+            ('secret = "/var/lib/accessctl/device.key"    '
+             '# per-device key for hashing ID numbers; created on first use, mode 0600'):
                 f'secret = "{self.secret}"',
             'reader_name = "ACR122U PICC Interface 00 00"   # a unique part of the name `pcsc_scan` shows':
                 'reader_name = "Virtual PCD 00 00"',
@@ -236,7 +237,8 @@ def test_bluetooth_controller_is_a_wireless_failure(door):
 
 
 def test_an_invalid_config_fails_and_skips_the_checks_that_need_it(door):
-    config = write_config(door.base / "bad.toml", {'pin = 17                       # relay driving the lock': "pin = 41"})
+    lock_pin = 'pin = 17                       # relay driving the lock'
+    config = write_config(door.base / "bad.toml", {lock_pin: "pin = 41"})
     results = diagnose(config, probes=door.probes())
     assert results[0].status == FAIL and "[hardware.lock] pin: 41 is not a GPIO pin" in results[0].message
     assert [r.check for r in results] == ["config", "wireless", "clock", "gpio"]
@@ -308,7 +310,8 @@ def test_mqtt_switched_off_is_a_warning(door):
 def test_a_broker_certificate_from_another_ca_fails_tls(door, mosquitto_broker_session, tmp_path):
     broker = mosquitto_broker_session
     settings = broker_settings(broker, broker.door("scan-room"))
-    settings["ca_file"] = f'"{broker.door("scan-room").cert_file}"'  # a certificate, but not the CA that signed the broker's
+    # a certificate, but not the CA that signed the broker's
+    settings["ca_file"] = f'"{broker.door("scan-room").cert_file}"'
     [result] = by_check(diagnose(door.config(**settings), probes=door.probes()), "broker")
     assert result.status == FAIL and "not trusted" in result.message
 

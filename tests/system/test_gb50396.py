@@ -64,7 +64,8 @@ def test_a_broker_outage_past_the_bound_is_stored_then_published_with_its_length
     link_up = [e for e in door.events() if e["type"] == "link_up"][-1]
     assert link_up["detail"]["outage_s"] == pytest.approx(door.cfg.mqtt.link_down_after_s + 1, abs=1)
     supervisor.wait_connected()
-    messages = supervisor.wait_for_messages(count=1, topic_filter=mosquitto_broker.topic("scan-room", "events", "system", "link_up"), timeout=15)
+    link_up_topic = mosquitto_broker.topic("scan-room", "events", "system", "link_up")
+    messages = supervisor.wait_for_messages(count=1, topic_filter=link_up_topic, timeout=15)
     received = {json.loads(m.payload)["type"] for m in supervisor.received()}
     assert {"access_granted", "link_down", "link_up"} <= received, received
     assert messages
@@ -92,7 +93,8 @@ def test_a_field_alarm_reaches_mosquitto_sub_within_two_seconds(door, mosquitto_
         line = ""
         while "SUBACK" not in line:  # -d prints the broker's answer to the subscription
             left = deadline - time.monotonic()
-            assert left > 0, f"mosquitto_sub did not subscribe; it said: {sub.stdout.read() if sub.poll() is not None else line}"
+            assert left > 0, ("mosquitto_sub did not subscribe; it said: "
+                              f"{sub.stdout.read() if sub.poll() is not None else line}")
             if select.select([sub.stdout], [], [], left)[0]:
                 line = sub.stdout.readline()
         started = time.monotonic()

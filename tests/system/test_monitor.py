@@ -316,8 +316,9 @@ def monitor_config(tmp_path, broker) -> str:
 
 def test_the_command_takes_credentials_from_the_config_archives_and_stops_cleanly(door, mosquitto_broker, tmp_path):
     archive = tmp_path / "cli-archive.db"
+    config = monitor_config(tmp_path, mosquitto_broker)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "firmware_py.cli.main", "monitor", "--config", monitor_config(tmp_path, mosquitto_broker),
+        [sys.executable, "-m", "firmware_py.cli.main", "monitor", "--config", config,
          "--broker", mosquitto_broker.url, "--site", SITE, "--door", DOOR, "--archive", str(archive),
          "--client-id", "cli-test", "--no-beacon"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,

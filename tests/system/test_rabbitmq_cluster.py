@@ -134,7 +134,7 @@ def test_door_receives_its_commands_its_sites_time_beacon_and_roster(rabbitmq_cl
                            (f"accessctl/{site}/time", b'{"ts": "2026-11-29T09:00:00+08:00"}'),
                            (f"accessctl/{site}/roster", b'{"version": 1}')):
         mid = station.publish(topic, payload)
-        wait_until(lambda: mid in station.acked, 10, f"PUBACK for {topic}")
+        wait_until(lambda mid=mid: mid in station.acked, 10, f"PUBACK for {topic}")
     wait_until(lambda: len(door.messages) >= 3, 10, "the command, the time beacon and the roster")
     assert sorted(m.topic for m in door.messages) == sorted(
         [f"accessctl/{site}/roster", f"accessctl/{site}/scan-room/cmd", f"accessctl/{site}/time"])

@@ -42,7 +42,8 @@ def test_an_unknown_action_is_reported_with_file_and_step(tmp_path):
 
 def test_a_wrong_parameter_is_reported_with_what_is_allowed(tmp_path):
     path = scenario_file(tmp_path, '[[step]]\ndo = "walk_through"\nmetals = true\n')
-    with pytest.raises(ScenarioError, match=r"step 1: metals: is not a parameter of walk_through \(allowed: metal, persons\)"):
+    expected = r"step 1: metals: is not a parameter of walk_through \(allowed: metal, persons\)"
+    with pytest.raises(ScenarioError, match=expected):
         load_scenario(path)
 
 
@@ -86,7 +87,8 @@ def test_a_scenario_runs_with_another_config_and_publishes_to_the_broker(tmp_pat
     supervisor = mosquitto_broker.connect()
     supervisor.subscribe(mosquitto_broker.topic("scan-room", "events", "#"))
     path = scenario_file(tmp_path, '[[step]]\ndo = "press_exit"\n[[step]]\ndo = "broker_down"\n'
-                                   '[[step]]\ndo = "open_door"\n[[step]]\ndo = "close_door"\n[[step]]\ndo = "broker_up"\n'
+                                   '[[step]]\ndo = "open_door"\n[[step]]\ndo = "close_door"\n'
+                                   '[[step]]\ndo = "broker_up"\n'
                                    '[[step]]\nexpect = [{type = "exit_button"}, {type = "passage"}]\n')
     assert run_scenarios([path], broker=mosquitto_broker.url, config=config) == 0
     supervisor.wait_for_messages(count=3, timeout=15)

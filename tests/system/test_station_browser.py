@@ -166,12 +166,14 @@ def test_a_browser_reconnecting_after_a_station_restart_misses_nothing(mosquitto
 # ---------------------------------------------------------------- door offline
 
 
-def test_a_door_going_offline_turns_its_tile_offline_without_a_reload(mosquitto_broker, start_station, browser, tmp_path):
+def test_a_door_going_offline_turns_its_tile_offline_without_a_reload(mosquitto_broker, start_station, browser,
+                                                                       tmp_path):
     station = start_station(mosquitto_broker)
     account = mosquitto_broker.door(DOOR)
-    args = {"database": str(tmp_path / "child.db"), "broker": mosquitto_broker.url, "ca_file": str(mosquitto_broker.ca_file),
-            "username": account.username, "password_file": str(account.password_file),
-            "cert_file": str(account.cert_file), "key_file": str(account.key_file), "count": 1}
+    args = {"database": str(tmp_path / "child.db"), "broker": mosquitto_broker.url,
+            "ca_file": str(mosquitto_broker.ca_file), "username": account.username,
+            "password_file": str(account.password_file), "cert_file": str(account.cert_file),
+            "key_file": str(account.key_file), "count": 1}
     child = subprocess.Popen([sys.executable, "-m", "simulator.crash.link_child", json.dumps(args)], cwd=REPO,
                              stdout=subprocess.DEVNULL)
     try:
@@ -300,9 +302,9 @@ def test_a_forged_cross_site_post_is_refused_and_nothing_reaches_the_door(mosqui
     door.append("system", "controller_started")
     page = browser.new_page()
     log_in(page, station, "olga")
-    attacker = ("<html><body><form id=f method=post action='%s/doors/%s/%s/lockdown'>"
+    attacker = (f"<html><body><form id=f method=post action='{station.url}/doors/{SITE}/{DOOR}/lockdown'>"
                 "<input name=csrf value=guessed></form><script>document.getElementById('f').submit()</script>"
-                "</body></html>") % (station.url, SITE, DOOR)
+                "</body></html>")
     page.route("http://attacker.example/", lambda route: route.fulfill(body=attacker, content_type="text/html"))
     with page.expect_response(lambda r: "/lockdown" in r.url) as answer:
         page.goto("http://attacker.example/")

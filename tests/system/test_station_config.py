@@ -23,7 +23,8 @@ def test_the_example_configuration_loads_with_its_documented_values():
     cfg = load_station_config(EXAMPLE)
     assert cfg.broker.url == "mqtts://broker.archive.lan:8883" and cfg.broker.protocol == 5
     assert cfg.archive.path == Path("/var/lib/accessctl/station-archive.db")
-    assert (cfg.web.host, cfg.web.port, cfg.web.https, cfg.web.timezone.key) == ("127.0.0.1", 8080, False, "Asia/Shanghai")
+    web = (cfg.web.host, cfg.web.port, cfg.web.https, cfg.web.timezone.key)
+    assert web == ("127.0.0.1", 8080, False, "Asia/Shanghai")
 
 
 def test_every_problem_is_reported_with_its_section_and_key_at_once(tmp_path):
@@ -126,8 +127,8 @@ def test_building_the_command_line_loads_neither_the_web_framework_nor_its_serve
     import subprocess
     import sys
 
-    code = ("import sys; from firmware_py.cli.main import build_parser; build_parser().parse_args(['station', 'user', 'add',"
-            " 'x', '--role', 'viewer']); print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('starlette', 'uvicorn', 'anyio')))")
+    code = ("import sys; from firmware_py.cli.main import build_parser; "
+            "build_parser().parse_args(['station', 'user', 'add', 'x', '--role', 'viewer']); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn', 'anyio')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

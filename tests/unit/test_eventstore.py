@@ -97,10 +97,12 @@ def test_a_deleted_last_row_is_reported(store):
 
 def test_a_swapped_pair_is_reported_at_the_first_of_the_pair(store):
     fill(store, 10)
-    rows = {seq: row for seq, *row in store.db.execute("SELECT seq, ts, category, type, body, prev_hash, hash FROM events WHERE seq IN (3, 4)")}
+    pair = store.db.execute("SELECT seq, ts, category, type, body, prev_hash, hash FROM events WHERE seq IN (3, 4)")
+    rows = {seq: row for seq, *row in pair}
     with transaction(store.db):
         for seq, other in ((3, 4), (4, 3)):
-            store.db.execute("UPDATE events SET ts=?, category=?, type=?, body=?, prev_hash=?, hash=? WHERE seq=?", (*rows[other], seq))
+            store.db.execute("UPDATE events SET ts=?, category=?, type=?, body=?, prev_hash=?, hash=? WHERE seq=?",
+                             (*rows[other], seq))
     result = verify(store.db)
     assert not result.ok and result.bad_seq == 3
 

@@ -28,6 +28,7 @@ ADJUSTED_SATURDAY = date(2026, 10, 10)
 ID_CARD = Credential("resident_id", "110101********001X")
 BAD_ID_CARD = Credential("resident_id", "110101********0012", valid=False)
 BADGE = Credential("badge", "04A1B2C3D4")
+QUIET_DOOR = DoorContext()  # nobody inside, no lockdown, clock synchronised, gate working
 
 
 def sh(d: date, hh: int, mm: int = 0, ss: int = 0, us: int = 0) -> datetime:
@@ -73,7 +74,7 @@ def hours(config):
 @pytest.fixture
 def enter(pol, hours):
     """decide() for an entry; keyword arguments override the defaults."""
-    def _enter(p=None, *, credential=ID_CARD, at=MONDAY_9, ctx=DoorContext(), policy=pol, direction="in"):
+    def _enter(p=None, *, credential=ID_CARD, at=MONDAY_9, ctx=QUIET_DOOR, policy=pol, direction="in"):
         return decide(p, credential, direction, at, ctx, policy, hours)
     return _enter
 

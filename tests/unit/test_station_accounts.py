@@ -134,7 +134,8 @@ def test_the_audit_trail_can_be_neither_changed_nor_deleted(store):
     for sql in ("DELETE FROM audit", "UPDATE audit SET who='mallory'"):
         with pytest.raises(sqlite3.IntegrityError, match="never"):
             store.conn.execute(sql)
-    assert [(e.who, e.action, e.detail, e.result) for e in audit.entries(store)] == [("olga", "POST /x", {"a": 1}, "303")]
+    entries = [(e.who, e.action, e.detail, e.result) for e in audit.entries(store)]
+    assert entries == [("olga", "POST /x", {"a": 1}, "303")]
 
 
 def test_an_acknowledgement_can_be_neither_changed_nor_deleted(store):
