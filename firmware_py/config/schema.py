@@ -523,21 +523,31 @@ def _read_mqtt(sec: _Section, base: Path, site: str, door: str, problems: _Probl
     return cfg
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate the configuration; raise :class:`ConfigError` listing every problem."""
-    path = Path(path)
+def read_toml(path: Path, what: str) -> tuple[bytes, _Section]:
+    """Read a TOML file into its top-level section (whose problems collect every mistake).
+
+    ``what`` names the file for the technician ("configuration file", "station configuration").
+    Returns the raw bytes too: the door's config digest is taken over them.
+    """
     try:
         raw_bytes = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror}") from None
     try:
         data = tomllib.loads(raw_bytes.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    problems = _Problems(path)
-    base = path.parent.resolve()
-    top = _Section(data, "", problems)
+    top = _Section(data, "", _Problems(path))
     top.where = lambda key: f"[{key}]"  # type: ignore[method-assign]
+    return raw_bytes, top
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the configuration; raise :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    raw_bytes, top = read_toml(path, "configuration file")
+    problems = top.problems
+    base = path.parent.resolve()
 
     s = top.sub("site")
     tz_name = s.string("timezone", "Asia/Shanghai")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,6 +20,7 @@ from firmware_py.config.schema import (  # the door's checker: one way to read a
     _Problems,
     _Section,
     broker_override,
+    read_toml,
 )
 from firmware_py.errors import ConfigError
 
@@ -144,18 +144,9 @@ def check_archive(text: str, where: str) -> None:
 def load_station_config(path: str | Path) -> StationConfig:
     """Read and check the station's configuration; raise :class:`ConfigError` listing every problem."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the station configuration: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    problems = _Problems(path)
+    raw, top = read_toml(path, "station configuration")
+    problems = top.problems
     base = path.parent.resolve()
-    top = _Section(data, "", problems)
-    top.where = lambda key: f"[{key}]"  # type: ignore[method-assign]
 
     s = top.sub("broker")
     broker = _read_broker(s, base, problems)
