@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", help="simulated start time (ISO 8601 with offset; default: now)")
     p.add_argument("--db", type=Path)
     p.add_argument("--verbose", "-v", action="store_true")
+    from .fleet import add_command as add_fleet
+
+    add_fleet(sub)
     return parser
 
 
@@ -73,11 +76,15 @@ def main(argv: list[str] | None = None) -> int:
             return run_scenarios(args.scenarios, broker=args.broker, db=args.db, config=args.config)
         if args.command == "demo":
             return run_scenarios([DEMO])
+        if args.command == "fleet":
+            from .fleet import run_fleet
+
+            return run_fleet(args)
         if args.command == "console":
             from .console import run_console
 
             return run_console(args)
-    except (ScenarioError, AccessCtlError) as exc:
+    except (ScenarioError, AccessCtlError, ValueError) as exc:
         print(f"accessctl-sim: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
