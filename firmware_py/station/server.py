@@ -42,6 +42,10 @@ def broker_settings(cfg: StationConfig) -> BrokerSettings:
 
 def serve(cfg: StationConfig, *, ready=None) -> None:
     """Run the station until SIGINT/SIGTERM. ``ready`` is called with the listening URL once it serves."""
+    if cfg.archive.url:  # PostgreSQL: the fleet's ingest; the web page reads SQLite only (for now)
+        from .ingest_pg import serve_ingest
+
+        return serve_ingest(cfg, broker_settings(cfg), ready=ready)
     import uvicorn
 
     from ..monitor import Monitor
