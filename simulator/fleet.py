@@ -28,7 +28,7 @@ from typing import Callable, TextIO
 
 from firmware_py.config import load_config
 
-from .fleet_day import MIX, write_roster
+from .fleet_day import write_roster
 from .fleet_door import SITE, FleetDoor, door_config, door_name
 from .scenario import REPO
 
@@ -290,11 +290,17 @@ def _raise_file_limit() -> None:
 def run_fleet(args, out: TextIO = sys.stdout) -> int:
     """The `accessctl-sim fleet` command; exit 0 when every outbox was emptied."""
     brokers = [b.strip() for b in args.broker.split(",") if b.strip()]
+    trace = _Trace(args.trace) if args.trace else None
     fleet = Fleet(args.doors, brokers, db_dir=args.db_dir, rate=args.rate, duration_s=args.duration,
                   protocol=args.protocol, seed=args.seed, first=args.first, start=args.start,
                   username=args.username or "", password_file=args.password_file,
-                  cuts=tuple(parse_cut(c) for c in args.cut_link or ()), drain_timeout_s=args.drain_timeout)
-    results = fleet.run()
+                  cuts=tuple(parse_cut(c) for c in args.cut_link or ()), drain_timeout_s=args.drain_timeout,
+                  trace=trace)
+    try:
+        results = fleet.run()
+    finally:
+        if trace:
+            trace.close()
     for result in results:
         out.write(json.dumps(result) + "\n")
     out.flush()
@@ -326,7 +332,24 @@ def add_command(sub) -> None:
                    help="cut a door's link AT_S seconds into the play, for FOR_S seconds (repeatable)")
     p.add_argument("--drain-timeout", type=float, default=300.0,
                    help="seconds to wait at the end for every outbox to empty (default 300)")
+    p.add_argument("--trace", type=Path, metavar="FILE",
+                   help="write 'DOOR SEQ UNIX_TIME' for every event as it is stored (latency measurements)")
     p.add_argument("--verbose", "-v", action="store_true")
 
 
-MIX_SUMMARY = ", ".join(f"{k} {v:.0%}" for k, v in MIX.items())
+class _Trace:
+    """``--trace``: one line per stored event, written by the worker threads under one lock."""
+
+    def __init__(self, path: Path):
+        self._f = open(path, "w", encoding="ascii", buffering=1 << 16)
+        self._lock = threading.Lock()
+
+    def __call__(self, door: str, seq: int) -> None:
+        line = f"{door} {seq} {time.time():.4f}\n"
+        with self._lock:
+            self._f.write(line)
+
+    def close(self) -> None:
+        with self._lock:
+            self._f.close()
+
