@@ -18,6 +18,7 @@ import json
 import logging
 import random
 import resource
+import subprocess
 import sys
 import threading
 import time
@@ -40,6 +41,9 @@ DAY_S = 7 * 3600.0 * 0.95  # the office windows 08:30-12:00 and 14:00-17:30, wit
 EVENTS_PER_ACTION = 1.9  # what the mix of fleet_day.MIX stores per action, on average
 THREAD_STACK = 512 * 1024  # two link threads per door: small stacks keep 500 doors' memory low
 DOORS_PER_WORKER = 25
+DOORS_PER_PROCESS = 100  # paho's select() loop: see _run_processes
+CONNECT_WAVE = 25  # doors started (and connecting) at a time
+WAVE_WAIT_S = 15.0
 MAX_WORKERS = 8
 
 
@@ -95,6 +99,9 @@ class Fleet:
             raise ValueError("--rate must be positive and --duration not negative")
         self.rate, self.duration_s, self.drain_timeout_s = rate, duration_s, drain_timeout_s
         self.progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+        if first != 1:  # one of several processes: say which doors the lines are about
+            own, label = self.progress, f"[{door_name(first)}..{door_name(first + doors - 1)}] "
+            self.progress = lambda line: own(label + line)
         self.cuts = {c.door: c for c in cuts}
         self.phase = "building"
         self.t0 = 0.0
@@ -103,7 +110,7 @@ class Fleet:
             raise ValueError(f"--start {start!r} needs a UTC offset (e.g. +08:00)")
         db_dir.mkdir(parents=True, exist_ok=True)
         self.db_dir = db_dir
-        roster = write_roster(db_dir / "fleet-roster.csv", seed)
+        roster = write_roster(db_dir / f"fleet-roster-{first:02d}.csv", seed)  # one per process: no races
         base = load_config(BASE_CONFIG)
         per_door = rate * max(duration_s, 1.0) / doors / EVENTS_PER_ACTION  # actions each door will play
         self.gap_s = max(1.0, DAY_S / max(per_door, 1.0))  # simulated time between two actions
@@ -129,8 +136,7 @@ class Fleet:
 
     def run(self, *, connect_timeout_s: float = 60.0) -> list[dict]:
         """Play the day; return one result per door (site, door, last_seq and, if any is left, queued)."""
-        for door in self.doors:
-            door.start()
+        self._start_in_waves(connect_timeout_s)
         self.phase = "connecting"
         for worker in self.workers:
             worker.thread = threading.Thread(target=self._work, args=(worker,), name="fleet-worker", daemon=True)
@@ -174,6 +180,16 @@ class Fleet:
         if errors:
             raise RuntimeError(f"a fleet worker failed: {errors[0]!r}")
         return results
+
+    def _start_in_waves(self, timeout_s: float) -> None:
+        """Start the doors a wave at a time, each wave once the previous one is connected (or a while
+        passed): hundreds of CONNECTs at once made the RabbitMQ lab nodes on this 2-core machine
+        close every one of them with "login timeout", again at every retry."""
+        for i in range(0, len(self.doors), CONNECT_WAVE):
+            wave = self.doors[i:i + CONNECT_WAVE]
+            for door in wave:
+                door.start()
+            self._wait(lambda: all(d.link.connected for d in wave), min(timeout_s, WAVE_WAIT_S))
 
     def _wait(self, predicate, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -235,10 +251,10 @@ class Fleet:
                         worker.cut[door.name] = "restored"
                     door.stop()
                 worker.stopped = True
-            if not played or now >= next_sweep:
+            if now >= next_sweep:
                 for door in doors:
                     door.pump()
-                next_sweep = now + 0.05
+                next_sweep = now + (0.05 if self.phase == "playing" else 0.25)
             if now >= next_refresh:
                 for door in doors:
                     door.refresh()
@@ -289,6 +305,8 @@ def _raise_file_limit() -> None:
 
 def run_fleet(args, out: TextIO = sys.stdout) -> int:
     """The `accessctl-sim fleet` command; exit 0 when every outbox was emptied."""
+    if args.doors > DOORS_PER_PROCESS:
+        return _run_processes(args, out)
     brokers = [b.strip() for b in args.broker.split(",") if b.strip()]
     trace = _Trace(args.trace) if args.trace else None
     fleet = Fleet(args.doors, brokers, db_dir=args.db_dir, rate=args.rate, duration_s=args.duration,
@@ -305,6 +323,50 @@ def run_fleet(args, out: TextIO = sys.stdout) -> int:
         out.write(json.dumps(result) + "\n")
     out.flush()
     return 1 if any(r.get("queued") for r in results) else 0
+
+
+def _run_processes(args, out: TextIO) -> int:
+    """More doors than one process can hold: one child `accessctl-sim fleet` per DOORS_PER_PROCESS.
+
+    paho's network loop uses ``select()``, which cannot watch a descriptor numbered 1024 or more,
+    and each door holds about ten (two SQLite connections, its socket, paho's wake-up pair): past
+    ~100 doors the sockets of later doors land above 1023 and never get their CONNECT out (the
+    RabbitMQ nodes log "login timeout"). The children share the rate; their progress goes to
+    standard error as it comes, their results are gathered and printed in door order.
+    """
+    cuts = [parse_cut(c) for c in args.cut_link or ()]
+    children = []
+    for first in range(args.first, args.first + args.doors, DOORS_PER_PROCESS):
+        n = min(DOORS_PER_PROCESS, args.first + args.doors - first)
+        names = {door_name(i) for i in range(first, first + n)}
+        cmd = [sys.executable, "-m", "simulator.cli", "fleet", "--doors", str(n), "--first", str(first),
+               "--broker", args.broker, "--db-dir", str(args.db_dir), "--rate", str(args.rate * n / args.doors),
+               "--duration", str(args.duration), "--protocol", str(args.protocol), "--seed", str(args.seed),
+               "--start", args.start, "--drain-timeout", str(args.drain_timeout)]
+        if args.username:
+            cmd += ["--username", args.username]
+        if args.password_file:
+            cmd += ["--password-file", str(args.password_file)]
+        if args.trace:
+            cmd += ["--trace", f"{args.trace}.part{first}"]
+        for c in cuts:
+            if c.door in names:
+                cmd += ["--cut-link", f"{c.door}:{c.at_s:g}:{c.for_s:g}"]
+        children.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO))
+    results, codes = [], []
+    for child in children:
+        stdout, _ = child.communicate()
+        codes.append(child.returncode)
+        results += [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    if args.trace:
+        with open(args.trace, "w", encoding="ascii") as merged:
+            for part in sorted(args.trace.parent.glob(args.trace.name + ".part*")):
+                merged.write(part.read_text(encoding="ascii"))
+                part.unlink()
+    for result in sorted(results, key=lambda r: r["door"]):
+        out.write(json.dumps(result) + "\n")
+    out.flush()
+    return max(codes)
 
 
 def add_command(sub) -> None:

@@ -17,7 +17,7 @@ those are never acknowledged (the broker delivers the messages again).
 
 Each door's chain (:class:`DoorChain`) is verified as it grows: the hash of every event and its
 link to the previous one, from seq 1. A missing seq is a gap: after :data:`REPLAY_INTERVAL_S`
-without progress the door is asked for a replay on ``{prefix}/{site}/{door}/cmd``
+without progress (and without a backlog arriving from the broker) the door is asked for a replay on ``{prefix}/{site}/{door}/cmd``
 (``{"id", "action": "replay", "from_seq"}``), again with a doubling wait, at most
 :data:`MAX_REPLAY_REQUESTS` times per gap. The same is asked when the door's status announces
 events (``last_seq``) the archive lacks while nothing is queued at the door. How far each chain
@@ -51,6 +51,7 @@ BATCH_MAX = 1000  # events stored per transaction, at most
 BATCH_WAIT_S = 0.005  # after the first message, gather what else arrives this quickly
 MAX_PAYLOAD = 64 * 1024  # an event is a few hundred bytes
 REPLAY_INTERVAL_S = 5.0
+BACKLOG_BATCH = 50  # a batch this large means the broker holds a backlog: gaps may close by themselves
 MAX_REPLAY_REQUESTS = 5
 CHAIN_SAVE_S = 1.0  # how often the verified chain heads are written (they can be recomputed)
 RETRY_S = (0.5, 10.0)  # PostgreSQL unreachable: first and longest wait before trying again
@@ -173,6 +174,7 @@ class PgIngest:
         self._client = None
         self._sites: dict[str, float] = {}  # site -> next beacon (monotonic)
         self._chains_saved_at = 0.0
+        self._backlog_seen_at = 0.0
         self._down_since: float | None = None
 
     # ------------------------------------------------------------------ life cycle
@@ -256,6 +258,8 @@ class PgIngest:
         return batch
 
     def _ingest(self, batch: list[Received]) -> None:
+        if len(batch) >= BACKLOG_BATCH:
+            self._backlog_seen_at = time.monotonic()
         events: list[Incoming] = []
         links: list[tuple[str, str, int, str, str, bool]] = []
         rejects: list[tuple[Received, str]] = []
@@ -453,6 +457,11 @@ class PgIngest:
             chain.hole, chain.requests, chain.requested_at = hole, 0, 0.0
         if now - chain.advanced_at < self.replay_interval_s:
             return  # the door's events are still arriving
+        if now - self._backlog_seen_at < self.replay_interval_s:
+            # Catching up: messages the previous session had received and not acknowledged are
+            # delivered again after what was queued since, so a door's hole closes by itself once
+            # the backlog is through; asking now would only add a second copy of everything.
+            return
         if now - chain.requested_at < self.replay_interval_s * 2 ** max(0, chain.requests - 1):
             return
         if chain.requests >= self.max_replay_requests:
