@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", help="simulated start time (ISO 8601 with offset; default: now)")
     p.add_argument("--db", type=Path)
     p.add_argument("--verbose", "-v", action="store_true")
+    from .fleet import add_command as add_fleet
+
+    add_fleet(sub)
     return parser
 
 
@@ -88,6 +91,10 @@ def run_command(args: argparse.Namespace) -> int:
 
         return run_demo(workdir=args.workdir, listen=args.listen, exit_after_morning=args.exit_after_morning,
                         out=lambda line: print(line, flush=True))
+    if args.command == "fleet":
+        from .fleet import run_fleet
+
+        return run_fleet(args)
     from .console import run_console
 
     return run_console(args)

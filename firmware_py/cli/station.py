@@ -20,7 +20,8 @@ DEFAULT_CONFIG = "/etc/accessctl/station.toml"
 def _station_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=os.environ.get("ACCESSCTL_STATION_CONFIG", DEFAULT_CONFIG),
                    help=f"station configuration (default: $ACCESSCTL_STATION_CONFIG or {DEFAULT_CONFIG})")
-    p.add_argument("--archive", help="the archive, an SQLite file (FILE.db), overriding [archive] path")
+    p.add_argument("--archive", help="the archive, an SQLite file (FILE.db) or postgresql://USER@HOST:PORT/DB, "
+                                     "overriding [archive] path")
 
 
 def add_commands(sub, common) -> None:
@@ -32,6 +33,8 @@ def add_commands(sub, common) -> None:
     _station_options(s)
     s.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT, overriding [broker] url")
     s.add_argument("--listen", help="HOST:PORT for the web page, overriding [web] listen")
+    s.add_argument("--protocol", type=int, choices=(5, 311),
+                   help="MQTT 5, or 311 (MQTT 3.1.1, e.g. RabbitMQ), overriding [broker] protocol")
     s.set_defaults(handler=cmd_serve)
     u = ssub.add_parser("user", help="station accounts")
     usub = u.add_subparsers(dest="user_action", required=True, metavar="ACTION")
@@ -49,12 +52,20 @@ def _archive_path(args) -> str:
         from firmware_py.station.config import check_archive
 
         check_archive(args.archive, "--archive")
-        return args.archive
-    if not os.path.exists(args.config):
-        raise ConfigError(f"{args.config}: no such station configuration (give --config FILE or --archive FILE.db)")
-    from firmware_py.station.config import load_station_config
+        path = args.archive
+    else:
+        if not os.path.exists(args.config):
+            raise ConfigError(f"{args.config}: no such station configuration (give --config FILE or --archive FILE.db)")
+        from firmware_py.station.config import load_station_config
 
-    return str(load_station_config(args.config).archive.path)
+        archive = load_station_config(args.config).archive
+        path = archive.url or str(archive.path)
+    from firmware_py.station.config import is_postgres
+
+    if is_postgres(path):
+        raise ConfigError("station accounts live in an SQLite archive; with a PostgreSQL archive the station "
+                          "serves no web page yet, so it has no accounts")
+    return path
 
 
 def cmd_serve(args) -> int:
@@ -64,7 +75,8 @@ def cmd_serve(args) -> int:
     from firmware_py.station.server import serve
 
     logging.getLogger().setLevel(logging.INFO)
-    cfg = with_overrides(load_station_config(args.config), broker=args.broker, archive=args.archive, listen=args.listen)
+    cfg = with_overrides(load_station_config(args.config), broker=args.broker, archive=args.archive, listen=args.listen,
+                         protocol=args.protocol)
     serve(cfg, ready=lambda url: print(f"station serving on {url}", flush=True))
     return 0
 

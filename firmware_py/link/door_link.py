@@ -348,7 +348,9 @@ class MqttLink:
 
     def _next_deadline(self) -> float:
         now = time.monotonic()
-        deadlines = [now + 1.0, self._next_status_at if self._status else now + 1.0]
+        # The status is due again only while connected: unconnected, _step sends nothing, and a past
+        # _next_status_at would wake this thread at once, again and again (a core spinning).
+        deadlines = [now + 1.0, self._next_status_at if self._status and self._up else now + 1.0]
         if self._acked_since is not None:
             deadlines.append(self._acked_since + ACK_DELAY_S)
         if self._blocked_until is not None:

@@ -44,7 +44,21 @@ class BrokerConfig:
 
 @dataclass(frozen=True)
 class ArchiveConfig:
-    path: Path  # SQLite file (events, doors, and the station's accounts, sessions, acknowledgements, audit)
+    path: Path | None  # SQLite file (events, doors, and the station's accounts, sessions, acknowledgements, audit)
+    url: str = ""  # or a PostgreSQL archive, postgresql://… (then path is None): ingest only, no web page yet
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path is not None else _safe_url(self.url)
+
+
+def is_postgres(text: str) -> bool:
+    return text.startswith(("postgresql://", "postgres://"))
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without a password, for messages and logs."""
+    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
 
 
 @dataclass(frozen=True)
@@ -135,8 +149,10 @@ def _read_web(sec: _Section, base: Path, problems: _Problems) -> WebConfig:
 
 
 def check_archive(text: str, where: str) -> None:
-    if text.startswith("postgresql://") or text.startswith("postgres://"):
-        raise ConfigError(f"{where}: {text!r}: a PostgreSQL archive is not supported yet; give an SQLite file path")
+    if is_postgres(text):
+        if not re.fullmatch(r"postgres(ql)?://[^\s]+", text):
+            raise ConfigError(f"{where}: {_safe_url(text)!r} is not like postgresql://user@host:5432/archive")
+        return
     if text == ":memory:":
         raise ConfigError(f"{where}: the archive must be a file on disk, not :memory:")
 
@@ -158,7 +174,10 @@ def load_station_config(path: str | Path) -> StationConfig:
             check_archive(s.data["path"], s.where("path"))
         except ConfigError as exc:
             problems.add(s.where("path"), str(exc).split(": ", 1)[1])
-    archive = ArchiveConfig(s.path("path", base, "/var/lib/accessctl/station-archive.db"))
+    if isinstance(s.data.get("path"), str) and is_postgres(s.data["path"]):
+        archive = ArchiveConfig(None, s.string("path"))
+    else:
+        archive = ArchiveConfig(s.path("path", base, "/var/lib/accessctl/station-archive.db"))
     s.finish()
 
     s = top.sub("web", required=False)
@@ -176,8 +195,9 @@ def load_station_config(path: str | Path) -> StationConfig:
 
 
 def with_overrides(cfg: StationConfig, *, broker: str | None = None, archive: str | None = None,
-                   listen: str | None = None) -> StationConfig:
-    """The configuration with the command line's ``--broker``, ``--archive`` and ``--listen`` applied.
+                   listen: str | None = None, protocol: int | None = None) -> StationConfig:
+    """The configuration with the command line's ``--broker``, ``--archive``, ``--listen`` and
+    ``--protocol`` applied.
 
     ``--broker`` follows the door's rule (:func:`firmware_py.config.schema.broker_override`): a plain
     ``mqtt://`` broker is reached anonymously without TLS, an ``mqtts://`` one with the file's account."""
@@ -185,7 +205,12 @@ def with_overrides(cfg: StationConfig, *, broker: str | None = None, archive: st
         cfg = replace(cfg, broker=replace(cfg.broker, url=broker, **broker_override(broker)))
     if archive is not None:
         check_archive(archive, "--archive")
-        cfg = replace(cfg, archive=ArchiveConfig(Path(archive)))
+        chosen = ArchiveConfig(None, archive) if is_postgres(archive) else ArchiveConfig(Path(archive))
+        cfg = replace(cfg, archive=chosen)
+    if protocol is not None:
+        if protocol not in (5, 311):
+            raise ConfigError(f"--protocol {protocol!r} is not 5 (MQTT 5) or 311 (MQTT 3.1.1)")
+        cfg = replace(cfg, broker=replace(cfg.broker, protocol=protocol))
     if listen is not None:
         host, port = parse_listen(listen, "--listen")
         cfg = replace(cfg, web=replace(cfg.web, host=host, port=port))

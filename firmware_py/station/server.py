@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 def serve(cfg: StationConfig, *, ready=None) -> None:
     """Run the station until SIGINT/SIGTERM. ``ready`` is called with the listening URL once it serves."""
+    if cfg.archive.url:  # PostgreSQL: the fleet's ingest; the web page reads SQLite only (for now)
+        from firmware_py.station.ingest_pg import serve_ingest
+
+        return serve_ingest(cfg, BrokerSettings.from_config(cfg.broker), ready=ready)
     import uvicorn
 
     from firmware_py.station import queries

@@ -34,7 +34,7 @@ url = "http://broker:80"
 protocol = 4
 colour = "red"
 [archive]
-path = "postgresql://db/archive"
+path = ":memory:"
 [web]
 listen = "everywhere"
 timezone = "Mars/Olympus"
@@ -45,7 +45,7 @@ certificate = "station.crt"
         load_station_config(path)
     text = str(e.value)
     for where in ("[broker] url: 'http://broker:80'", "[broker] protocol: 4", "[broker] colour: is not a known setting",
-                  "[archive] path: 'postgresql://db/archive'", "[web] listen: 'everywhere'",
+                  "[archive] path: the archive must be a file on disk", "[web] listen: 'everywhere'",
                   "[web] timezone: 'Mars/Olympus'", "[web] certificate: certificate and key go together", "[extra]"):
         assert f"{path}: {where}" in text, where
 
@@ -57,9 +57,25 @@ def test_the_command_line_overrides_broker_archive_and_listener(tmp_path):
         "mqtt://127.0.0.1:1884", tmp_path / "a.db", "::1", 9443)
 
 
+def test_a_postgresql_archive_is_taken_from_the_file_or_the_command_line(tmp_path):
+    path = write(tmp_path, """
+[broker]
+url = "mqtt://127.0.0.1:1883"
+[archive]
+path = "postgresql://station:secret@db.archive.lan:5432/archive"
+""")
+    cfg = load_station_config(path)
+    assert (cfg.archive.path, cfg.archive.url) == (None, "postgresql://station:secret@db.archive.lan:5432/archive")
+    assert "secret" not in cfg.archive.where
+    cfg = with_overrides(load_station_config(EXAMPLE), archive="postgresql://postgres@127.0.0.1:5433/a", protocol=311)
+    url = "postgresql://postgres@127.0.0.1:5433/a"
+    assert (cfg.archive.path, cfg.archive.url, cfg.broker.protocol) == (None, url, 311)
+
+
 @pytest.mark.parametrize("option, value, message", [
     ("broker", "tcp://x:1", "--broker 'tcp://x:1'"), ("listen", "8080", "--listen: '8080'"),
-    ("listen", "h:70000", "--listen: 'h:70000'"), ("archive", "postgresql://x/y", "not supported yet"),
+    ("listen", "h:70000", "--listen: 'h:70000'"), ("archive", "postgresql://x y", "is not like postgresql://"),
+    ("protocol", 4, "--protocol 4"),
 ])
 def test_a_bad_override_is_a_clear_error(option, value, message):
     with pytest.raises(ConfigError, match=message):

@@ -1,0 +1,530 @@
+"""The station's ingest into the PostgreSQL archive: commit first, then acknowledge.
+
+The station reads every door's events from the broker with a persistent session (clean session
+off, QoS 1), so the broker keeps what arrives while the station is away. paho runs with manual
+acknowledgements (``manual_ack``): a message is acknowledged to the broker only after the batch
+holding it was committed to PostgreSQL. A station killed, or a PostgreSQL that went away,
+therefore loses nothing: what was not acknowledged is delivered again (a RabbitMQ quorum queue
+requeues it; Mosquitto resends it), and the archive stores each (site, door, seq) once
+(:meth:`~firmware_py.station.archive_pg.PgArchive.store_events`).
+
+Threads: paho's network thread only queues what arrives; one writer thread takes what has
+arrived (up to :data:`BATCH_MAX`), validates it, stores the batch in one transaction, advances
+each door's hash chain, acknowledges, and between batches asks doors with a gap for a replay
+and publishes the time beacon. Acknowledgements carry the connection they belong to: a
+message ids of a connection that dropped meanwhile may name other messages on the next one, so
+those are never acknowledged (the broker delivers the messages again).
+
+Each door's chain (:class:`DoorChain`) is verified as it grows: the hash of every event and its
+link to the previous one, from seq 1. A missing seq is a gap: after :data:`REPLAY_INTERVAL_S`
+without progress (and without a backlog arriving from the broker) the door is asked for a replay on
+``{prefix}/{site}/{door}/cmd``
+(``{"id", "action": "replay", "from_seq"}``), again with a doubling wait, at most
+:data:`MAX_REPLAY_REQUESTS` times per gap. The same is asked when the door's status announces
+events (``last_seq``) the archive lacks while nothing is queued at the door. How far each chain
+is verified is kept in ``door_chains`` so a restarted station picks up where it was; malformed
+messages are kept, with the reason, in ``ingest_rejects`` (audited, acknowledged, never stored
+as events).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+
+from firmware_py.core.events import GENESIS_HASH, describe_untrusted, event_hash
+from firmware_py.errors import StoreError
+from firmware_py.link.broker import BrokerSettings, make_client
+from firmware_py.station.archive_pg import Incoming, PgArchive, _safe_url
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 1000  # events stored per transaction, at most
+BATCH_WAIT_S = 0.005  # after the first message, gather what else arrives this quickly
+MAX_PAYLOAD = 64 * 1024  # an event is a few hundred bytes
+REPLAY_INTERVAL_S = 5.0
+BACKLOG_BATCH = 50  # a batch this large means the broker holds a backlog: gaps may close by themselves
+MAX_REPLAY_REQUESTS = 5
+CHAIN_SAVE_S = 1.0  # how often the verified chain heads are written (they can be recomputed)
+RETRY_S = (0.5, 10.0)  # PostgreSQL unreachable: first and longest wait before trying again
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS door_chains (
+    site        text   NOT NULL,
+    door        text   NOT NULL,
+    verified_to bigint NOT NULL,        -- every seq from 1 to here is archived and its chain verified
+    last_hash   text   NOT NULL,
+    problem     text,                   -- the first break found, if any (final)
+    PRIMARY KEY (site, door)
+);
+CREATE TABLE IF NOT EXISTS ingest_rejects (
+    id          bigserial   PRIMARY KEY,
+    received_at timestamptz NOT NULL,
+    topic       text        NOT NULL,
+    reason      text        NOT NULL,
+    payload     bytea       NOT NULL
+);
+"""
+
+
+class Rejected(ValueError):
+    """A message on an event topic that cannot be archived as an event (the reason says why)."""
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message as paho delivered it, with the connection (``generation``) it came on."""
+
+    generation: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received_at: str
+
+
+@dataclass
+class DoorChain:
+    """How far one door's hash chain is archived and verified, and what is waiting beyond a gap."""
+
+    site: str
+    door: str
+    verified_to: int = 0
+    last_hash: str = GENESIS_HASH
+    problem: str | None = None
+    pending: dict[int, tuple[str, str, bool]] = field(default_factory=dict)  # seq -> (hash, prev_hash, hash_ok)
+    advanced_at: float = field(default_factory=time.monotonic)
+    status_last_seq: int = 0
+    status_queued: int | None = None
+    hole: int | None = None  # the first missing seq being asked for
+    requests: int = 0
+    requested_at: float = 0.0
+    dirty: bool = False
+
+    def add(self, seq: int, h: str, prev: str, ok: bool) -> None:
+        if seq > self.verified_to and seq not in self.pending:  # the first copy counts, as in the archive
+            self.pending[seq] = (h, prev, ok)
+
+    def advance(self) -> None:
+        """Verify what now follows the verified part without a gap; a break stops the chain for good."""
+        while self.problem is None and self.verified_to + 1 in self.pending:
+            seq = self.verified_to + 1
+            h, prev, ok = self.pending.pop(seq)
+            if not ok:
+                self.problem = f"#{seq}: its hash is not the SHA-256 of the event (altered)"
+            elif prev != self.last_hash:
+                self.problem = f"#{seq}: prev_hash does not match #{seq - 1}" if seq > 1 else \
+                    "#1: prev_hash is not the genesis hash"
+            else:
+                self.verified_to, self.last_hash = seq, h
+                self.advanced_at = time.monotonic()
+            self.dirty = True
+            if self.problem:
+                log.error("%s/%s: hash chain broken: %s", self.site, self.door, self.problem)
+
+    @property
+    def missing_from(self) -> int | None:
+        """The first seq the archive lacks while later ones exist (or are announced), else None."""
+        if self.problem is not None:
+            return None
+        if self.pending or (self.status_last_seq > self.verified_to and self.status_queued == 0):
+            return self.verified_to + 1
+        return None
+
+
+class PgIngest:
+    """Read every door's events from the broker into a PostgreSQL archive (see the module docstring).
+
+    :param broker: how to reach the broker (:class:`~firmware_py.link.broker.BrokerSettings`;
+        its ``client_id`` names the persistent session the broker keeps for the station).
+    :param url: the archive, ``postgresql://…``.
+    :param prefix: the doors' topic prefix.
+    :param beacon_interval_s: publish each site's time beacon this often; 0 for none.
+    """
+
+    def __init__(self, broker: BrokerSettings, url: str, *, prefix: str = "accessctl",
+                 beacon_interval_s: float = 60.0, replay_interval_s: float = REPLAY_INTERVAL_S,
+                 max_replay_requests: int = MAX_REPLAY_REQUESTS):
+        self.broker = broker
+        self.url = url
+        self.prefix = prefix
+        self.beacon_interval_s = beacon_interval_s
+        self.replay_interval_s = replay_interval_s
+        self.max_replay_requests = max_replay_requests
+        self.committed: list[Callable[[list[Incoming], float], None]] = []  # called after each commit
+        self.stored = self.duplicates = self.conflicts = self.rejected = 0
+        self.replays_requested = 0
+        self.chains: dict[tuple[str, str], DoorChain] = {}
+        self._archive: PgArchive | None = None
+        self._db: psycopg.Connection | None = None
+        self._inbox: queue.Queue[Received] = queue.Queue()
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client = None
+        self._sites: dict[str, float] = {}  # site -> next beacon (monotonic)
+        self._chains_saved_at = 0.0
+        self._backlog_seen_at = 0.0
+        self._down_since: float | None = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> PgIngest:
+        """Open the archive (raises :class:`StoreError` when it cannot), connect in the background."""
+        self._open_archive()
+        c = self._client = make_client(self.broker)
+        c.manual_ack_set(True)
+        c.on_connect, c.on_disconnect, c.on_message = self._on_connect, self._on_disconnect, self._on_message
+        c.connect_async(self.broker.host, self.broker.port, self.broker.keepalive_s,
+                        **({"clean_start": False} if self.broker.protocol == 5 else {}))
+        c.loop_start()
+        self._thread = threading.Thread(target=self._run, name="pg-ingest", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def close(self) -> None:
+        """Stop: what was received and not yet committed stays unacknowledged (the broker keeps it)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+        self._close_archive()
+
+    # ------------------------------------------------------------------ paho's network thread
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("the broker %s refused the station: %s", self.broker.url, reason_code)
+            return
+        with self._lock:
+            self._generation += 1
+        client.subscribe([(f"{self.prefix}/+/+/events/#", 1), (f"{self.prefix}/+/+/status", 0)])
+        self._connected.set()
+        log.info("ingest connected to %s (session %s present: %s)", self.broker.url, client._client_id.decode(),
+                 getattr(flags, "session_present", "?"))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._lock:
+            self._generation += 1
+        self._connected.clear()
+        if not self._stop.is_set():
+            log.warning("ingest lost the broker %s (%s); reconnecting", self.broker.url, reason_code)
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self._lock:
+            generation = self._generation
+        now = datetime.now().astimezone().isoformat(timespec="milliseconds")
+        self._inbox.put(Received(generation, message.mid, message.qos, message.topic, bytes(message.payload), now))
+
+    # ------------------------------------------------------------------ the writer thread
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = self._take()
+                if batch:
+                    self._ingest(batch)
+                self._housekeeping()
+            except Exception:  # a bug must not end the ingest: nothing was acknowledged
+                log.exception("ingest step failed; going on")
+                time.sleep(RETRY_S[0])
+
+    def _take(self) -> list[Received]:
+        try:
+            batch = [self._inbox.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + BATCH_WAIT_S
+        while len(batch) < BATCH_MAX:
+            try:
+                batch.append(self._inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return batch
+
+    def _ingest(self, batch: list[Received]) -> None:
+        if len(batch) >= BACKLOG_BATCH:
+            self._backlog_seen_at = time.monotonic()
+        events: list[Incoming] = []
+        links: list[tuple[str, str, int, str, str, bool]] = []
+        rejects: list[tuple[Received, str]] = []
+        for r in batch:
+            kind, site, door = self._classify(r.topic)
+            if kind == "events":
+                try:
+                    item, link = self._parse_event(r, site, door)
+                except Rejected as exc:
+                    rejects.append((r, str(exc)))
+                    log.warning("rejected a message on %s: %s (%s)", r.topic, exc, describe_untrusted(r.payload))
+                    continue
+                events.append(item)
+                links.append(link)
+            elif kind == "status":
+                self._on_status(site, door, r.payload)
+        if not self._store(events, rejects):
+            return  # stopping: nothing acknowledged, the broker delivers it again
+        touched: dict[tuple[str, str], DoorChain] = {}
+        for site, door, seq, h, prev, ok in links:
+            chain = touched.get((site, door)) or touched.setdefault((site, door), self._chain(site, door))
+            chain.add(seq, h, prev, ok)
+        for chain in touched.values():
+            chain.advance()
+        now = time.time()
+        for hook in self.committed:
+            hook(events, now)
+        with self._lock:
+            generation = self._generation
+        for r in batch:
+            if r.generation == generation and r.qos > 0:
+                self._client.ack(r.mid, r.qos)
+
+    def _store(self, events: list[Incoming], rejects: list[tuple[Received, str]]) -> bool:
+        """Commit the batch, retrying (with a growing wait) while PostgreSQL is away; False if stopped first."""
+        wait = RETRY_S[0]
+        while not self._stop.is_set():
+            try:
+                self._open_archive()
+                if events:
+                    done = self._archive.store_events(events)
+                    self.stored += done.stored
+                    self.duplicates += done.duplicates
+                    self.conflicts += done.conflicts + done.after_retention
+                    if done.conflicts or done.after_retention:
+                        log.warning("%d conflicting copies and %d copies of dropped months went to conflicts",
+                                    done.conflicts, done.after_retention)
+                if rejects:
+                    with self._db.transaction():
+                        self._db.cursor().executemany(
+                            "INSERT INTO ingest_rejects (received_at, topic, reason, payload) VALUES (%s, %s, %s, %s)",
+                            [(r.received_at, r.topic, reason, r.payload) for r, reason in rejects])
+                    self.rejected += len(rejects)
+                if self._down_since is not None:
+                    log.warning("the archive is back after %.1f s", time.monotonic() - self._down_since)
+                    self._down_since = None
+                return True
+            except (StoreError, psycopg.Error) as exc:
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                    log.error("cannot store in the archive (%s); nothing is acknowledged, retrying", exc)
+                self._close_archive()
+                self._stop.wait(wait)
+                wait = min(wait * 2, RETRY_S[1])
+        return False
+
+    def _classify(self, topic: str) -> tuple[str | None, str, str]:
+        rest = topic[len(self.prefix) + 1:].split("/") if topic.startswith(self.prefix + "/") else []
+        if len(rest) == 5 and rest[2] == "events":
+            return "events", rest[0], rest[1]
+        if len(rest) == 3 and rest[2] == "status":
+            return "status", rest[0], rest[1]
+        return None, "", ""
+
+    def _parse_event(self, r: Received, site: str, door: str):
+        if len(r.payload) > MAX_PAYLOAD:
+            raise Rejected(f"{len(r.payload)} bytes, more than an event ({MAX_PAYLOAD})")
+        try:
+            event = json.loads(r.payload)
+        except (ValueError, RecursionError) as exc:
+            raise Rejected(f"not JSON: {exc}") from None
+        if not isinstance(event, dict):
+            raise Rejected("not a JSON object")
+        seq = event.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise Rejected(f"seq {seq!r} is not a positive integer")
+        ts = event.get("ts")
+        try:
+            if not isinstance(ts, str) or datetime.fromisoformat(ts).tzinfo is None:
+                raise ValueError
+        except ValueError:
+            raise Rejected(f"ts {ts!r} is not an ISO 8601 time with its offset") from None
+        if event.get("site") != site or event.get("door") != door:
+            raise Rejected(f"the event names {event.get('site')!r}/{event.get('door')!r}, the topic {site}/{door}")
+        h, prev = event.get("hash"), event.get("prev_hash")
+        if not isinstance(h, str) or not isinstance(prev, str):
+            raise Rejected("hash or prev_hash missing")
+        try:
+            ok = h == event_hash({k: v for k, v in event.items() if k != "hash"})
+        except (ValueError, TypeError):
+            ok = False
+        return Incoming(site, door, r.topic, r.payload, event, r.received_at), (site, door, seq, h, prev, ok)
+
+    def _on_status(self, site: str, door: str, payload: bytes) -> None:
+        try:
+            status = json.loads(payload) if payload else None
+        except ValueError:
+            return
+        if not isinstance(status, dict):
+            return
+        chain = self._chain(site, door)
+        last_seq, queued = status.get("last_seq"), status.get("queued")
+        if isinstance(last_seq, int) and not isinstance(last_seq, bool):
+            chain.status_last_seq = last_seq
+        chain.status_queued = queued if isinstance(queued, int) else None
+
+    # ------------------------------------------------------------------ chains
+
+    def _chain(self, site: str, door: str) -> DoorChain:
+        """The door's chain, loaded from the archive the first time this station sees the door."""
+        key = (site, door)
+        chain = self.chains.get(key)
+        if chain is not None:
+            return chain
+        chain = DoorChain(site, door)
+        self._sites.setdefault(site, 0.0)
+        if self._db is None:
+            return chain  # the archive is away: read again next time
+        try:
+            row = self._db.execute("SELECT verified_to, last_hash, problem FROM door_chains WHERE site = %s"
+                                   " AND door = %s", key).fetchone()
+            if row:
+                chain.verified_to, chain.last_hash, chain.problem = row
+            for seq, h, prev, ok in self._db.execute(
+                    "SELECT seq, hash, prev_hash, hash_ok FROM events WHERE site = %s AND door = %s AND seq > %s"
+                    " ORDER BY seq", (site, door, chain.verified_to)):
+                chain.add(seq, h, prev, ok)
+            self._db.commit()
+        except psycopg.Error as exc:  # the archive is away: this door's chain is read again later
+            log.warning("cannot read %s/%s's chain from the archive (%s)", site, door, exc)
+            self._close_archive()
+            return DoorChain(site, door)
+        chain.advance()
+        self.chains[key] = chain
+        return chain
+
+    def _save_chains(self) -> None:
+        dirty = [c for c in self.chains.values() if c.dirty]
+        if not dirty:
+            return
+        try:
+            self._open_archive()
+            with self._db.transaction():
+                self._db.cursor().executemany(
+                    "INSERT INTO door_chains (site, door, verified_to, last_hash, problem) VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT (site, door) DO UPDATE SET verified_to = excluded.verified_to,"
+                    " last_hash = excluded.last_hash, problem = excluded.problem",
+                    [(c.site, c.door, c.verified_to, c.last_hash, c.problem) for c in dirty])
+        except (StoreError, psycopg.Error) as exc:  # recomputed from the events table after a restart
+            log.warning("cannot save the chain heads (%s); will try again", exc)
+            self._close_archive()
+            return
+        for c in dirty:
+            c.dirty = False
+
+    def verified(self, site: str, door: str) -> tuple[int, str | None]:
+        """(verified_to, problem) of a door's chain as this station sees it."""
+        chain = self.chains.get((site, door))
+        return (chain.verified_to, chain.problem) if chain else (0, None)
+
+    # ------------------------------------------------------------------ between batches
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now - self._chains_saved_at >= CHAIN_SAVE_S:
+            self._save_chains()
+            self._chains_saved_at = now
+        if not self._connected.is_set():
+            return
+        for chain in list(self.chains.values()):
+            self._maybe_ask_replay(chain, now)
+        if self.beacon_interval_s:
+            for site, due in list(self._sites.items()):
+                if now >= due:
+                    ts = datetime.now().astimezone().isoformat(timespec="milliseconds")
+                    self._client.publish(f"{self.prefix}/{site}/time", json.dumps({"ts": ts}), qos=1, retain=True)
+                    self._sites[site] = now + self.beacon_interval_s
+
+    def _maybe_ask_replay(self, chain: DoorChain, now: float) -> None:
+        hole = chain.missing_from
+        if hole is None:
+            chain.hole = None
+            return
+        if chain.hole != hole:
+            chain.hole, chain.requests, chain.requested_at = hole, 0, 0.0
+        if now - chain.advanced_at < self.replay_interval_s:
+            return  # the door's events are still arriving
+        if now - self._backlog_seen_at < self.replay_interval_s:
+            # Catching up: messages the previous session had received and not acknowledged are
+            # delivered again after what was queued since, so a door's hole closes by itself once
+            # the backlog is through; asking now would only add a second copy of everything.
+            return
+        if now - chain.requested_at < self.replay_interval_s * 2 ** max(0, chain.requests - 1):
+            return
+        if chain.requests >= self.max_replay_requests:
+            if chain.requests == self.max_replay_requests:
+                log.warning("%s/%s: gave up asking for #%d after %d replay requests (events the door no longer "
+                            "has, or a forged seq); the gap stays open", chain.site, chain.door, hole, chain.requests)
+                chain.requests += 1
+            return
+        request = {"id": f"station-{uuid.uuid4().hex[:12]}", "action": "replay", "from_seq": hole}
+        self._client.publish(f"{self.prefix}/{chain.site}/{chain.door}/cmd", json.dumps(request), qos=1)
+        chain.requests += 1
+        chain.requested_at = now
+        self.replays_requested += 1
+        log.info("%s/%s: asked for a replay from #%d", chain.site, chain.door, hole)
+
+    # ------------------------------------------------------------------ the archive's connections
+
+    def _open_archive(self) -> None:
+        if self._archive is None:
+            self._archive = PgArchive(self.url)
+        if self._db is None or self._db.closed:
+            try:
+                self._db = psycopg.connect(self.url, autocommit=False)
+                with self._db.transaction():
+                    self._db.execute("SELECT pg_advisory_xact_lock(hashtext('accessctl ingest schema'))")
+                    self._db.execute(SCHEMA)
+            except psycopg.Error as exc:
+                self._db = None
+                raise StoreError(f"{_safe_url(self.url)}: cannot open the ingest's tables: {exc}") from None
+
+    def _close_archive(self) -> None:
+        for conn in (self._archive, self._db):
+            try:
+                if conn is not None:
+                    conn.close()
+            except Exception:
+                pass
+        self._archive = self._db = None
+
+
+def serve_ingest(cfg, settings: BrokerSettings, *, ready=None, stats_every_s: float = 10.0) -> None:
+    """`accessctl station serve` with a PostgreSQL archive: the ingest alone until SIGINT/SIGTERM.
+
+    The web page is not served: its queries and accounts are written for the SQLite archive.
+    """
+    import signal
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    ingest = PgIngest(settings, cfg.archive.url, prefix=cfg.broker.prefix,
+                      beacon_interval_s=cfg.broker.beacon_interval_s).start()
+    where = _safe_url(cfg.archive.url)
+    log.warning("station ingesting from %s into %s; the web page is not served with a PostgreSQL archive",
+                settings.url, where)
+    if ready:
+        ready(f"(no web page) ingest into {where}")
+    try:
+        while not stop.wait(stats_every_s):
+            broken = sum(1 for c in ingest.chains.values() if c.problem)
+            log.info("ingest: %d stored, %d duplicates, %d conflicts, %d rejected, %d doors (%d broken chains), "
+                     "%d replay requests", ingest.stored, ingest.duplicates, ingest.conflicts, ingest.rejected,
+                     len(ingest.chains), broken, ingest.replays_requested)
+    finally:
+        ingest.close()
