@@ -19,3 +19,7 @@ class IdNumberError(ValueError):
 
 class StoreError(AccessCtlError):
     """The event store cannot be opened or written."""
+
+
+class SecretError(StoreError):
+    """The device secret file cannot be created, or exists but is not safe to use."""

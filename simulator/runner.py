@@ -19,11 +19,11 @@ from pathlib import Path
 from firmware_py.cli.event_line import render
 from firmware_py.config.schema import Config, load_config, with_overrides
 from firmware_py.core.clock import SimulatedClock
-from firmware_py.core.idnumber import load_or_create_secret
 from firmware_py.core.inputs import LinkChanged, RemoteCommand
 from firmware_py.storage import roster
 from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore
+from firmware_py.storage.secret import load_or_create_secret
 
 from .door_sim import SimulatedDoor, SimulationError
 from .id_card_device import IdCard

@@ -250,7 +250,7 @@ class DoorController:
 
     def _on_id_card(self, ev: IdCardRead) -> None:
         valid = idnumber.is_valid(ev.id_number)
-        credential = Credential("resident_id", _mask(ev.id_number), valid)
+        credential = Credential("resident_id", idnumber.mask(ev.id_number), valid)
         person = roster.get_by_id_hash(self.db, idnumber.id_hash(self.secret, ev.id_number)) if valid else None
         self._on_credential(ev.side, credential, person)
 
@@ -723,9 +723,3 @@ def _is_gate(device: str) -> bool:
     """The metal-detector gate, or a part of it (``gate``, ``gate.<part>``)."""
     return device == GATE_DEVICE or device.startswith(GATE_DEVICE + ".")
 
-
-def _mask(number: str) -> str:
-    """The masked form of whatever the card gave, even a malformed number."""
-    if len(number) == 18:
-        return idnumber.mask(number)
-    return number[:2] + "*" * max(0, len(number) - 2) if number else ""

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from firmware_py.config.schema import Config
 from firmware_py.core.clock import Clock, SystemClock
 from firmware_py.core.controller import DoorController
-from firmware_py.core.idnumber import load_or_create_secret
 from firmware_py.core.inputs import LinkChanged
 from firmware_py.errors import StoreError
 from firmware_py.storage import local_commands, roster
 from firmware_py.storage.db import hold_database, open_db
 from firmware_py.storage.eventstore import EventStore
+from firmware_py.storage.secret import load_or_create_secret
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,8 @@ import pytest
 
 from firmware_py.config.schema import load_config
 from firmware_py.core.clock import SimulatedClock
-from firmware_py.core.idnumber import SecretError
 from firmware_py.core.inputs import BadgeRead
-from firmware_py.errors import StoreError
+from firmware_py.errors import SecretError, StoreError
 from simulator.door_sim import SimulatedDoor
 from simulator.runner import prepare_database, read_people
 from simulator.scenario import Scenario
