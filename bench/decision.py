@@ -126,7 +126,7 @@ class DoorBench:
         self.door = SimulatedDoor(cfg, clock=SimulatedClock(BENCH_START), badges=False)
         self.lock = TimedLock(self.door.controller.lock, self.door.world)
         self.door.controller.lock = self.lock
-        self._watch_appends(self.door.controller.store)
+        self._watch_appends(self.door.store)
         self.baseline = BareAppender(cfg.storage.database.parent)
         self.persons = persons
         self.rng = random.Random(seed)
@@ -146,7 +146,7 @@ class DoorBench:
     def __exit__(self, *exc) -> None:
         self.baseline.close()
         self.door.close()
-        self.door.controller.db.conn.close()
+        self.door.db.conn.close()
 
     def _watch_appends(self, store) -> None:
         """Time the event store's appends (the durable part of a grant), calling the real method."""

@@ -92,6 +92,8 @@ class SimulatedDoor:
         self.hardware = None
         self.service: Service = build_service(self.cfg, clock=clock, hardware=self._build_hardware)
         self.controller = self.service.controller
+        self.db = self.service.db  # the door's SQLite database, and its event store, for checks and tests
+        self.store = self.service.event_log.store
         self.inputs: queue.Queue = self.service.inputs
         self.handled: list = []  # every input handled, for tests and the console
 
@@ -250,7 +252,7 @@ class SimulatedDoor:
         return self.world.lock_released
 
     def events(self, from_seq: int = 1) -> list[dict]:
-        return list(self.controller.store.events(from_seq))
+        return list(self.store.events(from_seq))
 
 
 def _names(types) -> str:

@@ -146,7 +146,7 @@ class ScenarioRunner:
             self.door.close()
             self._print_new()
             result.events = self.door.events()
-            self.door.controller.db.conn.close()
+            self.door.db.conn.close()
             if self._tmp is not None:
                 self._tmp.cleanup()
         verdict = "ok" if result.ok else f"FAILED ({len(result.failures)} expectation(s))"
@@ -198,7 +198,7 @@ class ScenarioRunner:
 
     def _do_restart_controller(self):
         self.door.close()
-        self.door.controller.db.conn.close()
+        self.door.db.conn.close()
         self._start_door()
 
     def _start_door(self) -> None:
@@ -289,7 +289,7 @@ class ScenarioRunner:
                 break
         else:
             self.out(f"  ok step {step.number}: " + "; ".join(_describe(w) for w in step.expect))
-        self.mark_seq = self.door.controller.store.last_seq()
+        self.mark_seq = self.door.store.last_seq()
 
     def _print_new(self) -> None:
         if self.door is None:

@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import sqlite_utils
+
 from firmware_py.config.schema import Config
 from firmware_py.core.clock import Clock, SystemClock
 from firmware_py.core.controller import DoorController
@@ -29,7 +31,8 @@ from firmware_py.core.inputs import LinkChanged
 from firmware_py.errors import StoreError
 from firmware_py.storage import local_commands, roster
 from firmware_py.storage.db import hold_database, open_db
-from firmware_py.storage.eventstore import EventStore
+from firmware_py.storage.door_log import SqliteEventLog
+from firmware_py.storage.eventstore import ChainAnchor, EventStore
 from firmware_py.storage.secret import load_or_create_secret
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,8 @@ class Service:
     cfg: Config
     controller: DoorController
     inputs: queue.Queue
+    db: sqlite_utils.Database  # the door's database (local commands are queued there)
+    event_log: SqliteEventLog
     closers: list[Callable[[], None]] = field(default_factory=list)  # run in reverse on stop
     stop_requested: threading.Event = field(default_factory=threading.Event)
     shut_down: bool = False
@@ -90,7 +95,7 @@ class Service:
             self.shutdown()
 
     def _take_local_commands(self) -> None:
-        for command in local_commands.take(self.controller.db):
+        for command in local_commands.take(self.db):
             self._guarded(self.controller.handle, command)
 
     def _guarded(self, step: Callable, *args) -> None:
@@ -142,19 +147,18 @@ class Service:
 
     def _store_what_is_left(self) -> None:
         """A last, longer try to store what the database refused; what still cannot be goes to the journal."""
-        store = self.controller.store
-        if not store.backlog:
+        backlog = self.event_log.backlog
+        if not backlog:
             return
-        db = self.controller.db
         try:
-            db.conn.execute(f"PRAGMA busy_timeout = {int(FINAL_STORE_WAIT_S * 1000)}")
+            self.db.conn.execute(f"PRAGMA busy_timeout = {int(FINAL_STORE_WAIT_S * 1000)}")
             self.controller.store_backlog()
         except Exception as exc:  # the journal below keeps them
             log.debug("last try to store the backlog: %s", exc)
-        for item in store.backlog:
+        for item in backlog:
             # The events carry masked numbers only (checked when they were made): safe for the journal.
             log.error("event not stored (the database refused it): %s", json.dumps(item, ensure_ascii=False))
-        store.backlog.clear()
+        backlog.clear()
 
 
 def build_service(cfg: Config, *, clock: Clock | None = None, hardware=None) -> Service:
@@ -170,8 +174,10 @@ def build_service(cfg: Config, *, clock: Clock | None = None, hardware=None) -> 
     except BaseException:
         release()
         raise
-    controller = DoorController(cfg, store, lock=lock, indicators=indicators, clock=clock, secret=secret)
-    service = Service(cfg, controller, inputs, closers)
+    event_log = SqliteEventLog(store, anchor=ChainAnchor.beside(cfg.storage.secret))
+    controller = DoorController(cfg, roster=roster.SqliteRoster(db, store), event_log=event_log, lock=lock,
+                                indicators=indicators, clock=clock, secret=secret)
+    service = Service(cfg, controller, inputs, db, event_log, closers)
     if cfg.mqtt.enabled:
         from firmware_py.link.door_link import MqttLink
 

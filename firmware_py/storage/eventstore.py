@@ -6,13 +6,10 @@ An event enters the outbox in the same transaction that stores it, and leaves
 it only when the broker has acknowledged it (DESIGN.md "MQTT"). Nothing here
 deletes an event: the log is kept permanently.
 
-When the database refuses a write (locked by another process, disk full,
-read-only), an event that need not be stored before the door acts on it can
-be kept in memory (:meth:`EventStore.defer`) with its own time and stored, in
-order and ahead of anything newer, as soon as the database allows
-(:meth:`EventStore.store_backlog`). :class:`ChainAnchor` keeps the head of the
-chain in a small file beside the device secret, so that a door whose log was
-removed or replaced notices it at start.
+The door's own log, with what it keeps in memory while the database refuses
+writes, is :mod:`firmware_py.storage.door_log` on top of this store.
+:class:`ChainAnchor` keeps the head of the chain in a small file beside the
+device secret, so that a door whose log was removed or replaced notices it at start.
 """
 
 from __future__ import annotations
@@ -43,53 +40,23 @@ class EventStore:
         self.site = site
         self.door = door
         self.clock = clock
-        self.backlog: list[dict] = []  # events the database refused, oldest first, with their own time
 
     def append(self, category: str, type: str, *, direction: str | None = None, person: dict | None = None,
-               credential: dict | None = None, reason: str | None = None, detail: dict | None = None) -> dict:
+               credential: dict | None = None, reason: str | None = None, detail: dict | None = None,
+               at: str | None = None) -> dict:
         """Store one event durably (and queue it for MQTT); return it with ``seq`` and ``hash``.
 
         Joins the caller's transaction when one is open, so a roster change and
-        its ``roster_changed`` event commit together; otherwise commits its own,
-        storing any :attr:`backlog` first so that older events keep their place.
-        Raises :class:`~firmware_py.errors.StoreError` when the database refuses.
+        its ``roster_changed`` event commit together; otherwise commits its own.
+        ``at`` is the time it happened when that was earlier than now (an event
+        kept while the database refused it). Raises
+        :class:`~firmware_py.errors.StoreError` when the database refuses.
         """
         check_vocabulary(category, type, direction, reason)
         if self.db.conn.in_transaction:
-            return self._append(category, type, direction, person, credential, reason, detail)
+            return self._append(category, type, direction, person, credential, reason, detail, at)
         with transaction(self.db):
-            for item in self.backlog:
-                self._append(**item)
-            event = self._append(category, type, direction, person, credential, reason, detail)
-        self.backlog.clear()
-        return event
-
-    def defer(self, category: str, type: str, *, direction: str | None = None, person: dict | None = None,
-              credential: dict | None = None, reason: str | None = None, detail: dict | None = None) -> dict:
-        """Keep an event in memory, with the time it happened, for :meth:`store_backlog`.
-
-        Returns the event as it will be stored, without ``seq`` and ``hash``.
-        """
-        check_vocabulary(category, type, direction, reason)
-        item = {"category": category, "type": type, "direction": direction, "person": person,
-                "credential": credential, "reason": reason, "detail": detail,
-                "ts": self.clock.now().isoformat(timespec="milliseconds")}
-        self.backlog.append(item)
-        return {"seq": None, "site": self.site, "door": self.door, **{k: v for k, v in item.items()},
-                "detail": detail or {}}
-
-    def store_backlog(self) -> list[dict]:
-        """Store the deferred events in one transaction, in order; return them stored.
-
-        Raises :class:`~firmware_py.errors.StoreError` (the backlog is kept) when
-        the database still refuses.
-        """
-        if not self.backlog:
-            return []
-        with transaction(self.db):
-            stored = [self._append(**item) for item in self.backlog]
-        self.backlog.clear()
-        return stored
+            return self._append(category, type, direction, person, credential, reason, detail, at)
 
     def _append(self, category, type, direction, person, credential, reason, detail, ts: str | None = None) -> dict:
         row = self.db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
