@@ -27,7 +27,8 @@ from drivers.resident_id_reader import ResidentIdReader
 from firmware_py.config.schema import Config
 from firmware_py.core import inputs as ev
 from firmware_py.core.clock import SimulatedClock
-from firmware_py.service.bootstrap import Service, build_service
+from firmware_py.service.bootstrap import build_service
+from firmware_py.service.loop import Service
 
 from .gpio_world import GpioWorld
 from .id_card_device import IdCard, IdCardDevice
