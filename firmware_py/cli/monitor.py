@@ -14,10 +14,13 @@ import sys
 import threading
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from firmware_py.core.clock import Clock, SystemClock
-from firmware_py.station.archive import DEFAULT_ARCHIVE, Archive, export_register
-from firmware_py.station.ingest import BrokerSettings, Monitor, MonitorError, read_password
+if TYPE_CHECKING:  # the station and paho load only when a monitor command runs, never for `roster list`
+    from firmware_py.core.clock import Clock
+    from firmware_py.station.ingest import BrokerSettings
+
+DEFAULT_ARCHIVE = "monitor-archive.db"  # in the current directory
 
 
 def _date(text: str) -> date:
@@ -87,6 +90,9 @@ def add_commands(sub, common) -> None:
 def connection(args) -> tuple[BrokerSettings, str, Clock | None]:
     """The broker settings, topic prefix and clock (the site's time zone) from the options and,
     if one is named, the configuration file."""
+    from firmware_py.core.clock import SystemClock
+    from firmware_py.station.ingest import BrokerSettings, MonitorError, read_password
+
     mqtt_cfg, clock = None, None
     if args.config:
         from firmware_py.config.schema import load_config
@@ -108,6 +114,8 @@ def connection(args) -> tuple[BrokerSettings, str, Clock | None]:
 
 
 def cmd_monitor(args) -> int:
+    from firmware_py.station.ingest import Monitor
+
     settings, prefix, clock = connection(args)
     colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty())
     monitor = Monitor(settings, args.archive, site=args.site, door=args.door, prefix=prefix,
@@ -134,6 +142,9 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from firmware_py.station.archive import Archive, export_register
+    from firmware_py.station.ingest import MonitorError
+
     if args.door and not args.site:
         raise MonitorError("--door needs --site")
     if not Path(args.archive).exists():
