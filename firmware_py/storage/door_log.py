@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from firmware_py.core.events import canonical, check_vocabulary, refuse_full_id_numbers
-from firmware_py.storage.db import get_meta, set_meta, transaction
+from firmware_py.storage.db import get_meta, set_meta
 from firmware_py.storage.eventstore import ChainAnchor, EventStore
 from firmware_py.storage.executed_commands import remember_executed, was_executed
 
@@ -41,7 +41,7 @@ class SqliteEventLog:
                command_key: str | None = None, **fields) -> list[dict]:
         check_vocabulary(category, type, fields.get("direction"), fields.get("reason"))
         item = _item(category, type, fields, state, command_key, at=None)
-        with transaction(self.db):
+        with self.store.batch():
             stored = [self._write(i) for i in self.backlog]
             stored.append(self._write(item))
         self.backlog.clear()
@@ -63,7 +63,7 @@ class SqliteEventLog:
     def store_backlog(self) -> list[dict]:
         if not self.backlog:
             return []
-        with transaction(self.db):
+        with self.store.batch():
             stored = [self._write(i) for i in self.backlog]
         self.backlog.clear()
         self._move_anchor(stored[-1])
