@@ -50,7 +50,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-name_re='^[a-z0-9][a-z0-9_-]{0,62}$'  # firmware_py/config.py's site and door names: never a "."
+name_re='^[a-z0-9][a-z0-9_-]{0,62}$'  # firmware_py/config/schema.py's site and door names: never a "."
 [[ -n "$prefix" && "$prefix" != */ && "$prefix" != /* && "$prefix" != *[+#\ ]* ]] \
     || die "prefix '$prefix' may not contain + # or spaces nor start or end with /"
 case "${args[0]:-}" in

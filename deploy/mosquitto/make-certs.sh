@@ -143,7 +143,7 @@ fi
 
 [[ -n "$site" ]] || { usage >&2; die "--site is required"; }
 [[ ${#names[@]} -gt 0 ]] || { usage >&2; die "--server-name is required"; }
-name_re='^[a-z0-9][a-z0-9_-]{0,62}$'  # firmware_py/config.py's site and door names: never a "."
+name_re='^[a-z0-9][a-z0-9_-]{0,62}$'  # firmware_py/config/schema.py's site and door names: never a "."
 [[ "$site" =~ $name_re ]] || die "site '$site': use lower-case letters, digits, - and _ (at most 63)"
 for d in ${doors[@]+"${doors[@]}"}; do
     [[ "$d" =~ $name_re ]] || die "door '$d': use lower-case letters, digits, - and _ (at most 63)"

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from firmware_py.link.door_link import MqttLink
+from tests.fixtures.constants import REPO
 from tests.fixtures.mosquitto import DEPLOY, SITE, SUPERVISOR, ConnectRefused, door_username
-from tests.system.mqtt_link_child import REPO, account_config, store_events
+from tests.system.mqtt_link_child import account_config, store_events
 
 NOT_AUTHORIZED = 135
 SCAN_ROOM = door_username("scan-room")

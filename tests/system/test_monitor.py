@@ -527,7 +527,7 @@ def test_an_archive_written_by_the_previous_monitor_opens_with_its_events_in_epo
 
     from firmware_py.station.archive import Archive
 
-    old_schema = subprocess.run(["git", "show", "717603f:firmware_py/monitor_archive.py"], cwd=REPO,
+    old_schema = subprocess.run(["git", "show", "717603f:firmware_py/station/archive.py"], cwd=REPO,
                                 capture_output=True, text=True, check=True).stdout
     start = old_schema.index('SCHEMA = """') + len('SCHEMA = """')
     ddl = old_schema[start:old_schema.index('"""', start)]

@@ -1,4 +1,4 @@
-"""The controller's MQTT link (firmware_py/mqtt_link.py) against a real Mosquitto.
+"""The controller's MQTT link (firmware_py/link/door_link.py) against a real Mosquitto.
 
 Every test gets its own broker with the repo's configuration (TLS, client certificate and
 password, per-door ACL). The supervisor subscribes to everything with a persistent session;
@@ -24,7 +24,8 @@ from firmware_py.core.inputs import LinkChanged, RemoteCommand, TimeBeacon
 from firmware_py.link.door_link import MqttLink
 from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore
-from tests.system.mqtt_link_child import REPO, account_config, store_events
+from tests.fixtures.constants import REPO
+from tests.system.mqtt_link_child import account_config, store_events
 
 # 17 digits and a check character, not inside a longer run (a SHA-256 in hex often has 18 digits in a row)
 FULL_ID_NUMBER = re.compile(rb"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")

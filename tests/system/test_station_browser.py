@@ -1,7 +1,7 @@
 """The supervision station end to end: real Mosquitto, a real door link, `accessctl station serve`
 as a child process, and Debian's Chromium driven by Playwright.
 
-The door is the controller's own MQTT link (firmware_py/mqtt_link.py) over its own event store: an
+The door is the controller's own MQTT link (firmware_py/link/door_link.py) over its own event store: an
 event appended to the store goes out through the outbox exactly as on a Pi.
 """
 
@@ -27,9 +27,9 @@ from firmware_py.link.door_link import MqttLink
 from firmware_py.station.register import CSV_COLUMNS
 from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore
-from tests.fixtures.constants import TZ
+from tests.fixtures.constants import REPO, TZ
 from tests.fixtures.station import PASSWORD
-from tests.system.mqtt_link_child import REPO, account_config
+from tests.system.mqtt_link_child import account_config
 
 SITE, DOOR = "hn-archive-1", "scan-room"
 DOCS = REPO / "docs"
