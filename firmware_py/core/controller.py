@@ -85,7 +85,8 @@ class DoorController:
     :param roster: who may pass (:class:`~firmware_py.core.ports.Roster`).
     :param event_log: where every outcome is stored, with the occupancy and
         lockdown it changes (:class:`~firmware_py.core.ports.EventLog`).
-    :param lock: the door lock relay; :param indicators: lights and buzzer.
+    :param lock: the door lock relay.
+    :param indicators: the lights and buzzer outside and inside.
     :param clock: wall and monotonic time (simulated in tests and scenarios).
     :param secret: the device secret that keys ID-number hashes and command ids.
 
