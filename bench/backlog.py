@@ -2,7 +2,7 @@
 
 A private Mosquitto runs with the repo's configuration (TLS with client
 certificates, passwords, the per-door ACL, persistence), started by the test
-suite's own :class:`tests.fixtures.mosquitto.MosquittoBroker`. In order:
+suite's own :class:`simulator.lab_broker.MosquittoBroker`. In order:
 
 1. A supervisor (``mosquitto_sub`` in its own process, so it takes no CPU
    from the Python under test beyond its share of the two cores) subscribes to
@@ -10,7 +10,7 @@ suite's own :class:`tests.fixtures.mosquitto.MosquittoBroker`. In order:
    reconnects is lost to it.
 2. The broker stops. The door's :class:`~firmware_py.link.door_link.MqttLink`
    starts and cannot connect; COUNT events are stored (one transaction, as
-   ``tests/mqtt_link_child.store_events`` does), all of them in the outbox.
+   ``simulator/crash/link_child.store_events`` does), all of them in the outbox.
 3. The broker starts again. Timed: broker up → CONNACK (the link's reconnect
    back-off, 1 s doubling to 30 s, as shipped) and CONNACK → outbox empty
    (every PUBACK in and its outbox row deleted): the flush throughput.
@@ -33,10 +33,10 @@ import time
 from pathlib import Path
 
 from firmware_py.core.inputs import LinkChanged
-from firmware_py.link.door_link import MAX_INFLIGHT, MqttLink, _payload
+from firmware_py.link.door_link import MAX_INFLIGHT, MqttLink, published_event
 from firmware_py.storage.db import open_db
-from tests.fixtures.mosquitto import BrokerFiles, MosquittoBroker, make_broker_files
-from tests.system.mqtt_link_child import account_config, store_events
+from simulator.crash.link_child import account_config, store_events
+from simulator.lab_broker import BrokerFiles, MosquittoBroker, make_broker_files
 
 from .common import Result, check, log, profile_text
 from .data import Workspace
@@ -185,7 +185,7 @@ def run(ws: Workspace, *, quick: bool, count: int | None = None, broker_files: B
         received, flush_messages = len(set(seqs) & set(range(1, count + 1))), len(seqs)
 
         db = open_db(cfg.storage.database)
-        messages = [(broker.topic(DOOR, "events", c, t), _payload(body, h))
+        messages = [(broker.topic(DOOR, "events", c, t), published_event(body, h))
                     for c, t, body, h in db.execute("SELECT category, type, body, hash FROM events ORDER BY seq")]
         db.conn.close()
         raw, raw_received = {}, {}

@@ -1,6 +1,6 @@
 """Crash safety, long mode: the controller SIGKILLed at random points, ≥ 1,000 times.
 
-The campaign is the test suite's (:mod:`tests.system.crash_campaign`; its bounded version is
+The campaign is the test suite's (:mod:`simulator.crash.campaign`; its bounded version is
 ``tests/system/test_crash_safety.py``): a child process runs the real controller on simulated
 hardware with its MQTT link to a private Mosquitto (the repo's configuration, as the
 tests start it) and plays a random door day; it is killed at a random moment (about
@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.fixtures.mosquitto import BrokerFiles, MosquittoBroker, make_broker_files
-from tests.system.crash_campaign import KINDS, run_campaign
+from simulator.crash.campaign import KINDS, run_campaign
+from simulator.lab_broker import BrokerFiles, MosquittoBroker, make_broker_files
 
 from .common import RESULTS, Result, check, log
 from .data import Workspace

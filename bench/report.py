@@ -88,8 +88,12 @@ def _backlog(r: dict) -> list[str]:
 def _storage(r: dict) -> list[str]:
     d = r["details"]
     i, v = d["import"], d["verify"]
+    rounds = "; ".join(f"{r['import_s']} s / {r['bare_insert_s']} s" for r in i.get("rounds", ()))
     return [f"- Import: {i['rows']:,} rows in {i['import_s']} s ({i['rows_per_s']:,} rows/s); the bare insert of "
-            f"the same rows took {i['bare_insert_s']} s.",
+            f"the same rows took {i['bare_insert_s']} s"
+            + (f" (medians; each round import / bare: {rounds}). CPU time of the process: import "
+               f"{i['import_cpu_s']} s, bare insert {i['bare_insert_cpu_s']} s ({i['cpu_ratio']}×)."
+               if rounds else "."),
             f"- Verify: {v['events']:,} events ({v['database_mb']} MB database): library {v['library_s']} s "
             f"({v['events_per_s']:,} events/s), CLI {v['cli_s']} s (`{v['cli_output']}`, exit {v['cli_exit']}); "
             f"bare chain walk {v['bare_walk_s']} s."]

@@ -36,12 +36,13 @@ from zoneinfo import ZoneInfo
 
 from firmware_py.core.clock import SystemClock
 from firmware_py.core.events import GENESIS_HASH, event_hash
+from firmware_py.link.broker import BrokerSettings
 from firmware_py.link.door_link import MqttLink
 from firmware_py.station import queries
 from firmware_py.station import register as register_export
 from firmware_py.station.archive import Archive
 from firmware_py.station.archive_schema import SCHEMA
-from firmware_py.station.ingest import BrokerSettings, Monitor
+from firmware_py.station.ingest import Monitor
 from firmware_py.station.storage import StationStore
 from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore
@@ -105,8 +106,8 @@ def door_to_browser(broker, root: Path, count: int, interval_s: float, browser=N
     Chromium already running (default: Debian's Chromium started here)."""
     from playwright.sync_api import sync_playwright
 
+    from simulator.crash.link_child import account_config
     from tests.fixtures.station import StationProcess, add_user_cli, free_port, write_station_config
-    from tests.system.mqtt_link_child import account_config
 
     door = "scan-room"
     port = free_port()
@@ -360,7 +361,7 @@ def register_query(path: Path, *, door: str, day: date, repeats: int) -> dict:
 def run(ws: Workspace, *, quick: bool, events: int | None = None, interval_s: float = 0.05,
         ingest_events: int | None = None, archive_doors: int = 10, archive_days: int | None = None,
         per_day: int = 1000, repeats: int = 15, broker_files=None, browser=None) -> Result:
-    from tests.fixtures.mosquitto import MosquittoBroker, make_broker_files
+    from simulator.lab_broker import MosquittoBroker, make_broker_files
 
     events = events or (50 if quick else 500)
     ingest_events = ingest_events or (500 if quick else 10_000)

@@ -1,4 +1,10 @@
-"""Error types whose messages a technician can act on."""
+"""Every error type a user of ``accessctl`` or ``accessctl-sim`` can see, in one place.
+
+Each message names what is wrong and what to do about it; the command-line tools print it as it
+is and exit with status 2 (:func:`firmware_py.cli.exit.run_command`). Errors that are not
+subclasses of :class:`AccessCtlError` are programming errors or checks of untrusted input that
+their callers turn into one of these.
+"""
 
 
 class AccessCtlError(Exception):
@@ -23,3 +29,23 @@ class StoreError(AccessCtlError):
 
 class SecretError(StoreError):
     """The device secret file cannot be created, or exists but is not safe to use."""
+
+
+class MonitorError(AccessCtlError):
+    """The monitor or the station cannot reach the broker: no broker, refused login, unreadable credentials."""
+
+
+class AccountError(AccessCtlError):
+    """A station account cannot be made as asked (name taken, bad role, weak password)."""
+
+
+class AlarmError(AccessCtlError):
+    """A station alarm cannot be acknowledged as asked (no such alarm, already acknowledged)."""
+
+
+class ScenarioError(AccessCtlError):
+    """A simulator scenario file is wrong; the message names the file and step."""
+
+
+class DemoError(AccessCtlError):
+    """``accessctl-sim demo`` cannot start or keep running one of its parts (broker, station, door)."""

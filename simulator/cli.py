@@ -8,10 +8,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from firmware_py.errors import AccessCtlError
+from firmware_py.cli.error_exit import run_reporting_errors
 
 from .demo import DEFAULT_LISTEN, DEFAULT_WORKDIR
-from .scenario import REPO, ScenarioError, load_scenario
+from .scenario import REPO, load_scenario
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,24 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.command == "run":
-            return run_scenarios(args.scenarios, broker=args.broker, db=args.db, config=args.config)
-        if args.command == "demo":
-            from .demo import run_demo
+    return run_reporting_errors("accessctl-sim", lambda: run_command(args))
 
-            return run_demo(workdir=args.workdir, listen=args.listen, exit_after_morning=args.exit_after_morning,
-                            out=lambda line: print(line, flush=True))
-        if args.command == "console":
-            from .console import run_console
 
-            return run_console(args)
-    except (ScenarioError, AccessCtlError) as exc:
-        print(f"accessctl-sim: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 2
+def run_command(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return run_scenarios(args.scenarios, broker=args.broker, db=args.db, config=args.config)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(workdir=args.workdir, listen=args.listen, exit_after_morning=args.exit_after_morning,
+                        out=lambda line: print(line, flush=True))
+    from .console import run_console
+
+    return run_console(args)
 
 
 if __name__ == "__main__":

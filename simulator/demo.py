@@ -37,7 +37,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from firmware_py.errors import AccessCtlError
+from firmware_py.errors import DemoError
 
 from .scenario import REPO, load_scenario
 
@@ -53,10 +53,6 @@ STOP_TIMEOUT_S = 10.0
 RUN_FILES = ("mosquitto.conf", "mosquitto.log", "mosquitto", "station.toml", "station.log", "archive.db",
              "archive.db-wal", "archive.db-shm", "door.db", "door.db-wal", "door.db-shm", "door.db.key")
 LOCK_FILE = "demo.lock"
-
-
-class DemoError(AccessCtlError):
-    """The demo cannot start or finish: what failed and where its log is."""
 
 
 class Stop(BaseException):

@@ -21,8 +21,7 @@ from firmware_py.config.schema import Config, load_config, with_overrides
 from firmware_py.core.clock import SimulatedClock
 from firmware_py.core.inputs import LinkChanged, RemoteCommand
 from firmware_py.storage import roster
-from firmware_py.storage.db import open_db
-from firmware_py.storage.eventstore import EventStore
+from firmware_py.storage.door_database import open_store
 from firmware_py.storage.secret import load_or_create_secret
 
 from .door_sim import SimulatedDoor, SimulationError
@@ -68,8 +67,8 @@ def prepare_database(cfg: Config, scenario: Scenario, clock: SimulatedClock) -> 
     """Import the scenario's roster into the door's database, as a technician would."""
     if scenario.roster is None:
         return
-    db = open_db(cfg.storage.database)
-    store = EventStore(db, site=cfg.site.site, door=cfg.site.door, clock=clock)
+    store = open_store(cfg, clock=clock)
+    db = store.db
     roster.import_csv(db, store, scenario.roster, secret=load_or_create_secret(cfg.storage.secret),
                       schedule_groups=set(cfg.calendar.schedules), tz=cfg.site.timezone)
     db.conn.close()
@@ -78,21 +77,16 @@ def prepare_database(cfg: Config, scenario: Scenario, clock: SimulatedClock) -> 
 def simulation_broker(cfg: Config, broker: str | None, *, keep_mqtt: bool = False) -> Config:
     """The door's MQTT in a simulation.
 
-    ``broker`` (the command line's ``--broker``) replaces the file's broker. A plain
-    ``mqtt://`` URL is a broker without TLS or accounts (a ``mosquitto -p 1883`` on the
-    developer's machine): the file's username, password file and TLS files are dropped,
-    since they belong to the production broker. An ``mqtts://`` URL keeps them. Without
-    ``broker``, MQTT stays as the file says when ``keep_mqtt`` (a config given with
-    ``--config``) and is off otherwise: a scenario's own config names the venue's broker,
-    which a simulation must not reach.
+    ``broker`` (the command line's ``--broker``) replaces the file's broker, by the rule every
+    ``--broker`` follows (:func:`firmware_py.config.schema.broker_override`: a plain ``mqtt://``
+    broker is reached anonymously without TLS). Without ``broker``, MQTT stays as the file says
+    when ``keep_mqtt`` (a config given with ``--config``) and is off otherwise: a scenario's own
+    config names the venue's broker, which a simulation must not reach.
     """
     from dataclasses import replace
 
     if broker is not None:
         cfg = with_overrides(cfg, broker=broker)
-        if broker.startswith("mqtt://"):
-            cfg = replace(cfg, mqtt=replace(cfg.mqtt, username="", password_file=None, ca_file=None,
-                                            cert_file=None, key_file=None))
     elif not keep_mqtt:
         cfg = replace(cfg, mqtt=replace(cfg.mqtt, enabled=False))
     return cfg

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from firmware_py.core.events import CATEGORY_OF, REASONS
+from firmware_py.errors import ScenarioError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,10 +42,6 @@ ACTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], object]]] = {
     "time_beacon": {"offset_s": ((int, float), 0)},
 }
 EXPECT_KEYS = ("type", "person", "reason", "direction", "category")
-
-
-class ScenarioError(Exception):
-    """The scenario file is wrong; the message names the file and step."""
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,15 @@ import logging
 import os
 import sqlite3
 import sys
-from datetime import date
 
 from firmware_py import __version__
+from firmware_py.cli.arguments import iso_date
+from firmware_py.cli.error_exit import run_reporting_errors
 from firmware_py.config.schema import Config, config_warnings, load_config, with_overrides
-from firmware_py.core.clock import SystemClock
 from firmware_py.core.register import period, register_rows, write_register
 from firmware_py.errors import AccessCtlError, StoreError
-from firmware_py.storage.db import open_db, open_read_only
+from firmware_py.storage.db import open_read_only
+from firmware_py.storage.door_database import open_store
 from firmware_py.storage.eventstore import EventStore, verify
 
 DEFAULT_CONFIG = "/etc/accessctl/venue.toml"
@@ -32,15 +33,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", help="mqtt://host:port or mqtts://host:port, overriding [mqtt] broker")
 
 
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-23") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="accessctl", description="Venue access controller for an archive digitisation room.")
+    parser = argparse.ArgumentParser(prog="accessctl",
+                                     description="Venue access controller for an archive digitisation room.")
     parser.add_argument("--version", action="version", version=f"accessctl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -58,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "door published (its events and status head); exit 1 if it does not")
     e = lsub.add_parser("export", help="write the entry register of a period")
     _common(e)
-    e.add_argument("--from", dest="from_date", type=_date, required=True, help="first day (YYYY-MM-DD, site time)")
-    e.add_argument("--to", dest="to_date", type=_date, required=True, help="last day, inclusive")
+    e.add_argument("--from", dest="from_date", type=iso_date, required=True, help="first day (YYYY-MM-DD, site time)")
+    e.add_argument("--to", dest="to_date", type=iso_date, required=True, help="last day, inclusive")
     e.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     e.add_argument("--output", "-o", help="file to write (default: standard output)")
 
@@ -76,17 +71,13 @@ def open_config(args) -> Config:
     return with_overrides(load_config(args.config), database=args.db, broker=args.broker)
 
 
-def open_store(cfg: Config) -> EventStore:
-    db = open_db(cfg.storage.database)
-    return EventStore(db, site=cfg.site.site, door=cfg.site.door, clock=SystemClock(cfg.site.timezone))
-
-
 def cmd_config_check(args) -> int:
     cfg = open_config(args)
     hw = cfg.hardware
     print(f"{cfg.path}: ok")
     print(f"  site {cfg.site.site}, door {cfg.site.door}, time zone {cfg.site.timezone.key}")
-    print(f"  lock GPIO{hw.lock.pin} ({hw.lock.type}), door contact GPIO{hw.door_contact.pin}, exit button GPIO{hw.exit_button.pin}")
+    print(f"  lock GPIO{hw.lock.pin} ({hw.lock.type}), door contact GPIO{hw.door_contact.pin}, "
+          f"exit button GPIO{hw.exit_button.pin}")
     print(f"  gate alarm GPIO{hw.gate.alarm_pin} ({hw.gate.alarm_contact}), passage GPIO{hw.gate.passage_pin}")
     for r in hw.id_readers:
         print(f"  ID card reader {r.side}: {r.port} at {r.baudrate} baud")
@@ -95,7 +86,8 @@ def cmd_config_check(args) -> int:
     print(f"  schedule groups: {', '.join(sorted(cfg.calendar.schedules))}; "
           f"{len(cfg.calendar.holidays)} holidays, {len(cfg.calendar.working_days)} adjusted working days")
     print(f"  database {cfg.storage.database}")
-    print(f"  MQTT {'on' if cfg.mqtt.enabled else 'off'}: {cfg.mqtt.broker} (MQTT {'5' if cfg.mqtt.protocol == 5 else '3.1.1'}), prefix {cfg.mqtt.prefix}")
+    print(f"  MQTT {'on' if cfg.mqtt.enabled else 'off'}: {cfg.mqtt.broker} "
+          f"(MQTT {'5' if cfg.mqtt.protocol == 5 else '3.1.1'}), prefix {cfg.mqtt.prefix}")
     for warning in config_warnings(cfg):
         print(f"warning: {warning}")
     return 0
@@ -106,7 +98,7 @@ def cmd_log_verify(args) -> int:
     error (2), a broken or empty chain a failed check (1)."""
     cfg = open_config(args)
     path = cfg.storage.database
-    db = open_read_only(path)
+    db = open_event_log_read_only(cfg).db
     tty = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
@@ -114,13 +106,9 @@ def cmd_log_verify(args) -> int:
             print(f"\r  verified {done:,} of {total:,} events…", end="", file=sys.stderr, flush=True)
 
     try:
-        if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone():
-            raise StoreError(f"{path}: not an accessctl event log (it has no events table); "
-                             "point [storage] database (or --db) at the controller's database")
         result = verify(db, progress=progress)
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path}: cannot read the event log, the file is damaged ({exc}). Do not repair it: "
-                         "it is evidence. Keep a copy (with its -wal file) and restore the log from a backup") from None
+        raise _damaged(path, exc) from None
     finally:
         if tty:
             print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
@@ -154,18 +142,47 @@ def _check_against(path, archive_path: str, site: str, door: str):
         archive.close()
 
 
+def open_event_log_read_only(cfg: Config) -> EventStore:
+    """The door's event log for reading only (``log verify``, ``log export``): nothing is created or
+    changed, so an auditor without write access can read it; :class:`StoreError` when the file is
+    missing, damaged, or not an event log."""
+    path = cfg.storage.database
+    store = open_store(cfg, read_only=True)
+    try:
+        has_events = store.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'")\
+            .fetchone()
+    except sqlite3.DatabaseError as exc:
+        store.db.conn.close()
+        raise _damaged(path, exc) from None
+    if not has_events:
+        store.db.conn.close()
+        raise StoreError(f"{path}: not an accessctl event log (it has no events table); "
+                         "point [storage] database (or --db) at the controller's database")
+    return store
+
+
+def _damaged(path, exc: sqlite3.DatabaseError) -> StoreError:
+    return StoreError(f"{path}: cannot read the event log, the file is damaged ({exc}). Do not repair it: "
+                      "it is evidence. Keep a copy (with its -wal file) and restore the log from a backup")
+
+
 def cmd_log_export(args) -> int:
     cfg = open_config(args)
     if args.to_date < args.from_date:
         raise AccessCtlError(f"--to {args.to_date} is before --from {args.from_date}")
-    store = open_store(cfg)
-    events = store.events_between(*period(args.from_date, args.to_date, cfg.site.timezone))
-    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    store = open_event_log_read_only(cfg)
     try:
-        n = write_register(register_rows(events), out, args.format)
+        events = store.events_between(*period(args.from_date, args.to_date, cfg.site.timezone))
+        out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+        try:
+            n = write_register(register_rows(events), out, args.format)
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(cfg.storage.database, exc) from None
+        finally:
+            if args.output:
+                out.close()
     finally:
-        if args.output:
-            out.close()
+        store.db.conn.close()
     print(f"exported {n} register rows for {args.from_date} to {args.to_date}", file=sys.stderr)
     return 0
 
@@ -190,16 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = getattr(args, "handler", None) or HANDLERS.get((args.command, getattr(args, "action", None)))
     if handler is None:
         parser.error(f"no handler for {args.command}")
-    try:
-        return handler(args)
-    except AccessCtlError as exc:
-        print(f"accessctl: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # output piped into `head` and the like
-        sys.stderr.close()
-        return 0
+    return run_reporting_errors("accessctl", lambda: handler(args))
 
 
 if __name__ == "__main__":

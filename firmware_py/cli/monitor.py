@@ -3,6 +3,9 @@
 The monitor runs on the supervisor's machine, not on a door: it reads a configuration
 file only when one is named (``--config`` or ``$ACCESSCTL_CONFIG``) and then takes the
 broker and credentials from its ``[mqtt]`` section; the options win over the file.
+
+The station and paho are imported only when a monitor command runs, so the door's own
+commands (``accessctl roster list`` on the Pi) never load them.
 """
 
 from __future__ import annotations
@@ -10,34 +13,20 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 import threading
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the station and paho load only when a monitor command runs, never for `roster list`
+from firmware_py.cli.arguments import iso_date, positive_seconds
+from firmware_py.errors import MonitorError
+
+if TYPE_CHECKING:
     from firmware_py.core.clock import Clock
-    from firmware_py.station.ingest import BrokerSettings
+    from firmware_py.link.broker import BrokerSettings
 
 DEFAULT_ARCHIVE = "monitor-archive.db"  # in the current directory
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-23") from None
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
 
 
 def add_commands(sub, common) -> None:
@@ -64,10 +53,10 @@ def add_commands(sub, common) -> None:
     p.add_argument("--client-id", help="MQTT client id, the name of the broker-side session "
                                        "(default accessctl-monitor-HOSTNAME)")
     p.add_argument("--protocol", type=int, choices=(5, 311), help="MQTT 5 (default) or 3.1.1")
-    p.add_argument("--beacon-interval", type=_positive, default=60.0, metavar="SECONDS",
+    p.add_argument("--beacon-interval", type=positive_seconds, default=60.0, metavar="SECONDS",
                    help="publish the time beacon this often (default 60)")
     p.add_argument("--no-beacon", action="store_true", help="do not publish the time beacon")
-    p.add_argument("--replay-interval", type=_positive, default=5.0, metavar="SECONDS",
+    p.add_argument("--replay-interval", type=positive_seconds, default=5.0, metavar="SECONDS",
                    help="least time between two replay requests to one door (default 5)")
     p.add_argument("--max-replay-requests", type=int, default=5, metavar="N",
                    help="replay requests per gap before giving up on it (default 5; the wait doubles from the third)")
@@ -79,7 +68,7 @@ def add_commands(sub, common) -> None:
     e = msub.add_parser("export", help="write one day's entry register from the archive (with each row's "
                                        "epoch and verification status)")
     e.set_defaults(handler=cmd_export)
-    e.add_argument("--date", type=_date, required=True, help="the day (YYYY-MM-DD, the door's local date)")
+    e.add_argument("--date", type=iso_date, required=True, help="the day (YYYY-MM-DD, the door's local date)")
     e.add_argument("--archive", default=DEFAULT_ARCHIVE, help=f"archive file (default ./{DEFAULT_ARCHIVE})")
     e.add_argument("--site", help="this site only")
     e.add_argument("--door", help="this door only (with --site: the door's own `log export` format)")
@@ -90,27 +79,22 @@ def add_commands(sub, common) -> None:
 def connection(args) -> tuple[BrokerSettings, str, Clock | None]:
     """The broker settings, topic prefix and clock (the site's time zone) from the options and,
     if one is named, the configuration file."""
+    from firmware_py.config.schema import load_config, with_overrides
     from firmware_py.core.clock import SystemClock
-    from firmware_py.station.ingest import BrokerSettings, MonitorError, read_password
+    from firmware_py.link.broker import BrokerSettings, read_password
 
-    mqtt_cfg, clock = None, None
-    if args.config:
-        from firmware_py.config.schema import load_config
-        cfg = load_config(args.config)
-        mqtt_cfg, clock = cfg.mqtt, SystemClock(cfg.site.timezone)
     password = read_password(args.password_file) if args.password_file else None
-    overrides = dict(url=args.broker, username=args.username, password=password, ca_file=args.ca_file,
-                     cert_file=args.cert_file, key_file=args.key_file, protocol=args.protocol,
-                     client_id=args.client_id)
-    if mqtt_cfg is not None:
-        settings = BrokerSettings.from_mqtt_config(mqtt_cfg, **overrides)
-        prefix = args.prefix or mqtt_cfg.prefix
-    else:
-        if not args.broker:
-            raise MonitorError("no broker: give --broker mqtts://host:8883 or --config FILE with an [mqtt] section")
-        settings = BrokerSettings(**{k: v for k, v in overrides.items() if v is not None})
-        prefix = args.prefix or "accessctl"
-    return settings, prefix, clock
+    overrides = dict(username=args.username, password=password, ca_file=args.ca_file, cert_file=args.cert_file,
+                     key_file=args.key_file, protocol=args.protocol,
+                     client_id=args.client_id or f"accessctl-monitor-{socket.gethostname()}")
+    if args.config:  # --broker follows the rule of every --broker (config.schema.broker_override)
+        cfg = with_overrides(load_config(args.config), broker=args.broker)
+        settings = BrokerSettings.from_config(cfg.mqtt, **overrides)
+        return settings, args.prefix or cfg.mqtt.prefix, SystemClock(cfg.site.timezone)
+    if not args.broker:
+        raise MonitorError("no broker: give --broker mqtts://host:8883 or --config FILE with an [mqtt] section")
+    settings = BrokerSettings(url=args.broker, **{k: v for k, v in overrides.items() if v is not None})
+    return settings, args.prefix or "accessctl", None
 
 
 def cmd_monitor(args) -> int:
@@ -143,7 +127,6 @@ def cmd_monitor(args) -> int:
 
 def cmd_export(args) -> int:
     from firmware_py.station.archive import Archive, export_register
-    from firmware_py.station.ingest import MonitorError
 
     if args.door and not args.site:
         raise MonitorError("--door needs --site")

@@ -25,11 +25,9 @@ from datetime import date
 from pathlib import Path
 
 from firmware_py.config.schema import Config, load_config, with_overrides
-from firmware_py.core.clock import SystemClock
 from firmware_py.core.people import EMPLOYER_TYPES, ROLES, Person
-from firmware_py.errors import AccessCtlError
 from firmware_py.storage import roster
-from firmware_py.storage.db import open_db
+from firmware_py.storage.door_database import open_store
 from firmware_py.storage.eventstore import EventStore
 from firmware_py.storage.secret import load_or_create_secret
 
@@ -88,24 +86,19 @@ def add_roster_commands(subparsers, common: Callable[[argparse.ArgumentParser], 
 
 
 def _shell(handler: Handler) -> Callable[[argparse.Namespace], int]:
-    """Open config, database and event store for a handler; print a refusal and return 2."""
+    """Open config, database and event store for a handler, and close them after it."""
 
     def run(args: argparse.Namespace) -> int:
+        cfg = with_overrides(load_config(args.config), database=getattr(args, "db", None),
+                             broker=getattr(args, "broker", None))
+        owner = _service_owner(cfg)
+        store = open_store(cfg)
         try:
-            cfg = with_overrides(load_config(args.config), database=getattr(args, "db", None),
-                                 broker=getattr(args, "broker", None))
-            owner = _service_owner(cfg)
-            db = open_db(cfg.storage.database)
-            store = EventStore(db, site=cfg.site.site, door=cfg.site.door, clock=SystemClock(cfg.site.timezone))
-            try:
-                return handler(args, cfg, db, store)
-            finally:
-                db.conn.close()
-                if owner is not None:
-                    _give_back(cfg, owner)
-        except AccessCtlError as exc:
-            print(f"accessctl: {exc}", file=sys.stderr)
-            return 2
+            return handler(args, cfg, store.db, store)
+        finally:
+            store.db.conn.close()
+            if owner is not None:
+                _give_back(cfg, owner)
 
     run.__name__ = handler.__name__
     return run

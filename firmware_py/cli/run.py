@@ -18,7 +18,8 @@ def add_commands(subparsers, common) -> None:
                    help="run on emulated hardware (mock pins, pseudo-terminal ID readers, vpcd badge readers)")
     p.set_defaults(handler=cmd_run)
 
-    p = subparsers.add_parser("lockdown", help="put the door in lockdown, or release it (the running service applies it)")
+    p = subparsers.add_parser("lockdown",
+                              help="put the door in lockdown, or release it (the running service applies it)")
     common(p)
     p.add_argument("state", choices=("on", "off"))
     p.add_argument("--by", default=None, help="who orders it (recorded in the command event; default: your user name)")
@@ -83,7 +84,8 @@ def cmd_run(args) -> int:
                                  "accessctl run --simulate") from exc
         # A device that is missing or busy: say which and what to check, not a traceback.
         raise AccessCtlError(f"cannot start the door's devices: {exc}\n"
-                             f"check the wiring and [hardware] in {cfg.path}; `accessctl doctor` tests each device") from exc
+                             f"check the wiring and [hardware] in {cfg.path}; "
+                             "`accessctl doctor` tests each device") from exc
     install_signal_handlers(service)
     service.run(Notifier.from_env())
     return 0

@@ -23,6 +23,9 @@ from firmware_py.errors import ConfigError
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 GPIO_PINS = range(0, 28)  # BCM numbering on the Pi's 40-pin header
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# A broker address: mqtt://HOST:PORT (plain) or mqtts://HOST:PORT (TLS); the door's, the station's and the monitor's.
+BROKER_URL = re.compile(r"(mqtts?)://([^/:\s]+):(\d{1,5})")
+BROKER_URL_EXAMPLE = "mqtt://host:1883 or mqtts://host:8883"
 
 
 # --------------------------------------------------------------------------- dataclasses
@@ -490,8 +493,8 @@ def _read_policy(sec: _Section, tz: ZoneInfo, problems: _Problems) -> PolicyConf
 
 def _read_mqtt(sec: _Section, base: Path, site: str, door: str, problems: _Problems) -> MqttConfig:
     broker = sec.string("broker", "mqtt://127.0.0.1:1883")
-    if broker and not re.fullmatch(r"mqtts?://[^/:\s]+:\d{1,5}", broker):
-        problems.add(sec.where("broker"), f"{broker!r} is not like mqtt://host:1883 or mqtts://host:8883")
+    if broker and not BROKER_URL.fullmatch(broker):
+        problems.add(sec.where("broker"), f"{broker!r} is not like {BROKER_URL_EXAMPLE}")
     prefix = sec.string("prefix", "accessctl")
     if prefix and (any(c in prefix for c in "#+") or prefix.startswith("/") or prefix.endswith("/")):
         problems.add(sec.where("prefix"), f"{prefix!r} may not contain # or + nor start or end with /")
@@ -590,13 +593,25 @@ def config_warnings(cfg: Config) -> list[str]:
 
 
 def with_overrides(cfg: Config, *, database: str | Path | None = None, broker: str | None = None) -> Config:
-    """The config with the command line's ``--db`` and ``--broker`` applied."""
+    """The config with the command line's ``--db`` and ``--broker`` applied (``--broker``: :func:`broker_override`)."""
     from dataclasses import replace
 
     if database is not None:
         cfg = replace(cfg, storage=replace(cfg.storage, database=Path(database)))
     if broker is not None:
-        if not re.fullmatch(r"mqtts?://[^/:\s]+:\d{1,5}", broker):
-            raise ConfigError(f"--broker {broker!r} is not like mqtt://host:1883 or mqtts://host:8883")
-        cfg = replace(cfg, mqtt=replace(cfg.mqtt, broker=broker, enabled=True))
+        cfg = replace(cfg, mqtt=replace(cfg.mqtt, broker=broker, enabled=True, **broker_override(broker)))
     return cfg
+
+
+def broker_override(url: str) -> dict[str, Any]:
+    """What a command line's ``--broker URL`` changes besides the address, for the door and the station alike.
+
+    A plain ``mqtt://`` URL is a broker without TLS or accounts (a ``mosquitto -p 1883`` in a lab):
+    the file's username, password file and TLS files belong to the production broker and are
+    dropped, so the client connects anonymously. An ``mqtts://`` URL keeps them.
+    """
+    if not BROKER_URL.fullmatch(url or ""):
+        raise ConfigError(f"--broker {url!r} is not like {BROKER_URL_EXAMPLE}")
+    if url.startswith("mqtts://"):
+        return {}
+    return {"username": "", "password_file": None, "ca_file": None, "cert_file": None, "key_file": None}

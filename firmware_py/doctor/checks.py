@@ -18,11 +18,10 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from firmware_py.config.schema import Config, load_config, with_overrides
 from firmware_py.doctor.probes import Probes
-from firmware_py.errors import ConfigError
+from firmware_py.errors import ConfigError, StoreError
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
@@ -291,15 +290,21 @@ def check_device_key(probes: Probes, cfg: Config) -> CheckResult:
 # --------------------------------------------------------------------------- broker
 
 
-def check_broker(cfg: Config, *, timeout: float = 5.0) -> CheckResult:
-    from firmware_py.doctor.probes import probe_broker
+def check_broker(probes: Probes, cfg: Config, *, timeout: float = 5.0) -> CheckResult:
+    """Can the door reach its broker as its own account?
+
+    With the door's service stopped, log in as the door (TLS, certificate, account) and leave. With
+    it running, never: Mosquitto names the session after the certificate's account, so the doctor's
+    login would replace the door's own connection. Then only TLS and the certificate are checked, and
+    the door's own link state is read from its latest ``link_up``/``link_down`` event; the line says so.
+    """
+    from firmware_py.doctor.probes import probe_broker, probe_tls
+    from firmware_py.link.broker import BrokerSettings
 
     m = cfg.mqtt
     if not m.enabled:
         return CheckResult(WARN, "broker", "MQTT is off ([mqtt] enabled = false): the supervisor sees nothing",
                            "set [mqtt] enabled = true once the venue broker is up (deploy/mosquitto/README.md)")
-    url = urlsplit(m.broker)
-    tls = url.scheme == "mqtts"
     for label, file in (("ca_file", m.ca_file), ("cert_file", m.cert_file), ("key_file", m.key_file),
                         ("password_file", m.password_file)):
         if file is not None and not os.access(file, os.R_OK):
@@ -307,13 +312,21 @@ def check_broker(cfg: Config, *, timeout: float = 5.0) -> CheckResult:
                                "copy the door's files from the certificate machine (deploy/mosquitto/README.md); "
                                f"keys 0600 owned by accessctl; {AS_SERVICE_USER}")
     try:
-        answer = probe_broker(cfg, timeout=timeout)
+        settings = BrokerSettings.from_config(m, persistent_session=False)
+    except ConfigError as exc:
+        return CheckResult(FAIL, "broker", f"[mqtt]: {exc}", "fix the file named, then run the doctor again")
+    pid = probes.door_service_pid(cfg.storage.database)
+    try:
+        if pid is not None:
+            answer = probe_tls(settings, timeout=timeout)
+        else:
+            answer = probe_broker(settings, timeout=timeout)
     except ConnectionRefusedError:
         return CheckResult(FAIL, "broker", f"{m.broker}: connection refused",
                            "is the broker running on that port? (systemctl status mosquitto on the broker machine)")
     except socket.gaierror as exc:
-        return CheckResult(FAIL, "broker", f"{m.broker}: cannot resolve {url.hostname}: {exc.strerror}",
-                           f"add {url.hostname} to /etc/hosts (the LAN has no name server) or use its address")
+        return CheckResult(FAIL, "broker", f"{m.broker}: cannot resolve {settings.host}: {exc.strerror}",
+                           f"add {settings.host} to /etc/hosts (the LAN has no name server) or use its address")
     except ssl.SSLCertVerificationError as exc:
         return CheckResult(FAIL, "broker", f"{m.broker}: TLS: the broker's certificate is not trusted: "
                                            f"{exc.verify_message}",
@@ -328,17 +341,67 @@ def check_broker(cfg: Config, *, timeout: float = 5.0) -> CheckResult:
     except OSError as exc:
         return CheckResult(FAIL, "broker", f"{m.broker}: {exc.strerror or exc}",
                            "check the cable and the isolated LAN between door and broker")
-    if not answer.accepted:
-        return CheckResult(FAIL, "broker", f"{m.broker}: the broker refused the login as {m.username!r}: "
-                                           f"{answer.reason}",
-                           "check [mqtt] username and password_file against the broker's account "
-                           "(deploy/mosquitto/add-account.sh) and the client certificate")
+    tls = settings.tls
     how = f"{answer.tls_version}, certificate verified" if tls and m.tls_verify else (
         f"{answer.tls_version}, certificate NOT verified" if tls else "plain text")
-    text = (f"{m.broker} reachable ({how}), logged in as {m.username or '(anonymous)'} "
-            f"with MQTT {'5' if m.protocol == 5 else '3.1.1'} in {answer.seconds:.2f} s")
-    if not tls:
-        return CheckResult(WARN, "broker", text, "use mqtts:// : the venue broker has a TLS listener only")
-    if not m.tls_verify:
-        return CheckResult(WARN, "broker", text, "set [mqtt] tls_verify = true outside a lab")
-    return CheckResult(PASS, "broker", text)
+    account = _account(settings)
+    if pid is not None:
+        result = _running_door_link(cfg, pid, f"{m.broker} reachable ({how})", account)
+    else:
+        result = _login(cfg, answer, how, account)
+    if result.status == PASS and not tls:
+        return CheckResult(WARN, "broker", result.message, "use mqtts:// : the venue broker has a TLS listener only")
+    if result.status == PASS and not m.tls_verify:
+        return CheckResult(WARN, "broker", result.message, "set [mqtt] tls_verify = true outside a lab")
+    return result
+
+
+def _login(cfg: Config, answer, how: str, account: str) -> CheckResult:
+    m = cfg.mqtt
+    if not answer.accepted:
+        return CheckResult(FAIL, "broker", f"{m.broker}: the broker refused the login as {account}: {answer.reason}",
+                           "Mosquitto: the account is the certificate's CN; check cert_file and key_file (the "
+                           "door's pair) and the broker's ACL (deploy/mosquitto/add-account.sh). RabbitMQ: check "
+                           "[mqtt] username and password_file (deploy/rabbitmq/add-door.sh)")
+    return CheckResult(PASS, "broker", f"{m.broker} reachable ({how}), logged in as {account} "
+                                       f"with MQTT {'5' if m.protocol == 5 else '3.1.1'} in {answer.seconds:.2f} s")
+
+
+def _account(settings) -> str:
+    """Who the door logs in as: its certificate (Mosquitto's account) and its username (RabbitMQ's)."""
+    parts = []
+    if settings.tls and settings.cert_file:
+        parts.append(f"the certificate {settings.cert_file.name}")
+    if settings.username:
+        parts.append(f"username {settings.username!r}")
+    return " and ".join(parts) or "(anonymous)"
+
+
+def _running_door_link(cfg: Config, pid: int, reached: str, account: str) -> CheckResult:
+    """The broker check while the door's service runs: reachability and TLS seen by the doctor, the login
+    as the door's own link reports it (its latest link_up or link_down event)."""
+    from firmware_py.storage.db import open_read_only
+
+    process = f"process {pid}" if pid else "a process"
+    prefix = (f"{reached}; TLS and certificate checked only, not logged in as {account}: the door service is "
+              f"running ({process}) and a second login with its account would replace its connection")
+    bound = f"{cfg.mqtt.link_down_after_s:g} s"
+    try:
+        db = open_read_only(cfg.storage.database)
+        try:
+            row = db.execute("SELECT seq, ts, type FROM events WHERE type IN ('link_up', 'link_down') "
+                             "ORDER BY seq DESC LIMIT 1").fetchone()
+            queued = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        finally:
+            db.conn.close()
+    except (sqlite3.Error, StoreError) as exc:
+        return CheckResult(WARN, "broker", f"{prefix}; the door's own link state is unknown: {exc}",
+                           "journalctl -u accessctl shows the link's state (\"MQTT link up\")")
+    if row is not None and row[2] == "link_down":
+        return CheckResult(FAIL, "broker", f"{prefix}; the door's own link is DOWN: link_down at {row[1]} (event "
+                                           f"{row[0]}), {queued} events waiting in the outbox",
+                           "journalctl -u accessctl says why the broker refuses or cannot be reached; stop the "
+                           "service and run the doctor again to try the door's login")
+    history = f"the last one ended at {row[1]}, link_up event {row[0]}" if row else "none recorded"
+    return CheckResult(PASS, "broker", f"{prefix}; the door's own link reports no outage over {bound} now "
+                                       f"({history}); {queued} events waiting in the outbox")

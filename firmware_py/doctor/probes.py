@@ -14,9 +14,11 @@ import importlib.util
 import os
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+
+from firmware_py.link.broker import BrokerSettings, connect, make_client
 
 TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised (STA_UNSYNC)
 
@@ -60,6 +62,28 @@ def module_available(name: str) -> bool:
         return False
 
 
+def door_service_pid(database: Path) -> int | None:
+    """The process of the door service running on ``database`` (it holds ``DATABASE.lock``), or None.
+
+    Tests the lock as :func:`firmware_py.storage.db.hold_database` takes it, without creating the file;
+    the pid is what the service wrote there (0 when it cannot be read).
+    """
+    import fcntl
+
+    try:
+        fd = os.open(f"{database}.lock", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # no lock file: no service has run here
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else 0
+    finally:
+        os.close(fd)  # also drops our test lock at once
+    return None
+
+
 @dataclass
 class Probes:
     """The machine as the doctor sees it.
@@ -68,6 +92,7 @@ class Probes:
     device paths from the configuration (serial ports) are looked up under it
     too. ``environ``: the environment (``GPIOZERO_PIN_FACTORY``).
     ``service_user``: who must own the state files (``None``: do not check).
+    ``door_service_pid``: the running door service's process on a database, or None.
     """
 
     root: Path = Path("/")
@@ -77,6 +102,7 @@ class Probes:
     pcsc_readers: Callable[[], list[str] | None] = pcsc_readers
     module_available: Callable[[str], bool] = module_available
     service_user: str | None = "accessctl"
+    door_service_pid: Callable[[Path], int | None] = door_service_pid
 
     def path(self, system_path: str | Path) -> Path:
         """``/dev/gpiochip0`` inside :attr:`root`."""
@@ -110,42 +136,27 @@ class BrokerAnswer:
     seconds: float  # from the first packet to the answer
 
 
-def probe_broker(cfg, *, timeout: float = 5.0) -> BrokerAnswer:
-    """Log in to the configured broker as the door would (TLS, certificate, password), then leave.
+def probe_broker(settings: BrokerSettings, *, timeout: float = 5.0) -> BrokerAnswer:
+    """Log in to the broker as ``settings`` say (TLS, certificate, account), then leave.
 
-    Uses a client id of its own (``<client_id>-doctor``) so a running
-    controller's session is never taken over. Raises what connecting raises:
-    ``ConnectionRefusedError``, ``socket.gaierror``, ``ssl.SSLError``,
+    Only while the door's service is stopped: Mosquitto names the session after the
+    certificate's account, so this login would replace the running door's own connection
+    (:func:`probe_tls` checks a running door's broker without logging in). Raises what
+    connecting raises: ``ConnectionRefusedError``, ``socket.gaierror``, ``ssl.SSLError``,
     ``TimeoutError`` (no answer within ``timeout``), ``OSError``.
     """
     import ssl
     import time
-    from urllib.parse import urlsplit
 
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    m = cfg.mqtt
-    url = urlsplit(m.broker)
-    v5 = m.protocol == 5
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{m.client_id}-doctor",
-                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, clean_session=None if v5 else True)
+    settings = replace(settings, keepalive_s=max(5, int(timeout) + 1), persistent_session=False)
+    client = make_client(settings)
     client.connect_timeout = timeout
-    if url.scheme == "mqtts":
-        client.tls_set(ca_certs=str(m.ca_file) if m.ca_file else None,
-                       certfile=str(m.cert_file) if m.cert_file else None,
-                       keyfile=str(m.key_file) if m.key_file else None,
-                       cert_reqs=ssl.CERT_REQUIRED if m.tls_verify else ssl.CERT_NONE)
-        client.tls_insecure_set(not m.tls_verify)
-    if m.username:
-        password = m.password_file.read_text(encoding="utf-8").splitlines()[0] if m.password_file else None
-        client.username_pw_set(m.username, password)
     answer: dict = {}
     client.on_connect = lambda c, u, flags, rc, props: answer.setdefault("rc", rc)
     client.on_disconnect = lambda c, u, flags, rc, props: answer.setdefault(
         "rc", f"the broker closed the connection without accepting the login ({rc})")
     started = time.monotonic()
-    client.connect(url.hostname, url.port, keepalive=max(5, int(timeout) + 1))
+    connect(client, settings, background=False)
     try:
         sock = client.socket()
         tls_version = sock.version() if isinstance(sock, ssl.SSLSocket) else None
@@ -168,3 +179,49 @@ def probe_broker(cfg, *, timeout: float = 5.0) -> BrokerAnswer:
                 sock.close()
             except OSError:
                 pass
+
+
+@dataclass(frozen=True)
+class TlsAnswer:
+    tls_version: str | None  # "TLSv1.3", or None on plain text
+    seconds: float
+
+
+CERTIFICATE_VERDICT_S = 0.5  # a broker that refuses the client certificate says so within this after the handshake
+
+
+def probe_tls(settings: BrokerSettings, *, timeout: float = 5.0) -> TlsAnswer:
+    """Reach the broker and shake hands over TLS with the client certificate, without an MQTT login.
+
+    Checks the broker's certificate against ``ca_file`` and that the broker accepts this client's
+    certificate (TLS 1.3 brokers refuse it just after the handshake: an alert within
+    ``CERTIFICATE_VERDICT_S``). Whether the certificate's account may log in is not tried.
+    On ``mqtt://`` only the TCP connection is made. Raises as :func:`probe_broker` does.
+    """
+    import socket
+    import ssl
+    import time
+
+    started = time.monotonic()
+    sock = socket.create_connection((settings.host, settings.port), timeout=timeout)
+    try:
+        if not settings.tls:
+            return TlsAnswer(None, time.monotonic() - started)
+        context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+        if not settings.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if settings.cert_file:
+            context.load_cert_chain(settings.cert_file, settings.key_file)
+        sock = context.wrap_socket(sock, server_hostname=settings.host)
+        seconds = time.monotonic() - started
+        sock.settimeout(CERTIFICATE_VERDICT_S)
+        try:
+            if sock.recv(1) == b"":
+                raise ssl.SSLError("the broker closed the connection after the TLS handshake "
+                                   "(it does not accept this client certificate)")
+        except TimeoutError:
+            pass  # nothing said: the broker waits for our CONNECT, so it took the certificate
+        return TlsAnswer(sock.version(), seconds)
+    finally:
+        sock.close()

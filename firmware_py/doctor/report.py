@@ -12,7 +12,9 @@ GPIO chip opens; each configured serial port exists and opens; pcscd answers
 and lists each configured badge reader; the database is writable (a test
 write, rolled back: the doctor never stores an event) and its hash chain is
 intact; the device key is private; the broker accepts the door's login over
-TLS. Exit status 0 when nothing FAILed (WARN lines are advice), 1 otherwise.
+TLS (while the door's service runs the doctor never logs in as the door, which
+would replace its connection: it checks TLS and the certificate, and reads the
+door's own link state from its latest link_up/link_down event). Exit status 0 when nothing FAILed (WARN lines are advice), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def diagnose(config_path: str | Path, *, database: str | None = None, broker: st
     results += _guarded("pcsc", lambda: check_badge_readers(probes, cfg))
     results += _guarded("database", lambda: check_database(probes, cfg))
     results += _guarded("device key", lambda: check_device_key(probes, cfg))
-    results += _guarded("broker", lambda: check_broker(cfg, timeout=timeout))
+    results += _guarded("broker", lambda: check_broker(probes, cfg, timeout=timeout))
     return results
 
 

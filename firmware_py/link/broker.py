@@ -1,31 +1,46 @@
-"""How the supervisor's tools reach the venue broker: settings, credentials, the paho client.
+"""How every client of the venue broker connects: the door's link, the station and monitor, the doctor.
 
-The monitor (and any later supervisor tool) logs in with a supervisor account over TLS
-with a client certificate and keeps a persistent session named by its client id, so the
-broker queues QoS 1 events while it is away (``max_queued_messages`` in the broker config).
+One :class:`BrokerSettings` says where and as whom; :meth:`BrokerSettings.from_config` builds it from
+a door's ``[mqtt]`` or a station's ``[broker]`` section (after the command line's ``--broker``, whose
+rule is :func:`firmware_py.config.schema.broker_override`); :func:`read_password` is the one reading of
+a password file; :func:`make_client` builds the paho client and :func:`connect` connects it.
+
+Two kinds of broker account work the same way here. Mosquitto (``deploy/mosquitto``) takes the
+account from the client certificate's CN and ignores any password; RabbitMQ (``deploy/rabbitmq``)
+takes a username and password. A client sends whatever its settings hold: certificate files over
+``mqtts://`` and a username with its password when one is set.
+
+A supervisor tool keeps a persistent session named by its client id, so the broker queues QoS 1
+events while it is away (``max_queued_messages`` in the broker config); the door starts clean.
 """
 
 from __future__ import annotations
 
-import re
-import socket
 import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from firmware_py.config.schema import BROKER_URL, BROKER_URL_EXAMPLE
+from firmware_py.errors import ConfigError
 
-from firmware_py.errors import AccessCtlError
+if TYPE_CHECKING:  # paho is imported only when a client is made
+    import paho.mqtt.client as mqtt
 
-
-class MonitorError(AccessCtlError):
-    """The monitor cannot start: no broker, refused login, unreadable credentials."""
+RECONNECT_S = (1, 30)  # paho's reconnect back-off: first and longest wait
 
 
 @dataclass(frozen=True)
 class BrokerSettings:
-    """How the monitor reaches the broker: ``url`` is ``mqtt://host:port`` or ``mqtts://host:port``."""
+    """Where a client connects and as whom: ``url`` is ``mqtt://host:port`` or ``mqtts://host:port``.
+
+    ``username``/``password``: a RabbitMQ account (Mosquitto takes the account from the certificate).
+    ``ca_file``: the site CA that signed the broker's certificate; ``cert_file``/``key_file``: this
+    client's certificate (its CN is the Mosquitto account). ``tls_verify``: check the broker's
+    certificate (off only in a lab). ``protocol``: 5 or 311. ``client_id``: the session's name.
+    ``persistent_session``: the broker keeps the session and queues QoS 1 messages for
+    ``session_expiry_s`` while the client is away (supervisor tools); the door starts clean.
+    """
 
     url: str
     username: str = ""
@@ -35,66 +50,117 @@ class BrokerSettings:
     key_file: Path | None = None
     tls_verify: bool = True
     protocol: int = 5  # 5 or 311
-    client_id: str = ""  # default: accessctl-monitor-HOSTNAME (the persistent session's name)
+    client_id: str = ""
     keepalive_s: int = 30
-    session_expiry_s: int = 7 * 86400  # how long the broker queues events for an absent monitor
+    persistent_session: bool = True
+    session_expiry_s: int = 7 * 86400  # how long the broker queues events for an absent supervisor tool
+
+    def __post_init__(self) -> None:
+        parse_broker_url(self.url)
 
     @property
     def host(self) -> str:
-        return _parse_url(self.url)[1]
+        return parse_broker_url(self.url)[1]
 
     @property
     def port(self) -> int:
-        return _parse_url(self.url)[2]
+        return parse_broker_url(self.url)[2]
 
     @property
     def tls(self) -> bool:
-        return _parse_url(self.url)[0] == "mqtts"
+        return parse_broker_url(self.url)[0] == "mqtts"
 
     @classmethod
-    def from_mqtt_config(cls, mqtt_cfg, **overrides) -> BrokerSettings:
-        """From a controller-style ``[mqtt]`` section (:class:`firmware_py.config.schema.MqttConfig`);
+    def from_config(cls, section, **overrides) -> BrokerSettings:
+        """From a door's ``[mqtt]`` (:class:`~firmware_py.config.schema.MqttConfig`) or a station's
+        ``[broker]`` (:class:`~firmware_py.station.config.BrokerConfig`) section, its password file read;
         ``overrides`` whose value is not None win (the command line's options)."""
         overrides = {k: v for k, v in overrides.items() if v is not None}
+        url = getattr(section, "url", None) or section.broker
         password = overrides.pop("password", None)
         if password is None:
-            password = read_password(mqtt_cfg.password_file) if mqtt_cfg.password_file else ""
-        settings = cls(url=mqtt_cfg.broker, username=mqtt_cfg.username, password=password,
-                       ca_file=mqtt_cfg.ca_file, cert_file=mqtt_cfg.cert_file, key_file=mqtt_cfg.key_file,
-                       tls_verify=mqtt_cfg.tls_verify, protocol=mqtt_cfg.protocol, keepalive_s=mqtt_cfg.keepalive_s)
+            password = read_password(section.password_file) if section.password_file else ""
+        settings = cls(url=url, username=section.username, password=password, ca_file=section.ca_file,
+                       cert_file=section.cert_file, key_file=section.key_file, tls_verify=section.tls_verify,
+                       protocol=section.protocol, client_id=section.client_id,
+                       keepalive_s=getattr(section, "keepalive_s", cls.keepalive_s))
         return replace(settings, **overrides)
 
 
-def _parse_url(url: str) -> tuple[str, str, int]:
-    m = re.fullmatch(r"(mqtts?)://([^/:\s]+):(\d{1,5})", url or "")
+def parse_broker_url(url: str) -> tuple[str, str, int]:
+    """``mqtts://broker:8883`` → ``("mqtts", "broker", 8883)``; :class:`ConfigError` for anything else."""
+    m = BROKER_URL.fullmatch(url or "")
     if not m:
-        raise MonitorError(f"broker {url!r} is not like mqtt://host:1883 or mqtts://host:8883")
+        raise ConfigError(f"broker {url!r} is not like {BROKER_URL_EXAMPLE}")
     return m.group(1), m.group(2), int(m.group(3))
 
 
 def read_password(path: str | Path) -> str:
-    """The first line of a password file (as the controller's ``[mqtt] password_file``)."""
+    """The MQTT password: the first line of ``path`` without its line ending (``[mqtt] password_file``,
+    ``[broker] password_file``, ``--password-file``); :class:`ConfigError` saying why it cannot be had."""
     try:
-        return Path(path).read_text(encoding="utf-8").splitlines()[0].strip()
-    except (OSError, IndexError) as exc:
-        raise MonitorError(f"{path}: cannot read the MQTT password: {getattr(exc, 'strerror', None) or 'empty file'}") from None
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"{path}: cannot read the MQTT password: {why}; the file must be readable by "
+                          "this user (0600, owned by the service user)") from None
+    if not lines or not lines[0]:
+        raise ConfigError(f"{path}: no MQTT password on its first line; write the account's password there "
+                          "(deploy/rabbitmq/add-door.sh --password-out does)")
+    return lines[0]
 
 
 def make_client(settings: BrokerSettings) -> mqtt.Client:
-    """A paho-mqtt 2.x client for ``settings`` (TLS, credentials, persistent session), not connected."""
-    _parse_url(settings.url)
-    client_id = settings.client_id or f"accessctl-monitor-{socket.gethostname()}"
+    """A paho-mqtt 2.x client for ``settings`` (TLS, certificate, account, session), not connected.
+
+    :class:`ConfigError` when the CA, certificate or key file cannot be used.
+    """
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    if settings.persistent_session and not settings.client_id:
+        raise ConfigError(f"{settings.url}: a persistent session needs a client id (its name at the broker)")
     v5 = settings.protocol == 5
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, clean_session=None if v5 else False)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id,
+                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+                         clean_session=None if v5 else not settings.persistent_session)
     if settings.tls:
-        client.tls_set(ca_certs=str(settings.ca_file) if settings.ca_file else None,
-                       certfile=str(settings.cert_file) if settings.cert_file else None,
-                       keyfile=str(settings.key_file) if settings.key_file else None,
-                       cert_reqs=ssl.CERT_REQUIRED if settings.tls_verify else ssl.CERT_NONE)
+        try:
+            client.tls_set(ca_certs=_name(settings.ca_file), certfile=_name(settings.cert_file),
+                           keyfile=_name(settings.key_file),
+                           cert_reqs=ssl.CERT_REQUIRED if settings.tls_verify else ssl.CERT_NONE)
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            files = ", ".join(str(f) for f in (settings.ca_file, settings.cert_file, settings.key_file) if f)
+            raise ConfigError(f"ca_file/cert_file/key_file ({files or 'none set'}) cannot be used: {exc}; copy this "
+                              "client's files from the certificate machine (deploy/mosquitto/README.md)") from None
         if not settings.tls_verify:
             client.tls_insecure_set(True)
     if settings.username:
-        client.username_pw_set(settings.username, settings.password)
-    client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.username_pw_set(settings.username, settings.password or None)
+    client.reconnect_delay_set(min_delay=RECONNECT_S[0], max_delay=RECONNECT_S[1])
     return client
+
+
+def connect(client: mqtt.Client, settings: BrokerSettings, *, background: bool = True) -> None:
+    """Connect ``client`` as ``settings`` say (a persistent session asks the broker to keep it).
+
+    ``background``: return at once and let paho's loop connect (and reconnect); otherwise connect now
+    and raise what connecting raises (refused, unresolvable, TLS, timeout).
+    """
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    kwargs: dict = {}
+    if settings.protocol == 5:
+        props = Properties(PacketTypes.CONNECT)
+        if settings.persistent_session:
+            props.SessionExpiryInterval = settings.session_expiry_s
+        kwargs = {"clean_start": not settings.persistent_session, "properties": props}
+    if background:
+        client.connect_async(settings.host, settings.port, settings.keepalive_s, **kwargs)
+    else:
+        client.connect(settings.host, settings.port, settings.keepalive_s, **kwargs)
+
+
+def _name(path: Path | None) -> str | None:
+    return str(path) if path is not None else None

@@ -25,8 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
-import ssl
 import threading
 import time
 from collections import deque
@@ -34,9 +32,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from firmware_py.config.schema import Config
@@ -45,8 +40,8 @@ from firmware_py.core.clock import Clock, SystemClock
 from firmware_py.core.events import describe_untrusted, redact_id_numbers
 from firmware_py.core.inputs import InputEvent, LinkChanged, RemoteCommand, TimeBeacon
 from firmware_py.errors import ConfigError
-from firmware_py.storage.db import open_db
-from firmware_py.storage.eventstore import EventStore
+from firmware_py.link.broker import BrokerSettings, connect, make_client
+from firmware_py.storage.door_database import open_store
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +78,13 @@ class MqttLink:
         self.cmd_topic = f"{base}/cmd"
         self.result_topic = f"{base}/cmd/result"
         self.time_topic = f"{m.prefix}/{cfg.site.site}/time"
-        match = re.fullmatch(r"(mqtts?)://([^/:\s]+):(\d{1,5})", m.broker)
-        if not match:
-            raise ConfigError(f"{cfg.path}: [mqtt] broker: {m.broker!r} is not like mqtts://host:8883")
-        self._tls, self._host, self._port = match[1] == "mqtts", match[2], int(match[3])
-        self._db = open_db(cfg.storage.database)
-        self._store = EventStore(self._db, site=cfg.site.site, door=cfg.site.door, clock=self._clock)
+        try:
+            self._settings = BrokerSettings.from_config(m, persistent_session=False)
+        except ConfigError as exc:
+            raise ConfigError(f"{cfg.path}: [mqtt]: {exc}") from None
+        self._host, self._port = self._settings.host, self._settings.port
+        self._store = open_store(cfg, clock=self._clock)  # the sender thread's own connection
+        self._db = self._store.db
         self._client = self._make_client()
 
         self._lock = threading.Lock()  # guards what paho's callbacks share with the sender
@@ -125,28 +121,12 @@ class MqttLink:
     # ------------------------------------------------------------------ set-up
 
     def _make_client(self) -> mqtt.Client:
-        m = self.cfg.mqtt
-        v5 = m.protocol == 5
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=m.client_id,
-                        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, clean_session=None if v5 else True)
-        if self._tls:
-            try:
-                c.tls_set(ca_certs=_file(m.ca_file), certfile=_file(m.cert_file), keyfile=_file(m.key_file),
-                          cert_reqs=ssl.CERT_REQUIRED if m.tls_verify else ssl.CERT_NONE)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"{self.cfg.path}: [mqtt] ca_file/cert_file/key_file: cannot use them: {exc}") from None
-            if not m.tls_verify:
-                log.warning("MQTT TLS verification is off (tls_verify = false): only for a lab")
-                c.tls_insecure_set(True)
-        if m.username:
-            password = None
-            if m.password_file is not None:
-                try:
-                    password = m.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-                except OSError as exc:
-                    raise ConfigError(f"{self.cfg.path}: [mqtt] password_file: cannot read {m.password_file}: "
-                                      f"{exc.strerror}") from None
-            c.username_pw_set(m.username, password)
+        try:
+            c = make_client(self._settings)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.cfg.path}: [mqtt]: {exc}") from None
+        if self._settings.tls and not self._settings.tls_verify:
+            log.warning("MQTT TLS verification is off (tls_verify = false): only for a lab")
         c.will_set(self.status_topic, json.dumps({"online": False}), qos=1, retain=True)
         c.reconnect_delay_set(min_delay=self._backoff[0], max_delay=self._backoff[1])
         c.max_inflight_messages_set(MAX_INFLIGHT)
@@ -159,12 +139,7 @@ class MqttLink:
         return c
 
     def _connect_async(self) -> None:
-        m = self.cfg.mqtt
-        if m.protocol == 5:
-            self._client.connect_async(self._host, self._port, keepalive=m.keepalive_s, clean_start=True,
-                                       properties=Properties(PacketTypes.CONNECT))
-        else:
-            self._client.connect_async(self._host, self._port, keepalive=m.keepalive_s)
+        connect(self._client, self._settings)
         self._client.loop_start()
 
     # ------------------------------------------------------------------ the door's side (all return at once)
@@ -254,7 +229,8 @@ class MqttLink:
         if reason_code.is_failure:
             text = f"broker {self._host}:{self._port} refused the connection: {reason_code}"
             if self._refusal_logged != text:
-                log.error("%s (check [mqtt] username, password_file and the broker's password file)", text)
+                log.error("%s (check the door's account: with Mosquitto its certificate, [mqtt] cert_file and "
+                          "key_file, and the broker's ACL; with RabbitMQ [mqtt] username and password_file)", text)
                 self._refusal_logged = text
             self._set_up(False, text)
             return
@@ -427,7 +403,7 @@ class MqttLink:
             "SELECT o.seq, e.category, e.type, e.body, e.hash FROM outbox o JOIN events e ON e.seq = o.seq "
             "WHERE o.seq >= ? ORDER BY o.seq LIMIT ?", (self._next_seq, max(room, 0))).fetchall()
         for seq, category, type_, body, h in rows:
-            self._publish(f"{self.events_topic}/{category}/{type_}", _payload(body, h), seq=seq)
+            self._publish(f"{self.events_topic}/{category}/{type_}", published_event(body, h), seq=seq)
             self._next_seq = seq + 1
         return not rows and idle
 
@@ -443,8 +419,8 @@ class MqttLink:
         upto = min(last, first + room - 1)
         rows = self._db.execute("SELECT seq, category, type, body, hash FROM events WHERE seq BETWEEN ? AND ? "
                                 "ORDER BY seq", (first, upto)).fetchall()
-        for seq, category, type_, body, h in rows:
-            self._publish(f"{self.events_topic}/{category}/{type_}", _payload(body, h), replayed=True)
+        for _seq, category, type_, body, h in rows:
+            self._publish(f"{self.events_topic}/{category}/{type_}", published_event(body, h), replayed=True)
         with self._lock:
             if self._replay is not None and self._replay[0] == first:  # not replaced by a new request meanwhile
                 self._replay = None if upto >= last else [upto + 1, last]
@@ -494,15 +470,11 @@ class MqttLink:
 # ---------------------------------------------------------------------- helpers
 
 
-def _file(path) -> str | None:
-    return str(path) if path is not None else None
-
-
 def _dumps(obj: dict) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _payload(body: str, h: str) -> bytes:
+def published_event(body: str, h: str) -> bytes:
     """The stored event with its hash: the stored canonical JSON with ``hash`` added as the last key."""
     return f'{body[:-1]},"hash":"{h}"}}'.encode()
 

@@ -18,9 +18,10 @@ from firmware_py.core.controller import DoorController
 from firmware_py.core.inputs import LinkChanged
 from firmware_py.service.loop import Service
 from firmware_py.storage import roster
-from firmware_py.storage.db import hold_database, open_db
+from firmware_py.storage.db import hold_database
+from firmware_py.storage.door_database import open_store
 from firmware_py.storage.door_log import SqliteEventLog
-from firmware_py.storage.eventstore import ChainAnchor, EventStore
+from firmware_py.storage.eventstore import ChainAnchor
 from firmware_py.storage.secret import load_or_create_secret
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,8 @@ def build_service(cfg: Config, *, clock: Clock | None = None, hardware=None) -> 
     inputs: queue.Queue = queue.Queue()
     release = hold_database(cfg.storage.database)
     try:
-        db = open_db(cfg.storage.database, busy_timeout_s=STORE_WAIT_S)
-        store = EventStore(db, site=cfg.site.site, door=cfg.site.door, clock=clock)
+        store = open_store(cfg, clock=clock, busy_timeout_s=STORE_WAIT_S)
+        db = store.db
         secret = load_or_create_secret(cfg.storage.secret, roster_hashes=roster.id_hash_count(db))
         lock, indicators, closers = (hardware or real_hardware(cfg))(inputs.put)
     except BaseException:

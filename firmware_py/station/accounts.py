@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from firmware_py.errors import AccessCtlError
+from firmware_py.errors import AccountError
 from firmware_py.station.storage import StationStore
 
 SCHEMA = """
@@ -41,10 +41,6 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1  # ~32 MiB and tens of milliseconds per try
 _MAXMEM = 128 * 1024 * 1024
-
-
-class AccountError(AccessCtlError):
-    """An account cannot be made as asked (name taken, bad role, weak password)."""
 
 
 @dataclass(frozen=True)

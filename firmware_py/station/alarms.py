@@ -15,7 +15,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from firmware_py.errors import AccessCtlError
+from firmware_py.errors import AlarmError
 from firmware_py.station.archive import redact
 from firmware_py.station.storage import StationStore
 
@@ -59,10 +59,6 @@ def prepare(conn: sqlite3.Connection) -> None:
             raise
         conn.execute("COMMIT")
     conn.executescript(SCHEMA)
-
-
-class AlarmError(AccessCtlError):
-    """An alarm cannot be acknowledged as asked (no such alarm, already acknowledged)."""
 
 
 @dataclass(frozen=True)

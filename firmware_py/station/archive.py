@@ -43,6 +43,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -55,8 +56,8 @@ from firmware_py.core.register import COLUMNS, register_rows, write_register
 from firmware_py.errors import StoreError
 from firmware_py.station.archive_schema import VERSION as SCHEMA_VERSION
 from firmware_py.station.archive_schema import prepare
+from firmware_py.storage.db import transaction
 
-DEFAULT_ARCHIVE = "monitor-archive.db"
 HASH = re.compile(r"[0-9a-f]{64}")
 
 # Seventeen digits and a check character: a full resident ID number, never to be shown.
@@ -186,7 +187,7 @@ _EVENT_COLUMNS = ("ts", "local_date", "category", "type", "hash", "prev_hash", "
 class Archive:
     """The monitor's SQLite archive. Thread-safe: one lock serialises every use of the connection."""
 
-    def __init__(self, path: str | Path = DEFAULT_ARCHIVE, *, read_only: bool = False):
+    def __init__(self, path: str | Path, *, read_only: bool = False):
         """Open (creating or upgrading) the archive at ``path``; with ``read_only`` open an existing,
         current archive without writing anything (for ``log verify --against`` and other readers)."""
         self.path = Path(path)
@@ -210,8 +211,11 @@ class Archive:
         with self._lock:
             self.db.conn.close()
 
-    def _tx(self):
-        return _Transaction(self.db.conn, self._lock)
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One write transaction under the archive's lock (the connection is shared by threads)."""
+        with self._lock, transaction(self.db):
+            yield
 
     # ------------------------------------------------------------------ writing: helpers inside a transaction
     def _current_epoch(self, site: str, door: str, first_seen_seq: int, backfill: bool, at: str) -> int:
@@ -759,24 +763,3 @@ def _scope(site: str | None, door: str | None, alias: str = "") -> tuple[str, li
         params.append(door)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` under the archive's lock; rolled back on any exception."""
-
-    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock):
-        self.conn, self.lock = conn, lock
-
-    def __enter__(self):
-        self.lock.acquire()
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.lock.release()
-            raise
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self.lock.release()
-        return False

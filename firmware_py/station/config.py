@@ -15,10 +15,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from firmware_py.config.schema import _Problems, _Section  # the door's checker: one way to read and report a TOML table
+from firmware_py.config.schema import (  # the door's checker: one way to read and report a TOML table
+    BROKER_URL,
+    BROKER_URL_EXAMPLE,
+    _Problems,
+    _Section,
+    broker_override,
+)
 from firmware_py.errors import ConfigError
 
-BROKER_URL = re.compile(r"mqtts?://[^/:\s]+:\d{1,5}")
 LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})")
 
 
@@ -86,7 +91,7 @@ def parse_listen(text: str, where: str) -> tuple[str, int]:
 def _read_broker(sec: _Section, base: Path, problems: _Problems) -> BrokerConfig:
     url = sec.string("url")
     if url and not BROKER_URL.fullmatch(url):
-        problems.add(sec.where("url"), f"{url!r} is not like mqtt://host:1883 or mqtts://host:8883")
+        problems.add(sec.where("url"), f"{url!r} is not like {BROKER_URL_EXAMPLE}")
     protocol = sec.number("protocol", 5, integer=True)
     if protocol not in (5, 311):
         problems.add(sec.where("protocol"), f"{protocol!r} is not 5 (MQTT 5) or 311 (MQTT 3.1.1)")
@@ -181,11 +186,12 @@ def load_station_config(path: str | Path) -> StationConfig:
 
 def with_overrides(cfg: StationConfig, *, broker: str | None = None, archive: str | None = None,
                    listen: str | None = None) -> StationConfig:
-    """The configuration with the command line's ``--broker``, ``--archive`` and ``--listen`` applied."""
+    """The configuration with the command line's ``--broker``, ``--archive`` and ``--listen`` applied.
+
+    ``--broker`` follows the door's rule (:func:`firmware_py.config.schema.broker_override`): a plain
+    ``mqtt://`` broker is reached anonymously without TLS, an ``mqtts://`` one with the file's account."""
     if broker is not None:
-        if not BROKER_URL.fullmatch(broker):
-            raise ConfigError(f"--broker {broker!r} is not like mqtt://host:1883 or mqtts://host:8883")
-        cfg = replace(cfg, broker=replace(cfg.broker, url=broker))
+        cfg = replace(cfg, broker=replace(cfg.broker, url=broker, **broker_override(broker)))
     if archive is not None:
         check_archive(archive, "--archive")
         cfg = replace(cfg, archive=ArchiveConfig(Path(archive)))

@@ -42,23 +42,24 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from firmware_py.cli.event_line import printable, render
-from firmware_py.core.clock import Clock
-from firmware_py.link.broker import BrokerSettings, MonitorError, make_client, read_password  # noqa: F401 (re-exported)
-from firmware_py.station.archive import DEFAULT_ARCHIVE, Archive, Gap, export_register, redact  # noqa: F401 (re-exported)
+from firmware_py.core.clock import Clock, SystemClock
+from firmware_py.errors import MonitorError
+from firmware_py.link.broker import BrokerSettings, connect, make_client
+from firmware_py.station.archive import Archive, Gap, redact
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +67,20 @@ STATUS_FIELDS = ("online", "door", "lock", "lockdown", "occupancy", "queued")
 RED, YELLOW, GREEN, BOLD_RED, RESET = "\033[31m", "\033[33m", "\033[32m", "\033[1;31m", "\033[0m"
 
 
-class LocalClock:
-    """The machine's clock in its own time zone (the supervisor's clock, for time stamps and the beacon)."""
-
-    def now(self) -> datetime:
-        return datetime.now().astimezone()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
+def local_timezone() -> tzinfo:
+    """The supervisor's machine's own zone, for a monitor given no site: ``$TZ`` or ``/etc/localtime``
+    by its IANA name, else the present offset from UTC."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if not name:
+        try:
+            link = os.readlink("/etc/localtime")
+        except OSError:
+            link = ""
+        name = link.split("zoneinfo/", 1)[1] if "zoneinfo/" in link else ""
+    try:
+        return ZoneInfo(name) if name else datetime.now().astimezone().tzinfo
+    except (ZoneInfoNotFoundError, ValueError):
+        return datetime.now().astimezone().tzinfo
 
 
 class Monitor:
@@ -91,7 +98,7 @@ class Monitor:
     ``client_factory``: builds the paho client from ``broker`` (default :func:`make_client`).
     """
 
-    def __init__(self, broker: BrokerSettings, archive: str | Path | Archive = DEFAULT_ARCHIVE, *,
+    def __init__(self, broker: BrokerSettings, archive: str | Path | Archive, *,
                  site: str | None = None, door: str | None = None, prefix: str = "accessctl",
                  out: Callable[[str], None] | None = None, colour: bool = False,
                  beacon_interval_s: float | None = 60.0, replay_interval_s: float = 5.0,
@@ -109,7 +116,7 @@ class Monitor:
         self.replay_interval_s = replay_interval_s
         self.max_replay_requests = max_replay_requests
         self.backfill = backfill
-        self.clock = clock or LocalClock()
+        self.clock = clock or SystemClock(local_timezone())
         self.client_factory = client_factory
         scope = f"{prefix}/{site or '+'}/{door or '+'}"
         self.topic_filters = [f"{scope}/events/#", f"{scope}/status", f"{scope}/occupancy", f"{scope}/cmd/result"]
@@ -143,13 +150,7 @@ class Monitor:
         self.client = c = self.client_factory(self.broker)
         c.on_connect, c.on_disconnect, c.on_subscribe = self._on_connect, self._on_disconnect, self._on_subscribe
         c.on_message, c.on_publish = self._on_message, self._on_publish
-        if self.broker.protocol == 5:
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = self.broker.session_expiry_s
-            c.connect_async(self.broker.host, self.broker.port, self.broker.keepalive_s, clean_start=False,
-                            properties=props)
-        else:
-            c.connect_async(self.broker.host, self.broker.port, self.broker.keepalive_s)
+        connect(c, self.broker)
         c.loop_start()
         self._stop.clear()
         self._ticker = threading.Thread(target=self._tick_loop, name="monitor-ticker", daemon=True)

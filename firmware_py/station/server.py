@@ -8,36 +8,14 @@ the archive, so they show exactly what was stored, and survive a restart of eith
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
-from firmware_py.link.broker import BrokerSettings, read_password
+from firmware_py.core.clock import SystemClock
+from firmware_py.link.broker import BrokerSettings
 from firmware_py.station.config import StationConfig
 from firmware_py.station.storage import open_station_store
 from firmware_py.station.web import Station, create_app
 
 log = logging.getLogger(__name__)
-
-
-class SiteClock:
-    """The machine's clock in the site's zone: receipt times, the beacon, the station's own records."""
-
-    def __init__(self, tz):
-        self.tz = tz
-
-    def now(self) -> datetime:
-        return datetime.now(self.tz)
-
-    def monotonic(self) -> float:
-        import time
-
-        return time.monotonic()
-
-
-def broker_settings(cfg: StationConfig) -> BrokerSettings:
-    b = cfg.broker
-    return BrokerSettings(url=b.url, username=b.username, password=read_password(b.password_file) if b.password_file else "",
-                          ca_file=b.ca_file, cert_file=b.cert_file, key_file=b.key_file, tls_verify=b.tls_verify,
-                          protocol=b.protocol, client_id=b.client_id)
 
 
 def serve(cfg: StationConfig, *, ready=None) -> None:
@@ -48,11 +26,11 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
     from firmware_py.station.archive import Archive
     from firmware_py.station.ingest import Monitor
 
-    settings = broker_settings(cfg)
+    settings = BrokerSettings.from_config(cfg.broker)
     archive = Archive(cfg.archive.path)  # creates the archive's tables before the station reads them
     store = open_station_store(cfg.archive.path)
     queries.prepare(store)
-    monitor = Monitor(settings, archive, prefix=cfg.broker.prefix, clock=SiteClock(cfg.web.timezone),
+    monitor = Monitor(settings, archive, prefix=cfg.broker.prefix, clock=SystemClock(cfg.web.timezone),
                       beacon_interval_s=cfg.broker.beacon_interval_s or None)
     station = Station(store, cfg.web.timezone, prefix=cfg.broker.prefix, monitor=monitor, https=cfg.web.https,
                       session_idle_s=cfg.web.session_idle_s)

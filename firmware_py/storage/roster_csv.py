@@ -39,6 +39,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from firmware_py.core import idnumber
 from firmware_py.core.people import EMPLOYER_TYPES, ROLES
@@ -66,6 +67,9 @@ ID_NUMBER_IN_TEXT = re.compile(r"\d{17}[0-9Xx]")
 # A name travels into every event, the console, the monitor and the register.
 CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 TEXT_FIELDS = ("name", "organisation")
+# The file's columns as the ``persons`` table stores them (the ID number hashed and masked; badges apart).
+STORED_COLUMNS = ("person_id", "name", "role", "organisation", "employer_type", "id_hash", "id_masked", "review_date",
+                  "training_hours", "commitment_date", "valid_from", "valid_until", "schedule_group")
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,7 @@ class Problem:
         return f"{where}{self.field}: {self.message}"
 
 
-@dataclass(frozen=True)
-class RowKeys:
+class RowKeys(NamedTuple):
     """What must be unique across the roster, taken from a row even when other fields are bad."""
 
     line: int
@@ -174,83 +177,139 @@ def _date(value: str, field: str, problems: list[Problem], *, required: bool) ->
         return None
 
 
+class CheckedRow(NamedTuple):
+    """A good row's fields as :class:`_RowChecker` found them; dates also as the ISO text that is stored."""
+
+    person_id: str
+    name: str
+    id_hash: str
+    id_masked: str
+    badge_uids: tuple[str, ...]
+    role: str
+    organisation: str
+    employer_type: str
+    review_date: date | None
+    training_hours: float
+    commitment_date: date | None
+    valid_from: date
+    valid_until: date
+    schedule_group: str
+    dates_text: tuple[str | None, str | None, str, str]  # review, commitment, valid_from, valid_until
+
+    def row(self) -> RosterRow:
+        return RosterRow(*self[:14])
+
+    def stored(self) -> tuple:
+        """The ``persons`` columns in :data:`STORED_COLUMNS` order."""
+        review, commitment, valid_from, valid_until = self.dates_text
+        return (self.person_id, self.name, self.role, self.organisation, self.employer_type, self.id_hash,
+                self.id_masked, review, self.training_hours, commitment, valid_from, valid_until, self.schedule_group)
+
+
+class _RowChecker:
+    """:func:`check_row` with what does not change from row to row worked out once (a file has many rows).
+
+    Checked in the same order and with the same messages as ever; a row that is
+    fine runs through the cheapest tests only.
+    """
+
+    def __init__(self, *, secret: bytes, schedule_groups: Iterable[str], today: date | None):
+        self.secret, self.today = secret, today
+        self.groups = frozenset(schedule_groups)
+        listed = ", ".join(sorted(self.groups))
+        self.hints = {"role": f"; use one of {', '.join(ROLES)}",
+                      "employer_type": f"; use one of {', '.join(EMPLOYER_TYPES)}",
+                      "schedule_group": f"; use one of {listed}"}
+        self.listed_groups = listed
+
+    def __call__(self, raw: Mapping[str, str]) -> tuple[CheckedRow | None, list[Problem]]:
+        get = raw.get
+        raw_name, raw_org = get("name") or "", get("organisation") or ""
+        pid, name, org = (get("person_id") or "").strip(), raw_name.strip(), raw_org.strip()
+        number, badges = (get("id_number") or "").strip(), (get("badge_uids") or "").strip()
+        role, employer = (get("role") or "").strip(), (get("employer_type") or "").strip()
+        review_text, hours_text = (get("review_date") or "").strip(), (get("training_hours") or "").strip()
+        commitment_text = (get("commitment_date") or "").strip()
+        from_text, until_text = (get("valid_from") or "").strip(), (get("valid_until") or "").strip()
+        group = (get("schedule_group") or "").strip()
+        problems: list[Problem] = []
+
+        def bad(field: str, message: str) -> None:
+            problems.append(Problem(0, field, message))
+
+        if not (pid and name and number and role and employer and group):
+            for field, value in (("person_id", pid), ("name", name), ("id_number", number), ("role", role),
+                                 ("employer_type", employer), ("schedule_group", group)):
+                if not value:
+                    bad(field, "is empty" + self.hints.get(field, ""))
+        if pid and not PERSON_ID.fullmatch(pid):
+            bad("person_id", f"{pid!r} is not allowed; use letters, digits, '.', '_' or '-', at most 16")
+        for field, text in (("name", raw_name), ("organisation", raw_org)):
+            found = control_character(text)  # before stripping: a trailing CR is refused too
+            if found:
+                bad(field, f"contains a control character ({found}); type the text without line breaks, tabs, "
+                           "escape sequences or direction marks")
+        if len(name) > MAX_NAME:
+            bad("name", f"is {len(name)} characters long; at most {MAX_NAME}")
+        for field, text in (("name", name), ("organisation", org)):
+            if ID_NUMBER_IN_TEXT.search(text):
+                bad(field, "contains what looks like an ID number; it belongs in id_number only")
+        if len(org) > MAX_ORGANISATION:
+            bad("organisation", f"is {len(org)} characters long; at most {MAX_ORGANISATION}")
+        id_hash = id_masked = None
+        if number:
+            try:
+                number = idnumber.validate(number, today=self.today)
+            except IdNumberError as exc:
+                bad("id_number", str(exc))
+            else:
+                id_hash, id_masked = idnumber.id_hash(self.secret, number), idnumber.mask(number)
+        uids: list[str] = []
+        if badges:
+            for token in split_uids(badges):
+                try:
+                    uid = normalise_uid(token)
+                except ValueError as exc:
+                    bad("badge_uids", str(exc))
+                    continue
+                if uid not in uids:
+                    uids.append(uid)
+        if role and role not in ROLES:
+            bad("role", f"{role!r} is not allowed; use one of {', '.join(ROLES)}")
+        if employer and employer not in EMPLOYER_TYPES:
+            bad("employer_type", f"{employer!r} is not allowed; use one of {', '.join(EMPLOYER_TYPES)} "
+                                 "(own unit or outsourcing agency)")
+        elif employer == "agency" and not org:
+            bad("organisation", "is empty; an agency worker's row names the agency")
+        review = _date(review_text, "review_date", problems, required=False)
+        commitment = _date(commitment_text, "commitment_date", problems, required=False)
+        valid_from = _date(from_text, "valid_from", problems, required=True)
+        valid_until = _date(until_text, "valid_until", problems, required=True)
+        if valid_from and valid_until and valid_until < valid_from:
+            bad("valid_until", f"{valid_until} is before valid_from {valid_from}")
+        hours = 0.0
+        if hours_text:
+            try:
+                hours = float(hours_text)
+            except ValueError:
+                hours = math.nan
+            if not (0 <= hours <= MAX_TRAINING_HOURS):  # also catches nan and inf
+                bad("training_hours", f"{hours_text!r} is not a number of hours from 0 to {MAX_TRAINING_HOURS}")
+        if group and group not in self.groups:
+            bad("schedule_group", f"{group!r} is not in the configuration; use one of {self.listed_groups}")
+        if problems:
+            return None, problems
+        # A date that passed _DATE and fromisoformat is its own ISO text: stored as read.
+        return CheckedRow(pid, name, id_hash, id_masked, tuple(uids), role, org, employer, review, hours, commitment,
+                        valid_from, valid_until, group,
+                        (review_text or None, commitment_text or None, from_text, until_text)), []
+
+
 def check_row(raw: Mapping[str, str], *, secret: bytes, schedule_groups: Iterable[str],
               today: date | None = None) -> tuple[RosterRow | None, list[Problem]]:
     """Check one person's fields (strings, as in the CSV); return the row, or None and every problem."""
-    v = {k: (raw.get(k) or "").strip() for k in COLUMNS}
-    problems: list[Problem] = []
-
-    def bad(field: str, message: str) -> None:
-        problems.append(Problem(0, field, message))
-
-    groups = sorted(schedule_groups)
-    hints = {"role": f"; use one of {', '.join(ROLES)}", "employer_type": f"; use one of {', '.join(EMPLOYER_TYPES)}",
-             "schedule_group": f"; use one of {', '.join(groups)}"}
-    for field in REQUIRED:
-        if not v[field] and field not in ("valid_from", "valid_until"):  # dates: checked below
-            bad(field, "is empty" + hints.get(field, ""))
-    if v["person_id"] and not PERSON_ID.fullmatch(v["person_id"]):
-        bad("person_id", f"{v['person_id']!r} is not allowed; use letters, digits, '.', '_' or '-', at most 16")
-    for field in TEXT_FIELDS:
-        found = control_character(raw.get(field) or "")  # before stripping: a trailing CR is refused too
-        if found:
-            bad(field, f"contains a control character ({found}); type the text without line breaks, tabs, "
-                       "escape sequences or direction marks")
-    if len(v["name"]) > MAX_NAME:
-        bad("name", f"is {len(v['name'])} characters long; at most {MAX_NAME}")
-    for field in ("name", "organisation"):
-        if ID_NUMBER_IN_TEXT.search(v[field]):
-            bad(field, "contains what looks like an ID number; it belongs in id_number only")
-    if len(v["organisation"]) > MAX_ORGANISATION:
-        bad("organisation", f"is {len(v['organisation'])} characters long; at most {MAX_ORGANISATION}")
-    id_hash = id_masked = None
-    if v["id_number"]:
-        try:
-            number = idnumber.validate(v["id_number"], today=today)
-        except IdNumberError as exc:
-            bad("id_number", str(exc))
-        else:
-            id_hash, id_masked = idnumber.id_hash(secret, number), idnumber.mask(number)
-    uids: list[str] = []
-    for token in split_uids(v["badge_uids"]):
-        try:
-            uid = normalise_uid(token)
-        except ValueError as exc:
-            bad("badge_uids", str(exc))
-            continue
-        if uid not in uids:
-            uids.append(uid)
-    if v["role"] and v["role"] not in ROLES:
-        bad("role", f"{v['role']!r} is not allowed; use one of {', '.join(ROLES)}")
-    if v["employer_type"] and v["employer_type"] not in EMPLOYER_TYPES:
-        bad("employer_type", f"{v['employer_type']!r} is not allowed; use one of {', '.join(EMPLOYER_TYPES)} "
-                             "(own unit or outsourcing agency)")
-    elif v["employer_type"] == "agency" and not v["organisation"]:
-        bad("organisation", "is empty; an agency worker's row names the agency")
-    review = _date(v["review_date"], "review_date", problems, required=False)
-    commitment = _date(v["commitment_date"], "commitment_date", problems, required=False)
-    valid_from = _date(v["valid_from"], "valid_from", problems, required=True)
-    valid_until = _date(v["valid_until"], "valid_until", problems, required=True)
-    if valid_from and valid_until and valid_until < valid_from:
-        bad("valid_until", f"{valid_until} is before valid_from {valid_from}")
-    hours = 0.0
-    if v["training_hours"]:
-        try:
-            hours = float(v["training_hours"])
-        except ValueError:
-            hours = math.nan
-        if not (0 <= hours <= MAX_TRAINING_HOURS):  # also catches nan and inf
-            bad("training_hours", f"{v['training_hours']!r} is not a number of hours from 0 to {MAX_TRAINING_HOURS}")
-    if v["schedule_group"] and v["schedule_group"] not in groups:
-        bad("schedule_group", f"{v['schedule_group']!r} is not in the configuration; use one of {', '.join(groups)}")
-    if problems:
-        return None, problems
-    return RosterRow(
-        person_id=v["person_id"], name=v["name"], id_hash=id_hash, id_masked=id_masked, badge_uids=tuple(uids),
-        role=v["role"], organisation=v["organisation"], employer_type=v["employer_type"], review_date=review,
-        training_hours=hours, commitment_date=commitment, valid_from=valid_from, valid_until=valid_until,
-        schedule_group=v["schedule_group"],
-    ), []
+    checked, problems = _RowChecker(secret=secret, schedule_groups=schedule_groups, today=today)(raw)
+    return (checked.row() if checked else None), problems
 
 
 # --------------------------------------------------------------------------- a whole file
@@ -275,7 +334,7 @@ def parse_csv(text: str, *, secret: bytes, schedule_groups: Iterable[str], today
                                                   schedule_groups=schedule_groups, today=today):
         problems += row_problems
         if row:
-            rows.append((line, row))
+            rows.append((line, row.row()))
         if key:
             keys.append(key)
     if not keys and problems and problems[0].field == "header":
@@ -286,14 +345,15 @@ def parse_csv(text: str, *, secret: bytes, schedule_groups: Iterable[str], today
 
 
 def check_csv(lines: Iterable[str], *, secret: bytes, schedule_groups: Iterable[str], today: date | None = None,
-              ) -> Iterator[tuple[int, RosterRow | None, RowKeys | None, list[Problem]]]:
+              ) -> Iterator[tuple[int, CheckedRow | None, RowKeys | None, list[Problem]]]:
     """Check a roster CSV one row at a time, reading ``lines`` as it goes (a file opened with ``newline=""``).
 
-    Yields ``(line, row or None, keys or None, problems)`` per data row; a header
+    Yields ``(line, row or None, keys or None, problems)`` per data row (``row.stored()``
+    gives its ``persons`` columns, ``row.row()`` a :class:`RosterRow`); a header
     that is wrong yields its problems once (line 1) and nothing more. Duplicates
     between rows are the caller's to find (from the keys).
     """
-    groups = tuple(schedule_groups)
+    check = _RowChecker(secret=secret, schedule_groups=schedule_groups, today=today)
     reader = csv.reader(lines, strict=True)
     try:
         header = next(reader, None)
@@ -301,7 +361,8 @@ def check_csv(lines: Iterable[str], *, secret: bytes, schedule_groups: Iterable[
         yield 1, None, None, [Problem(1, "header", f"is not valid CSV: {exc}")]
         return
     if header is None or not any(h.strip() for h in header):
-        yield 1, None, None, [Problem(1, "header", f"is missing; the first line names the columns: {','.join(COLUMNS)}")]
+        yield 1, None, None, [Problem(1, "header",
+                                      f"is missing; the first line names the columns: {','.join(COLUMNS)}")]
         return
     names = [h.strip() for h in header]
     header_problems = []
@@ -327,17 +388,18 @@ def check_csv(lines: Iterable[str], *, secret: bytes, schedule_groups: Iterable[
         except StopIteration:
             break
         except csv.Error as exc:
-            yield start, None, None, [Problem(start, "row", f"is not valid CSV: {exc}; the rest of the file was not read")]
+            yield start, None, None, [Problem(start, "row",
+                                              f"is not valid CSV: {exc}; the rest of the file was not read")]
             break
         line = reader.line_num
-        if not any(cell.strip() for cell in record):
+        if not "".join(record).strip():  # a blank line (the same as no cell holding anything)
             continue
         if len(record) != len(names):
             yield start, None, None, [Problem(start, "row", f"has {len(record)} fields, the header has {len(names)}")]
             continue
         raw = dict(zip(names, record))
-        row, row_problems = check_row(raw, secret=secret, schedule_groups=groups, today=today)
-        problems = [Problem(start, p.field, p.message) for p in row_problems]
+        row, row_problems = check(raw)
+        problems = [Problem(start, p.field, p.message) for p in row_problems] if row_problems else row_problems
         if row:
             # a good row's keys are already checked and hashed: validating them again cost a quarter of an import
             yield start, row, RowKeys(start, row.person_id, row.id_hash, row.id_masked, row.badge_uids), problems

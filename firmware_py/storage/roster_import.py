@@ -46,19 +46,18 @@ import sqlite_utils
 
 from firmware_py.errors import RosterError
 from firmware_py.storage.db import transaction
-from firmware_py.storage.roster_csv import Problem, check_csv
+from firmware_py.storage.roster_csv import STORED_COLUMNS, Problem, check_csv
 
 log = logging.getLogger(__name__)
 
 IMPORT_ATTEMPTS = 3  # builds tried when others keep changing the roster meanwhile
 MAX_PROBLEMS = 1000  # problems listed in a refusal; the rest are counted
-STAGE_BATCH = 500  # rows per write to the private stage, each then applied in one short step
 TARGET_HOLD_S = 0.02  # a build step holds the door's write lock about this long ...
 # ... and then leaves it free as long again: the door's writes poll for the lock (SQLite's busy handler
 # retries after 1, 2, 5, 10, 15, 20 ms) and must find it free within their 50 ms.
 FIRST_BATCH = 500  # rows in the first build step; later steps are sized from its time
-FILE_COLUMNS = ("person_id", "name", "role", "organisation", "employer_type", "id_hash", "id_masked", "review_date",
-                "training_hours", "commitment_date", "valid_from", "valid_until", "schedule_group")
+MAX_BATCH = 8 * FIRST_BATCH
+FILE_COLUMNS = STORED_COLUMNS
 STAGE = "roster_stage"
 NEXT = {"persons": "persons_next", "badges": "badges_next"}
 OLD = {"persons": "roster_old_persons", "badges": "roster_old_badges"}
@@ -148,11 +147,12 @@ class _Stage:
         self.broken = False  # the build as rows were staged hit a duplicate: build_next() again if it must
         self.first_roster = False  # the roster was empty when the build began
         self.swapped = False
+        self.batch = FIRST_BATCH  # rows staged, then applied in one step; sized from the steps' times
+        self.today = date.min  # the site's date, set by load()
         self.conn.executescript(f"""
             CREATE TABLE {STAGE}.keys (line INTEGER PRIMARY KEY, person_id TEXT, id_hash TEXT, id_masked TEXT);
             CREATE TABLE {STAGE}.uids (line INTEGER, pos INTEGER, person_id TEXT, uid TEXT);
-            CREATE TABLE {STAGE}.rows (line INTEGER, {', '.join(FILE_COLUMNS)});
-            CREATE INDEX {STAGE}.rows_line ON rows (line);
+            CREATE TABLE {STAGE}.rows (line INTEGER PRIMARY KEY, {', '.join(FILE_COLUMNS)});
             CREATE INDEX {STAGE}.uids_line ON uids (line);
         """)
 
@@ -160,6 +160,7 @@ class _Stage:
 
     def load(self, path: Path, *, secret: bytes, schedule_groups: Iterable[str], today: date) -> str:
         """Check the file row by row into the stage; return its SHA-256 (hex)."""
+        self.today = today
         digest = hashlib.sha256()
         keys, uids, rows = [], [], []
         try:
@@ -172,14 +173,14 @@ class _Stage:
                                        newline="") as text:
                 for line, row, key, problems in check_csv(text, secret=secret, schedule_groups=schedule_groups,
                                                           today=today):
-                    self._note(problems)
+                    if problems:
+                        self._note(problems)
                     if key is not None:
                         keys.append((line, key.person_id, key.id_hash, key.id_masked))
                         uids += [(line, pos, key.person_id, uid) for pos, uid in enumerate(key.badge_uids)]
                     if row is not None:
-                        cols = row.columns()
-                        rows.append((line, *(cols[c] for c in FILE_COLUMNS)))
-                    if len(keys) >= STAGE_BATCH:
+                        rows.append((line, *row.stored()))
+                    if len(keys) >= self.batch:
                         self._stage(keys, uids, rows)
                 self._stage(keys, uids, rows)
         except UnicodeDecodeError:
@@ -209,7 +210,10 @@ class _Stage:
         c.executemany(f"INSERT INTO {STAGE}.rows VALUES ({', '.join('?' * (len(FILE_COLUMNS) + 1))})", rows)
         c.execute("COMMIT")
         if rows and not self.broken:
+            t0 = time.perf_counter()
             self._apply(rows[0][0], rows[-1][0])
+            spent = time.perf_counter() - t0
+            self.batch = max(50, min(MAX_BATCH, int(len(keys) * TARGET_HOLD_S / max(spent, 1e-4))))
         keys.clear(), uids.clear(), rows.clear()
 
     def _begin_build(self) -> None:
@@ -304,6 +308,9 @@ class _Stage:
         """Which persons the file adds, updates or leaves as they were (facts and badges)."""
         same = " AND ".join(f"r.{c} IS p.{c}" for c in FILE_COLUMNS)
         outcome = Outcome([], [], [], [])
+        if not self.conn.execute("SELECT 1 FROM main.persons LIMIT 1").fetchone():  # a first roster: all new
+            outcome.added = [pid for pid, in self.conn.execute(f"SELECT person_id FROM {STAGE}.rows ORDER BY line")]
+            return outcome
         for pid, existed, status, same_facts, new_badges, old_badges in self.conn.execute(f"""
                 SELECT r.person_id, p.person_id IS NOT NULL, p.status, {same},
                        (SELECT group_concat(uid, ' ') FROM (SELECT uid FROM {STAGE}.uids u
@@ -321,9 +328,12 @@ class _Stage:
         return outcome
 
     def facts(self) -> Iterator[_Facts]:
+        """The rows the import's warnings are about (ended permit, no review, no commitment), in file order."""
         day = lambda text: date.fromisoformat(text) if text else None  # noqa: E731
         for pid, until, review, commitment in self.conn.execute(
-                f"SELECT person_id, valid_until, review_date, commitment_date FROM {STAGE}.rows ORDER BY line"):
+                f"SELECT person_id, valid_until, review_date, commitment_date FROM {STAGE}.rows "
+                "WHERE valid_until < ? OR review_date IS NULL OR commitment_date IS NULL ORDER BY line",
+                (self.today.isoformat(),)):
             yield _Facts(pid, day(until), day(review), day(commitment))
 
     # ------------------------------------------------------------------ 2. build beside

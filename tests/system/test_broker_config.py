@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from firmware_py.link.door_link import MqttLink
+from simulator.crash.link_child import account_config, store_events
+from simulator.lab_broker import DEPLOY, SITE, SUPERVISOR, ConnectRefused, door_username
 from tests.fixtures.constants import REPO
-from tests.fixtures.mosquitto import DEPLOY, SITE, SUPERVISOR, ConnectRefused, door_username
-from tests.system.mqtt_link_child import account_config, store_events
 
 NOT_AUTHORIZED = 135
 SCAN_ROOM = door_username("scan-room")
@@ -418,7 +418,7 @@ def test_a_huge_command_disconnects_its_sender_and_neither_broker_nor_door_grows
     args = {"database": str(tmp_path / "events.db"), "broker": b.url, "ca_file": str(b.ca_file),
             "username": account.username, "password_file": str(account.password_file),
             "cert_file": str(account.cert_file), "key_file": str(account.key_file), "count": 0}
-    door = subprocess.Popen([sys.executable, "-m", "tests.system.mqtt_link_child", json.dumps(args)], cwd=REPO,
+    door = subprocess.Popen([sys.executable, "-m", "simulator.crash.link_child", json.dumps(args)], cwd=REPO,
                             stdout=subprocess.PIPE, text=True)
     try:
         assert door.stdout.readline().strip() == "stored" and door.stdout.readline().strip() == "started"

@@ -33,12 +33,12 @@ from firmware_py.core.clock import SimulatedClock, SystemClock
 from firmware_py.core.inputs import DeviceFault, DoorClosed, DoorOpened, RemoteCommand
 from firmware_py.storage import executed_commands, local_commands
 from firmware_py.storage.db import open_db, transaction
+from simulator.crash.link_child import account_config
 from simulator.door_sim import SimulatedDoor
+from simulator.lab_broker import SUPERVISOR
 from simulator.runner import prepare_database
 from simulator.scenario import Scenario
 from tests.fixtures.constants import PEOPLE, REPO, TZ
-from tests.fixtures.mosquitto import SUPERVISOR
-from tests.system.mqtt_link_child import account_config
 
 EXAMPLE_CONFIG = REPO / "config" / "venue.example.toml"
 

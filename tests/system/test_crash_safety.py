@@ -1,19 +1,19 @@
 """Crash safety: the controller SIGKILLed at random points loses no event and never leaves a release unrecorded.
 
-A child process (tests/system/crash_child.py) runs the real controller on simulated
+A child process (simulator/crash/door_child.py) runs the real controller on simulated
 hardware with its MQTT link to a real Mosquitto and plays a random door day;
-the campaign (tests/system/crash_campaign.py) kills it at random moments, restarts
+the campaign (simulator/crash/campaign.py) kills it at random moments, restarts
 it on the same database and checks what is on disk after every kill. The
 bound here is CRASH_KILLS (default 10, about 20 s); the long mode is
-``python -m tests.system.crash_campaign --kills 1000``.
+``python -m simulator.crash.campaign --kills 1000``.
 """
 
 import os
 
 import pytest
 
-from tests.fixtures.mosquitto import MosquittoBroker
-from tests.system.crash_campaign import Campaign, run_campaign
+from simulator.crash.campaign import Campaign, run_campaign
+from simulator.lab_broker import MosquittoBroker
 
 KILLS = int(os.environ.get("CRASH_KILLS", "10"))
 SEED = int(os.environ.get("CRASH_SEED", "20261123"))

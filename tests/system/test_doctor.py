@@ -13,6 +13,7 @@ import argparse
 import io
 import os
 import socket
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from firmware_py.core.clock import SimulatedClock
 from firmware_py.doctor.report import FAIL, PASS, WARN, Probes, diagnose, run_doctor
 from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore
+from simulator.lab_broker import door_username
 from tests.fixtures.constants import EXAMPLE, TZ
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=TZ)
@@ -334,3 +336,41 @@ def test_a_database_owned_by_root_fails_when_the_service_user_must_write_it(door
     [result] = by_check(diagnose(door.config(enabled="false"), probes=probes), "database")
     assert result.status == FAIL
     assert "is owned by root, not nobody" in result.message and result.action.startswith("chown nobody:nobody")
+
+
+# --------------------------------------------------------------------------- a door whose service runs
+
+
+@pytest.fixture
+def running_door(door, mosquitto_broker):
+    """The door's service holds its database, and the door is connected to the broker as its own account."""
+    from firmware_py.storage.db import hold_database
+
+    release = hold_database(door.database)
+    link = mosquitto_broker.connect(door_username("scan-room"))
+    config = door.config(**broker_settings(mosquitto_broker, mosquitto_broker.door("scan-room")))
+    yield config, link
+    release()
+
+
+def test_while_the_door_service_runs_the_doctor_does_not_replace_the_doors_broker_connection(door, running_door):
+    config, link = running_door
+    [result] = by_check(diagnose(config, probes=door.probes()), "broker")
+    deadline = time.monotonic() + 1.0  # Mosquitto drops a replaced session at once; give it a generous second
+    while link.disconnected is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert link.disconnected is None, result.message
+    assert result.status == PASS, result.message
+    assert "not logged in" in result.message and f"process {os.getpid()}" in result.message
+    assert "TLSv1." in result.message and "no outage" in result.message
+
+
+def test_while_the_door_service_runs_its_own_link_down_event_fails_the_broker_check(door, running_door):
+    config, _ = running_door
+    db = open_db(door.database)
+    EventStore(db, site="hn-archive-1", door="scan-room", clock=SimulatedClock(NOW)).append(
+        "alarm", "link_down", detail={"down_since": NOW.isoformat(), "bound_s": 60})
+    db.conn.close()
+    [result] = by_check(diagnose(config, probes=door.probes()), "broker")
+    assert result.status == FAIL and "the door's own link is DOWN" in result.message
+    assert "journalctl -u accessctl" in result.action

@@ -41,12 +41,12 @@ from firmware_py.errors import ConfigError, RosterError
 from firmware_py.storage import roster
 from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore
+from simulator.crash.link_child import account_config
 from simulator.door_sim import SimulatedDoor
+from simulator.lab_broker import SUPERVISOR
 from simulator.runner import prepare_database
 from simulator.scenario import Scenario
 from tests.fixtures.constants import PEOPLE, REPO, TZ
-from tests.fixtures.mosquitto import SUPERVISOR
-from tests.system.mqtt_link_child import account_config
 
 EXAMPLE_CONFIG = REPO / "config" / "venue.example.toml"
 SQLITE_MAX_INT = 2**63 - 1

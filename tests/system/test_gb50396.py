@@ -15,12 +15,12 @@ import pytest
 
 from firmware_py.core.clock import SimulatedClock
 from firmware_py.core.inputs import BadgeRead, DoorOpened, LinkChanged, TimeBeacon
+from simulator.crash.link_child import account_config
 from simulator.door_sim import SimulatedDoor
+from simulator.lab_broker import SUPERVISOR
 from simulator.runner import prepare_database, read_people
 from simulator.scenario import Scenario
 from tests.fixtures.constants import PEOPLE, TZ
-from tests.fixtures.mosquitto import SUPERVISOR
-from tests.system.mqtt_link_child import account_config
 
 
 @pytest.fixture

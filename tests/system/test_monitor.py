@@ -25,8 +25,10 @@ import pytest
 
 from firmware_py.cli.main import main
 from firmware_py.core.events import GENESIS_HASH, event_hash
-from firmware_py.station.ingest import BrokerSettings, Monitor, MonitorError
-from tests.fixtures.mosquitto import REPO, SITE, door_username
+from firmware_py.errors import MonitorError
+from firmware_py.link.broker import BrokerSettings
+from firmware_py.station.ingest import Monitor
+from simulator.lab_broker import REPO, SITE, door_username
 
 DOOR = "scan-room"
 DOOR_ACCOUNT = door_username(DOOR)

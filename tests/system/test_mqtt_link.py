@@ -24,8 +24,8 @@ from firmware_py.core.inputs import LinkChanged, RemoteCommand, TimeBeacon
 from firmware_py.link.door_link import MqttLink
 from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore
+from simulator.crash.link_child import account_config, store_events
 from tests.fixtures.constants import REPO
-from tests.system.mqtt_link_child import account_config, store_events
 
 # 17 digits and a check character, not inside a longer run (a SHA-256 in hex often has 18 digits in a row)
 FULL_ID_NUMBER = re.compile(rb"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
@@ -129,7 +129,7 @@ def spawn_child(broker, database, count: int) -> subprocess.Popen:
     args = {"database": str(database), "broker": broker.url, "ca_file": str(broker.ca_file),
             "username": account.username, "password_file": str(account.password_file),
             "cert_file": str(account.cert_file), "key_file": str(account.key_file), "count": count}
-    return subprocess.Popen([sys.executable, "-m", "tests.system.mqtt_link_child", json.dumps(args)], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "simulator.crash.link_child", json.dumps(args)], cwd=REPO,
                             stdout=subprocess.PIPE, text=True)
 
 

@@ -34,14 +34,14 @@ import pytest
 from firmware_py.core.clock import SimulatedClock
 from firmware_py.core.inputs import BadgeRead, RemoteCommand
 from firmware_py.storage.eventstore import verify
+from simulator.crash.door_child import PEOPLE
+from simulator.crash.link_child import account_config
 from simulator.door_sim import SimulatedDoor
 from simulator.id_card_device import IdCard
+from simulator.lab_broker import SUPERVISOR, MosquittoBroker
 from simulator.runner import prepare_database, read_people
 from simulator.scenario import Scenario
 from tests.fixtures.constants import TZ
-from tests.fixtures.mosquitto import SUPERVISOR, MosquittoBroker
-from tests.system.crash_child import PEOPLE
-from tests.system.mqtt_link_child import account_config
 
 STAFF = ("P001", "P002", "P003", "S001")
 STRANGER_UIDS = [f"0B{i:06X}" for i in range(1000)]

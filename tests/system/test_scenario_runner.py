@@ -13,9 +13,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from firmware_py.errors import ScenarioError
 from simulator import cli as sim_cli
 from simulator.runner import ScenarioRunner
-from simulator.scenario import ScenarioError, load_scenario
+from simulator.scenario import load_scenario
 from tests.fixtures.constants import EXAMPLE, REPO
 
 HEAD = """
@@ -70,7 +71,7 @@ def test_a_scenario_runs_with_another_config_and_publishes_to_the_broker(tmp_pat
     import json
 
     from simulator.cli import run_scenarios
-    from tests.system.mqtt_link_child import account_config
+    from simulator.crash.link_child import account_config
 
     # the example config with the test broker's door account in [mqtt]
     cfg = account_config(mosquitto_broker, mosquitto_broker.door("scan-room"), tmp_path / "unused.db")

@@ -27,9 +27,9 @@ from firmware_py.link.door_link import MqttLink
 from firmware_py.station.register import CSV_COLUMNS
 from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore
+from simulator.crash.link_child import account_config
 from tests.fixtures.constants import REPO, TZ
 from tests.fixtures.station import PASSWORD
-from tests.system.mqtt_link_child import account_config
 
 SITE, DOOR = "hn-archive-1", "scan-room"
 DOCS = REPO / "docs"
@@ -172,7 +172,7 @@ def test_a_door_going_offline_turns_its_tile_offline_without_a_reload(mosquitto_
     args = {"database": str(tmp_path / "child.db"), "broker": mosquitto_broker.url, "ca_file": str(mosquitto_broker.ca_file),
             "username": account.username, "password_file": str(account.password_file),
             "cert_file": str(account.cert_file), "key_file": str(account.key_file), "count": 1}
-    child = subprocess.Popen([sys.executable, "-m", "tests.system.mqtt_link_child", json.dumps(args)], cwd=REPO,
+    child = subprocess.Popen([sys.executable, "-m", "simulator.crash.link_child", json.dumps(args)], cwd=REPO,
                              stdout=subprocess.DEVNULL)
     try:
         page = browser.new_page()

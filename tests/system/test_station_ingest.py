@@ -13,8 +13,9 @@ import uuid
 
 import pytest
 
-from firmware_py.station.ingest import BrokerSettings, Monitor
-from tests.fixtures.mosquitto import SITE, door_username
+from firmware_py.link.broker import BrokerSettings
+from firmware_py.station.ingest import Monitor
+from simulator.lab_broker import SITE, door_username
 from tests.system.test_monitor import make_events
 
 DOOR = "scan-room"

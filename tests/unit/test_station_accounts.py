@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from firmware_py.errors import AccountError
 from firmware_py.station import accounts, alarms, audit
-from firmware_py.station.accounts import AccountError, role_allows
+from firmware_py.station.accounts import role_allows
 from firmware_py.station.storage import open_station_store
 from firmware_py.station.throttle import LoginThrottle
 from tests.fixtures.constants import TZ

@@ -5,7 +5,7 @@ and resident-ID drivers on their emulators, the MQTT link to a real broker) on a
 existing database, reports the lock's state before and after start-up, then plays a
 random door day until it is killed:
 
-    python -m tests.system.crash_child '{"database": ..., "journal": ..., "broker": ..., "seed": 7,
+    python -m simulator.crash.door_child '{"database": ..., "journal": ..., "broker": ..., "seed": 7,
                                   "start": "2026-11-23T09:00:00+08:00", ...}'
 
 Every lock release is written to ``journal`` (one JSON line, fsync'd) *after*
@@ -23,7 +23,7 @@ window between the relay moving and the next event being stored); ``"script":
 ["exit"]`` or ``["badge_in"]`` plays that first, then the random day, with
 ``"steps": N`` a bounded one.
 
-The campaign that drives this child is :mod:`tests.system.crash_campaign` (the test:
+The campaign that drives this child is :mod:`simulator.crash.campaign` (the test:
 tests/system/test_crash_safety.py; the long mode: ``python -m bench.crash --kills 1000``).
 """
 
@@ -41,11 +41,11 @@ from pathlib import Path
 
 from firmware_py.core.clock import SimulatedClock
 from firmware_py.core.inputs import BadgeRead, RemoteCommand
+from simulator.crash import PEOPLE
+from simulator.crash.link_child import link_config
 from simulator.door_sim import SimulatedDoor
 from simulator.id_card_device import IdCard, synthetic_id_number
 from simulator.runner import read_people
-from tests.fixtures.constants import PEOPLE
-from tests.system.mqtt_link_child import link_config
 
 BROKER_KEYS = ("broker", "ca_file", "username", "password_file", "cert_file", "key_file")
 

@@ -3,7 +3,7 @@
 The child stores a burst of events and runs an :class:`MqttLink` until it is killed, so a
 test can SIGKILL a controller between store and acknowledgement:
 
-    python -m tests.system.mqtt_link_child '{"broker": ..., "count": 3000, ...}'
+    python -m simulator.crash.link_child '{"broker": ..., "count": 3000, ...}'
 
 It prints ``stored`` once the events are in the database and ``started`` once the link runs.
 """
@@ -21,7 +21,7 @@ from firmware_py.config.schema import Config, load_config
 from firmware_py.core.clock import SystemClock
 from firmware_py.storage.db import open_db, transaction
 from firmware_py.storage.eventstore import EventStore
-from tests.fixtures.constants import EXAMPLE
+from simulator.crash import EXAMPLE
 
 
 def link_config(database: Path, *, broker: str, ca_file: Path, username: str, password_file: Path,

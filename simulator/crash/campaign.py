@@ -1,7 +1,7 @@
 """Kill the controller at random and check what survived: the crash-safety campaign and its long mode.
 
 :func:`run_campaign` imports the synthetic roster into a fresh database, then
-repeats: start :mod:`tests.system.crash_child` on that database (a new simulated
+repeats: start :mod:`simulator.crash.door_child` on that database (a new simulated
 morning a little after the last stored event), SIGKILL it at a random moment
 (sometimes while it is still starting), and check the invariants on what is
 on disk. At the end one more child runs until the broker has acknowledged
@@ -41,8 +41,8 @@ from firmware_py.storage import roster
 from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore, verify
 from firmware_py.storage.secret import load_or_create_secret
-from tests.fixtures.constants import REPO, TZ
-from tests.system.crash_child import PEOPLE, child_config
+from simulator.crash import REPO, TZ
+from simulator.crash.door_child import PEOPLE, child_config
 
 FIRST_MORNING = datetime(2026, 11, 23, 8, 45, tzinfo=TZ)  # a Monday
 KINDS = ("child", "lock", "verify", "gaps", "release", "subscriber")
@@ -128,7 +128,7 @@ class Campaign:
             err.write(f"---- run {self.runs}\n")
             err.flush()
             self._stderr_at = err.tell()
-            return subprocess.Popen([sys.executable, "-m", "tests.system.crash_child", json.dumps(args)], cwd=REPO,
+            return subprocess.Popen([sys.executable, "-m", "simulator.crash.door_child", json.dumps(args)], cwd=REPO,
                                     stdout=subprocess.PIPE, stderr=err, text=True)
 
     def _last_ts(self) -> str | None:
