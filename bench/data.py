@@ -31,11 +31,12 @@ from zoneinfo import ZoneInfo
 from firmware_py.config.schema import Config, load_config
 from firmware_py.core.clock import SimulatedClock
 from firmware_py.core.events import GENESIS_HASH, canonical
-from firmware_py.core.idnumber import check_digit, load_or_create_secret
+from firmware_py.core.idnumber import check_digit
 from firmware_py.storage import roster
 from firmware_py.storage.db import open_db, transaction
 from firmware_py.storage.eventstore import EventStore
 from firmware_py.storage.roster_csv import COLUMNS
+from firmware_py.storage.secret import load_or_create_secret
 
 from .common import REPO
 

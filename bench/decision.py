@@ -126,7 +126,7 @@ class DoorBench:
         self.door = SimulatedDoor(cfg, clock=SimulatedClock(BENCH_START), badges=False)
         self.lock = TimedLock(self.door.controller.lock, self.door.world)
         self.door.controller.lock = self.lock
-        self._watch_appends(self.door.controller.store)
+        self._watch_appends(self.door.service.event_log)
         self.baseline = BareAppender(cfg.storage.database.parent)
         self.persons = persons
         self.rng = random.Random(seed)
@@ -146,11 +146,11 @@ class DoorBench:
     def __exit__(self, *exc) -> None:
         self.baseline.close()
         self.door.close()
-        self.door.controller.db.conn.close()
+        self.door.db.conn.close()
 
     def _watch_appends(self, store) -> None:
-        """Time the event store's appends (the durable part of a grant), calling the real method."""
-        append = store.append
+        """Time the event log's records (the durable part of a grant, with its commit), calling the real method."""
+        append = store.record
 
         def timed(*args, **kwargs):
             t0 = time.perf_counter()
@@ -159,7 +159,7 @@ class DoorBench:
             finally:
                 self.last_append_s = time.perf_counter() - t0
 
-        store.append = timed
+        store.record = timed
 
     def _handle_until(self, kind) -> float:
         """Handle queued inputs until one of ``kind``; return when its handling started (perf_counter)."""

@@ -27,7 +27,8 @@ from drivers.resident_id_reader import ResidentIdReader
 from firmware_py.config.schema import Config
 from firmware_py.core import inputs as ev
 from firmware_py.core.clock import SimulatedClock
-from firmware_py.service.bootstrap import Service, build_service
+from firmware_py.service.bootstrap import build_service
+from firmware_py.service.loop import Service
 
 from .gpio_world import GpioWorld
 from .id_card_device import IdCard, IdCardDevice
@@ -92,6 +93,8 @@ class SimulatedDoor:
         self.hardware = None
         self.service: Service = build_service(self.cfg, clock=clock, hardware=self._build_hardware)
         self.controller = self.service.controller
+        self.db = self.service.db  # the door's SQLite database, and its event store, for checks and tests
+        self.store = self.service.event_log.store
         self.inputs: queue.Queue = self.service.inputs
         self.handled: list = []  # every input handled, for tests and the console
 
@@ -250,7 +253,7 @@ class SimulatedDoor:
         return self.world.lock_released
 
     def events(self, from_seq: int = 1) -> list[dict]:
-        return list(self.controller.store.events(from_seq))
+        return list(self.store.events(from_seq))
 
 
 def _names(types) -> str:

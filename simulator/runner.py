@@ -19,10 +19,10 @@ from pathlib import Path
 from firmware_py.cli.event_line import render
 from firmware_py.config.schema import Config, load_config, with_overrides
 from firmware_py.core.clock import SimulatedClock
-from firmware_py.core.idnumber import load_or_create_secret
 from firmware_py.core.inputs import LinkChanged, RemoteCommand
 from firmware_py.storage import roster
 from firmware_py.storage.door_database import open_store
+from firmware_py.storage.secret import load_or_create_secret
 
 from .door_sim import SimulatedDoor, SimulationError
 from .id_card_device import IdCard
@@ -140,7 +140,7 @@ class ScenarioRunner:
             self.door.close()
             self._print_new()
             result.events = self.door.events()
-            self.door.controller.db.conn.close()
+            self.door.db.conn.close()
             if self._tmp is not None:
                 self._tmp.cleanup()
         verdict = "ok" if result.ok else f"FAILED ({len(result.failures)} expectation(s))"
@@ -192,7 +192,7 @@ class ScenarioRunner:
 
     def _do_restart_controller(self):
         self.door.close()
-        self.door.controller.db.conn.close()
+        self.door.db.conn.close()
         self._start_door()
 
     def _start_door(self) -> None:
@@ -283,7 +283,7 @@ class ScenarioRunner:
                 break
         else:
             self.out(f"  ok step {step.number}: " + "; ".join(_describe(w) for w in step.expect))
-        self.mark_seq = self.door.controller.store.last_seq()
+        self.mark_seq = self.door.store.last_seq()
 
     def _print_new(self) -> None:
         if self.door is None:

@@ -25,11 +25,11 @@ from datetime import date
 from pathlib import Path
 
 from firmware_py.config.schema import Config, load_config, with_overrides
-from firmware_py.core.idnumber import load_or_create_secret
 from firmware_py.core.people import EMPLOYER_TYPES, ROLES, Person
 from firmware_py.storage import roster
 from firmware_py.storage.door_database import open_store
 from firmware_py.storage.eventstore import EventStore
+from firmware_py.storage.secret import load_or_create_secret
 
 Handler = Callable[[argparse.Namespace, Config, object, EventStore], int]
 

@@ -1,12 +1,13 @@
-"""Supervisor commands (DESIGN.md "MQTT" → cmd): validation, execution, the audit record.
+"""Supervisor commands (DESIGN.md "MQTT" → cmd): parsing and the audit record; pure.
 
 :func:`parse` turns a raw ``cmd`` payload into a :class:`RemoteCommand`, with
 ``error`` set when it is not acceptable — the controller still audits it.
-:func:`carry_out` runs an accepted command on the controller at most once per
-command id (the ids run are remembered in the door's database, the last
-:data:`REMEMBERED_IDS` of them), and :func:`audit_detail` is what the ``command``
-event records: outside input quoted with ID-number-looking values masked, and
-the sender's name as ``claimed_by`` — what it says it is, never an identity.
+:data:`ACTIONS` is the vocabulary; the controller carries each action out
+(its one table from action to method, ``DoorController._actions``), at most
+once per command id (:func:`executed_key`, remembered by the event log).
+:func:`audit_detail` is what the ``command`` event records: outside input
+quoted with ID-number-looking values masked, and the sender's name as
+``claimed_by`` — what it says it is, never an identity.
 """
 
 from __future__ import annotations
@@ -15,20 +16,9 @@ import dataclasses
 import hashlib
 import hmac
 import json
-import logging
-from typing import TYPE_CHECKING
 
-import sqlite_utils
-
-from firmware_py.core.events import redact, redact_id_numbers
+from firmware_py.core.events import redact
 from firmware_py.core.inputs import RemoteCommand
-from firmware_py.errors import RosterError
-from firmware_py.storage import roster
-
-log = logging.getLogger(__name__)
-
-if TYPE_CHECKING:
-    from firmware_py.core.controller import DoorController
 
 # action -> {field: type}; every field listed is required
 ACTIONS: dict[str, dict[str, type]] = {
@@ -41,8 +31,6 @@ ACTIONS: dict[str, dict[str, type]] = {
 MAX_PAYLOAD = 4096
 MAX_TEXT = 256  # longest string argument
 MAX_SEQ = 2**63 - 1  # SQLite's largest integer
-EXECUTED_TABLE = "executed_commands"  # keyed hashes of the command ids run, oldest first
-REMEMBERED_IDS = 10_000  # how many of them the door keeps
 
 
 def _refuse_constant(name: str):
@@ -115,49 +103,6 @@ def claim(cmd: RemoteCommand) -> str | None:
     return redact(claimed) if claimed else None
 
 
-def carry_out(controller: DoorController, cmd: RemoteCommand) -> tuple[bool, str | None, str | None]:
-    """Run ``cmd`` unless refused or already run; return (ok, error, key of the id to remember or None).
-
-    An unexpected error while executing is caught here and becomes the answer: a command
-    from outside never ends the door's loop.
-    """
-    if cmd.error:
-        return False, cmd.error, None
-    key = executed_key(controller.secret, cmd.id)
-    if was_executed(controller.db, key):
-        return False, f"command id {cmd.id!r} already executed", None
-    try:
-        ok, error = execute(controller, cmd)
-    except Exception as exc:  # a command from outside must never end the door's loop
-        log.error("command %s (%s) failed: %s", redact_id_numbers(str(cmd.id)), redact_id_numbers(str(cmd.action)),
-                  redact_id_numbers(f"{type(exc).__name__}: {exc}"))
-        ok, error = False, f"the door could not carry it out: {type(exc).__name__}"
-    return ok, error, key
-
-
-def execute(controller: DoorController, cmd: RemoteCommand) -> tuple[bool, str | None]:
-    """Carry out an accepted command; return (ok, error)."""
-    if cmd.error:
-        return False, cmd.error
-    by = claim(cmd) or "supervisor"
-    if cmd.action == "lockdown":
-        controller.set_lockdown(True, by)
-    elif cmd.action == "release_lockdown":
-        controller.set_lockdown(False, by)
-    elif cmd.action == "revoke":
-        try:
-            roster.revoke(controller.db, controller.store, cmd.args["person_id"], cmd.args["reason"],
-                          controller.clock.now())
-        except RosterError as exc:
-            return False, str(exc)
-    elif cmd.action == "replay":
-        for request in controller.replay_requests:
-            request(cmd.args["from_seq"])
-    elif cmd.action == "status":
-        controller._status_changed()
-    return True, None
-
-
 def audit_detail(cmd: RemoteCommand, ok: bool, error: str | None) -> dict:
     """The ``command`` event's detail: what came from outside, ID-number-looking values masked."""
     detail = {"id": redact(cmd.id), "action": redact(cmd.action), "args": redact(cmd.args),
@@ -173,24 +118,3 @@ def audit_detail(cmd: RemoteCommand, ok: bool, error: str | None) -> dict:
 def executed_key(secret: bytes, command_id: str) -> str:
     """How a command id is remembered: HMAC-SHA-256 under the device secret (an id may hold personal data)."""
     return hmac.new(secret, command_id.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
-
-
-def _table(db: sqlite_utils.Database) -> None:
-    db.execute(f"CREATE TABLE IF NOT EXISTS {EXECUTED_TABLE} (n INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)")
-
-
-def was_executed(db: sqlite_utils.Database, key: str) -> bool:
-    _table(db)
-    return db.execute(f"SELECT 1 FROM {EXECUTED_TABLE} WHERE key = ?", (key,)).fetchone() is not None
-
-
-def remember_executed(db: sqlite_utils.Database, key: str, keep: int | None = None) -> None:
-    """Remember that the id behind ``key`` ran; forget all but the last ``keep`` (:data:`REMEMBERED_IDS`).
-
-    Call it inside the transaction that stores the command's audit event.
-    """
-    keep = REMEMBERED_IDS if keep is None else keep
-    _table(db)
-    n = db.execute(f"INSERT OR IGNORE INTO {EXECUTED_TABLE} (key) VALUES (?)", (key,)).lastrowid
-    if n and n > keep:
-        db.execute(f"DELETE FROM {EXECUTED_TABLE} WHERE n <= ?", (n - keep,))

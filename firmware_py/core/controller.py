@@ -27,10 +27,10 @@ from datetime import datetime
 
 from firmware_py import __version__
 from firmware_py.config.schema import Config
-from firmware_py.core import idnumber
+from firmware_py.core import commands, idnumber
 from firmware_py.core.clock import Clock
 from firmware_py.core.clock_guard import ClockGuard
-from firmware_py.core.events import redact
+from firmware_py.core.events import redact, redact_id_numbers
 from firmware_py.core.inputs import (
     BadgeRead,
     DeviceFault,
@@ -49,14 +49,11 @@ from firmware_py.core.inputs import (
 from firmware_py.core.link_watch import LinkWatch
 from firmware_py.core.people import ESCORTING_ROLES, Credential, Person
 from firmware_py.core.policy import DoorContext, decide
-from firmware_py.core.ports import Indicators, Lock
+from firmware_py.core.ports import EventLog, Indicators, Lock, Roster
 from firmware_py.core.reader_guard import ReaderGuard
 from firmware_py.core.timers import Timers
 from firmware_py.core.working_hours import WorkingHours
-from firmware_py.errors import StoreError
-from firmware_py.storage import roster
-from firmware_py.storage.db import get_meta, set_meta, transaction
-from firmware_py.storage.eventstore import ChainAnchor, EventStore
+from firmware_py.errors import RosterError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +77,31 @@ class Passage:
 
 
 class DoorController:
-    def __init__(self, cfg: Config, store: EventStore, *, lock: Lock, indicators: Indicators, clock: Clock,
-                 secret: bytes):
+    """One door's state machine: inputs in, decisions, lock moves and stored events out.
+
+    It holds no pin, socket or SQL: everything outside reaches it through ports.
+
+    :param cfg: the door's config (policy, calendar, timings).
+    :param roster: who may pass (:class:`~firmware_py.core.ports.Roster`).
+    :param event_log: where every outcome is stored, with the occupancy and
+        lockdown it changes (:class:`~firmware_py.core.ports.EventLog`).
+    :param lock: the door lock relay.
+    :param indicators: the lights and buzzer outside and inside.
+    :param clock: wall and monotonic time (simulated in tests and scenarios).
+    :param secret: the device secret that keys ID-number hashes and command ids.
+
+    Feed it with :meth:`handle` (one input at a time) and :meth:`tick`; it
+    tells :attr:`listeners` of each stored event, :attr:`status_listeners`
+    when :meth:`status` may have changed, :attr:`command_results` of each
+    command's answer and :attr:`replay_requests` of a ``replay`` command.
+    """
+
+    def __init__(self, cfg: Config, *, roster: Roster, event_log: EventLog, lock: Lock, indicators: Indicators,
+                 clock: Clock, secret: bytes):
         self.cfg = cfg
         self.policy = cfg.policy
-        self.store = store
-        self.db = store.db
+        self.roster = roster
+        self.event_log = event_log
         self.lock = lock
         self.indicators = indicators
         self.clock = clock
@@ -99,8 +115,8 @@ class DoorController:
         self.door_open = False
         self.held_open_alarmed = False
         self.door_opened_at: float | None = None
-        self.lockdown = get_meta(self.db, "lockdown", False)
-        self.inside: dict[str, dict] = get_meta(self.db, "occupancy", {})  # person_id -> {name, role, since}
+        self.lockdown = bool(event_log.state("lockdown", False))
+        self.inside: dict[str, dict] = event_log.state("occupancy", {})  # person_id -> {name, role, since}
         self.last_escort_entry: datetime | None = None
         self.faults: dict[str, str] = {}
         self.tampered: set[str] = set()  # devices whose tamper contact is open
@@ -119,8 +135,7 @@ class DoorController:
     def start(self) -> None:
         self.lock.secure()
         self.indicators.show("idle")
-        self._anchor = ChainAnchor.beside(self.cfg.storage.secret)
-        expected, found = self._anchor.read(), self.store.head()
+        expected, found = self.event_log.anchor(), self.event_log.head()
         self._emit("system", "controller_started",
                    detail={"version": __version__, "config_digest": self.cfg.digest,
                            "lockdown": self.lockdown, "occupancy": len(self.inside)})
@@ -134,7 +149,7 @@ class DoorController:
         if expected is None or expected[0] <= 0:
             return
         seq, h = expected
-        if found[0] >= seq and self.store.hash_at(seq) == h:
+        if found[0] >= seq and self.event_log.hash_at(seq) == h:
             return
         detail = {"device": "event_log", "active": True, "expected_seq": seq, "expected_hash": h,
                   "found_seq": found[0], "found_hash": found[1],
@@ -193,11 +208,6 @@ class DoorController:
         most once a minute, so an error that recurs on every tick cannot flood the log.
         """
         text = redact(f"{type(exc).__name__}: {exc}")[:300]
-        if self.db.conn.in_transaction:  # whatever the failed handler left open is abandoned
-            try:
-                self.db.conn.execute("ROLLBACK")
-            except Exception:
-                pass
         if isinstance(exc, StoreError):
             # Storage trouble is already a fault of its own (reported once the store works
             # again); what the technician needs is the plain reason, not a traceback.
@@ -228,7 +238,7 @@ class DoorController:
     # ------------------------------------------------------------------ status for the supervisor
 
     def status(self) -> dict:
-        last_seq, last_hash = self.store.head()
+        last_seq, last_hash = self.event_log.head()
         return {
             "door": "open" if self.door_open else "closed",
             "lock": "released" if self.lock.is_released else "locked",
@@ -236,7 +246,7 @@ class DoorController:
             "occupancy": len(self.inside),
             "last_seq": last_seq,
             "last_hash": last_hash,
-            "queued": self.store.queued(),
+            "queued": self.event_log.queued(),
             "version": __version__,
             "state": self.state,
             "faults": sorted(self.faults),
@@ -250,12 +260,12 @@ class DoorController:
 
     def _on_id_card(self, ev: IdCardRead) -> None:
         valid = idnumber.is_valid(ev.id_number)
-        credential = Credential("resident_id", _mask(ev.id_number), valid)
-        person = roster.get_by_id_hash(self.db, idnumber.id_hash(self.secret, ev.id_number)) if valid else None
+        credential = Credential("resident_id", idnumber.mask(ev.id_number), valid)
+        person = self.roster.by_id_hash(idnumber.id_hash(self.secret, ev.id_number)) if valid else None
         self._on_credential(ev.side, credential, person)
 
     def _on_badge(self, ev: BadgeRead) -> None:
-        self._on_credential(ev.side, Credential("badge", ev.uid), roster.get_by_badge(self.db, ev.uid))
+        self._on_credential(ev.side, Credential("badge", ev.uid), self.roster.by_badge(ev.uid))
 
     def _on_credential(self, side: str, credential: Credential, person: Person | None) -> None:
         direction = "in" if side == "outside" else "out"
@@ -449,20 +459,21 @@ class DoorController:
             pid, info = next(iter(self.inside.items()))
             person = _PublicPerson(pid, info["name"], info["role"])
             detail["attributed"] = True
-        with transaction(self.db):
-            if person is not None:
-                if p.direction == "in":
-                    self.inside[person.person_id] = {"name": person.name, "role": person.role,
-                                                     "since": self.clock.now().isoformat(timespec="seconds")}
-                    if person.role in ESCORTING_ROLES:
-                        # The two-person rule counts from the escort's passage in, not the grant:
-                        # a grant that lapses unopened escorts nobody.
-                        self.last_escort_entry = self.clock.now()
-                else:
-                    self.inside.pop(person.person_id, None)
-                set_meta(self.db, "occupancy", self.inside)
-            self._emit("access", "passage", direction=p.direction, person=person, credential=p.credential,
-                       detail=detail)
+        state = None
+        if person is not None:
+            if p.direction == "in":
+                self.inside[person.person_id] = {"name": person.name, "role": person.role,
+                                                 "since": self.clock.now().isoformat(timespec="seconds")}
+                if person.role in ESCORTING_ROLES:
+                    # The two-person rule counts from the escort's passage in, not the grant:
+                    # a grant that lapses unopened escorts nobody.
+                    self.last_escort_entry = self.clock.now()
+            else:
+                self.inside.pop(person.person_id, None)
+            state = {"occupancy": self.inside}
+        # Stored with its occupancy in one transaction; kept in memory (with it) while the database refuses.
+        self._emit("access", "passage", direction=p.direction, person=person, credential=p.credential,
+                   detail=detail, state=state)
 
     # ------------------------------------------------------------------ working hours
 
@@ -474,7 +485,7 @@ class DoorController:
         now = self.clock.now()
         overstaying = []
         for pid, info in sorted(self.inside.items()):
-            person = roster.get(self.db, pid)
+            person = self.roster.get(pid)
             group = person.schedule_group if person else None
             if group is None or not self.hours.is_open(now, group):
                 overstaying.append({"person_id": pid, "name": info["name"], "role": info["role"]})
@@ -531,10 +542,8 @@ class DoorController:
     def set_lockdown(self, on: bool, by: str) -> None:
         if on == self.lockdown:
             return
-        with transaction(self.db):
-            self.lockdown = on
-            set_meta(self.db, "lockdown", on)
-            self._emit("system", "lockdown_on" if on else "lockdown_off", detail={"by": by})
+        self.lockdown = on
+        self._emit("system", "lockdown_on" if on else "lockdown_off", detail={"by": by}, state={"lockdown": on})
         if on:
             # Lockdown stops entries only: an exit under way (screening, released, door open) completes.
             if self.state == SCREENING and self.passage and self.passage.direction == "in":
@@ -550,32 +559,78 @@ class DoorController:
         self._status_changed()
 
     def _on_command(self, ev: RemoteCommand) -> None:
-        # commands use the controller; imported late to keep the core import light
-        from firmware_py.core.commands import audit_detail, carry_out, remember_executed
-
-        ok, error, key = carry_out(self, ev)
-        detail = audit_detail(ev, ok, error)  # ID-number-looking values masked, the sender as claimed_by
-
-        def audit() -> None:
-            with transaction(self.db):  # the id is remembered together with its audit record
-                if key is not None:
-                    remember_executed(self.db, key)
-                self._emit("system", "command", detail=detail)
-
+        self.store_backlog()  # what waits in memory keeps its place before a revocation's roster event
+        ok, error, key = self._carry_out(ev)
+        detail = commands.audit_detail(ev, ok, error)  # ID-number-looking values masked, the sender as claimed_by
         try:
-            try:
-                audit()
+            try:  # the id is remembered together with its audit record
+                self._emit("system", "command", detail=detail, command_key=key)
             except ValueError as exc:  # a value strict JSON cannot hold: audit the command without its arguments
                 log.error("command %s: its arguments cannot be stored (%s); audited without them", detail["id"],
                           redact(str(exc))[:200])
                 detail["args"] = f"the arguments could not be stored as strict JSON: {type(exc).__name__}"
-                audit()
+                self._emit("system", "command", detail=detail, command_key=key)
         finally:  # answered even when the audit could not be stored (that is then a controller fault)
             for answer in self.command_results:
                 try:
                     answer(detail["id"], ok, detail.get("error"))
                 except Exception:
                     log.exception("answering command %s failed", detail["id"])
+
+    def _carry_out(self, cmd: RemoteCommand) -> tuple[bool, str | None, str | None]:
+        """Run ``cmd`` unless refused or already run; return (ok, error, key of the id to remember or None).
+
+        An unexpected error while executing becomes the answer: a command from
+        outside never ends the door's loop.
+        """
+        if cmd.error:
+            return False, cmd.error, None
+        action = self._actions.get(cmd.action)
+        if action is None:
+            return False, f"unknown action {str(cmd.action)[:64]!r}", None
+        key = commands.executed_key(self.secret, cmd.id)
+        if self.event_log.was_executed(key):
+            return False, f"command id {cmd.id!r} already executed", None
+        try:
+            ok, error = action(self, cmd, commands.claim(cmd) or "supervisor")
+        except Exception as exc:  # a command from outside must never end the door's loop
+            log.error("command %s (%s) failed: %s", redact_id_numbers(str(cmd.id)), redact_id_numbers(str(cmd.action)),
+                      redact_id_numbers(f"{type(exc).__name__}: {exc}"))
+            ok, error = False, f"the door could not carry it out: {type(exc).__name__}"
+        return ok, error, key
+
+    def _do_lockdown(self, cmd: RemoteCommand, by: str) -> tuple[bool, str | None]:
+        self.set_lockdown(True, by)
+        return True, None
+
+    def _do_release_lockdown(self, cmd: RemoteCommand, by: str) -> tuple[bool, str | None]:
+        self.set_lockdown(False, by)
+        return True, None
+
+    def _do_revoke(self, cmd: RemoteCommand, by: str) -> tuple[bool, str | None]:
+        try:
+            self.roster.revoke(cmd.args["person_id"], cmd.args["reason"], self.clock.now())
+        except RosterError as exc:
+            return False, str(exc)
+        return True, None
+
+    def _do_replay(self, cmd: RemoteCommand, by: str) -> tuple[bool, str | None]:
+        for request in self.replay_requests:
+            request(cmd.args["from_seq"])
+        return True, None
+
+    def _do_status(self, cmd: RemoteCommand, by: str) -> tuple[bool, str | None]:
+        self._status_changed()
+        return True, None
+
+    # One table from action to method (commands.ACTIONS holds each action's fields).
+    _actions: dict = {
+        "lockdown": _do_lockdown,
+        "release_lockdown": _do_release_lockdown,
+        "revoke": _do_revoke,
+        "replay": _do_replay,
+        "status": _do_status,
+    }
 
     # ------------------------------------------------------------------ storing events
 
@@ -595,54 +650,43 @@ class DoorController:
             if self.lockdown:
                 self.indicators.show("denied", "outside")
 
-    _anchor: ChainAnchor | None = None  # set by start()
     _storage_trouble: dict | None = None  # since when the database refuses, and the grants it cost
 
     def _emit(self, category: str, type_: str, *, direction: str | None = None, person=None,
-              credential: Credential | None = None, reason: str | None = None, detail: dict | None = None) -> dict:
-        """Store an event (after any kept in memory) and tell the listeners.
+              credential: Credential | None = None, reason: str | None = None, detail: dict | None = None,
+              state: dict | None = None, command_key: str | None = None) -> dict:
+        """Store an event (after any kept in memory), with the state it changes, and tell the listeners.
 
         When the database refuses (locked, disk full, read-only) the door keeps
         going: an event it acts on only once stored (a grant) raises
         :class:`StoreError`, so the lock stays secured; any other is kept in
-        memory with its own time and stored as soon as the database allows,
-        after a ``hardware_fault`` for device ``storage``.
+        memory with its own time and its state, and stored as soon as the
+        database allows, after a ``hardware_fault`` for device ``storage``.
         """
         fields = {"direction": direction, "person": person.public() if person is not None else None,
                   "credential": credential.public() if credential is not None else None,
-                  "reason": reason, "detail": detail}
-        joined = self.db.conn.in_transaction
-        backlog = [] if joined else list(self.store.backlog)
+                  "reason": reason, "detail": detail, "state": state, "command_key": command_key}
         try:
-            event = self.store.append(category, type_, **fields)
+            stored = self.event_log.record(category, type_, **fields)
         except StoreError as exc:
             self._storage_failed(exc, type_)
-            if joined or type_ in STORED_BEFORE_ACTING:
+            if type_ in STORED_BEFORE_ACTING:
                 raise
-            return self.store.defer(category, type_, **fields)
-        stored = self._stored_backlog(backlog, event) + [event]
-        self._announce(stored, committed=not joined)
-        if not joined:
-            self._storage_recovered()
-        return event
+            return self.event_log.defer(category, type_, **fields)
+        self._announce(stored)
+        self._storage_recovered()
+        return stored[-1]
 
     def store_backlog(self) -> None:
         """Store the events kept in memory while the database refused them (the service loop retries)."""
-        if not self.store.backlog or self.db.conn.in_transaction:
+        if not self.event_log.backlog:
             return
         try:
-            stored = self.store.store_backlog()
+            stored = self.event_log.store_backlog()
         except StoreError:
             return  # still refused; reported when it first failed
-        self._storage_recovered()
         self._announce(stored)
-
-    def _stored_backlog(self, backlog: list[dict], event: dict) -> list[dict]:
-        """The backlog as stored just before ``event`` (append stores it first, seq by seq)."""
-        if not backlog:
-            return []
-        first = event["seq"] - len(backlog)
-        return list(self.store.events(first, event["seq"] - 1))
+        self._storage_recovered()
 
     def _storage_failed(self, exc: StoreError, type_: str) -> None:
         if "storage" not in self.faults:
@@ -650,41 +694,36 @@ class DoorController:
             self._storage_trouble = {"since": self.clock.monotonic(), "refused": 0}
             log.error("storage: %s. The door keeps running: the exit button releases, credentials are "
                       "refused until they can be recorded, and the events are kept until they can be stored", exc)
-            self.store.defer("alarm", "hardware_fault",
-                             detail={"device": "storage", "state": "fault", "fault": str(exc)})
+            self.event_log.defer("alarm", "hardware_fault",
+                                 detail={"device": "storage", "state": "fault", "fault": str(exc)})
             self._status_changed()
         if type_ in STORED_BEFORE_ACTING and self._storage_trouble is not None:
             self._storage_trouble["refused"] += 1
 
     def _storage_recovered(self) -> None:
-        if "storage" not in self.faults or self.store.backlog:
+        if "storage" not in self.faults or self.event_log.backlog:
             return
         trouble = self._storage_trouble or {"since": self.clock.monotonic(), "refused": 0}
         detail = {"device": "storage", "state": "recovered",
                   "fault_s": round(self.clock.monotonic() - trouble["since"], 3), "refused": trouble["refused"]}
         try:
-            event = self.store.append("alarm", "hardware_fault", detail=detail)
+            stored = self.event_log.record("alarm", "hardware_fault", detail=detail)
         except StoreError:
             return  # refused again: the fault stands, the next write tries again
         self.faults.pop("storage")
         self._storage_trouble = None
         log.info("storage: the database takes writes again")
-        self._announce([event])
+        self._announce(stored)
         self._status_changed()
 
-    def _announce(self, events: list[dict], committed: bool = True) -> None:
-        """Tell the listeners, and move the chain anchor on at start, stop and every so many events."""
+    def _announce(self, events: list[dict]) -> None:
+        """Tell the listeners of events just stored."""
         for event in events:
             for listener in self.listeners:
                 try:
                     listener(event)
                 except Exception:  # a listener (printer, MQTT wake-up) must never stop the door
                     log.exception("event listener failed")
-        anchor = self._anchor
-        if anchor is not None and events and committed:
-            last = events[-1]
-            if last["type"] in ("controller_started", "controller_stopped") or anchor.due(last["seq"]):
-                anchor.write(last["seq"], last["hash"])
 
     def _status_changed(self) -> None:
         for listener in self.status_listeners:
@@ -723,9 +762,3 @@ def _is_gate(device: str) -> bool:
     """The metal-detector gate, or a part of it (``gate``, ``gate.<part>``)."""
     return device == GATE_DEVICE or device.startswith(GATE_DEVICE + ".")
 
-
-def _mask(number: str) -> str:
-    """The masked form of whatever the card gave, even a malformed number."""
-    if len(number) == 18:
-        return idnumber.mask(number)
-    return number[:2] + "*" * max(0, len(number) - 2) if number else ""

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
 
-from firmware_py.core.idnumber import mask
+from firmware_py.core.idnumber import FULL_ID_NUMBER, ID_NUMBER_LIKE, mask
 
 GENESIS_HASH = "0" * 64
 
@@ -34,12 +33,6 @@ REASONS = (
     "clock_unsynchronised", "reader_locked", "screening_unavailable",
 )
 DIRECTIONS = ("in", "out")
-
-# Seventeen digits and a check character: what a full resident ID number looks like.
-_FULL_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
-# What redaction masks: the same, also when letters touch it ("ID430102…"). Every match of the
-# guard's pattern is a match of this one, so redacted text always passes the guard.
-_ID_NUMBER_LIKE = re.compile(r"(?<![0-9])\d{17}[0-9Xx](?![0-9])")
 
 
 class LeakError(ValueError):
@@ -66,13 +59,13 @@ def check_vocabulary(category: str, type: str, direction: str | None, reason: st
 
 
 def refuse_full_id_numbers(text: str) -> None:
-    if _FULL_ID_NUMBER.search(text):
+    if FULL_ID_NUMBER.search(text):
         raise LeakError("an event contained what looks like a full resident ID number; it was not stored")
 
 
 def redact_id_numbers(text: str) -> str:
     """``text`` with every ID-number-looking run masked as the roster masks numbers (``430102********123X``)."""
-    return _ID_NUMBER_LIKE.sub(lambda m: mask(m.group()), text)
+    return ID_NUMBER_LIKE.sub(lambda m: mask(m.group()), text)
 
 
 def redact(value: Any) -> Any:

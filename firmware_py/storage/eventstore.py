@@ -6,13 +6,10 @@ An event enters the outbox in the same transaction that stores it, and leaves
 it only when the broker has acknowledged it (DESIGN.md "MQTT"). Nothing here
 deletes an event: the log is kept permanently.
 
-When the database refuses a write (locked by another process, disk full,
-read-only), an event that need not be stored before the door acts on it can
-be kept in memory (:meth:`EventStore.defer`) with its own time and stored, in
-order and ahead of anything newer, as soon as the database allows
-(:meth:`EventStore.store_backlog`). :class:`ChainAnchor` keeps the head of the
-chain in a small file beside the device secret, so that a door whose log was
-removed or replaced notices it at start.
+The door's own log, with what it keeps in memory while the database refuses
+writes, is :mod:`firmware_py.storage.door_log` on top of this store.
+:class:`ChainAnchor` keeps the head of the chain in a small file beside the
+device secret, so that a door whose log was removed or replaced notices it at start.
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,60 +34,64 @@ log = logging.getLogger(__name__)
 
 
 class EventStore:
-    """Appends events for one door and reads them back."""
+    """Appends events for one door and reads them back.
+
+    The chain head and the outbox count are kept in memory after this
+    store's own commits (:meth:`head`, :meth:`queued`), and read again only
+    when another connection has committed since (SQLite's ``data_version``),
+    so a status costs no query on a door that is only writing.
+    """
 
     def __init__(self, db: sqlite_utils.Database, *, site: str, door: str, clock: Clock):
         self.db = db
         self.site = site
         self.door = door
         self.clock = clock
-        self.backlog: list[dict] = []  # events the database refused, oldest first, with their own time
+        self._head: tuple[int, str] | None = None
+        self._queued: int | None = None
+        self._version: int | None = None  # data_version while _head and _queued were right; None: unknown
+        self._batch: list[dict] | None = None  # events appended in the open batch()
+        self._removed = 0  # outbox rows acknowledged in the open batch()
 
     def append(self, category: str, type: str, *, direction: str | None = None, person: dict | None = None,
-               credential: dict | None = None, reason: str | None = None, detail: dict | None = None) -> dict:
+               credential: dict | None = None, reason: str | None = None, detail: dict | None = None,
+               at: str | None = None) -> dict:
         """Store one event durably (and queue it for MQTT); return it with ``seq`` and ``hash``.
 
         Joins the caller's transaction when one is open, so a roster change and
-        its ``roster_changed`` event commit together; otherwise commits its own,
-        storing any :attr:`backlog` first so that older events keep their place.
-        Raises :class:`~firmware_py.errors.StoreError` when the database refuses.
+        its ``roster_changed`` event commit together; otherwise commits its own.
+        ``at`` is the time it happened when that was earlier than now (an event
+        kept while the database refused it). Raises
+        :class:`~firmware_py.errors.StoreError` when the database refuses.
         """
         check_vocabulary(category, type, direction, reason)
         if self.db.conn.in_transaction:
-            return self._append(category, type, direction, person, credential, reason, detail)
+            if self._batch is None:
+                self._version = None  # the caller's transaction may yet roll back: read the head again
+            return self._append(category, type, direction, person, credential, reason, detail, at)
+        with self.batch():
+            return self._append(category, type, direction, person, credential, reason, detail, at)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction for several appends; the head and count in memory follow its commit."""
         with transaction(self.db):
-            for item in self.backlog:
-                self._append(**item)
-            event = self._append(category, type, direction, person, credential, reason, detail)
-        self.backlog.clear()
-        return event
+            version = self._data_version()  # under the write lock: nobody else commits until we do
+            self._batch = []
+            try:
+                yield
+                appended, removed = self._batch, self._removed
+            finally:
+                self._batch, self._removed = None, 0
+        if version == self._version and self._head is not None and self._queued is not None:
+            if appended:
+                self._head = (appended[-1]["seq"], appended[-1]["hash"])
+            self._queued += len(appended) - removed
+        else:
+            self._version = None  # another connection wrote meanwhile: read both again when asked
 
-    def defer(self, category: str, type: str, *, direction: str | None = None, person: dict | None = None,
-              credential: dict | None = None, reason: str | None = None, detail: dict | None = None) -> dict:
-        """Keep an event in memory, with the time it happened, for :meth:`store_backlog`.
-
-        Returns the event as it will be stored, without ``seq`` and ``hash``.
-        """
-        check_vocabulary(category, type, direction, reason)
-        item = {"category": category, "type": type, "direction": direction, "person": person,
-                "credential": credential, "reason": reason, "detail": detail,
-                "ts": self.clock.now().isoformat(timespec="milliseconds")}
-        self.backlog.append(item)
-        return {"seq": None, "site": self.site, "door": self.door, **{k: v for k, v in item.items()},
-                "detail": detail or {}}
-
-    def store_backlog(self) -> list[dict]:
-        """Store the deferred events in one transaction, in order; return them stored.
-
-        Raises :class:`~firmware_py.errors.StoreError` (the backlog is kept) when
-        the database still refuses.
-        """
-        if not self.backlog:
-            return []
-        with transaction(self.db):
-            stored = [self._append(**item) for item in self.backlog]
-        self.backlog.clear()
-        return stored
+    def _data_version(self) -> int:
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
 
     def _append(self, category, type, direction, person, credential, reason, detail, ts: str | None = None) -> dict:
         row = self.db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
@@ -117,6 +119,8 @@ class EventStore:
         )
         self.db.execute("INSERT INTO outbox (seq) VALUES (?)", (seq,))
         set_meta(self.db, "head_seq", seq)
+        if self._batch is not None:
+            self._batch.append(event)
         return event
 
     # ------------------------------------------------------------------ reading
@@ -127,8 +131,23 @@ class EventStore:
 
     def head(self) -> tuple[int, str]:
         """The chain head: the last ``seq`` and its ``hash`` (0 and the genesis hash when empty)."""
+        if self.db.conn.in_transaction:
+            return self._read_head()
+        self._refresh()
+        return self._head
+
+    def _read_head(self) -> tuple[int, str]:
         row = self.db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    def _refresh(self) -> None:
+        """Read the head and the count again unless only this store has written since they were read."""
+        version = self._data_version()  # first: a commit after this makes the next check read again
+        if version == self._version and self._head is not None and self._queued is not None:
+            return
+        self._head = self._read_head()
+        self._queued = self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        self._version = version
 
     def hash_at(self, seq: int) -> str | None:
         row = self.db.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
@@ -179,11 +198,15 @@ class EventStore:
         seqs = list(seqs)
         if not seqs:
             return
-        with transaction(self.db):
-            self.db.conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+        with self.batch():
+            self._removed = self.db.conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs]).rowcount
 
     def queued(self) -> int:
-        return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        """How many stored events the broker has not acknowledged (kept in memory like the head)."""
+        if self.db.conn.in_transaction:
+            return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        self._refresh()
+        return self._queued
 
 
 # ---------------------------------------------------------------------- the chain anchor

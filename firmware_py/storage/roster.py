@@ -360,3 +360,26 @@ def _warnings(rows: Iterable[RosterRow | _Facts], still_revoked: list[str], toda
             yield f"{row.person_id}: no signed commitment (denied as commitment_missing)"
     for pid in still_revoked:
         yield f"{pid}: stays revoked; lift it with `accessctl roster reinstate {pid} --reason ...`"
+
+
+# --------------------------------------------------------------------------- the door's port
+
+
+class SqliteRoster:
+    """The :class:`~firmware_py.core.ports.Roster` the door reads, over its database."""
+
+    def __init__(self, db: sqlite_utils.Database, store: EventStore):
+        self.db = db
+        self.store = store
+
+    def get(self, person_id: str) -> Person | None:
+        return get(self.db, person_id)
+
+    def by_id_hash(self, id_hash: str) -> Person | None:
+        return get_by_id_hash(self.db, id_hash)
+
+    def by_badge(self, uid: str) -> Person | None:
+        return get_by_badge(self.db, uid)
+
+    def revoke(self, person_id: str, reason: str, at: datetime) -> Person:
+        return revoke(self.db, self.store, person_id, reason, at)

@@ -37,10 +37,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from firmware_py.core.clock import SimulatedClock
-from firmware_py.core.idnumber import load_or_create_secret
 from firmware_py.storage import roster
 from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore, verify
+from firmware_py.storage.secret import load_or_create_secret
 from simulator.crash import REPO, TZ
 from simulator.crash.door_child import PEOPLE, child_config
 

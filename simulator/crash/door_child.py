@@ -181,18 +181,18 @@ def main(args: dict) -> None:
     door = SimulatedDoor(cfg, clock=clock, badges=False)
     before = door.lock_released
     controller = door.controller
-    controller.lock = JournaledLock(controller.lock, controller.store, Path(args["journal"]), run=args.get("run", 0),
+    controller.lock = JournaledLock(controller.lock, door.store, Path(args["journal"]), run=args.get("run", 0),
                                     die_after=args.get("die_after_release"))
     door.start()
     state = lambda released: "released" if released else "secure"  # noqa: E731
     print("ready", json.dumps({"before": state(before), "after": state(door.lock_released),
-                               "last_seq": controller.store.last_seq()}), flush=True)
+                               "last_seq": door.store.last_seq()}), flush=True)
     if args.get("flush"):
         link = door.service.link
-        while not (link.connected and controller.store.queued() == 0):
+        while not (link.connected and door.store.queued() == 0):
             door.pump()
             time.sleep(0.02)
-        print("flushed", json.dumps({"last_seq": controller.store.last_seq()}), flush=True)
+        print("flushed", json.dumps({"last_seq": door.store.last_seq()}), flush=True)
         while True:  # the parent checks the subscriber, then ends this process
             door.pump()
             time.sleep(0.05)

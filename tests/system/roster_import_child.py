@@ -22,10 +22,10 @@ import time
 def main(config: str, csv_path: str) -> int:
     from firmware_py.config.schema import load_config
     from firmware_py.core.clock import SystemClock
-    from firmware_py.core.idnumber import load_or_create_secret
     from firmware_py.storage import roster
     from firmware_py.storage.db import open_db
     from firmware_py.storage.eventstore import EventStore
+    from firmware_py.storage.secret import load_or_create_secret
 
     cfg = load_config(config)
     db = open_db(cfg.storage.database)

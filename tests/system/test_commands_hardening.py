@@ -31,7 +31,7 @@ from firmware_py.config.schema import load_config
 from firmware_py.core import commands
 from firmware_py.core.clock import SimulatedClock, SystemClock
 from firmware_py.core.inputs import DeviceFault, DoorClosed, DoorOpened, RemoteCommand
-from firmware_py.storage import local_commands
+from firmware_py.storage import executed_commands, local_commands
 from firmware_py.storage.db import open_db, transaction
 from simulator.crash.link_child import account_config
 from simulator.door_sim import SimulatedDoor
@@ -210,7 +210,7 @@ def test_an_unexpected_error_in_a_handler_is_stored_as_a_controller_fault_and_th
 
 def test_when_even_the_fault_cannot_be_stored_the_loop_logs_it_and_goes_on(tmp_path, caplog):
     door = make_door(tmp_path, clock=SystemClock(TZ))
-    door.controller.db.conn.execute("PRAGMA busy_timeout = 100")  # give up on a locked database quickly
+    door.db.conn.execute("PRAGMA busy_timeout = 100")  # give up on a locked database quickly
     with caplog.at_level(logging.ERROR), service_loop(door) as loop:
         blocker = sqlite3.connect(door.cfg.storage.database, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database: every write fails
@@ -232,7 +232,7 @@ def test_when_even_the_fault_cannot_be_stored_the_loop_logs_it_and_goes_on(tmp_p
 
 
 def test_a_timer_whose_event_cannot_be_stored_does_not_end_the_loop(door, caplog):
-    door.controller.db.conn.execute("PRAGMA busy_timeout = 100")
+    door.db.conn.execute("PRAGMA busy_timeout = 100")
     door.open_door()  # forced (the lock was never released): the held-open timer starts
     blocker = sqlite3.connect(door.cfg.storage.database, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
@@ -310,20 +310,21 @@ def test_executed_command_ids_are_remembered_across_a_restart(tmp_path):
 
 def test_the_door_remembers_the_last_ten_thousand_command_ids(tmp_path):
     db = open_db(tmp_path / "events.db")
-    keys = [f"key-{i}" for i in range(commands.REMEMBERED_IDS + 50)]
+    keys = [f"key-{i}" for i in range(executed_commands.REMEMBERED_IDS + 50)]
     with transaction(db):
         for key in keys:
-            commands.remember_executed(db, key)
-    assert commands.REMEMBERED_IDS == 10_000
-    assert not commands.was_executed(db, keys[49])
-    assert commands.was_executed(db, keys[50]) and commands.was_executed(db, keys[-1])
-    assert db.execute(f"SELECT count(*) FROM {commands.EXECUTED_TABLE}").fetchone()[0] == commands.REMEMBERED_IDS
+            executed_commands.remember_executed(db, key)
+    assert executed_commands.REMEMBERED_IDS == 10_000
+    assert not executed_commands.was_executed(db, keys[49])
+    assert executed_commands.was_executed(db, keys[50]) and executed_commands.was_executed(db, keys[-1])
+    count = db.execute(f"SELECT count(*) FROM {executed_commands.EXECUTED_TABLE}").fetchone()[0]
+    assert count == executed_commands.REMEMBERED_IDS
 
 
 def test_an_executed_id_is_kept_as_a_keyed_hash_never_in_clear(door):
     send(door, {"id": ID_NUMBER, "action": "status"})
     with sqlite3.connect(door.cfg.storage.database) as c:
-        rows = c.execute(f"SELECT * FROM {commands.EXECUTED_TABLE}").fetchall()
+        rows = c.execute(f"SELECT * FROM {executed_commands.EXECUTED_TABLE}").fetchall()
     assert rows and not any(ID_NUMBER in str(row) for row in rows)
     assert door.answers[-1] == (MASKED, True, None)
 
@@ -341,7 +342,7 @@ def test_a_retained_command_is_refused_and_audited_and_does_not_lift_a_local_loc
     supervisor = broker.connect(SUPERVISOR)
     results = broker.topic("scan-room", "cmd", "result")
     supervisor.subscribe(results)
-    local_commands.enqueue(door.controller.db, {"action": "lockdown", "by": "duty officer"}, "local:duty officer")
+    local_commands.enqueue(door.db, {"action": "lockdown", "by": "duty officer"}, "local:duty officer")
     supervisor.publish(broker.topic("scan-room", "cmd"), json.dumps({"id": "r1", "action": "release_lockdown"}),
                        retain=True)
     with service_loop(door) as loop:
@@ -394,7 +395,7 @@ def test_a_command_with_nan_or_infinity_is_refused_naming_it(door, constant):
 def test_the_event_store_refuses_a_value_strict_json_cannot_hold(door):
     before = len(door.events())
     with pytest.raises(ValueError):
-        door.controller.store.append("system", "command", detail={"x": math.inf})
+        door.store.append("system", "command", detail={"x": math.inf})
     assert len(door.events()) == before
 
 
@@ -457,8 +458,8 @@ def test_a_by_field_is_the_claim_when_no_client_property_came(door):
 
 
 def test_a_local_command_is_claimed_by_local_user(door):
-    local_commands.enqueue(door.controller.db, {"action": "status", "by": "alice"}, "local:alice")
-    for command in local_commands.take(door.controller.db):
+    local_commands.enqueue(door.db, {"action": "status", "by": "alice"}, "local:alice")
+    for command in local_commands.take(door.db):
         door.inputs.put(command)
     door.pump()
     assert audits(door)[-1]["detail"]["claimed_by"] == "local:alice"

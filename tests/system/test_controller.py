@@ -98,7 +98,7 @@ def test_occupancy_and_lockdown_survive_a_restart(door, tmp_path):
 
 
 def test_a_person_whose_schedule_group_was_removed_is_denied_not_crashing_the_loop(door):
-    door.controller.db.execute("UPDATE persons SET schedule_group = 'night' WHERE person_id = 'P001'")
+    door.db.execute("UPDATE persons SET schedule_group = 'night' WHERE person_id = 'P001'")
     grant_entry(door)  # the walk-through finds nothing to screen
     denied = [e for e in door.events() if e["type"] == "access_denied"][-1]
     assert denied["person"]["person_id"] == "P001"
@@ -263,7 +263,7 @@ def test_a_passage_under_way_at_shutdown_is_recorded_so_the_person_can_leave(doo
 
 def test_an_exit_being_screened_completes_when_lockdown_arrives(door):
     enter_fully(door, "P001")
-    mark = door.controller.store.last_seq() + 1
+    mark = door.store.last_seq() + 1
     badge(door, "P001", "inside")
     door.controller.set_lockdown(True, "test")
     door.walk_through()

@@ -206,24 +206,24 @@ class Player:
         """
         self.wait_outbox_empty()  # the previous backlog acknowledged: paho's in-flight window is free
         self.relay.hold_acks()
-        first = self.door.controller.store.last_seq() + 1
+        first = self.door.store.last_seq() + 1
         self.crowd(40)
         self.round()
-        backlog = set(range(first, self.door.controller.store.last_seq() + 1))
+        backlog = set(range(first, self.door.store.last_seq() + 1))
         deadline = time.monotonic() + 15
         while len(backlog & self.received_seqs()) < 20:
             assert time.monotonic() < deadline, f"{phase}: the backlog did not reach the supervisor"
             self.door.pump()
             time.sleep(0.01)
-        self.day.in_flight_at_drop[phase] = self.door.controller.store.queued()
+        self.day.in_flight_at_drop[phase] = self.door.store.queued()
 
     def offline(self, phase: str, rounds: int) -> None:
-        first = self.door.controller.store.last_seq() + 1
+        first = self.door.store.last_seq() + 1
         for _ in range(rounds):
             self.round()
             self.crowd(3)
         self.door.advance(timedelta(seconds=self.door.cfg.mqtt.link_down_after_s + 5))
-        self.day.offline[phase] = (first, self.door.controller.store.last_seq())
+        self.day.offline[phase] = (first, self.door.store.last_seq())
 
     # ------------------------------------------------------------------ the day
 
@@ -270,7 +270,7 @@ class Player:
         return self.day
 
     def wait_outbox_empty(self, timeout: float = 30) -> None:
-        store = self.door.controller.store
+        store = self.door.store
         deadline = time.monotonic() + timeout
         while store.queued():
             assert time.monotonic() < deadline, f"{store.queued()} events still queued after {timeout} s"
@@ -278,7 +278,7 @@ class Player:
             time.sleep(0.02)
 
     def drain(self) -> None:
-        store = self.door.controller.store
+        store = self.door.store
         self.wait_outbox_empty()
         wanted = set(range(1, store.last_seq() + 1))
         self._wait_for(wanted, 5)
@@ -293,7 +293,7 @@ class Player:
         self.day.arrivals = [(json.loads(m.payload)["seq"], json.loads(m.payload)["hash"])
                              for m in self.supervisor.received()]
         self.day.stored = list(store.events())
-        self.day.verified = verify(self.door.controller.db)
+        self.day.verified = verify(self.door.db)
 
     def _wait_for(self, wanted: set[int], timeout: float) -> None:
         deadline = time.monotonic() + timeout

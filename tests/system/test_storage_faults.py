@@ -4,6 +4,7 @@ Real SQLite files, the real drivers on mock pins and the real service loop;
 the disk-full case uses a small tmpfs mounted for the test (the suite runs as root).
 """
 
+import json
 import os
 import signal
 import sqlite3
@@ -51,7 +52,6 @@ def door(tmp_path):
 
 def stored(door) -> list[dict]:
     with sqlite3.connect(door.cfg.storage.database) as c:
-        import json
         return [json.loads(b) for (b,) in c.execute("SELECT body FROM events ORDER BY seq")]
 
 
@@ -278,7 +278,7 @@ def test_a_door_that_starts_on_an_empty_database_after_a_log_raises_a_tamper_ala
     cfg, clock = prepared(tmp_path)
     with SimulatedDoor(cfg, clock=clock, badges=False) as door:
         door.press_exit()
-        head = door.controller.store.last_seq()
+        head = door.store.last_seq()
     door.close()
     last = head + 1  # controller_stopped
     for suffix in ("", "-wal", "-shm"):
@@ -306,7 +306,7 @@ def test_the_anchor_moves_on_as_the_log_grows(door):
         door.inputs.put(BadgeRead("outside", "DEADBEEF"))
     door.pump()
     seq, _ = ChainAnchor.beside(door.cfg.storage.secret).read()
-    assert seq > door.controller.store.last_seq() - ChainAnchor.EVERY
+    assert seq > door.store.last_seq() - ChainAnchor.EVERY
 
 
 def test_several_presses_while_the_database_is_locked_are_all_stored(door):
@@ -314,8 +314,39 @@ def test_several_presses_while_the_database_is_locked_are_all_stored(door):
         for _ in range(3):
             door.world.press_exit(hold_s=0.005)
             time.sleep(0.05)
-        backlog = door.controller.store.backlog
+        backlog = door.controller.event_log.backlog
         wait_for(lambda: [e["type"] for e in backlog].count("exit_button") == 3, what="the third press")
         assert loop.thread.is_alive()
     door.controller.store_backlog()
     assert [e["type"] for e in stored(door)].count("exit_button") == 3
+
+
+def test_a_passage_while_another_process_holds_the_write_lock_is_stored_later_with_the_occupancy(door):
+    door.inputs.put(BadgeRead("outside", P001_BADGE))
+    door.pump()
+    door.walk_through()
+    assert door.lock_released
+    door.open_door()
+    with WriteLock(door.cfg.storage.database):
+        door.close_door()  # the passage cannot be stored now
+        assert door.controller.state == "idle" and door.controller.status()["door"] == "closed"
+        assert "P001" in door.controller.inside
+        assert "passage" not in [e["type"] for e in stored(door)]
+    door.controller.store_backlog()
+    passage = [e for e in stored(door) if e["type"] == "passage"]
+    assert [(e["person"]["person_id"], e["direction"]) for e in passage] == [("P001", "in")]
+    with sqlite3.connect(door.cfg.storage.database) as c:
+        occupancy = json.loads(c.execute("SELECT value FROM meta WHERE key = 'occupancy'").fetchone()[0])
+    assert list(occupancy) == ["P001"]
+
+
+def test_a_lockdown_while_another_process_holds_the_write_lock_is_stored_later_and_kept(tmp_path):
+    cfg, clock = prepared(tmp_path)
+    with SimulatedDoor(cfg, clock=clock, badges=False) as door:
+        with WriteLock(cfg.storage.database):
+            door.controller.set_lockdown(True, "duty officer")
+            assert door.controller.lockdown is True
+        door.controller.store_backlog()
+        assert [e["type"] for e in stored(door)].count("lockdown_on") == 1
+    with SimulatedDoor(cfg, clock=clock, badges=False) as again:
+        assert again.controller.lockdown is True

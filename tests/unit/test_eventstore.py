@@ -145,3 +145,52 @@ def test_a_second_writer_process_continues_the_chain(tmp_path, store):
     fill(store, 1)
     assert [e["seq"] for e in store.events()] == [1, 2, 3, 4]
     assert verify(store.db).ok
+
+
+# ---------------------------------------------------------------------- the head and the count in memory
+
+
+def statements(store) -> list[str]:
+    seen: list[str] = []
+    store.db.conn.set_trace_callback(seen.append)
+    return seen
+
+
+def test_after_its_own_append_the_head_and_count_cost_no_table_query(store):
+    fill(store, 3)
+    store.head(), store.queued()  # known from here on
+    store.append("system", "command", detail={"id": "c1"})
+    seen = statements(store)
+    head, queued = store.head(), store.queued()
+    store.db.conn.set_trace_callback(None)
+    assert head == (4, store.hash_at(4)) and queued == 4
+    assert not [s for s in seen if "events" in s or "outbox" in s], seen
+
+
+def test_the_head_follows_an_append_by_another_connection(tmp_path, store):
+    fill(store, 2)
+    assert store.head()[0] == 2
+    other = EventStore(open_db(tmp_path / "events.db"), site="hn-archive-1", door="scan-room", clock=store.clock)
+    event = other.append("system", "roster_changed", detail={"action": "add"})
+    assert store.head() == (3, event["hash"]) and store.queued() == 3
+
+
+def test_the_count_follows_acknowledgements_on_this_and_another_connection(tmp_path, store):
+    fill(store, 5)
+    assert store.queued() == 5
+    store.acknowledge([1, 2])
+    assert store.queued() == 3
+    other = EventStore(open_db(tmp_path / "events.db"), site="hn-archive-1", door="scan-room", clock=store.clock)
+    other.acknowledge([3])
+    assert store.queued() == 2
+    fill(store, 1)
+    assert store.queued() == 3 and store.head()[0] == 6
+
+
+def test_an_append_rolled_back_with_its_transaction_leaves_the_head_where_it_was(store):
+    fill(store, 2)
+    before = store.head()
+    with pytest.raises(RuntimeError), transaction(store.db):
+        store.append("system", "roster_changed", detail={"action": "add"})
+        raise RuntimeError("the roster write failed")
+    assert store.head() == before and store.queued() == 2

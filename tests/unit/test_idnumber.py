@@ -1,9 +1,7 @@
-"""Resident ID numbers (GB 11643-1999) and the device secret."""
+"""Resident ID numbers (GB 11643-1999): checking, masking, the keyed hash."""
 
 import hashlib
 import hmac
-import os
-import stat
 from datetime import date
 
 import pytest
@@ -12,11 +10,11 @@ from hypothesis import strategies as st
 
 from firmware_py.core.idnumber import (
     CHECK_CHARS,
-    SecretError,
+    FULL_ID_NUMBER,
+    ID_NUMBER_LIKE,
     check_digit,
     id_hash,
     is_valid,
-    load_or_create_secret,
     mask,
     validate,
 )
@@ -173,70 +171,35 @@ def test_mask_upper_cases_a_lower_case_x():
     assert mask(STANDARD_EXAMPLE.lower()) == "110105********002X"
 
 
-def test_mask_hides_a_malformed_number_completely():
-    assert mask("43010219850312") == "*" * 14
+def test_a_malformed_number_keeps_only_its_province_code():
+    assert mask("43010219850312") == "43" + "*" * 12
 
 
-# --------------------------------------------------------------------------- device secret
+def test_a_misread_number_of_nineteen_characters_keeps_only_its_province_code():
+    assert mask(GOOD + "7") == "43" + "*" * 17
 
 
-def test_the_secret_is_created_with_mode_0600_in_a_new_directory(tmp_path):
-    path = tmp_path / "var" / "lib" / "accessctl" / "device.key"
-    secret = load_or_create_secret(path)
-    assert len(secret) == 32
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert path.read_bytes() == secret
+def test_an_empty_read_stays_empty():
+    assert mask("") == ""
 
 
-def test_the_secret_is_created_0600_even_with_a_permissive_umask(tmp_path):
-    old = os.umask(0)
-    try:
-        load_or_create_secret(tmp_path / "device.key")
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "device.key").stat().st_mode) == 0o600
+def test_an_eighteen_character_number_with_a_wrong_check_digit_is_masked_like_a_good_one():
+    bad = GOOD[:17] + ("0" if GOOD[17] != "0" else "1")
+    assert not is_valid(bad) and mask(bad) == bad[:6] + "*" * 8 + bad[-4:]
 
 
-def test_the_secret_is_reused_on_the_next_start(tmp_path):
-    first = load_or_create_secret(tmp_path / "device.key")
-    assert load_or_create_secret(tmp_path / "device.key") == first
-
-
-def test_two_devices_get_different_secrets(tmp_path):
-    assert load_or_create_secret(tmp_path / "a.key") != load_or_create_secret(tmp_path / "b.key")
-
-
-def test_a_secret_readable_by_others_is_refused(tmp_path):
-    path = tmp_path / "device.key"
-    load_or_create_secret(path)
-    path.chmod(0o644)
-    with pytest.raises(SecretError, match="mode 0644.*chmod 600"):
-        load_or_create_secret(path)
-
-
-def test_a_secret_of_the_wrong_size_is_refused_not_replaced(tmp_path):
-    path = tmp_path / "device.key"
-    path.write_bytes(b"short")
-    path.chmod(0o600)
-    with pytest.raises(SecretError, match="5 bytes, not 32"):
-        load_or_create_secret(path)
-    assert path.read_bytes() == b"short"
-
-
-def test_a_secret_error_is_shown_to_the_user_as_a_store_problem():
-    assert issubclass(SecretError, AccessCtlError)
-
-
-def test_no_temporary_file_is_left_next_to_the_secret(tmp_path):
-    load_or_create_secret(tmp_path / "device.key")
-    assert [p.name for p in tmp_path.iterdir()] == ["device.key"]
+def test_redaction_masks_every_number_the_leak_guard_would_refuse():
+    text = f"card {GOOD}; id{GOOD}x"
+    assert FULL_ID_NUMBER.search(text)
+    redacted = ID_NUMBER_LIKE.sub(lambda m: mask(m.group()), text)
+    assert not FULL_ID_NUMBER.search(redacted) and not ID_NUMBER_LIKE.search(redacted)
 
 
 # --------------------------------------------------------------------------- keyed hash
 
 
 def test_the_id_hash_is_hmac_sha256_of_the_normalised_number(tmp_path):
-    secret = load_or_create_secret(tmp_path / "device.key")
+    secret = b"k" * 32
     expected = hmac.new(secret, STANDARD_EXAMPLE.encode(), hashlib.sha256).hexdigest()
     assert id_hash(secret, STANDARD_EXAMPLE) == expected
     assert id_hash(secret, " " + STANDARD_EXAMPLE.lower()) == expected
