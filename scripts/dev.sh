@@ -61,6 +61,8 @@ case "$job" in
     exec .venv/bin/accessctl-sim demo "${@:2}"
     ;;
   test)
+    say "checking the code with ruff (lint and import order)"
+    .venv/bin/ruff check .
     say "running the test suite"
     exec .venv/bin/python -m pytest
     ;;

@@ -147,7 +147,7 @@ class SimulatedDoor:
                 item = self.inputs.get(timeout=max(0.0, deadline - time.monotonic()) if waiting else 0)
             except queue.Empty:
                 if waiting:
-                    raise SimulationError(f"no {_names(until)} reached the controller within {timeout} s")
+                    raise SimulationError(f"no {_names(until)} reached the controller within {timeout} s") from None
                 break
             if isinstance(item, ev.TimeBeacon) and not self.broker_beacons:
                 self._drop_broker_beacon(item)

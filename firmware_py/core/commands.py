@@ -59,7 +59,8 @@ def parse(payload: bytes, claimed_by: str | None = None) -> RemoteCommand:
     args = {k: v for k, v in data.items() if k not in ("id", "action")}
     # what the audit event may carry: short plain values only
     safe_args = {k: v for k, v in args.items()
-                 if isinstance(k, str) and len(k) <= 64 and isinstance(v, (str, int, float, bool)) and len(str(v)) <= MAX_TEXT}
+                 if isinstance(k, str) and len(k) <= 64
+                 and isinstance(v, (str, int, float, bool)) and len(str(v)) <= MAX_TEXT}
     if cid is None:
         return refused(None, action, safe_args, "field 'id' is missing or not a string of 1 to 128 characters")
     if action not in ACTIONS:

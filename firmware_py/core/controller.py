@@ -286,8 +286,8 @@ class DoorController:
         except KeyError as exc:
             # The roster names a schedule group the config no longer has: deny, never crash the loop.
             log.error("cannot judge %s: %s", person.person_id if person else "?", exc)
-            self._deny(direction, person, credential, "outside_working_hours", side=side,
-                       detail={"error": f"schedule group {person.schedule_group!r} is not configured" if person else str(exc)})
+            error = f"schedule group {person.schedule_group!r} is not configured" if person else str(exc)
+            self._deny(direction, person, credential, "outside_working_hours", side=side, detail={"error": error})
             return
         if not decision.allowed:
             self._deny(direction, person, credential, decision.reason, side=side)
@@ -549,7 +549,8 @@ class DoorController:
             if self.state == SCREENING and self.passage and self.passage.direction == "in":
                 self.timers.cancel("screening")
                 self.state, self.passage = IDLE, None
-            if self.state == RELEASED and self.passage and self.passage.via == "credential" and self.passage.direction == "in":
+            p = self.passage
+            if self.state == RELEASED and p and p.via == "credential" and p.direction == "in":
                 self.timers.cancel("unlock")
                 self.lock.secure()
                 self.state, self.passage = IDLE, None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Literal, Union
+from typing import Literal
 
 Side = Literal["outside", "inside"]
 SIDES: tuple[str, ...] = ("outside", "inside")
@@ -139,20 +139,20 @@ class TimeBeacon:
     retained: bool = False
 
 
-InputEvent = Union[
-    IdCardRead,
-    BadgeRead,
-    DoorOpened,
-    DoorClosed,
-    ExitButtonPressed,
-    GatePassage,
-    DeviceFault,
-    DeviceRecovered,
-    TamperChanged,
-    RemoteCommand,
-    LinkChanged,
-    TimeBeacon,
-]
+InputEvent = (
+    IdCardRead
+    | BadgeRead
+    | DoorOpened
+    | DoorClosed
+    | ExitButtonPressed
+    | GatePassage
+    | DeviceFault
+    | DeviceRecovered
+    | TamperChanged
+    | RemoteCommand
+    | LinkChanged
+    | TimeBeacon
+)
 
 Post = Callable[[InputEvent], None]
 """What a driver is given to report events: usually ``queue.Queue.put``."""

@@ -316,11 +316,11 @@ def import_csv(db: sqlite_utils.Database, store: EventStore, path: str | Path, *
             if attempt > 1 or stage.broken:
                 stage.build_next()
             try:
-                event = stage.swap(start_seq, lambda: store.append("system", "roster_changed", detail={
-                    "action": "import", "file": path.name, "sha256": digest, "count": stage.count,
-                    "added": outcome.added, "updated": outcome.updated, "unchanged": len(outcome.unchanged),
-                    "still_revoked": outcome.still_revoked,
-                }))
+                detail = {"action": "import", "file": path.name, "sha256": digest, "count": stage.count,
+                          "added": outcome.added, "updated": outcome.updated, "unchanged": len(outcome.unchanged),
+                          "still_revoked": outcome.still_revoked}
+                event = stage.swap(start_seq, lambda detail=detail: store.append("system", "roster_changed",
+                                                                                  detail=detail))
             except _RosterMoved:
                 log.info("roster import: the roster changed while %s was being imported; again (%d)", path, attempt)
                 start_seq = store.last_seq()

@@ -120,7 +120,8 @@ def test_an_exit_press_the_database_refused_is_stored_later_with_its_own_time(do
     door.controller.store_backlog()  # what the service loop does on every turn
     events = stored(door)
     exit_event = next(e for e in events if e["type"] == "exit_button")
-    assert datetime.fromisoformat(exit_event["ts"]) == pressed_at.replace(microsecond=pressed_at.microsecond // 1000 * 1000)
+    stored_precision = pressed_at.replace(microsecond=pressed_at.microsecond // 1000 * 1000)  # milliseconds
+    assert datetime.fromisoformat(exit_event["ts"]) == stored_precision
 
 
 def test_storage_trouble_is_raised_as_a_hardware_fault_once_the_store_works_again(door):
@@ -145,7 +146,8 @@ def test_a_credential_that_cannot_be_recorded_leaves_the_door_locked_and_the_loo
     assert "locked by another process" in caplog.text
     assert "Traceback" not in caplog.text
     assert all(r.exc_info is None for r in caplog.records if "locked" in r.getMessage())
-    refused = [e["detail"] for e in stored(door) if e["type"] == "hardware_fault" and e["detail"]["state"] == "recovered"]
+    refused = [e["detail"] for e in stored(door)
+               if e["type"] == "hardware_fault" and e["detail"]["state"] == "recovered"]
     assert refused and refused[0]["refused"] == 1
 
 
