@@ -1,4 +1,4 @@
-"""`accessctl station serve` and `accessctl station user add`: the thin shell over the station.
+"""`accessctl station serve`, `station user add` and `station archive migrate`: the thin shell over the station.
 
 Nothing heavy is imported here: the web framework and the MQTT client load only when a station
 command runs, so other commands start as fast as before.
@@ -44,6 +44,17 @@ def add_commands(sub, common) -> None:
     a.add_argument("--role", required=True, choices=("viewer", "operator", "admin"),
                    help="viewer reads; operator also acknowledges, locks down and revokes; admin also manages")
     a.set_defaults(handler=cmd_user_add)
+    r = ssub.add_parser("archive", help="the archive itself")
+    rsub = r.add_subparsers(dest="archive_action", required=True, metavar="ACTION")
+    m = rsub.add_parser("migrate", help="copy an SQLite archive into PostgreSQL (exit 0: everything is there)",
+                        description="Copy every event and kept conflicting copy of an SQLite archive (read-only) "
+                                    "into a PostgreSQL archive; running it again adds nothing. Exit 0 when every "
+                                    "event was copied or already there, 1 when some conflict or were refused.")
+    m.add_argument("--from", dest="source", required=True, metavar="FILE.db", help="the SQLite archive")
+    m.add_argument("--to", dest="target", required=True, metavar="postgresql://USER@HOST:PORT/DB",
+                   help="the PostgreSQL archive (its tables are made if missing)")
+    m.add_argument("--batch", type=int, default=1000, metavar="N", help="events per transaction (default 1000)")
+    m.set_defaults(handler=cmd_archive_migrate)
 
 
 def _archive_path(args) -> str:
@@ -118,3 +129,22 @@ def cmd_user_add(args) -> int:
         store.close()
     print(f"account {args.name} ({args.role}) added to {path}", file=sys.stderr)
     return 0
+
+
+def cmd_archive_migrate(args) -> int:
+    from firmware_py.station import migrate
+
+    if args.batch < 1:
+        raise ConfigError(f"--batch {args.batch}: give a positive number of events per transaction")
+    source = migrate.open_source(args.source)
+    try:
+        target = migrate.open_target(args.target)
+        try:
+            summary = migrate.migrate(source, target, batch=args.batch, say=lambda line: print(line, flush=True))
+        finally:
+            target.close()
+    finally:
+        source.close()
+    for line in (*summary.lines(), migrate.NOT_MIGRATED):
+        print(line)
+    return 0 if summary.ok else 1

@@ -1,0 +1,322 @@
+"""`accessctl station archive migrate`: move the station's SQLite archive into PostgreSQL.
+
+The SQLite file is opened read-only (URI ``mode=ro``) and read in one transaction, so what is
+copied is one consistent snapshot even while a station still writes the file. Each door's events
+are read in seq order and written through :meth:`PgArchive.store_events` in batches: the same
+de-duplication as the PostgreSQL ingest, so a second run adds nothing, and an event PostgreSQL
+already holds with another hash goes to its ``conflicts`` and is reported here. The conflicting
+copies the SQLite archive kept as evidence (its ``conflicts`` table) go the same way after their
+door's events, so they land in PostgreSQL's ``conflicts``.
+
+What cannot be carried:
+
+- **Later chain epochs.** The SQLite archive keys events by (site, door, epoch, seq): a door whose
+  log was reset starts epoch 2 at seq 1. The PostgreSQL archive is keyed by (site, door, seq) and
+  has one chain per door, so epoch 2 would collide with epoch 1 seq by seq. Epoch 1 is copied;
+  every later epoch is refused and named (door, epoch, count); those events stay in the SQLite file.
+- **Rows that are not events** (a payload that is not a JSON object with this seq, a time without
+  offset): refused and named, never stored.
+- **The station's own tables** (accounts, sessions, alarm acknowledgements, audit) and the SQLite
+  archive's bookkeeping (doors' last status, gaps, anomalies, epochs): not migrated. The web page
+  reads its tables from the SQLite file only; a PostgreSQL station recomputes each door's chain
+  from the events.
+
+A copy that a previous run already put into PostgreSQL's ``conflicts`` (same door, seq, hash and
+payload) is not sent again, so running twice adds no conflict row either; it is still counted as
+a conflict, because the SQLite copy is not the archived one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from firmware_py.errors import ConfigError, StoreError
+
+DEFAULT_BATCH = 1000
+PROGRESS_EVERY = 10_000  # events between two progress lines
+NAMED_PER_DOOR = 10  # conflicts and refused rows named one by one per door, at most
+CONNECT_TIMEOUT_S = 10
+
+NOT_MIGRATED = ("not migrated: station accounts, sessions, alarm acknowledgements and the audit trail (the web page "
+                "reads them from the SQLite file only), and the SQLite archive's door status, gaps and anomalies "
+                "(a PostgreSQL station recomputes each door's chain from its events)")
+
+
+@dataclass
+class Summary:
+    """What one migration did; ``ok`` when every event was copied or already there."""
+
+    total: int = 0  # events and kept copies in the SQLite archive
+    events: int = 0
+    copied: int = 0
+    already: int = 0
+    conflicts: int = 0  # events PostgreSQL holds with another hash (this run's and earlier runs')
+    after_retention: int = 0  # events of a month PostgreSQL already exported and dropped
+    refused: int = 0  # events not copied: later epochs, unreadable rows
+    copies: int = 0  # conflicting copies kept by the SQLite archive
+    copies_carried: int = 0
+    copies_already: int = 0
+    copies_refused: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (self.conflicts == 0 and self.after_retention == 0 and self.refused == 0
+                and self.copies_refused == 0)
+
+    @property
+    def rate(self) -> float:
+        return self.total / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        return [
+            f"events: {self.events} in the SQLite archive: {self.copied} copied, {self.already} already there, "
+            f"{self.conflicts} conflicting with PostgreSQL, {self.after_retention} of dropped months, "
+            f"{self.refused} refused",
+            f"conflicting copies kept by the SQLite archive: {self.copies}: {self.copies_carried} carried into "
+            f"conflicts, {self.copies_already} already there, {self.copies_refused} refused",
+            f"{self.total} rows in {self.seconds:.1f} s ({self.rate:.0f} rows/s)",
+        ]
+
+
+@dataclass(frozen=True)
+class _Row:
+    seq: int
+    topic: str
+    payload: bytes
+    received_at: str
+
+
+class _Progress:
+    def __init__(self, total: int, every: int, say: Callable[[str], None]):
+        self.total, self.every, self.say = total, max(1, every), say
+        self.done = 0
+        self.started = time.monotonic()
+        self._next = self.every
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.done >= self._next:
+            while self._next <= self.done:
+                self._next += self.every
+            elapsed = time.monotonic() - self.started
+            rate = self.done / elapsed if elapsed > 0 else 0.0
+            self.say(f"progress: {self.done}/{self.total} rows ({100 * self.done // max(self.total, 1)} %), "
+                     f"{rate:.0f} rows/s")
+
+
+def open_source(path: str | Path) -> sqlite3.Connection:
+    """The SQLite archive at ``path``, read-only (URI ``mode=ro``); :class:`ConfigError` when it is
+    missing or not a current monitor archive."""
+    from firmware_py.station.archive import Archive
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--from {path}: no such file")
+    try:
+        return Archive(path, read_only=True).db.conn
+    except StoreError as exc:
+        raise ConfigError(f"--from {_one_line(str(exc))}") from None
+
+
+def open_target(url: str):
+    """The PostgreSQL archive at ``url`` (made if empty); :class:`ConfigError` when the URL is not a
+    PostgreSQL one, :class:`StoreError` (one line) when it cannot be reached."""
+    import psycopg
+
+    from firmware_py.station.archive_pg import PgArchive
+    from firmware_py.station.config import _safe_url, check_archive, is_postgres
+
+    if not is_postgres(url):
+        raise ConfigError("--to: give the PostgreSQL archive as postgresql://USER@HOST:PORT/DATABASE")
+    check_archive(url, "--to")
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        reason = _one_line(str(exc).replace(url, _safe_url(url)))  # never echo a password
+        raise ConfigError(f"--to: not a valid PostgreSQL URL: {reason}") from None
+    if "connect_timeout" not in params:
+        url = psycopg.conninfo.make_conninfo(url, connect_timeout=CONNECT_TIMEOUT_S)
+    try:
+        return PgArchive(url)
+    except StoreError as exc:
+        raise StoreError(_one_line(str(exc))) from None
+
+
+def migrate(source: sqlite3.Connection, target, *, batch: int = DEFAULT_BATCH, progress_every: int = PROGRESS_EVERY,
+            say: Callable[[str], None] = print) -> Summary:
+    """Copy every event (epoch 1) and every kept conflicting copy of ``source`` into ``target`` (a
+    :class:`~firmware_py.station.archive_pg.PgArchive`); ``say`` gets the progress and report lines."""
+    if batch < 1:
+        raise ConfigError(f"--batch {batch}: give a positive number of events per transaction")
+    summary = Summary()
+    started = time.monotonic()
+    source.execute("BEGIN")  # one read transaction: a consistent snapshot of the file
+    try:
+        chains = source.execute("SELECT site, door, epoch, count(*) FROM events GROUP BY site, door, epoch"
+                                " ORDER BY site, door, epoch").fetchall()
+        kept = dict(((s, d, e), n) for s, d, e, n in source.execute(
+            "SELECT site, door, epoch, count(*) FROM conflicts GROUP BY site, door, epoch"))
+        summary.events = sum(n for *_, n in chains)
+        summary.copies = sum(kept.values())
+        summary.total = summary.events + summary.copies
+        doors = len({(s, d) for s, d, _, _ in chains})
+        say(f"migrating {summary.events} events of {doors} door(s) and {summary.copies} conflicting copies")
+        progress = _Progress(summary.total, progress_every, say)
+        for site, door, epoch, count in chains:
+            copies = kept.pop((site, door, epoch), 0)
+            if epoch != 1:
+                _refuse_epoch(summary, site, door, epoch, count, copies, say)
+                progress.add(count + copies)
+                continue
+            _copy_door(source, target, site, door, batch, summary, progress, say)
+        for (site, door, epoch), copies in kept.items():  # copies of a seq whose event is not in events
+            summary.copies_refused += copies
+            say(f"refused: {site}/{door} epoch {epoch}: {copies} conflicting copies of events the archive does not "
+                "hold")
+            progress.add(copies)
+    finally:
+        source.execute("ROLLBACK")
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _refuse_epoch(summary: Summary, site: str, door: str, epoch: int, count: int, copies: int, say) -> None:
+    summary.refused += count
+    summary.copies_refused += copies
+    line = (f"refused: {site}/{door} epoch {epoch}: {count} event(s)" + (f" and {copies} conflicting copies"
+            if copies else "") + ": the PostgreSQL archive keeps one chain per door, keyed by (site, door, seq), and "
+            "cannot hold a second epoch beside epoch 1; they stay in the SQLite file")
+    say(line)
+
+
+def _copy_door(source, target, site: str, door: str, batch: int, summary: Summary, progress: _Progress, say) -> None:
+    recorded = _recorded_conflicts(target, site, door)
+    named = [0]
+
+    def copy(rows: Iterator[_Row], events: bool) -> None:
+        pending: list = []
+        for row in rows:
+            item = _incoming(site, door, row)
+            if isinstance(item, str):
+                _refuse_row(summary, site, door, row.seq, item, events, named, say)
+                progress.add(1)
+            elif (row.seq, item.event.get("hash", ""), _digest(row.payload)) in recorded:
+                if events:
+                    summary.conflicts += 1  # kept in PostgreSQL's conflicts by an earlier run
+                else:
+                    summary.copies_already += 1
+                progress.add(1)
+            else:
+                pending.append(item)
+                if len(pending) >= batch:
+                    _store(target, pending, events, summary, named, say)
+                    progress.add(len(pending))
+                    pending = []
+        if pending:
+            _store(target, pending, events, summary, named, say)
+            progress.add(len(pending))
+
+    copy(_rows(source, "events", site, door), True)
+    copy(_rows(source, "conflicts", site, door), False)
+
+
+def _rows(source: sqlite3.Connection, table: str, site: str, door: str) -> Iterator[_Row]:
+    cur = source.execute(f"SELECT seq, topic, payload, received_at FROM {table} WHERE site=? AND door=? AND epoch=1"
+                         " ORDER BY seq" + (", id" if table == "conflicts" else ""), (site, door))
+    while chunk := cur.fetchmany(1000):
+        for seq, topic, payload, received_at in chunk:
+            yield _Row(seq, topic, bytes(payload) if isinstance(payload, bytes | memoryview) else
+                       str(payload).encode(), received_at)
+
+
+def _incoming(site: str, door: str, row: _Row):
+    """The row as an :class:`Incoming`, or the reason it is not an event the archive can hold."""
+    from firmware_py.station.archive_pg import Incoming
+
+    try:
+        event = json.loads(row.payload)
+    except ValueError:
+        return "its payload is not JSON"
+    if not isinstance(event, dict):
+        return "its payload is not a JSON object"
+    if event.get("seq") != row.seq or isinstance(event.get("seq"), bool):
+        return f"its payload's seq {event.get('seq')!r} is not the row's"
+    for name, value in (("ts", event.get("ts")), ("received_at", row.received_at)):
+        try:
+            aware = isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
+        except ValueError:
+            aware = False
+        if not aware:
+            return f"its {name} {value!r} is not an ISO 8601 time with offset"
+    return Incoming(site, door, row.topic, row.payload, event, row.received_at)
+
+
+def _refuse_row(summary: Summary, site, door, seq, reason, events: bool, named: list[int], say) -> None:
+    if events:
+        summary.refused += 1
+    else:
+        summary.copies_refused += 1
+    line = f"refused: {site}/{door} #{seq}{'' if events else ' (a conflicting copy)'}: {reason}"
+    _name(line, named, say)
+
+
+def _store(target, items: list, events: bool, summary: Summary, named: list[int], say) -> None:
+    done = target.store_events(items)
+    if events:
+        summary.copied += done.stored
+        summary.already += done.duplicates
+        summary.conflicts += done.conflicts
+        summary.after_retention += done.after_retention
+    else:  # a kept copy that is new in PostgreSQL becomes its event; one it holds already is "already there"
+        summary.copies_carried += done.stored + done.conflicts + done.after_retention
+        summary.copies_already += done.duplicates
+    if events and (done.conflicts or done.after_retention):
+        _name_conflicts(target, items, named, say)
+
+
+def _name_conflicts(target, items: list, named: list[int], say) -> None:
+    site, door = items[0].site, items[0].door
+    seqs = [i.event["seq"] for i in items]
+    with target._lock, target.conn.transaction():
+        held = dict(target.conn.execute("SELECT seq, hash FROM event_keys WHERE site=%s AND door=%s"
+                                        " AND seq BETWEEN %s AND %s", (site, door, min(seqs), max(seqs))).fetchall())
+    for item in items:
+        seq, h = item.event["seq"], str(item.event.get("hash", ""))
+        if seq not in held:
+            _name(f"conflict: {site}/{door} #{seq}: its month was already exported and dropped in PostgreSQL; this "
+                  "copy was kept in conflicts", named, say)
+        elif held[seq] != h:
+            _name(f"conflict: {site}/{door} #{seq}: PostgreSQL holds hash {held[seq][:12]}…, the SQLite archive "
+                  f"{h[:12]}…; the SQLite copy was kept in conflicts", named, say)
+
+
+def _name(line: str, named: list[int], say) -> None:
+    named[0] += 1
+    if named[0] <= NAMED_PER_DOOR:
+        say(line)
+    elif named[0] == NAMED_PER_DOOR + 1:
+        say("  … (more for this door: see the summary)")
+
+
+def _recorded_conflicts(target, site: str, door: str) -> set[tuple[int, str, str]]:
+    """(seq, hash, md5 of payload) of every copy of the door already in PostgreSQL's ``conflicts``."""
+    with target._lock, target.conn.transaction():
+        rows = target.conn.execute("SELECT seq, hash, md5(payload) FROM conflicts WHERE site=%s AND door=%s",
+                                   (site, door)).fetchall()
+    return {(seq, h, m) for seq, h, m in rows}
+
+
+def _digest(payload: bytes) -> str:
+    return hashlib.md5(payload, usedforsecurity=False).hexdigest()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
