@@ -45,6 +45,7 @@ from psycopg import sql
 from firmware_py.core.events import event_hash
 from firmware_py.errors import StoreError
 from firmware_py.station.archive import Anomaly, Stored
+from firmware_py.station.config import safe_url
 
 MIN_RETENTION_DAYS = 180  # GB 50396 5.2.3
 
@@ -165,7 +166,7 @@ class PgArchive:
                 self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('accessctl archive schema'))")
                 self.conn.execute(SCHEMA)
         except psycopg.Error as exc:
-            raise StoreError(f"{_safe_url(url)}: cannot open the PostgreSQL archive: {exc}") from None
+            raise StoreError(f"{safe_url(url)}: cannot open the PostgreSQL archive: {exc}") from None
         self._months: dict[date, bool] = {}   # month -> dropped
         self._load_months()
 
@@ -238,7 +239,7 @@ class PgArchive:
             with self._lock, self.conn.transaction():
                 return self._ingest(rows)
         except psycopg.Error as exc:
-            raise StoreError(f"{_safe_url(self.url)}: storing {len(rows)} event(s) failed: {exc}") from None
+            raise StoreError(f"{safe_url(self.url)}: storing {len(rows)} event(s) failed: {exc}") from None
 
     def _ingest(self, rows: list[tuple]) -> Ingested:
         c = self.conn
@@ -435,12 +436,3 @@ def _scope(site: str | None, door: str | None) -> tuple[str, list]:
         clauses.append("door = %s")
         params.append(door)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
-def _safe_url(url: str) -> str:
-    """``url`` without its password, for messages."""
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.Error:
-        return "the PostgreSQL archive"
-    return f"postgresql://{info.get('user', '')}@{info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"

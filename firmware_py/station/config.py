@@ -49,16 +49,17 @@ class ArchiveConfig:
 
     @property
     def where(self) -> str:
-        return str(self.path) if self.path is not None else _safe_url(self.url)
+        return str(self.path) if self.path is not None else safe_url(self.url)
 
 
 def is_postgres(text: str) -> bool:
     return text.startswith(("postgresql://", "postgres://"))
 
 
-def _safe_url(url: str) -> str:
-    """``url`` without a password, for messages and logs."""
-    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
+def safe_url(url: str) -> str:
+    """``url`` without a password (``user:secret@`` or ``?password=``), for messages and logs."""
+    url = re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def _read_web(sec: _Section, base: Path, problems: _Problems) -> WebConfig:
 def check_archive(text: str, where: str) -> None:
     if is_postgres(text):
         if not re.fullmatch(r"postgres(ql)?://[^\s]+", text):
-            raise ConfigError(f"{where}: {_safe_url(text)!r} is not like postgresql://user@host:5432/archive")
+            raise ConfigError(f"{where}: {safe_url(text)!r} is not like postgresql://user@host:5432/archive")
         return
     if text == ":memory:":
         raise ConfigError(f"{where}: the archive must be a file on disk, not :memory:")

@@ -44,7 +44,8 @@ import psycopg
 from firmware_py.core.events import GENESIS_HASH, describe_untrusted, event_hash
 from firmware_py.errors import StoreError
 from firmware_py.link.broker import BrokerSettings, make_client
-from firmware_py.station.archive_pg import Incoming, PgArchive, _safe_url
+from firmware_py.station.archive_pg import Incoming, PgArchive
+from firmware_py.station.config import safe_url
 
 log = logging.getLogger(__name__)
 
@@ -491,7 +492,7 @@ class PgIngest:
                     self._db.execute(SCHEMA)
             except psycopg.Error as exc:
                 self._db = None
-                raise StoreError(f"{_safe_url(self.url)}: cannot open the ingest's tables: {exc}") from None
+                raise StoreError(f"{safe_url(self.url)}: cannot open the ingest's tables: {exc}") from None
 
     def _close_archive(self) -> None:
         for conn in (self._archive, self._db):
@@ -515,7 +516,7 @@ def serve_ingest(cfg, settings: BrokerSettings, *, ready=None, stats_every_s: fl
         signal.signal(sig, lambda *_: stop.set())
     ingest = PgIngest(settings, cfg.archive.url, prefix=cfg.broker.prefix,
                       beacon_interval_s=cfg.broker.beacon_interval_s).start()
-    where = _safe_url(cfg.archive.url)
+    where = safe_url(cfg.archive.url)
     log.warning("station ingesting from %s into %s; the web page is not served with a PostgreSQL archive",
                 settings.url, where)
     if ready:

@@ -132,7 +132,7 @@ def open_target(url: str):
     import psycopg
 
     from firmware_py.station.archive_pg import PgArchive
-    from firmware_py.station.config import _safe_url, check_archive, is_postgres
+    from firmware_py.station.config import check_archive, is_postgres, safe_url
 
     if not is_postgres(url):
         raise ConfigError("--to: give the PostgreSQL archive as postgresql://USER@HOST:PORT/DATABASE")
@@ -140,7 +140,7 @@ def open_target(url: str):
     try:
         params = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.Error as exc:
-        reason = _one_line(str(exc).replace(url, _safe_url(url)))  # never echo a password
+        reason = _one_line(str(exc).replace(url, safe_url(url)))  # never echo a password
         raise ConfigError(f"--to: not a valid PostgreSQL URL: {reason}") from None
     if "connect_timeout" not in params:
         url = psycopg.conninfo.make_conninfo(url, connect_timeout=CONNECT_TIMEOUT_S)
