@@ -57,9 +57,10 @@ def is_postgres(text: str) -> bool:
 
 
 def safe_url(url: str) -> str:
-    """``url`` without a password (``user:secret@`` or ``?password=``), for messages and logs."""
+    """``url`` without a password, for messages and logs: ``user:secret@``, a ``?password=``
+    parameter, or ``password=`` in a keyword connection string (``user=u password=s host=h``)."""
     url = re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+    return re.sub(r"(\bpassword=)('[^']*'|[^\s&]*)", r"\1***", url)
 
 
 @dataclass(frozen=True)
