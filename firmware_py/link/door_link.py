@@ -84,7 +84,6 @@ class MqttLink:
             raise ConfigError(f"{cfg.path}: [mqtt]: {exc}") from None
         self._host, self._port = self._settings.host, self._settings.port
         self._store = open_store(cfg, clock=self._clock)  # the sender thread's own connection
-        self._db = self._store.db
         self._client = self._make_client()
 
         self._lock = threading.Lock()  # guards what paho's callbacks share with the sender
@@ -221,7 +220,7 @@ class MqttLink:
             self._client.disconnect()
             self._client.loop_stop()
             self._flush_acks(force=True)
-            self._db.conn.close()
+            self._store.db.conn.close()
 
     # ------------------------------------------------------------------ paho callbacks (network thread)
 
@@ -401,9 +400,7 @@ class MqttLink:
             idle = not self._inflight
         if room < REFILL and not idle:
             return False
-        rows = self._db.execute(
-            "SELECT o.seq, e.category, e.type, e.body, e.hash FROM outbox o JOIN events e ON e.seq = o.seq "
-            "WHERE o.seq >= ? ORDER BY o.seq LIMIT ?", (self._next_seq, max(room, 0))).fetchall()
+        rows = self._store.outbox_rows(self._next_seq, room)
         for seq, category, type_, body, h in rows:
             self._publish(f"{self.events_topic}/{category}/{type_}", published_event(body, h), seq=seq)
             self._next_seq = seq + 1
@@ -419,8 +416,7 @@ class MqttLink:
             return
         last = last or self._store.last_seq()
         upto = min(last, first + room - 1)
-        rows = self._db.execute("SELECT seq, category, type, body, hash FROM events WHERE seq BETWEEN ? AND ? "
-                                "ORDER BY seq", (first, upto)).fetchall()
+        rows = self._store.stored_rows(first, upto)
         for _seq, category, type_, body, h in rows:
             self._publish(f"{self.events_topic}/{category}/{type_}", published_event(body, h), replayed=True)
         with self._lock:

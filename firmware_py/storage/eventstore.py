@@ -194,6 +194,20 @@ class EventStore:
             out.append(event)
         return out
 
+    def outbox_rows(self, from_seq: int, limit: int) -> list[tuple[int, str, str, str, str]]:
+        """``(seq, category, type, body, hash)`` of unacknowledged events from ``from_seq``, for publishing.
+
+        The body is the canonical text the hash was made over, so the link publishes it unparsed.
+        """
+        return self.db.execute(
+            "SELECT o.seq, e.category, e.type, e.body, e.hash FROM outbox o JOIN events e ON e.seq = o.seq "
+            "WHERE o.seq >= ? ORDER BY o.seq LIMIT ?", (from_seq, max(limit, 0))).fetchall()
+
+    def stored_rows(self, first: int, last: int) -> list[tuple[int, str, str, str, str]]:
+        """``(seq, category, type, body, hash)`` of the stored events ``first..last`` (a replay)."""
+        return self.db.execute("SELECT seq, category, type, body, hash FROM events WHERE seq BETWEEN ? AND ? "
+                               "ORDER BY seq", (first, last)).fetchall()
+
     def acknowledge(self, seqs: Iterable[int]) -> None:
         seqs = list(seqs)
         if not seqs:
