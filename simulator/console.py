@@ -17,9 +17,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from firmware_py.cli.event_line import printable, render
 from firmware_py.config.schema import load_config, with_overrides
 from firmware_py.core.clock import SimulatedClock
+from firmware_py.core.event_line import printable, render
 
 from .door_sim import SimulatedDoor, SimulationError
 from .id_card_device import IdCard

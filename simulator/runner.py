@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from firmware_py.cli.event_line import render
 from firmware_py.config.schema import Config, load_config, with_overrides
 from firmware_py.core.clock import SimulatedClock
+from firmware_py.core.event_line import render
 from firmware_py.core.inputs import LinkChanged, RemoteCommand
 from firmware_py.storage import roster
 from firmware_py.storage.door_database import open_store

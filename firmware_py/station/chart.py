@@ -7,7 +7,7 @@ from datetime import datetime
 from html import escape
 from zoneinfo import ZoneInfo
 
-from firmware_py.cli.event_line import REASON_LABELS
+from firmware_py.core.event_line import REASON_LABELS
 
 
 def entries_per_hour(events: list[dict], tz: ZoneInfo) -> list[int]:

@@ -6,7 +6,7 @@ It subscribes to one door, one site or every site under the topic prefix
 - an event (``{prefix}/{site}/{door}/events/{category}/{type}``) is archived in the
   monitor's own SQLite file (:mod:`firmware_py.station.archive`), de-duplicated by
   ``(site, door, seq)``, its hash and its link to the archived neighbours checked, and
-  shown as one readable line (:func:`firmware_py.cli.event_line.render`);
+  shown as one readable line (:func:`firmware_py.core.event_line.render`);
 - a second, different copy of an archived seq is kept as evidence (the copy that verifies
   best stays in the register) and raises an integrity alarm; a door whose chain restarts
   at seq 1 after a database reset is archived as a new epoch;
@@ -56,8 +56,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from firmware_py.cli.event_line import printable, render
 from firmware_py.core.clock import Clock, SystemClock
+from firmware_py.core.event_line import printable, render
 from firmware_py.errors import MonitorError
 from firmware_py.link.broker import BrokerSettings, connect, make_client
 from firmware_py.station.archive import Archive, Gap, redact

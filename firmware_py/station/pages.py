@@ -13,7 +13,7 @@ from datetime import datetime
 from html import escape
 from urllib.parse import quote, urlencode
 
-from firmware_py.cli.event_line import DIRECTION_LABELS, REASON_LABELS, TYPE_LABELS
+from firmware_py.core.event_line import DIRECTION_LABELS, REASON_LABELS, TYPE_LABELS
 from firmware_py.station.accounts import Session, role_allows
 from firmware_py.station.alarms import Alarm
 from firmware_py.station.audit import AuditEntry
