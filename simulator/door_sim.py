@@ -165,21 +165,7 @@ class SimulatedDoor:
         if not isinstance(self.clock, SimulatedClock):
             raise SimulationError("time can only be advanced on a simulated clock")
         self.pump()
-        target = self.clock.monotonic() + delta.total_seconds()
-        while True:
-            steps = [target]
-            wake = self.controller.next_wakeup()
-            if wake is not None:
-                steps.append(wake)
-            check = self.controller.next_calendar_check()
-            if check is not None:
-                steps.append(self.clock.monotonic() + max(0.0, (check - self.clock.now()).total_seconds()))
-            step = min(steps)
-            if step > self.clock.monotonic():
-                self.clock.advance(step - self.clock.monotonic())
-            self.pump()
-            if self.clock.monotonic() >= target:
-                break
+        advance_through_timers(self.controller, self.clock, delta.total_seconds(), self.pump)
 
     # ------------------------------------------------------------------ what people do at the door
 
@@ -259,3 +245,23 @@ class SimulatedDoor:
 def _names(types) -> str:
     types = types if isinstance(types, tuple) else (types,)
     return " or ".join(t.__name__ for t in types)
+
+
+def advance_through_timers(controller, clock, seconds: float, pump) -> None:
+    """Move a simulated ``clock`` by ``seconds``, stopping at each timer and calendar check on the
+    way so that each fires at its own time; ``pump`` hands queued inputs to the controller."""
+    target = clock.monotonic() + seconds
+    while True:
+        steps = [target]
+        wake = controller.next_wakeup()
+        if wake is not None:
+            steps.append(wake)
+        check = controller.next_calendar_check()
+        if check is not None:
+            steps.append(clock.monotonic() + max(0.0, (check - clock.now()).total_seconds()))
+        step = min(steps)
+        if step > clock.monotonic():
+            clock.advance(step - clock.monotonic())
+        pump()
+        if clock.monotonic() >= target:
+            break

@@ -25,6 +25,7 @@ from firmware_py.core.inputs import DoorClosed, DoorOpened, ExitButtonPressed, G
 from firmware_py.service.bootstrap import build_service
 from firmware_py.storage import roster as roster_store
 
+from .door_sim import advance_through_timers
 from .fleet_day import Roster, choose_action
 
 log = logging.getLogger(__name__)
@@ -185,21 +186,7 @@ class FleetDoor:
     def advance(self, seconds: float) -> None:
         """Move the simulated clock, firing each timer at its own time on the way."""
         self.pump()
-        target = self.clock.monotonic() + seconds
-        while True:
-            steps = [target]
-            wake = self.controller.next_wakeup()
-            if wake is not None:
-                steps.append(wake)
-            check = self.controller.next_calendar_check()
-            if check is not None:
-                steps.append(self.clock.monotonic() + max(0.0, (check - self.clock.now()).total_seconds()))
-            step = min(steps)
-            if step > self.clock.monotonic():
-                self.clock.advance(step - self.clock.monotonic())
-            self.pump()
-            if self.clock.monotonic() >= target:
-                break
+        advance_through_timers(self.controller, self.clock, seconds, self.pump)
 
     # ------------------------------------------------------------------ what people do
 
