@@ -168,7 +168,7 @@ class Fleet:
         results = []
         for door in self.doors:
             door.refresh()
-            result = {"site": SITE, "door": door.name, "last_seq": door.controller.store.last_seq()}
+            result = {"site": SITE, "door": door.name, "last_seq": door.store.last_seq()}
             if door.queued:
                 result["queued"] = door.queued
             results.append(result)

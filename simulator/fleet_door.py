@@ -125,13 +125,15 @@ class FleetDoor:
         self.queued = 0  # the outbox's size when the owner last looked
         self.controller.listeners.append(self._stored)
         self._trace = trace
-        if not roster_store.list_persons(self.controller.db):
-            roster_store.import_csv(self.controller.db, self.controller.store, roster.path,
+        self.db = self.service.db  # the door's database and event store (the controller sees only ports)
+        self.store = self.service.event_log.store
+        if not roster_store.list_persons(self.db):
+            roster_store.import_csv(self.db, self.store, roster.path,
                                     secret=self.controller.secret, schedule_groups=set(cfg.calendar.schedules),
                                     tz=cfg.site.timezone)
             self.counter.events += 1  # roster_changed, stored before the listener could see it
             if trace:
-                trace(self.name, self.controller.store.last_seq())
+                trace(self.name, self.store.last_seq())
 
     def _stored(self, event: dict) -> None:
         self.counter.events += 1
@@ -157,10 +159,10 @@ class FleetDoor:
                 log.exception("%s: closing failed", self.name)
         self.service.closers.clear()
         self.service.shut_down = True
-        self.controller.db.conn.close()
+        self.db.conn.close()
 
     def refresh(self) -> None:
-        self.queued = self.controller.store.queued()
+        self.queued = self.store.queued()
 
     # ------------------------------------------------------------------ the loop, run by the owner
 
