@@ -55,7 +55,7 @@ from .common import Result, check, log, profile_text, summary_ms
 from .data import BENCH_START, Workspace, badge_uid, id_number, person_id
 
 TARGET_MS = 5.0
-TARGET_RATIO = 5.0
+TARGET_RATIO = 2.5  # issue 12: the door's share may cost at most 2.5 bare durable appends
 GB50396_CEILING_MS = 2000.0  # GB 50396-2007 5.1.2: complete credential read to lock release
 ID_CARD_EVERY = 4  # every fourth entry is by resident ID card through the serial driver
 WARMUP_CYCLES = 3  # not counted: first imports and cold caches
