@@ -206,3 +206,34 @@ def test_a_viewers_state_changing_request_is_403_and_the_api_without_a_session_4
         audited = [r for (r,) in conn.execute("SELECT result FROM audit WHERE who = 'victor'"
                                                " AND action NOT LIKE '%/login' ORDER BY id")]
     assert len(audited) == 2 and all(r.startswith("403") for r in audited)
+
+
+def test_an_archive_made_before_received_id_gets_its_events_numbered_for_the_stream(postgres_url):
+    from firmware_py.station import queries
+    from firmware_py.station.archive_pg import SCHEMA, Incoming, PgArchive
+    from firmware_py.station.storage import open_station_store
+
+    old = "\n".join(line for line in SCHEMA.splitlines() if "received_id" not in line)
+    event = {"seq": 1, "ts": "2026-11-23T09:00:00+08:00", "site": SITE, "door": DOOR, "category": "access",
+             "type": "passage", "hash": "h", "prev_hash": "p"}
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute(old)
+        conn.execute("CREATE TABLE events_2026_11 PARTITION OF events FOR VALUES FROM ('2026-11-01 00:00+08')"
+                     " TO ('2026-12-01 00:00+08')")
+        conn.execute("INSERT INTO events (site, door, seq, ts, local_date, category, type, hash, prev_hash, hash_ok,"
+                     " topic, payload, received_at) VALUES (%s, %s, 1, %s, '2026-11-23', 'access', 'passage', 'h',"
+                     " 'p', false, 't', %s, now())", (SITE, DOOR, event["ts"], json.dumps(event).encode()))
+    archive = PgArchive(postgres_url)  # an archive opened by this version numbers what it holds
+    try:
+        second = {**event, "seq": 2, "ts": "2026-11-23T09:00:01+08:00"}
+        archive.store_events([Incoming(SITE, DOOR, "t", json.dumps(second).encode(), second,
+                                       "2026-11-23T09:00:01+08:00")])
+    finally:
+        archive.close()
+    store = open_station_store(postgres_url)
+    try:
+        queries.prepare(store)
+        rows = queries.events_after(store, 0)
+    finally:
+        store.close()
+    assert [r.event["seq"] for r in rows] == [1, 2] and rows[0].id < rows[1].id
