@@ -43,7 +43,7 @@ from firmware_py.station import register as register_export
 from firmware_py.station.archive import Archive
 from firmware_py.station.archive_schema import SCHEMA
 from firmware_py.station.ingest import Monitor
-from firmware_py.station.storage import StationStore
+from firmware_py.station.store_sqlite import SqliteStationStore as StationStore
 from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore
 

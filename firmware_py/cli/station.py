@@ -58,7 +58,7 @@ def add_commands(sub, common) -> None:
 
 
 def _archive_path(args) -> str:
-    """--archive, else the configuration's [archive] path."""
+    """--archive, else the configuration's [archive] path: an SQLite file or a postgresql:// URL."""
     if args.archive:
         from firmware_py.station.config import check_archive
 
@@ -71,11 +71,6 @@ def _archive_path(args) -> str:
 
         archive = load_station_config(args.config).archive
         path = archive.url or str(archive.path)
-    from firmware_py.station.config import is_postgres
-
-    if is_postgres(path):
-        raise ConfigError("station accounts live in an SQLite archive; with a PostgreSQL archive the station "
-                          "serves no web page yet, so it has no accounts")
     return path
 
 
@@ -109,6 +104,7 @@ def cmd_user_add(args) -> int:
     import getpass as _getpass
 
     from firmware_py.station import accounts, audit
+    from firmware_py.station.config import safe_url
     from firmware_py.station.storage import open_station_store
 
     path = _archive_path(args)
@@ -127,7 +123,7 @@ def cmd_user_add(args) -> int:
                          action="station user add", detail={"name": args.name, "role": args.role}, result=result)
     finally:
         store.close()
-    print(f"account {args.name} ({args.role}) added to {path}", file=sys.stderr)
+    print(f"account {args.name} ({args.role}) added to {safe_url(path)}", file=sys.stderr)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Passwords are kept as scrypt hashes (salted, memory-hard, slow), the parameters stored with each
 hash so they can be raised later. Sessions are random tokens given to the browser in a cookie; the
-table keeps only their SHA-256, so a copy of the archive file logs nobody in. Each session has its
+table keeps only their SHA-256, so a copy of the archive logs nobody in. Each session has its
 own CSRF token. Roles are ordered: viewer (reads) < operator (acknowledges, locks down, revokes)
 < admin (accounts, roster).
 """
@@ -18,22 +18,6 @@ from datetime import datetime, timedelta
 
 from firmware_py.errors import AccountError
 from firmware_py.station.storage import StationStore
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    name          TEXT PRIMARY KEY,
-    role          TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
-    password_hash TEXT NOT NULL,      -- scrypt$N$r$p$salt$hash (hex)
-    created_at    TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    token_hash  TEXT PRIMARY KEY,     -- sha-256 of the cookie's token
-    name        TEXT NOT NULL REFERENCES accounts (name),
-    csrf        TEXT NOT NULL,
-    created_at  TEXT NOT NULL,
-    last_seen   TEXT NOT NULL
-);
-"""
 
 ROLES = ("viewer", "operator", "admin")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -96,22 +80,18 @@ def add_account(store: StationStore, name: str, role: str, password: str, at: da
     if role not in ROLES:
         raise AccountError(f"{role!r} is not a role: one of {', '.join(ROLES)}")
     check_new_password(password)
-    hashed = hash_password(password)
-    with store.transaction() as conn:
-        if conn.execute("SELECT 1 FROM accounts WHERE name=?", (name,)).fetchone():
-            raise AccountError(f"account {name!r} already exists")
-        conn.execute("INSERT INTO accounts (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
-                     (name, role, hashed, at.isoformat(timespec="seconds")))
+    if not store.add_account(name, role, hash_password(password), at):
+        raise AccountError(f"account {name!r} already exists")
 
 
 def accounts(store: StationStore) -> list[tuple[str, str, str]]:
     """(name, role, created_at) of every account."""
-    return [tuple(r) for r in store.query("SELECT name, role, created_at FROM accounts ORDER BY name")]
+    return store.accounts()
 
 
 def authenticate(store: StationStore, name: str, password: str) -> str | None:
     """The account's role if ``password`` is its password, else None (same cost either way)."""
-    row = store.one("SELECT role, password_hash FROM accounts WHERE name=?", (name,)) if name else None
+    row = store.account(name) if name else None
     if row is None:
         password_matches(password, _dummy_hash())
         return None
@@ -124,11 +104,7 @@ def _token_hash(token: str) -> str:
 
 def open_session(store: StationStore, name: str, at: datetime) -> Session:
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    now = at.isoformat(timespec="seconds")
-    with store.transaction() as conn:
-        role = conn.execute("SELECT role FROM accounts WHERE name=?", (name,)).fetchone()[0]
-        conn.execute("INSERT INTO sessions (token_hash, name, csrf, created_at, last_seen) VALUES (?, ?, ?, ?, ?)",
-                     (_token_hash(token), name, csrf, now, now))
+    role = store.add_session(_token_hash(token), name, csrf, at)
     return Session(token, name, role, csrf)
 
 
@@ -137,19 +113,16 @@ def find_session(store: StationStore, token: str | None, at: datetime, idle_s: f
     if not token or len(token) > 256:
         return None
     key = _token_hash(token)
-    with store.transaction() as conn:
-        row = conn.execute("SELECT s.name, a.role, s.csrf, s.last_seen FROM sessions s JOIN accounts a"
-                           " ON a.name = s.name WHERE s.token_hash=?", (key,)).fetchone()
-        if row is None:
-            return None
-        name, role, csrf, last_seen = row
-        if at - datetime.fromisoformat(last_seen) > timedelta(seconds=idle_s):
-            conn.execute("DELETE FROM sessions WHERE token_hash=?", (key,))
-            return None
-        conn.execute("UPDATE sessions SET last_seen=? WHERE token_hash=?", (at.isoformat(timespec="seconds"), key))
+    row = store.session(key)
+    if row is None:
+        return None
+    name, role, csrf, last_seen = row
+    if at - datetime.fromisoformat(last_seen) > timedelta(seconds=idle_s):
+        store.end_session(key)
+        return None
+    store.touch_session(key, at)
     return Session(token, name, role, csrf)
 
 
 def close_session(store: StationStore, token: str) -> None:
-    with store.transaction() as conn:
-        conn.execute("DELETE FROM sessions WHERE token_hash=?", (_token_hash(token),))
+    store.end_session(_token_hash(token))

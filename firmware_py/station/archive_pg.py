@@ -8,6 +8,9 @@ Tables
   ``events``      one row per (site, door, seq), partitioned by month on ``ts`` (declarative
                   range partitioning; month bounds in the archive's zone, Asia/Shanghai by
                   default); a month's partition is made when its first event arrives.
+                  ``received_id`` numbers the events in the order they were stored: writers take
+                  one lock for it per batch, so the numbers become visible in order and the web
+                  page's live stream can resume after the last one it sent.
   ``event_keys``  (site, door, seq) PRIMARY KEY, with the event's ts and hash.
   ``conflicts``   copies that are not the archived event: same key, different hash
                   (``conflicting_copy``), or an event of a month already dropped
@@ -72,9 +75,12 @@ CREATE TABLE IF NOT EXISTS events (
     topic       text        NOT NULL,
     payload     bytea       NOT NULL,   -- the MQTT payload exactly as received
     received_at timestamptz NOT NULL,
+    received_id bigserial   NOT NULL,   -- the order the archive stored the events in (the page's stream)
     PRIMARY KEY (site, door, seq, ts)
 ) PARTITION BY RANGE (ts);
+ALTER TABLE events ADD COLUMN IF NOT EXISTS received_id bigserial NOT NULL;
 CREATE INDEX IF NOT EXISTS events_local_date ON events (local_date);
+CREATE INDEX IF NOT EXISTS events_received_id ON events (received_id);
 CREATE TABLE IF NOT EXISTS conflicts (
     id          bigserial PRIMARY KEY,
     site        text        NOT NULL,
@@ -256,13 +262,15 @@ class PgArchive:
             " INSERT INTO conflicts (site, door, seq, ts, hash, stored_hash, reason, topic, payload, received_at)"
             " SELECT site, door, seq, ts, hash, NULL, 'after_retention', topic, payload, received_at"
             " FROM late").rowcount
+        # received_id must become visible in order: one writer at a time numbers its events
+        c.execute("SELECT pg_advisory_xact_lock(hashtext('accessctl events received_id'))")
         stored = c.execute(
             "WITH firsts AS (SELECT DISTINCT ON (site, door, seq) * FROM incoming ORDER BY site, door, seq, ord),"
             " fresh AS (INSERT INTO event_keys (site, door, seq, ts, hash)"
             "           SELECT site, door, seq, ts, hash FROM firsts ON CONFLICT DO NOTHING"
             "           RETURNING site, door, seq)"
             f" INSERT INTO events ({_EVENT_COLUMNS}) SELECT {', '.join('f.' + n for n in _COLUMNS[1:])}"
-            " FROM firsts f JOIN fresh USING (site, door, seq)").rowcount
+            " FROM firsts f JOIN fresh USING (site, door, seq) ORDER BY f.ord").rowcount
         conflicts = 0
         if stored + late < len(rows):   # some copies were not new: which of them differ?
             conflicts = c.execute(

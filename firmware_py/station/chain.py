@@ -1,4 +1,5 @@
-"""Each door's archived hash chain, verified as it grows.
+"""Each door's archived hash chain, verified as it grows (on the SQLite archive; on PostgreSQL the
+ingest verifies each chain and keeps the result in ``door_chains``, read by :mod:`.store_pg`).
 
 A door's events are checked in seq order from the first archived one: each ``hash`` must be the
 SHA-256 of the event without it (:func:`firmware_py.core.events.event_hash`) and each ``prev_hash`` the
@@ -16,10 +17,12 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from firmware_py.core.events import GENESIS_HASH, event_hash
-from firmware_py.station import queries
-from firmware_py.station.storage import StationStore
+
+if TYPE_CHECKING:
+    from firmware_py.station.store_sqlite import SqliteStationStore
 
 
 @dataclass(frozen=True)
@@ -53,18 +56,18 @@ class _Progress:
 
 
 class ChainChecker:
-    def __init__(self, store: StationStore):
+    def __init__(self, store: SqliteStationStore):
         self.store = store
         self._progress: dict[tuple[str, str, int], _Progress] = {}
         self._lock = threading.Lock()
 
     def check(self, site: str, door: str, epoch: int | None = None) -> ChainResult:
         """The chain of one epoch of the door (default: its current epoch), verified up to now."""
-        epoch = epoch or queries.current_epoch(self.store, site, door)
+        epoch = epoch or self.store.current_epoch(site, door)
         with self._lock:
             p = self._progress.setdefault((site, door, epoch), _Progress())
             while p.problem is None:
-                rows = queries.chain_rows(self.store, site, door, epoch, p.last_seq)
+                rows = self.store.chain_rows(site, door, epoch, p.last_seq)
                 if not rows:
                     p.waiting_for = None
                     break

@@ -45,7 +45,7 @@ class BrokerConfig:
 @dataclass(frozen=True)
 class ArchiveConfig:
     path: Path | None  # SQLite file (events, doors, and the station's accounts, sessions, acknowledgements, audit)
-    url: str = ""  # or a PostgreSQL archive, postgresql://… (then path is None): ingest only, no web page yet
+    url: str = ""  # or a PostgreSQL archive, postgresql://… (then path is None)
 
     @property
     def where(self) -> str:

@@ -26,7 +26,6 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from firmware_py.station import accounts, audit, pages
 from firmware_py.station.accounts import Session, role_allows
-from firmware_py.station.chain import ChainChecker
 from firmware_py.station.storage import StationStore
 from firmware_py.station.throttle import LoginThrottle
 
@@ -37,12 +36,13 @@ SECRET_FIELDS = ("csrf", "password")  # never written to the audit trail
 
 @dataclass
 class Station:
-    """What the web app works with: the archive store, the site's zone, the monitor that publishes."""
+    """What the web app works with: the archive's store (either backend), the site's zone, the monitor
+    (or PostgreSQL ingest) whose MQTT client publishes the commands."""
 
     store: StationStore
     tz: ZoneInfo
     prefix: str = "accessctl"
-    monitor: object | None = None  # firmware_py.station.ingest.Monitor: .connected, .client
+    monitor: object | None = None  # ingest.Monitor or ingest_pg.PgIngest: .connected, .client
     https: bool = False
     session_idle_s: float = 8 * 3600
     poll_s: float = 0.1
@@ -50,7 +50,7 @@ class Station:
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self.chains = ChainChecker(self.store)
+        self.chains = self.store.chains()
 
     def now(self) -> datetime:
         return datetime.now(self.tz)

@@ -22,7 +22,8 @@ without progress (and without a backlog arriving from the broker) the door is as
 (``{"id", "action": "replay", "from_seq"}``), again with a doubling wait, at most
 :data:`MAX_REPLAY_REQUESTS` times per gap. The same is asked when the door's status announces
 events (``last_seq``) the archive lacks while nothing is queued at the door. How far each chain
-is verified is kept in ``door_chains`` so a restarted station picks up where it was; malformed
+is verified is kept in ``door_chains`` so a restarted station picks up where it was; every door seen, with its
+last retained status and occupancy, in ``door_state`` (the web page's door tiles); malformed
 messages are kept, with the reason, in ``ingest_rejects`` (audited, acknowledged, never stored
 as events).
 """
@@ -65,6 +66,15 @@ CREATE TABLE IF NOT EXISTS door_chains (
     verified_to bigint NOT NULL,        -- every seq from 1 to here is archived and its chain verified
     last_hash   text   NOT NULL,
     problem     text,                   -- the first break found, if any (final)
+    PRIMARY KEY (site, door)
+);
+CREATE TABLE IF NOT EXISTS door_state (
+    site         text NOT NULL,
+    door         text NOT NULL,
+    status       text,                  -- the last retained status (JSON), as the door published it
+    status_at    timestamptz,
+    occupancy    text,                  -- the last retained occupancy (JSON)
+    occupancy_at timestamptz,
     PRIMARY KEY (site, door)
 );
 CREATE TABLE IF NOT EXISTS ingest_rejects (
@@ -197,6 +207,16 @@ class PgIngest:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    @property
+    def connected(self) -> bool:
+        """Whether the broker session is up (the web page shows it; door commands need it)."""
+        return self._connected.is_set()
+
+    @property
+    def client(self):
+        """The paho client the web page publishes door commands through (None before :meth:`start`)."""
+        return self._client
+
     def close(self) -> None:
         """Stop: what was received and not yet committed stays unacknowledged (the broker keeps it)."""
         self._stop.set()
@@ -215,7 +235,8 @@ class PgIngest:
             return
         with self._lock:
             self._generation += 1
-        client.subscribe([(f"{self.prefix}/+/+/events/#", 1), (f"{self.prefix}/+/+/status", 0)])
+        client.subscribe([(f"{self.prefix}/+/+/events/#", 1), (f"{self.prefix}/+/+/status", 0),
+                          (f"{self.prefix}/+/+/occupancy", 0)])
         self._connected.set()
         log.info("ingest connected to %s (session %s present: %s)", self.broker.url, client._client_id.decode(),
                  getattr(flags, "session_present", "?"))
@@ -265,6 +286,7 @@ class PgIngest:
         events: list[Incoming] = []
         links: list[tuple[str, str, int, str, str, bool]] = []
         rejects: list[tuple[Received, str]] = []
+        states: dict[tuple[str, str, str], tuple[str | None, str]] = {}  # (site, door, kind) -> (JSON, at)
         for r in batch:
             kind, site, door = self._classify(r.topic)
             if kind == "events":
@@ -278,7 +300,13 @@ class PgIngest:
                 links.append(link)
             elif kind == "status":
                 self._on_status(site, door, r.payload)
-        if not self._store(events, rejects):
+            if kind in ("status", "occupancy"):
+                text = _state_text(r.payload)
+                if text is not False:
+                    states[(site, door, kind)] = (text, r.received_at)
+                else:
+                    log.warning("ignored the %s of %s/%s: %s", kind, site, door, describe_untrusted(r.payload))
+        if not self._store(events, rejects, states):
             return  # stopping: nothing acknowledged, the broker delivers it again
         touched: dict[tuple[str, str], DoorChain] = {}
         for site, door, seq, h, prev, ok in links:
@@ -295,7 +323,8 @@ class PgIngest:
             if r.generation == generation and r.qos > 0:
                 self._client.ack(r.mid, r.qos)
 
-    def _store(self, events: list[Incoming], rejects: list[tuple[Received, str]]) -> bool:
+    def _store(self, events: list[Incoming], rejects: list[tuple[Received, str]],
+               states: dict[tuple[str, str, str], tuple[str | None, str]] | None = None) -> bool:
         """Commit the batch, retrying (with a growing wait) while PostgreSQL is away; False if stopped first."""
         wait = RETRY_S[0]
         while not self._stop.is_set():
@@ -315,6 +344,7 @@ class PgIngest:
                             "INSERT INTO ingest_rejects (received_at, topic, reason, payload) VALUES (%s, %s, %s, %s)",
                             [(r.received_at, r.topic, reason, r.payload) for r, reason in rejects])
                     self.rejected += len(rejects)
+                self._store_door_state(events, states or {})
                 if self._down_since is not None:
                     log.warning("the archive is back after %.1f s", time.monotonic() - self._down_since)
                     self._down_since = None
@@ -328,12 +358,26 @@ class PgIngest:
                 wait = min(wait * 2, RETRY_S[1])
         return False
 
+    def _store_door_state(self, events: list[Incoming], states: dict[tuple[str, str, str], tuple[str | None, str]]):
+        """Every door of the batch in ``door_state``, with the last status and occupancy it published."""
+        doors = sorted({(e.site, e.door) for e in events} | {(s, d) for s, d, _ in states})
+        if not doors:
+            return
+        with self._db.transaction():
+            cur = self._db.cursor()
+            cur.executemany("INSERT INTO door_state (site, door) VALUES (%s, %s) ON CONFLICT DO NOTHING", doors)
+            for kind in ("status", "occupancy"):  # column names from this fixed pair, never from a message
+                rows = [(s, d, text, at) for (s, d, k), (text, at) in states.items() if k == kind]
+                if rows:
+                    cur.executemany(f"UPDATE door_state SET {kind} = %s, {kind}_at = %s WHERE site = %s AND door = %s",
+                                    [(text, at, s, d) for s, d, text, at in rows])
+
     def _classify(self, topic: str) -> tuple[str | None, str, str]:
         rest = topic[len(self.prefix) + 1:].split("/") if topic.startswith(self.prefix + "/") else []
         if len(rest) == 5 and rest[2] == "events":
             return "events", rest[0], rest[1]
-        if len(rest) == 3 and rest[2] == "status":
-            return "status", rest[0], rest[1]
+        if len(rest) == 3 and rest[2] in ("status", "occupancy"):
+            return rest[2], rest[0], rest[1]
         return None, "", ""
 
     def _parse_event(self, r: Received, site: str, door: str):
@@ -504,28 +548,14 @@ class PgIngest:
         self._archive = self._db = None
 
 
-def serve_ingest(cfg, settings: BrokerSettings, *, ready=None, stats_every_s: float = 10.0) -> None:
-    """`accessctl station serve` with a PostgreSQL archive: the ingest alone until SIGINT/SIGTERM.
-
-    The web page is not served: its queries and accounts are written for the SQLite archive.
-    """
-    import signal
-
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    ingest = PgIngest(settings, cfg.archive.url, prefix=cfg.broker.prefix,
-                      beacon_interval_s=cfg.broker.beacon_interval_s).start()
-    where = safe_url(cfg.archive.url)
-    log.warning("station ingesting from %s into %s; the web page is not served with a PostgreSQL archive",
-                settings.url, where)
-    if ready:
-        ready(f"(no web page) ingest into {where}")
+def _state_text(payload: bytes) -> str | None | bool:
+    """A retained status or occupancy as JSON text to keep (None: the retained message was cleared),
+    or False when it is not a JSON document of a sane size."""
+    if not payload:
+        return None
+    if len(payload) > MAX_PAYLOAD:
+        return False
     try:
-        while not stop.wait(stats_every_s):
-            broken = sum(1 for c in ingest.chains.values() if c.problem)
-            log.info("ingest: %d stored, %d duplicates, %d conflicts, %d rejected, %d doors (%d broken chains), "
-                     "%d replay requests", ingest.stored, ingest.duplicates, ingest.conflicts, ingest.rejected,
-                     len(ingest.chains), broken, ingest.replays_requested)
-    finally:
-        ingest.close()
+        return json.dumps(json.loads(payload), ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return False

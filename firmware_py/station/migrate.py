@@ -44,9 +44,10 @@ PROGRESS_EVERY = 10_000  # events between two progress lines
 NAMED_PER_DOOR = 10  # conflicts and refused rows named one by one per door, at most
 CONNECT_TIMEOUT_S = 10
 
-NOT_MIGRATED = ("not migrated: station accounts, sessions, alarm acknowledgements and the audit trail (the web page "
-                "reads them from the SQLite file only), and the SQLite archive's door status, gaps and anomalies "
-                "(a PostgreSQL station recomputes each door's chain from its events)")
+NOT_MIGRATED = ("not migrated: station accounts, sessions, alarm acknowledgements and the audit trail (a PostgreSQL "
+                "station keeps its own: make its accounts again with `accessctl station user add`), and the SQLite "
+                "archive's door status, gaps and anomalies (a PostgreSQL station recomputes each door's chain from "
+                "its events and takes each door's state from its retained status)")
 
 
 @dataclass

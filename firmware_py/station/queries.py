@@ -1,8 +1,9 @@
-"""Read-only SQL over the monitor's archive tables (``events``, ``doors``), for the web app.
+"""The page's reads of the archive (events, doors), over either backend's :class:`.storage.StationStore`.
 
 Events come back as the stored JSON with anything shaped like a full resident ID number masked
-(the doors already mask them; this is the second fence). ``rowid`` is the order in which the
-archive received the events: the live stream resumes from it.
+(the doors already mask them; this is the second fence). Each row's ``id`` is the order in which
+the archive received the events (SQLite's rowid, PostgreSQL's ``received_id``): the live stream
+resumes from it.
 
 A door whose database was reset starts a new chain *epoch* at seq 1 (:mod:`firmware_py.station.archive_schema`):
 an event is named by (site, door, epoch, seq), never by seq alone. The register shows every epoch;
@@ -19,16 +20,10 @@ from zoneinfo import ZoneInfo
 from firmware_py.station.archive import redact
 from firmware_py.station.storage import StationStore
 
-# Indexes the station's queries need on the archive's table (created once the archive exists):
-# the register of one door and one day reads (site, door, local_date) without scanning the door's other days.
-INDEXES = """
-CREATE INDEX IF NOT EXISTS station_events_category ON events (category);
-CREATE INDEX IF NOT EXISTS station_events_door_date ON events (site, door, local_date);
-"""
-
 
 def prepare(store: StationStore) -> None:
-    store.script(INDEXES)
+    """What the reads need (indexes; on PostgreSQL the archive's tables), once the archive exists."""
+    store.prepare_reads()
 
 
 def parse_payload(payload: bytes) -> dict:
@@ -38,7 +33,7 @@ def parse_payload(payload: bytes) -> dict:
 
 @dataclass(frozen=True)
 class StreamRow:
-    id: int  # the archive's rowid: received order
+    id: int  # the archive's received order (the live stream's cursor)
     site: str
     door: str
     event: dict
@@ -46,19 +41,15 @@ class StreamRow:
 
 
 def last_id(store: StationStore) -> int:
-    row = store.one("SELECT coalesce(max(rowid), 0) FROM events")
-    return row[0] if row else 0
+    return store.last_id()
 
 
 def events_after(store: StationStore, after: int, limit: int = 500) -> list[StreamRow]:
-    rows = store.query("SELECT rowid, site, door, payload, epoch FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                       (after, limit))
-    return [StreamRow(i, s, d, parse_payload(p), ep) for i, s, d, p, ep in rows]
+    return [StreamRow(i, s, d, parse_payload(p), ep) for i, s, d, p, ep in store.events_after(after, limit)]
 
 
 def recent_events(store: StationStore, limit: int = 100) -> list[StreamRow]:
-    rows = store.query("SELECT rowid, site, door, payload, epoch FROM events ORDER BY rowid DESC LIMIT ?", (limit,))
-    return [StreamRow(i, s, d, parse_payload(p), ep) for i, s, d, p, ep in reversed(rows)]
+    return [StreamRow(i, s, d, parse_payload(p), ep) for i, s, d, p, ep in store.recent_events(limit)]
 
 
 def events_between(store: StationStore, first: date, last: date, tz: ZoneInfo, *, site: str | None = None,
@@ -67,19 +58,8 @@ def events_between(store: StationStore, first: date, last: date, tz: ZoneInfo, *
     ``last`` in ``tz`` (inclusive), of one site/door/person if given, in time order."""
     start = datetime.combine(first, datetime.min.time(), tz)
     end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tz)
-    # local_date is the date at the door's own offset: a day either side covers any offset
-    sql = "SELECT rowid, site, door, payload, epoch, ts FROM events WHERE local_date BETWEEN ? AND ?"
-    params: list = [(first - timedelta(days=1)).isoformat(), (last + timedelta(days=1)).isoformat()]
-    if site:
-        sql += " AND site=?"
-        params.append(site)
-    if door:
-        sql += " AND door=?"
-        params.append(door)
     out = []
-    for rowid, s, d, payload, epoch, ts in store.query(sql, params):
-        if not start <= datetime.fromisoformat(ts) < end:  # the ts column is the event's own ts
-            continue
+    for rowid, s, d, payload, epoch in store.events_between(start, end, site or None, door or None):
         event = parse_payload(payload)
         if person and (event.get("person") or {}).get("person_id") != person:
             continue
@@ -99,29 +79,18 @@ class DoorRow:
 
 
 def doors(store: StationStore) -> list[DoorRow]:
-    rows = store.query("SELECT site, door, status, occupancy, status_at, epoch FROM doors ORDER BY site, door")
-    return [DoorRow(s, d, _json(st), _json(oc), at, ep) for s, d, st, oc, at, ep in rows]
+    return [DoorRow(s, d, _json(st), _json(oc), at, ep) for s, d, st, oc, at, ep in store.doors()]
 
 
 def current_epoch(store: StationStore, site: str, door: str) -> int:
     """The door's current chain epoch (1 for a door the archive does not know)."""
-    row = store.one("SELECT epoch FROM doors WHERE site=? AND door=?", (site, door))
-    return row[0] if row else 1
+    return store.current_epoch(site, door)
 
 
 def last_event(store: StationStore, site: str, door: str) -> dict | None:
     """The highest seq of the door's current epoch."""
-    row = store.one("SELECT payload FROM events WHERE site=? AND door=? AND epoch=? ORDER BY seq DESC LIMIT 1",
-                    (site, door, current_epoch(store, site, door)))
-    return parse_payload(row[0]) if row else None
-
-
-def chain_rows(store: StationStore, site: str, door: str, epoch: int, after_seq: int,
-               limit: int = 5000) -> list[tuple[int, bytes]]:
-    """(seq, payload) of one door's epoch from ``after_seq`` on, in seq order (for the chain check)."""
-    return [(s, bytes(p)) for s, p in store.query(
-        "SELECT seq, payload FROM events WHERE site=? AND door=? AND epoch=? AND seq > ? ORDER BY seq LIMIT ?",
-        (site, door, epoch, after_seq, limit))]
+    payload = store.last_payload(site, door, current_epoch(store, site, door))
+    return parse_payload(payload) if payload is not None else None
 
 
 def _json(text: str | None):

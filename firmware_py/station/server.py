@@ -1,8 +1,10 @@
-"""The station's composition root: the monitor (ingest) and the web app in one process.
+"""The station's composition root: the ingest and the web app in one process, on either archive.
 
-The monitor's paho thread archives what the broker delivers; uvicorn's event loop serves the
-page; both share the archive file (the web app on its own connection). The page's live parts poll
-the archive, so they show exactly what was stored, and survive a restart of either side.
+With an SQLite archive the monitor (:mod:`.ingest`) archives what the broker delivers into the file;
+with a PostgreSQL archive (``postgresql://…``) the batched ingest (:mod:`.ingest_pg`) does. Either way
+uvicorn's event loop serves the page over the same archive through a :class:`.storage.StationStore`
+of that backend, on its own connection. The page's live parts poll the archive, so they show
+exactly what was stored, and survive a restart of either side.
 """
 
 from __future__ import annotations
@@ -11,34 +13,52 @@ import logging
 
 from firmware_py.core.clock import SystemClock
 from firmware_py.link.broker import BrokerSettings
-from firmware_py.station.config import StationConfig
+from firmware_py.station.config import StationConfig, safe_url
 from firmware_py.station.storage import open_station_store
 from firmware_py.station.web import Station, create_app
 
 log = logging.getLogger(__name__)
 
 
-def serve(cfg: StationConfig, *, ready=None) -> None:
-    """Run the station until SIGINT/SIGTERM. ``ready`` is called with the listening URL once it serves."""
-    if cfg.archive.url:  # PostgreSQL: the fleet's ingest; the web page reads SQLite only (for now)
-        from firmware_py.station.ingest_pg import serve_ingest
-
-        return serve_ingest(cfg, BrokerSettings.from_config(cfg.broker), ready=ready)
-    import uvicorn
-
-    from firmware_py.station import queries
+def _sqlite_side(cfg: StationConfig, settings: BrokerSettings):
+    """(store, monitor, start, close) over the SQLite file."""
     from firmware_py.station.archive import Archive
     from firmware_py.station.ingest import Monitor
 
-    settings = BrokerSettings.from_config(cfg.broker)
     archive = Archive(cfg.archive.path)  # creates the archive's tables before the station reads them
     store = open_station_store(cfg.archive.path)
-    queries.prepare(store)
     monitor = Monitor(settings, archive, prefix=cfg.broker.prefix, clock=SystemClock(cfg.web.timezone),
                       beacon_interval_s=cfg.broker.beacon_interval_s or None)
-    station = Station(store, cfg.web.timezone, prefix=cfg.broker.prefix, monitor=monitor, https=cfg.web.https,
-                      session_idle_s=cfg.web.session_idle_s)
-    app = create_app(station)
+    return store, monitor, lambda: monitor.start(wait=False), monitor.close
+
+
+def _postgres_side(cfg: StationConfig, settings: BrokerSettings):
+    """(store, ingest, start, close) over the PostgreSQL archive."""
+    from firmware_py.station.ingest_pg import PgIngest
+
+    store = open_station_store(cfg.archive.url, zone=cfg.web.timezone.key)
+    ingest = PgIngest(settings, cfg.archive.url, prefix=cfg.broker.prefix,
+                      beacon_interval_s=cfg.broker.beacon_interval_s)
+    return store, ingest, ingest.start, ingest.close
+
+
+def serve(cfg: StationConfig, *, ready=None) -> None:
+    """Run the station until SIGINT/SIGTERM. ``ready`` is called with the listening URL once it serves."""
+    import uvicorn
+
+    from firmware_py.station import queries
+
+    settings = BrokerSettings.from_config(cfg.broker)
+    store, monitor, start, close = (_postgres_side if cfg.archive.url else _sqlite_side)(cfg, settings)
+    where = safe_url(cfg.archive.url) if cfg.archive.url else str(cfg.archive.path)
+    try:
+        queries.prepare(store)
+        station = Station(store, cfg.web.timezone, prefix=cfg.broker.prefix, monitor=monitor, https=cfg.web.https,
+                          session_idle_s=cfg.web.session_idle_s)
+        app = create_app(station)
+    except BaseException:
+        store.close()
+        raise
     scheme = "https" if cfg.web.https else "http"
     url = f"{scheme}://{cfg.web.host}:{cfg.web.port}/"
 
@@ -50,7 +70,7 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
         async def startup(self, sockets=None):
             await super().startup(sockets)
             if self.started:
-                log.warning("station serving on %s (archive %s, broker %s)", url, cfg.archive.path, settings.url)
+                log.warning("station serving on %s (archive %s, broker %s)", url, where, settings.url)
                 if ready:
                     ready(url)
 
@@ -58,10 +78,10 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
                             ssl_certfile=str(cfg.web.certificate) if cfg.web.certificate else None,
                             ssl_keyfile=str(cfg.web.key) if cfg.web.key else None,
                             timeout_graceful_shutdown=3, lifespan="off")
-    monitor.start(wait=False)  # a broker that is down is a state shown on the page, not a reason not to serve
     try:
+        start()  # a broker that is down is a state shown on the page, not a reason not to serve
         Server(config).run()
     finally:
         station.stopping.set()
-        monitor.close()
+        close()
         store.close()

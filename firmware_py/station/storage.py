@@ -1,73 +1,137 @@
-"""The station's connection to the archive file, for its own tables and its read-only queries.
+"""The storage interface of the station's web side, and :func:`open_station_store` that picks a backend.
 
-The monitor's :class:`~firmware_py.station.archive.Archive` writes events on its own connection;
-this second connection (WAL: readers never block the writer) serves the web app. Each table's SQL
-lives in the module of its job (:mod:`.accounts`, :mod:`.audit`, :mod:`.alarms`, :mod:`.queries`),
-as plain functions over a :class:`StationStore`, so a PostgreSQL store can stand in later.
+The web app (:mod:`.web`, :mod:`.pages`, :mod:`.stream`) and the modules of its jobs
+(:mod:`.accounts`, :mod:`.audit`, :mod:`.alarms`, :mod:`.queries`, :mod:`.chain`) talk to the
+archive only through a :class:`StationStore`: the station's own tables (accounts, sessions,
+acknowledgements, audit) and the page's reads (doors, events by date, the live stream's cursor,
+alarms, each door's chain). Two backends implement it, each with all of its SQL, placeholders and
+dialect in its own module:
+
+- :class:`~firmware_py.station.store_sqlite.SqliteStationStore` over the SQLite archive file
+  (the monitor's :class:`~firmware_py.station.archive.Archive` writes events on its own connection);
+- :class:`~firmware_py.station.store_pg.PgStationStore` over a PostgreSQL archive
+  (:mod:`.archive_pg`, written by :mod:`.ingest_pg`; its own tables in :mod:`.schema_pg`).
+
+Rows come back as plain tuples of Python values: times as ISO 8601 text, payloads as bytes,
+JSON documents (status, occupancy, audit detail) as text.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from datetime import datetime
 from pathlib import Path
+from typing import Literal, Protocol
 
-from firmware_py.errors import StoreError
-
-
-class StationStore:
-    """One SQLite connection shared by the web app's threads; a lock serialises its use."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=10, check_same_thread=False)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            self.conn.execute("PRAGMA busy_timeout=10000")
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"{self.path}: cannot open the station archive: {exc}") from None
-        self.lock = threading.RLock()
-
-    def query(self, sql: str, params: tuple | list = ()) -> list[tuple]:
-        with self.lock:
-            return self.conn.execute(sql, params).fetchall()
-
-    def one(self, sql: str, params: tuple | list = ()) -> tuple | None:
-        with self.lock:
-            return self.conn.execute(sql, params).fetchone()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on an exception) under the lock."""
-        with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
-
-    def script(self, sql: str) -> None:
-        with self.lock:
-            self.conn.executescript(sql)
-
-    def close(self) -> None:
-        with self.lock:
-            self.conn.close()
+AckOutcome = Literal["ok", "not_an_alarm", "already_acknowledged"]
 
 
-def open_station_store(path: str | Path) -> StationStore:
-    """The store with the station's tables created (accounts, sessions, audit, acknowledgements)."""
-    from firmware_py.station import accounts, alarms, audit
+class ChainView(Protocol):
+    def check(self, site: str, door: str, epoch: int | None = None):  # -> chain.ChainResult
+        ...
 
-    store = StationStore(path)
-    for module in (accounts, audit):
-        store.script(module.SCHEMA)
-    with store.lock:
-        alarms.prepare(store.conn)
-    return store
+
+class StationStore(ABC):
+    """What the station's web side reads and writes; thread-safe (the web app calls it from threads)."""
+
+    # ---------------------------------------------------------------- accounts and sessions
+    @abstractmethod
+    def add_account(self, name: str, role: str, password_hash: str, at: datetime) -> bool:
+        """Add an account; False (nothing changed) when the name is taken."""
+
+    @abstractmethod
+    def accounts(self) -> list[tuple[str, str, str]]:
+        """(name, role, created_at) of every account, by name."""
+
+    @abstractmethod
+    def account(self, name: str) -> tuple[str, str] | None:
+        """(role, password_hash) of one account."""
+
+    @abstractmethod
+    def add_session(self, token_hash: str, name: str, csrf: str, at: datetime) -> str:
+        """Open a session for an existing account; returns the account's role."""
+
+    @abstractmethod
+    def session(self, token_hash: str) -> tuple[str, str, str, str] | None:
+        """(name, role, csrf, last_seen) of a session."""
+
+    @abstractmethod
+    def touch_session(self, token_hash: str, at: datetime) -> None: ...
+
+    @abstractmethod
+    def end_session(self, token_hash: str) -> None: ...
+
+    # ---------------------------------------------------------------- audit
+    @abstractmethod
+    def add_audit(self, at: datetime, who: str, address: str, action: str, detail: str, result: str) -> None: ...
+
+    @abstractmethod
+    def audit_entries(self, limit: int) -> list[tuple[int, str, str, str, str, str, str]]:
+        """(id, at, who, address, action, detail JSON, result), newest first."""
+
+    # ---------------------------------------------------------------- alarms
+    @abstractmethod
+    def acknowledge(self, site: str, door: str, epoch: int, seq: int, by: str, at: datetime,
+                    comment: str) -> AckOutcome:
+        """Keep an acknowledgement (never changed or deleted) of an archived alarm, at most once."""
+
+    @abstractmethod
+    def alarms(self, acknowledged: bool, limit: int) -> list[tuple]:
+        """(site, door, seq, ts, type, payload, epoch, by, at, comment): open alarms in received
+        order, or acknowledged ones newest acknowledgement first."""
+
+    # ---------------------------------------------------------------- the page's reads
+    @abstractmethod
+    def prepare_reads(self) -> None:
+        """Make what the reads need (indexes, the archive's tables) once the archive exists."""
+
+    @abstractmethod
+    def last_id(self) -> int:
+        """The live stream's cursor: the received order of the newest archived event (0: none)."""
+
+    @abstractmethod
+    def events_after(self, after: int, limit: int) -> list[tuple[int, str, str, bytes, int]]:
+        """(id, site, door, payload, epoch) received after cursor ``after``, in received order."""
+
+    @abstractmethod
+    def recent_events(self, limit: int) -> list[tuple[int, str, str, bytes, int]]:
+        """The newest ``limit`` events as :meth:`events_after` rows, oldest first."""
+
+    @abstractmethod
+    def events_between(self, start: datetime, end: datetime, site: str | None,
+                       door: str | None) -> list[tuple[int, str, str, bytes, int]]:
+        """Rows as :meth:`events_after` of every event (every epoch) whose ts is in [start, end)."""
+
+    @abstractmethod
+    def doors(self) -> list[tuple[str, str, str | None, str | None, str | None, int]]:
+        """(site, door, status JSON, occupancy JSON, status_at, current epoch) of every door, in order."""
+
+    @abstractmethod
+    def current_epoch(self, site: str, door: str) -> int:
+        """The door's current chain epoch (1 for a door the archive does not know)."""
+
+    @abstractmethod
+    def last_payload(self, site: str, door: str, epoch: int) -> bytes | None:
+        """The payload of the highest seq of the door's epoch."""
+
+    @abstractmethod
+    def chains(self) -> ChainView:
+        """Each door's chain verification (``.check(site, door, epoch)`` -> ChainResult)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+def open_station_store(where: str | Path, *, zone: str = "Asia/Shanghai") -> StationStore:
+    """The store of an archive (an SQLite file path, or ``postgresql://…``) with the station's own
+    tables created (accounts, sessions, audit, acknowledgements). ``zone``: how a PostgreSQL
+    store writes times it reads back."""
+    from firmware_py.station.config import is_postgres
+
+    if is_postgres(str(where)):
+        from firmware_py.station.store_pg import PgStationStore
+
+        return PgStationStore(str(where), zone=zone)
+    from firmware_py.station.store_sqlite import SqliteStationStore
+
+    return SqliteStationStore.open(where)

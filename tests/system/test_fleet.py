@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 
 from tests.fixtures.constants import REPO
+from tests.fixtures.station import free_port
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,8 @@ client_id = "{client_id}"
 beacon_interval_s = 5
 [archive]
 path = "{archive}"
+[web]
+listen = "127.0.0.1:{free_port()}"  # the page, beside the ingest
 """)
     return path
 

@@ -1,0 +1,71 @@
+"""The station's own tables in a PostgreSQL archive: accounts, sessions, acknowledgements, audit.
+
+The counterpart of the tables :mod:`.store_sqlite` keeps in the SQLite file, beside the archive's
+tables (:mod:`.archive_pg`) and the ingest's (:mod:`.ingest_pg`: ``door_chains``, ``door_state``).
+Acknowledgements and the audit trail are never changed or deleted: a trigger raises on UPDATE,
+DELETE and TRUNCATE. ``epoch`` is kept on acknowledgements for the SQLite archive's key; the
+PostgreSQL archive has one chain per door, epoch 1.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    name          text        PRIMARY KEY,
+    role          text        NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    password_hash text        NOT NULL,     -- scrypt$N$r$p$salt$hash (hex)
+    created_at    timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash text        PRIMARY KEY,     -- sha-256 of the cookie's token
+    name       text        NOT NULL REFERENCES accounts (name),
+    csrf       text        NOT NULL,
+    created_at timestamptz NOT NULL,
+    last_seen  timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS acknowledgements (
+    id      bigserial   NOT NULL UNIQUE,    -- the order they were made in
+    site    text        NOT NULL,
+    door    text        NOT NULL,
+    epoch   integer     NOT NULL DEFAULT 1,
+    seq     bigint      NOT NULL,
+    by      text        NOT NULL,
+    at      timestamptz NOT NULL,
+    comment text        NOT NULL,
+    PRIMARY KEY (site, door, epoch, seq)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id      bigserial   PRIMARY KEY,
+    at      timestamptz NOT NULL,
+    who     text        NOT NULL,           -- account name, or '-' before login
+    address text        NOT NULL,           -- the client's address
+    action  text        NOT NULL,           -- e.g. 'POST /doors/hn-archive-1/scan-room/lockdown'
+    detail  text        NOT NULL,           -- JSON: the request's arguments (never a password)
+    result  text        NOT NULL            -- e.g. '303 sent', '403 csrf', '429 throttled'
+);
+CREATE OR REPLACE FUNCTION accessctl_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'integrity_constraint_violation';
+END $$;
+CREATE OR REPLACE TRIGGER acknowledgements_no_update BEFORE UPDATE ON acknowledgements
+    FOR EACH ROW EXECUTE FUNCTION accessctl_refuse_change('an acknowledgement is never changed');
+CREATE OR REPLACE TRIGGER acknowledgements_no_delete BEFORE DELETE ON acknowledgements
+    FOR EACH ROW EXECUTE FUNCTION accessctl_refuse_change('an acknowledgement is never deleted');
+CREATE OR REPLACE TRIGGER acknowledgements_no_truncate BEFORE TRUNCATE ON acknowledgements
+    FOR EACH STATEMENT EXECUTE FUNCTION accessctl_refuse_change('an acknowledgement is never deleted');
+CREATE OR REPLACE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    FOR EACH ROW EXECUTE FUNCTION accessctl_refuse_change('the audit trail is never changed');
+CREATE OR REPLACE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    FOR EACH ROW EXECUTE FUNCTION accessctl_refuse_change('the audit trail is never deleted');
+CREATE OR REPLACE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+    FOR EACH STATEMENT EXECUTE FUNCTION accessctl_refuse_change('the audit trail is never deleted');
+"""
+
+
+def create(conn: psycopg.Connection) -> None:
+    """Make the station's tables (idempotent; concurrent stations wait for each other)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('accessctl station schema'))")
+        conn.execute(SCHEMA)

@@ -1,0 +1,248 @@
+"""The station's web side on a PostgreSQL archive: every SQL statement of :class:`.storage.StationStore`.
+
+Reads the archive :mod:`.archive_pg` keeps and :mod:`.ingest_pg` writes (``events``,
+``event_keys``, ``door_state``, ``door_chains``); keeps the station's own tables
+(:mod:`.schema_pg`). One connection shared by the web app's threads under a lock; a connection
+PostgreSQL dropped is opened again on the next call (that call fails with :class:`StoreError`).
+
+Dialect differences stay here: ``%s`` placeholders; times are ``timestamptz`` and come back as
+ISO 8601 text in the station's zone; the live stream's cursor is ``events.received_id`` (the
+SQLite archive's rowid); a door has one chain (epoch 1), verified by the ingest as it stores
+(``door_chains``) rather than by the page.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
+
+import psycopg
+
+from firmware_py.errors import StoreError
+from firmware_py.station import schema_pg
+from firmware_py.station.chain import ChainResult
+from firmware_py.station.config import safe_url
+from firmware_py.station.storage import AckOutcome, StationStore
+
+T = TypeVar("T")
+
+# What the page's reads need beyond the archive's own indexes: the open alarms in received order.
+INDEXES = "CREATE INDEX IF NOT EXISTS events_alarms ON events (received_id) WHERE category = 'alarm';"
+
+
+def _iso(value: datetime | None, timespec: str = "seconds") -> str | None:
+    return value.isoformat(timespec=timespec) if value is not None else None
+
+
+class PgStationStore(StationStore):
+    def __init__(self, url: str, *, zone: str = "Asia/Shanghai"):
+        self.url = url
+        self.zone = zone
+        self.lock = threading.RLock()
+        self.conn: psycopg.Connection | None = None
+        with self.lock:
+            self._connect()
+            try:
+                schema_pg.create(self.conn)
+            except psycopg.Error as exc:
+                raise StoreError(f"{safe_url(url)}: cannot make the station's tables: {exc}") from None
+
+    def _connect(self) -> None:
+        try:
+            self.conn = psycopg.connect(self.url, autocommit=False)
+            self.conn.execute("SELECT set_config('TimeZone', %s, false)", (self.zone,))
+            self.conn.commit()
+        except psycopg.Error as exc:
+            self.conn = None
+            raise StoreError(f"{safe_url(self.url)}: cannot open the station archive: {exc}") from None
+
+    def _run(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """``work(conn)`` in one transaction; a lost connection is a StoreError and is reopened next time."""
+        with self.lock:
+            if self.conn is None or self.conn.closed:
+                self._connect()
+            try:
+                with self.conn.transaction():
+                    return work(self.conn)
+            except psycopg.OperationalError as exc:
+                self.conn.close()
+                raise StoreError(f"{safe_url(self.url)}: the archive is unreachable: {exc}") from None
+
+    def _all(self, query: str, params: tuple | list = ()) -> list[tuple]:
+        return self._run(lambda c: c.execute(query, params).fetchall())
+
+    def _one(self, query: str, params: tuple | list = ()) -> tuple | None:
+        return self._run(lambda c: c.execute(query, params).fetchone())
+
+    def _do(self, query: str, params: tuple | list = ()) -> int:
+        return self._run(lambda c: c.execute(query, params).rowcount)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.conn is not None:
+                self.conn.close()
+
+    # ---------------------------------------------------------------- accounts and sessions
+    def add_account(self, name: str, role: str, password_hash: str, at: datetime) -> bool:
+        return self._do("INSERT INTO accounts (name, role, password_hash, created_at) VALUES (%s, %s, %s, %s)"
+                        " ON CONFLICT (name) DO NOTHING", (name, role, password_hash, at)) == 1
+
+    def accounts(self) -> list[tuple[str, str, str]]:
+        return [(n, r, _iso(at)) for n, r, at in self._all("SELECT name, role, created_at FROM accounts ORDER BY name")]
+
+    def account(self, name: str) -> tuple[str, str] | None:
+        row = self._one("SELECT role, password_hash FROM accounts WHERE name = %s", (name,))
+        return tuple(row) if row else None
+
+    def add_session(self, token_hash: str, name: str, csrf: str, at: datetime) -> str:
+        def work(c):
+            role = c.execute("SELECT role FROM accounts WHERE name = %s", (name,)).fetchone()[0]
+            c.execute("INSERT INTO sessions (token_hash, name, csrf, created_at, last_seen)"
+                      " VALUES (%s, %s, %s, %s, %s)", (token_hash, name, csrf, at, at))
+            return role
+        return self._run(work)
+
+    def session(self, token_hash: str) -> tuple[str, str, str, str] | None:
+        row = self._one("SELECT s.name, a.role, s.csrf, s.last_seen FROM sessions s JOIN accounts a"
+                        " ON a.name = s.name WHERE s.token_hash = %s", (token_hash,))
+        return (row[0], row[1], row[2], _iso(row[3])) if row else None
+
+    def touch_session(self, token_hash: str, at: datetime) -> None:
+        self._do("UPDATE sessions SET last_seen = %s WHERE token_hash = %s", (at, token_hash))
+
+    def end_session(self, token_hash: str) -> None:
+        self._do("DELETE FROM sessions WHERE token_hash = %s", (token_hash,))
+
+    # ---------------------------------------------------------------- audit
+    def add_audit(self, at: datetime, who: str, address: str, action: str, detail: str, result: str) -> None:
+        self._do("INSERT INTO audit (at, who, address, action, detail, result) VALUES (%s, %s, %s, %s, %s, %s)",
+                 (at, who, address, action, detail, result))
+
+    def audit_entries(self, limit: int) -> list[tuple]:
+        rows = self._all("SELECT id, at, who, address, action, detail, result FROM audit ORDER BY id DESC LIMIT %s",
+                         (limit,))
+        return [(i, _iso(at, "milliseconds"), *rest) for i, at, *rest in rows]
+
+    # ---------------------------------------------------------------- alarms
+    def acknowledge(self, site: str, door: str, epoch: int, seq: int, by: str, at: datetime,
+                    comment: str) -> AckOutcome:
+        def work(c) -> AckOutcome:
+            row = c.execute("SELECT category FROM events WHERE site = %s AND door = %s AND seq = %s LIMIT 1",
+                            (site, door, seq)).fetchone()
+            if epoch != 1 or row is None or row[0] != "alarm":
+                return "not_an_alarm"
+            added = c.execute("INSERT INTO acknowledgements (site, door, epoch, seq, by, at, comment)"
+                              " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                              (site, door, epoch, seq, by, at, comment)).rowcount
+            return "ok" if added else "already_acknowledged"
+        return self._run(work)
+
+    def alarms(self, acknowledged: bool, limit: int) -> list[tuple]:
+        if acknowledged:
+            rows = self._all(
+                "SELECT e.site, e.door, e.seq, e.type, e.payload, a.epoch, a.by, a.at, a.comment"
+                " FROM acknowledgements a JOIN events e ON e.site = a.site AND e.door = a.door AND e.seq = a.seq"
+                " ORDER BY a.at DESC, a.id DESC LIMIT %s", (limit,))
+        else:
+            rows = self._all(
+                "SELECT e.site, e.door, e.seq, e.type, e.payload, 1, NULL, NULL, NULL FROM events e"
+                " WHERE e.category = 'alarm' AND NOT EXISTS (SELECT 1 FROM acknowledgements a WHERE a.site = e.site"
+                " AND a.door = e.door AND a.seq = e.seq) ORDER BY e.received_id LIMIT %s", (limit,))
+        # ts as the door wrote it (with its own offset), as the SQLite archive keeps it
+        return [(s, d, q, _door_ts(p), t, bytes(p), ep, by, _iso(at), c) for s, d, q, t, p, ep, by, at, c in rows]
+
+    # ---------------------------------------------------------------- the page's reads
+    def prepare_reads(self) -> None:
+        """The archive's and the ingest's tables (a station may serve before its ingest ran), and the indexes."""
+        from firmware_py.station import archive_pg, ingest_pg
+
+        def work(c):
+            c.execute("SELECT pg_advisory_xact_lock(hashtext('accessctl archive schema'))")
+            c.execute(archive_pg.SCHEMA)
+            c.execute(ingest_pg.SCHEMA)
+            c.execute(INDEXES)
+        try:
+            self._run(work)
+        except psycopg.Error as exc:
+            raise StoreError(f"{safe_url(self.url)}: cannot prepare the archive for the web page: {exc}") from None
+
+    def last_id(self) -> int:
+        return self._one("SELECT coalesce(max(received_id), 0) FROM events")[0]
+
+    def events_after(self, after: int, limit: int) -> list[tuple]:
+        return [(i, s, d, bytes(p), 1) for i, s, d, p in self._all(
+            "SELECT received_id, site, door, payload FROM events WHERE received_id > %s ORDER BY received_id LIMIT %s",
+            (after, limit))]
+
+    def recent_events(self, limit: int) -> list[tuple]:
+        rows = self._all("SELECT received_id, site, door, payload FROM events ORDER BY received_id DESC LIMIT %s",
+                         (limit,))
+        return [(i, s, d, bytes(p), 1) for i, s, d, p in reversed(rows)]
+
+    def events_between(self, start: datetime, end: datetime, site: str | None, door: str | None) -> list[tuple]:
+        query = "SELECT received_id, site, door, payload FROM events WHERE ts >= %s AND ts < %s"  # prunes partitions
+        params: list = [start, end]
+        if site:
+            query += " AND site = %s"
+            params.append(site)
+        if door:
+            query += " AND door = %s"
+            params.append(door)
+        return [(i, s, d, bytes(p), 1) for i, s, d, p in self._all(query, params)]
+
+    def doors(self) -> list[tuple]:
+        rows = self._all("SELECT site, door, status, occupancy, status_at FROM door_state ORDER BY site, door")
+        return [(s, d, st, oc, _iso(at, "milliseconds"), 1) for s, d, st, oc, at in rows]
+
+    def current_epoch(self, site: str, door: str) -> int:
+        return 1
+
+    def last_payload(self, site: str, door: str, epoch: int) -> bytes | None:
+        if epoch != 1:
+            return None
+        row = self._one("SELECT payload FROM events WHERE site = %s AND door = %s ORDER BY seq DESC LIMIT 1",
+                        (site, door))
+        return bytes(row[0]) if row else None
+
+    def chains(self) -> PgChains:
+        return PgChains(self)
+
+    def chain_state(self, site: str, door: str) -> tuple[int | None, int, str | None, int | None]:
+        """(first archived seq, verified_to, problem, the first missing seq after verified_to while later
+        ones are archived) of one door."""
+        def work(c):
+            first, last = c.execute("SELECT min(seq), max(seq) FROM event_keys WHERE site = %s AND door = %s",
+                                    (site, door)).fetchone()
+            verified_to, problem = c.execute("SELECT verified_to, problem FROM door_chains WHERE site = %s"
+                                             " AND door = %s", (site, door)).fetchone() or (0, None)
+            missing = None
+            if problem is None and last is not None and last > verified_to:
+                # the ingest verifies in seq order and saves how far about every second: its chain
+                # waits only when the next seq is not archived
+                if not c.execute("SELECT 1 FROM event_keys WHERE site = %s AND door = %s AND seq = %s",
+                                 (site, door, verified_to + 1)).fetchone():
+                    missing = verified_to + 1
+            return first, verified_to, problem, missing
+        return self._run(work)
+
+
+class PgChains:
+    """Each door's chain as the ingest verified it (``door_chains``, saved about every second)."""
+
+    def __init__(self, store: PgStationStore):
+        self.store = store
+
+    def check(self, site: str, door: str, epoch: int | None = None) -> ChainResult:
+        first, verified_to, problem, missing = self.store.chain_state(site, door)
+        return ChainResult(problem is None, first, verified_to, missing, problem, 1)
+
+
+def _door_ts(payload: bytes) -> str:
+    try:
+        ts = json.loads(bytes(payload)).get("ts")
+    except (ValueError, AttributeError):
+        return ""
+    return ts if isinstance(ts, str) else ""

@@ -1,0 +1,288 @@
+"""The station's web side on the SQLite archive file: every SQL statement of :class:`.storage.StationStore`.
+
+The monitor's :class:`~firmware_py.station.archive.Archive` writes events on its own connection;
+this second connection (WAL: readers never block the writer) serves the web app. The station's
+own tables live in the same file; acknowledgements and the audit trail are never changed or
+deleted (triggers refuse it). ``rowid`` is the order in which the archive received the events:
+the live stream's cursor.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from firmware_py.errors import StoreError
+from firmware_py.station.storage import AckOutcome, StationStore
+
+ACCOUNTS = """
+CREATE TABLE IF NOT EXISTS accounts (
+    name          TEXT PRIMARY KEY,
+    role          TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    password_hash TEXT NOT NULL,      -- scrypt$N$r$p$salt$hash (hex)
+    created_at    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash  TEXT PRIMARY KEY,     -- sha-256 of the cookie's token
+    name        TEXT NOT NULL REFERENCES accounts (name),
+    csrf        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    last_seen   TEXT NOT NULL
+);
+"""
+
+AUDIT = """
+CREATE TABLE IF NOT EXISTS audit (
+    id       INTEGER PRIMARY KEY,
+    at       TEXT NOT NULL,
+    who      TEXT NOT NULL,     -- account name, or '-' before login
+    address  TEXT NOT NULL,     -- the client's address
+    action   TEXT NOT NULL,     -- e.g. 'POST /doors/hn-archive-1/scan-room/lockdown'
+    detail   TEXT NOT NULL,     -- JSON: the request's arguments (never a password)
+    result   TEXT NOT NULL      -- e.g. '303 sent', '403 csrf', '429 throttled'
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is never changed'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is never deleted'); END;
+"""
+
+_ACK_TABLE = """
+CREATE TABLE IF NOT EXISTS acknowledgements (
+    site     TEXT NOT NULL,
+    door     TEXT NOT NULL,
+    epoch    INTEGER NOT NULL,  -- the door's chain epoch (archive_schema)
+    seq      INTEGER NOT NULL,
+    by       TEXT NOT NULL,
+    at       TEXT NOT NULL,
+    comment  TEXT NOT NULL,
+    PRIMARY KEY (site, door, epoch, seq)
+)"""
+ACKNOWLEDGEMENTS = _ACK_TABLE + """;
+CREATE TRIGGER IF NOT EXISTS acknowledgements_no_update BEFORE UPDATE ON acknowledgements
+    BEGIN SELECT RAISE(ABORT, 'an acknowledgement is never changed'); END;
+CREATE TRIGGER IF NOT EXISTS acknowledgements_no_delete BEFORE DELETE ON acknowledgements
+    BEGIN SELECT RAISE(ABORT, 'an acknowledgement is never deleted'); END;
+"""
+
+# Indexes the page's reads need on the archive's table (made once the archive exists): the register
+# of one door and one day reads (site, door, local_date) without scanning the door's other days.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS station_events_category ON events (category);
+CREATE INDEX IF NOT EXISTS station_events_door_date ON events (site, door, local_date);
+"""
+
+
+class SqliteStationStore(StationStore):
+    """One SQLite connection shared by the web app's threads; a lock serialises its use."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=10, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA busy_timeout=10000")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.path}: cannot open the station archive: {exc}") from None
+        self.lock = threading.RLock()
+        self._chains = None
+
+    @classmethod
+    def open(cls, path: str | Path) -> SqliteStationStore:
+        """The store with the station's tables created (accounts, sessions, audit, acknowledgements)."""
+        store = cls(path)
+        store.script(ACCOUNTS)
+        store.script(AUDIT)
+        with store.lock:
+            _prepare_acknowledgements(store.conn)
+        return store
+
+    # ---------------------------------------------------------------- plumbing
+    def query(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        with self.lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def one(self, sql: str, params: tuple | list = ()) -> tuple | None:
+        with self.lock:
+            return self.conn.execute(sql, params).fetchone()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on an exception) under the lock."""
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def script(self, sql: str) -> None:
+        with self.lock:
+            self.conn.executescript(sql)
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+    # ---------------------------------------------------------------- accounts and sessions
+    def add_account(self, name: str, role: str, password_hash: str, at: datetime) -> bool:
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM accounts WHERE name=?", (name,)).fetchone():
+                return False
+            conn.execute("INSERT INTO accounts (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                         (name, role, password_hash, at.isoformat(timespec="seconds")))
+        return True
+
+    def accounts(self) -> list[tuple[str, str, str]]:
+        return [tuple(r) for r in self.query("SELECT name, role, created_at FROM accounts ORDER BY name")]
+
+    def account(self, name: str) -> tuple[str, str] | None:
+        row = self.one("SELECT role, password_hash FROM accounts WHERE name=?", (name,))
+        return tuple(row) if row else None
+
+    def add_session(self, token_hash: str, name: str, csrf: str, at: datetime) -> str:
+        now = at.isoformat(timespec="seconds")
+        with self.transaction() as conn:
+            role = conn.execute("SELECT role FROM accounts WHERE name=?", (name,)).fetchone()[0]
+            conn.execute("INSERT INTO sessions (token_hash, name, csrf, created_at, last_seen) VALUES (?, ?, ?, ?, ?)",
+                         (token_hash, name, csrf, now, now))
+        return role
+
+    def session(self, token_hash: str) -> tuple[str, str, str, str] | None:
+        row = self.one("SELECT s.name, a.role, s.csrf, s.last_seen FROM sessions s JOIN accounts a"
+                       " ON a.name = s.name WHERE s.token_hash=?", (token_hash,))
+        return tuple(row) if row else None
+
+    def touch_session(self, token_hash: str, at: datetime) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE sessions SET last_seen=? WHERE token_hash=?",
+                         (at.isoformat(timespec="seconds"), token_hash))
+
+    def end_session(self, token_hash: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM sessions WHERE token_hash=?", (token_hash,))
+
+    # ---------------------------------------------------------------- audit
+    def add_audit(self, at: datetime, who: str, address: str, action: str, detail: str, result: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO audit (at, who, address, action, detail, result) VALUES (?, ?, ?, ?, ?, ?)",
+                         (at.isoformat(timespec="milliseconds"), who, address, action, detail, result))
+
+    def audit_entries(self, limit: int) -> list[tuple]:
+        return self.query("SELECT id, at, who, address, action, detail, result FROM audit ORDER BY id DESC LIMIT ?",
+                          (limit,))
+
+    # ---------------------------------------------------------------- alarms
+    def acknowledge(self, site: str, door: str, epoch: int, seq: int, by: str, at: datetime,
+                    comment: str) -> AckOutcome:
+        with self.transaction() as conn:
+            row = conn.execute("SELECT category FROM events WHERE site=? AND door=? AND epoch=? AND seq=?",
+                               (site, door, epoch, seq)).fetchone()
+            if row is None or row[0] != "alarm":
+                return "not_an_alarm"
+            if conn.execute("SELECT 1 FROM acknowledgements WHERE site=? AND door=? AND epoch=? AND seq=?",
+                            (site, door, epoch, seq)).fetchone():
+                return "already_acknowledged"
+            conn.execute("INSERT INTO acknowledgements (site, door, epoch, seq, by, at, comment)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (site, door, epoch, seq, by, at.isoformat(timespec="seconds"), comment))
+        return "ok"
+
+    def alarms(self, acknowledged: bool, limit: int) -> list[tuple]:
+        if acknowledged:
+            sql = ("SELECT e.site, e.door, e.seq, e.ts, e.type, e.payload, e.epoch, a.by, a.at, a.comment"
+                   " FROM acknowledgements a JOIN events e ON e.site=a.site AND e.door=a.door AND e.epoch=a.epoch"
+                   " AND e.seq=a.seq ORDER BY a.at DESC, a.rowid DESC LIMIT ?")
+        else:
+            sql = ("SELECT e.site, e.door, e.seq, e.ts, e.type, e.payload, e.epoch, NULL, NULL, NULL FROM events e"
+                   " LEFT JOIN acknowledgements a ON e.site=a.site AND e.door=a.door AND e.epoch=a.epoch"
+                   " AND e.seq=a.seq WHERE e.category='alarm' AND a.seq IS NULL ORDER BY e.rowid LIMIT ?")
+        return [(s, d, q, ts, t, bytes(p), ep, by, at, c) for s, d, q, ts, t, p, ep, by, at, c
+                in self.query(sql, (limit,))]
+
+    # ---------------------------------------------------------------- the page's reads
+    def prepare_reads(self) -> None:
+        self.script(INDEXES)
+
+    def last_id(self) -> int:
+        row = self.one("SELECT coalesce(max(rowid), 0) FROM events")
+        return row[0] if row else 0
+
+    def events_after(self, after: int, limit: int) -> list[tuple]:
+        return self.query("SELECT rowid, site, door, payload, epoch FROM events WHERE rowid > ? ORDER BY rowid"
+                          " LIMIT ?", (after, limit))
+
+    def recent_events(self, limit: int) -> list[tuple]:
+        rows = self.query("SELECT rowid, site, door, payload, epoch FROM events ORDER BY rowid DESC LIMIT ?", (limit,))
+        return list(reversed(rows))
+
+    def events_between(self, start: datetime, end: datetime, site: str | None, door: str | None) -> list[tuple]:
+        # ts is text with the door's own offset, so the window is checked in Python; local_date is
+        # the date at that offset: a day either side of the window's dates covers any offset.
+        sql = "SELECT rowid, site, door, payload, epoch, ts FROM events WHERE local_date BETWEEN ? AND ?"
+        params: list = [(start.date() - timedelta(days=1)).isoformat(), (end.date() + timedelta(days=1)).isoformat()]
+        if site:
+            sql += " AND site=?"
+            params.append(site)
+        if door:
+            sql += " AND door=?"
+            params.append(door)
+        return [(i, s, d, p, ep) for i, s, d, p, ep, ts in self.query(sql, params)
+                if start <= datetime.fromisoformat(ts) < end]
+
+    def doors(self) -> list[tuple]:
+        return self.query("SELECT site, door, status, occupancy, status_at, epoch FROM doors ORDER BY site, door")
+
+    def current_epoch(self, site: str, door: str) -> int:
+        row = self.one("SELECT epoch FROM doors WHERE site=? AND door=?", (site, door))
+        return row[0] if row else 1
+
+    def last_payload(self, site: str, door: str, epoch: int) -> bytes | None:
+        row = self.one("SELECT payload FROM events WHERE site=? AND door=? AND epoch=? ORDER BY seq DESC LIMIT 1",
+                       (site, door, epoch))
+        return bytes(row[0]) if row else None
+
+    def chain_rows(self, site: str, door: str, epoch: int, after_seq: int,
+                   limit: int = 5000) -> list[tuple[int, bytes]]:
+        """(seq, payload) of one door's epoch from ``after_seq`` on, in seq order (for the chain check)."""
+        return [(s, bytes(p)) for s, p in self.query(
+            "SELECT seq, payload FROM events WHERE site=? AND door=? AND epoch=? AND seq > ? ORDER BY seq LIMIT ?",
+            (site, door, epoch, after_seq, limit))]
+
+    def chains(self):
+        """The chains verified here, from the archived payloads (:class:`.chain.ChainChecker`)."""
+        from firmware_py.station.chain import ChainChecker
+
+        with self.lock:
+            if self._chains is None:
+                self._chains = ChainChecker(self)
+            return self._chains
+
+
+def _prepare_acknowledgements(conn: sqlite3.Connection) -> None:
+    """Create the table, or move acknowledgements keyed by (site, door, seq) into epoch 1 (all or nothing).
+
+    The old table is renamed and dropped (a DROP fires no delete trigger); its triggers go with it and
+    are created again on the new table."""
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(acknowledgements)")]
+    if columns and "epoch" not in columns:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("ALTER TABLE acknowledgements RENAME TO acknowledgements_v1")
+            conn.execute(_ACK_TABLE)
+            conn.execute("INSERT INTO acknowledgements (site, door, epoch, seq, by, at, comment)"
+                         " SELECT site, door, 1, seq, by, at, comment FROM acknowledgements_v1 ORDER BY rowid")
+            conn.execute("DROP TABLE acknowledgements_v1")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    conn.executescript(ACKNOWLEDGEMENTS)
