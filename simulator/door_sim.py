@@ -158,6 +158,7 @@ class SimulatedDoor:
             if waiting and isinstance(item, until):
                 waiting = False
         self.controller.tick()
+        self.service.event_log.write_due_anchor()
         return handled
 
     def advance(self, delta: timedelta) -> None:

@@ -76,6 +76,7 @@ class Service:
                     self._guarded(self.controller.handle, event)
                 self._guarded(self.controller.store_backlog)
                 self._guarded(self.controller.tick)
+                self._guarded(self.event_log.write_due_anchor)
                 if notifier is not None:
                     # Pinged from the loop itself: a hung loop stops pinging and systemd restarts it.
                     notifier.watchdog()

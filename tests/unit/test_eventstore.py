@@ -194,3 +194,19 @@ def test_an_append_rolled_back_with_its_transaction_leaves_the_head_where_it_was
         store.append("system", "roster_changed", detail={"action": "add"})
         raise RuntimeError("the roster write failed")
     assert store.head() == before and store.queued() == 2
+
+
+def test_the_periodic_anchor_is_written_after_the_record_not_inside_it(store, tmp_path):
+    # Its fsync would otherwise sit between a grant's record and the lock releasing.
+    from firmware_py.storage.door_log import SqliteEventLog
+    from firmware_py.storage.eventstore import ChainAnchor
+
+    anchor = ChainAnchor.beside(tmp_path / "device.key")
+    log = SqliteEventLog(store, anchor=anchor)
+    log.record("system", "controller_started", detail={})
+    assert anchor.read()[0] == 1  # start and stop are anchored at once
+    for _ in range(ChainAnchor.EVERY):
+        log.record("access", "access_granted", direction="in")
+    assert anchor.read()[0] == 1
+    log.write_due_anchor()
+    assert anchor.read() == store.head()
