@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import queue
 import sqlite3
 import subprocess
 import sys
@@ -21,15 +20,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from firmware_py.core.clock import SystemClock
 from firmware_py.core.register import register_rows
-from firmware_py.link.door_link import MqttLink
 from firmware_py.station.register import CSV_COLUMNS
-from firmware_py.storage.db import open_db
-from firmware_py.storage.eventstore import EventStore
-from simulator.crash.link_child import account_config
 from tests.fixtures.constants import REPO, TZ
-from tests.fixtures.station import PASSWORD
+from tests.fixtures.station import PASSWORD, PublishingDoor
 
 SITE, DOOR = "hn-archive-1", "scan-room"
 DOCS = REPO / "docs"
@@ -38,31 +32,11 @@ STAFF = {"person_id": "P001", "name": "测试员甲", "role": "staff"}
 CARD = {"kind": "resident_id", "masked": "430102********0012"}
 
 
-class Door:
-    """One door: its event store and the controller's MQTT link, logged in with the door's account."""
-
-    def __init__(self, broker, tmp_path: Path, door: str = DOOR):
-        self.cfg = account_config(broker, broker.door(door), tmp_path / f"{door}.db", door=door)
-        self.db = open_db(self.cfg.storage.database)
-        self.store = EventStore(self.db, site=SITE, door=door, clock=SystemClock(TZ))
-        self.link = MqttLink(self.cfg, post=queue.Queue().put, backoff=(0.1, 0.5))
-        self.link.start()
-        self.link.publish_status({"door": "closed", "lock": "locked", "lockdown": False, "occupancy": 0,
-                                  "version": "test", "faults": []})
-
-    def append(self, category: str, type_: str, **fields) -> dict:
-        event = self.store.append(category, type_, **fields)
-        self.link.notify()
-        return event
-
-    def close(self) -> None:
-        self.link.close()
-        self.db.conn.close()
-
-
 @pytest.fixture
 def door(mosquitto_broker, tmp_path):
-    d = Door(mosquitto_broker, tmp_path)
+    d = PublishingDoor(mosquitto_broker, tmp_path)
+    d.link.publish_status({"door": "closed", "lock": "locked", "lockdown": False, "occupancy": 0,
+                           "version": "test", "faults": []})
     yield d
     d.close()
 

@@ -9,22 +9,14 @@ first subscription, that a door published events it never received: it asks for 
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
-from firmware_py.link.broker import BrokerSettings
 from firmware_py.station.ingest import Monitor
 from simulator.lab_broker import SITE, door_username
-from tests.system.test_monitor import make_events
+from tests.system.test_monitor import make_events, supervisor_settings
 
 DOOR = "scan-room"
-
-
-def settings(broker) -> BrokerSettings:
-    s = broker.supervisor
-    return BrokerSettings(url=broker.url, username=s.username, password=s.password, ca_file=broker.ca_file,
-                          cert_file=s.cert_file, key_file=s.key_file, client_id=f"station-test-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture
@@ -34,8 +26,8 @@ def start_ingest(mosquitto_broker, tmp_path):
 
     def start(**kwargs):
         lines = []
-        m = Monitor(settings(mosquitto_broker), tmp_path / "archive.db", out=lines.append, beacon_interval_s=None,
-                    **kwargs)
+        m = Monitor(supervisor_settings(mosquitto_broker), tmp_path / "archive.db", out=lines.append,
+                    beacon_interval_s=None, **kwargs)
         m.lines = lines
         monitors.append(m)
         return m.start()

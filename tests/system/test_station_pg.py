@@ -10,50 +10,31 @@ from __future__ import annotations
 import csv
 import io
 import json
-import queue
 import time
-import urllib.request
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from firmware_py.core.clock import SystemClock
-from firmware_py.link.door_link import MqttLink
-from firmware_py.storage.db import open_db
-from firmware_py.storage.eventstore import EventStore
-from simulator.crash.link_child import account_config
-from tests.fixtures.station import TZ, Http, StationProcess, add_user_cli, free_port, write_station_config
+from tests.fixtures.station import (
+    TZ,
+    Http,
+    PublishingDoor,
+    StationProcess,
+    add_user_cli,
+    free_port,
+    read_event_stream,
+    write_station_config,
+)
 
 SITE, DOOR = "hn-archive-1", "scan-room"
 STAFF = {"person_id": "P001", "name": "测试员甲", "role": "staff"}
 CARD = {"kind": "resident_id", "masked": "430102********0012"}
 
 
-class Door:
-    """One door: its event store and the controller's MQTT link, logged in with the door's account."""
-
-    def __init__(self, broker, tmp_path: Path):
-        self.cfg = account_config(broker, broker.door(DOOR), tmp_path / "door.db", door=DOOR)
-        self.db = open_db(self.cfg.storage.database)
-        self.store = EventStore(self.db, site=SITE, door=DOOR, clock=SystemClock(TZ))
-        self.link = MqttLink(self.cfg, post=queue.Queue().put, backoff=(0.1, 0.5))
-        self.link.start()
-
-    def append(self, category: str, type_: str, **fields) -> dict:
-        event = self.store.append(category, type_, **fields)
-        self.link.notify()
-        return event
-
-    def close(self) -> None:
-        self.link.close()
-        self.db.conn.close()
-
-
 @pytest.fixture
 def door(mosquitto_broker, tmp_path):
-    d = Door(mosquitto_broker, tmp_path)
+    d = PublishingDoor(mosquitto_broker, tmp_path)
     yield d
     d.close()
 
@@ -138,21 +119,7 @@ def test_the_overview_shows_the_door_online_with_its_verified_chain(pg_station, 
 
 
 def read_stream(station, client: Http, count: int, after: int = 0) -> list[tuple[int, dict]]:
-    req = urllib.request.Request(f"{station.url}/api/stream?after={after}")
-    got, block = [], {}
-    with client.opener.open(req, timeout=15) as r:
-        for raw in r:
-            line = raw.decode().rstrip("\n")
-            if not line:
-                if block.get("event") == "event":
-                    got.append((int(block["id"]), json.loads(block["data"])))
-                    if len(got) == count:
-                        return got
-                block = {}
-            elif not line.startswith(":"):
-                key, _, value = line.partition(": ")
-                block[key] = value
-    return got
+    return read_event_stream(client.opener, f"{station.url}/api/stream?after={after}", count)
 
 
 def test_the_live_stream_sends_events_in_received_order_and_resumes_after_an_id(pg_station, door):

@@ -12,7 +12,7 @@ import pytest
 
 from firmware_py.core.events import GENESIS_HASH, event_hash
 from firmware_py.station.throttle import LoginThrottle
-from tests.fixtures.station import ThreadedStation
+from tests.fixtures.station import ThreadedStation, read_event_stream
 
 SITE, DOOR = "hn-archive-1", "scan-room"
 FULL_ID = "430102199003070012"  # a fictional person, valid check digit
@@ -240,25 +240,7 @@ def test_the_chart_counts_entries_per_hour_and_denials_by_reason(web):
 
 def read_stream(web, client, headers, count, path="/api/stream"):
     """The first ``count`` event messages of the live stream as (id, data) pairs."""
-    import urllib.request
-
-    req = urllib.request.Request(web.url + path, headers=headers)
-    got = []
-    with client.opener.open(req, timeout=10) as r:
-        assert r.headers["Content-Type"].startswith("text/event-stream")
-        block = {}
-        for raw in r:
-            line = raw.decode().rstrip("\n")
-            if not line:
-                if block.get("event") == "event":
-                    got.append((int(block["id"]), json.loads(block["data"])))
-                    if len(got) == count:
-                        return got
-                block = {}
-            elif not line.startswith(":"):
-                key, _, value = line.partition(": ")
-                block[key] = value
-    return got
+    return read_event_stream(client.opener, web.url + path, count, headers=headers, timeout=10)
 
 
 def test_the_live_stream_resumes_after_the_last_event_id_the_browser_saw(web):
