@@ -54,7 +54,8 @@ def test_the_decision_benchmark_times_decisions_grants_and_the_baseline(workspac
     doc = written(result, tmp_path)
     assert [case["label"] for case in doc["details"]["cases"]] == ["20 persons", "20 persons + 300 stored events"]
     for case in doc["details"]["cases"]:
-        for key in ("release", "decision_badge", "decision_id_card", "grant", "grant_append", "baseline_append"):
+        for key in ("release", "decision_badge", "decision_id_card", "grant", "grant_append", "baseline_append",
+                    "baseline_after_idle"):
             assert case[key]["n"] > 0 and _is_figure(case[key]["p50_ms"])
             assert case[key]["p99_ms"] >= case[key]["p50_ms"]
 
