@@ -90,11 +90,10 @@ def guarded(handler: Callable, role: str | None, station: Station) -> Callable:
             ctx.session = await anyio.to_thread.run_sync(accounts.find_session, station.store, token, station.now(),
                                                          station.session_idle_s) if token else None
             ctx.who = ctx.session.name if ctx.session else "-"
+            if role and ctx.session is None and (api or not changing):
+                raise Refused(401, "not logged in 未登录")  # before the body: nothing is read for nobody
             if changing:
                 ctx.form = await _read_form(request)
-            if role and ctx.session is None and (api or not changing):
-                raise Refused(401, "not logged in 未登录")
-            if changing:
                 _check_same_origin(request)
                 if role and (ctx.session is None or not _csrf_ok(ctx.session, request, ctx.form)):
                     raise Refused(403, "missing or invalid CSRF token 跨站请求校验失败")

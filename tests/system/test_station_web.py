@@ -68,6 +68,18 @@ def test_every_api_call_without_a_session_answers_401(web, method, path):
     assert web.client().request(method, path, {} if method == "POST" else None).status == 401
 
 
+@pytest.mark.parametrize("body, content_type", [
+    (b"x" * (70 * 1024), "application/x-www-form-urlencoded"),  # over the body limit
+    (b"<lockdown/>", "application/xml"),  # a kind of body the station does not read
+    (b"{not json", "application/json"),  # unreadable
+])
+def test_an_api_call_without_a_session_answers_401_whatever_its_body(web, body, content_type):
+    """The session is checked before the body is read: nobody learns anything about the endpoint first."""
+    reply = web.client().request("POST", f"/api/doors/{SITE}/{DOOR}/lockdown", raw=body,
+                                 headers={"Content-Type": content_type})
+    assert reply.status == 401, reply.text
+
+
 def test_a_page_without_a_session_sends_the_browser_to_the_login_page(web):
     r = web.client().get("/register?date=2026-11-23")
     assert r.status == 303 and r.headers["location"] == "/login?next=%2Fregister%3Fdate%3D2026-11-23"
