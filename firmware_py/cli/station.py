@@ -51,8 +51,11 @@ def add_commands(sub, common) -> None:
                                     "into a PostgreSQL archive; running it again adds nothing. Exit 0 when every "
                                     "event was copied or already there, 1 when some conflict or were refused.")
     m.add_argument("--from", dest="source", required=True, metavar="FILE.db", help="the SQLite archive")
-    m.add_argument("--to", dest="target", required=True, metavar="postgresql://USER@HOST:PORT/DB",
-                   help="the PostgreSQL archive (its tables are made if missing)")
+    m.add_argument("--to", dest="target", metavar="postgresql://USER@HOST:PORT/DB",
+                   help="the PostgreSQL archive (its tables are made if missing; default: the [archive] of --config)")
+    m.add_argument("--config", default=os.environ.get("ACCESSCTL_STATION_CONFIG", DEFAULT_CONFIG),
+                   help="station configuration whose PostgreSQL [archive] is the target when --to is not given "
+                        f"(default: $ACCESSCTL_STATION_CONFIG or {DEFAULT_CONFIG})")
     m.add_argument("--batch", type=int, default=1000, metavar="N", help="events per transaction (default 1000)")
     m.set_defaults(handler=cmd_archive_migrate)
 
@@ -132,9 +135,10 @@ def cmd_archive_migrate(args) -> int:
 
     if args.batch < 1:
         raise ConfigError(f"--batch {args.batch}: give a positive number of events per transaction")
+    target_url = args.target or _configured_target(args.config)
     source = migrate.open_source(args.source)
     try:
-        target = migrate.open_target(args.target)
+        target = migrate.open_target(target_url)
         try:
             summary = migrate.migrate(source, target, batch=args.batch, say=lambda line: print(line, flush=True))
         finally:
@@ -144,3 +148,16 @@ def cmd_archive_migrate(args) -> int:
     for line in (*summary.lines(), migrate.NOT_MIGRATED):
         print(line)
     return 0 if summary.ok else 1
+
+
+def _configured_target(config: str) -> str:
+    """The station configuration's archive as the migration's target: it must be PostgreSQL."""
+    from firmware_py.station.config import is_postgres, load_station_config
+
+    if not os.path.exists(config):
+        raise ConfigError(f"{config}: no such station configuration; give --to postgresql://… or --config FILE")
+    archive = load_station_config(config).archive
+    if not is_postgres(archive.url):
+        raise ConfigError(f"{config}: [archive] {archive.where} is not a PostgreSQL archive, so there is nothing to "
+                          "migrate into; give --to postgresql://USER@HOST:PORT/DB")
+    return archive.url

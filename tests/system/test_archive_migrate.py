@@ -318,3 +318,34 @@ def test_a_row_whose_payload_is_not_an_event_is_refused_by_name_and_the_rest_cop
     assert f"refused: {SITE}/vault #9: its payload is not JSON" in out
     assert summary_numbers(out)["refused"] == 1 and summary_numbers(out)["copied"] == 419
     assert pg_rows(postgres_url, "SELECT count(*) FROM events WHERE door = 'vault' AND seq = 9") == [(0,)]
+
+
+# ---------------------------------------------------------------- the station's configuration
+
+
+def station_toml(path, archive: str):
+    """A station configuration whose [archive] is ``archive`` (the broker is never contacted here)."""
+    password = path.parent / "station.password"
+    password.write_text("not used\n")
+    path.write_text(f'[broker]\nurl = "mqtt://127.0.0.1:1883"\nusername = "station"\npassword_file = "{password}"\n\n'
+                    f'[archive]\npath = "{archive}"\n\n[web]\nlisten = "127.0.0.1:8080"\ntimezone = "Asia/Shanghai"\n')
+    return path
+
+
+def test_without_to_the_station_configurations_postgresql_archive_is_the_target(capsys, archive_db, postgres_url,
+                                                                                tmp_path):
+    config = station_toml(tmp_path / "station.toml", postgres_url)
+    code = main(["station", "archive", "migrate", "--from", str(archive_db), "--config", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert summary_numbers(out)["copied"] == 420
+    assert pg_rows(postgres_url, "SELECT count(*) FROM events") == [(420,)]
+
+
+def test_a_configuration_whose_archive_is_sqlite_is_no_target_and_says_so(capsys, archive_db, tmp_path):
+    config = station_toml(tmp_path / "station.toml", str(tmp_path / "other.db"))
+    code = main(["station", "archive", "migrate", "--from", str(archive_db), "--config", str(config)])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert f"[archive] {tmp_path / 'other.db'} is not a PostgreSQL archive" in err and "--to" in err
+    assert not (tmp_path / "other.db").exists()
