@@ -36,6 +36,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -174,6 +175,8 @@ class PgIngest:
         self.committed: list[Callable[[list[Incoming], float], None]] = []  # called after each commit
         self.stored = self.duplicates = self.conflicts = self.rejected = 0
         self.replays_requested = 0
+        self.replay_requests: deque[str] = deque(maxlen=1000)  # ids of the last replay commands sent
+        self.command_results: dict[str, dict] = {}  # the doors' answers to them, by id
         self.chains: dict[tuple[str, str], DoorChain] = {}
         self._archive: PgArchive | None = None
         self._db: psycopg.Connection | None = None
@@ -235,8 +238,8 @@ class PgIngest:
             return
         with self._lock:
             self._generation += 1
-        client.subscribe([(f"{self.prefix}/+/+/events/#", 1), (f"{self.prefix}/+/+/status", 0),
-                          (f"{self.prefix}/+/+/occupancy", 0)])
+        client.subscribe([(f"{self.prefix}/+/+/{kind}", 1) for kind in ("events/#", "status", "occupancy",
+                                                                          "cmd/result")])
         self._connected.set()
         log.info("ingest connected to %s (session %s present: %s)", self.broker.url, client._client_id.decode(),
                  getattr(flags, "session_present", "?"))
@@ -300,6 +303,8 @@ class PgIngest:
                 links.append(link)
             elif kind == "status":
                 self._on_status(site, door, r.payload)
+            elif kind == "cmd/result":
+                self._on_result(site, door, r.payload)
             if kind in ("status", "occupancy"):
                 text = _state_text(r.payload)
                 if text is not False:
@@ -378,6 +383,8 @@ class PgIngest:
             return "events", rest[0], rest[1]
         if len(rest) == 3 and rest[2] in ("status", "occupancy"):
             return rest[2], rest[0], rest[1]
+        if rest[2:] == ["cmd", "result"]:
+            return "cmd/result", rest[0], rest[1]
         return None, "", ""
 
     def _parse_event(self, r: Received, site: str, door: str):
@@ -408,6 +415,19 @@ class PgIngest:
         except (ValueError, TypeError):
             ok = False
         return Incoming(site, door, r.topic, r.payload, event, r.received_at), (site, door, seq, h, prev, ok)
+
+    def _on_result(self, site: str, door: str, payload: bytes) -> None:
+        """A door's answer to a command: kept and, when it refuses a replay this station asked for, logged."""
+        try:
+            result = json.loads(payload)
+        except (ValueError, RecursionError):
+            log.warning("ignored a command result of %s/%s: %s", site, door, describe_untrusted(payload))
+            return
+        if not isinstance(result, dict) or result.get("id") not in self.replay_requests:
+            return  # the page's own commands, or somebody else's
+        self.command_results[result["id"]] = result
+        if not result.get("ok"):
+            log.warning("%s/%s refused replay %s: %s", site, door, result["id"], result.get("error"))
 
     def _on_status(self, site: str, door: str, payload: bytes) -> None:
         try:
@@ -517,6 +537,7 @@ class PgIngest:
                 chain.requests += 1
             return
         request = {"id": f"station-{uuid.uuid4().hex[:12]}", "action": "replay", "from_seq": hole}
+        self.replay_requests.append(request["id"])
         self._client.publish(f"{self.prefix}/{chain.site}/{chain.door}/cmd", json.dumps(request), qos=1)
         chain.requests += 1
         chain.requested_at = now
