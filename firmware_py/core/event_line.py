@@ -60,6 +60,7 @@ REASON_LABELS = {
     "screening_timeout": "安检超时 screening timeout",
     "clock_unsynchronised": "时钟未同步 clock unsynchronised",
     "reader_locked": "读卡器锁定 reader locked",
+    "screening_unavailable": "安检门不可用 screening unavailable",
 }
 
 DIRECTION_LABELS = {"in": "进 in", "out": "出 out"}
