@@ -170,7 +170,8 @@ class MqttLink:
         self._wake.set()
 
     def command_result(self, id: str | None, ok: bool, error: str | None) -> None:
-        result: dict = {"id": id, "ok": ok}
+        # A command without a usable id is answered with "" (the contract's id is a string).
+        result: dict = {"id": id or "", "ok": ok}
         if error:
             result["error"] = error
         with self._lock:

@@ -333,6 +333,18 @@ def test_a_malformed_command_arrives_with_an_error_and_its_result_is_published(b
     assert json.loads(result.payload) == {"id": "c2", "ok": False, "error": bad.error}
 
 
+def test_the_answer_to_a_command_without_a_usable_id_still_has_a_string_id(broker, supervisor, make_link):
+    """DESIGN.md: cmd/result is {"id": str, "ok": bool, "error": str?}; a strict reader must not meet a null."""
+    link, inputs = make_link()
+    link.start()
+    subscribed(supervisor, broker, inputs)
+    supervisor.publish(broker.topic("scan-room", "cmd"), b"not json")
+    bad = next_input(inputs, RemoteCommand)
+    link.command_result(bad.id, False, bad.error)
+    [result] = supervisor.wait_for_messages(1, broker.topic("scan-room", "cmd", "result"))
+    assert json.loads(result.payload) == {"id": "", "ok": False, "error": bad.error}
+
+
 def test_the_time_beacon_arrives_and_a_malformed_one_is_skipped(broker, supervisor, make_link, caplog):
     supervisor.publish(broker.topic(None, "time"), json.dumps({"ts": "yesterday"}), retain=True)
     link, inputs = make_link()
