@@ -259,6 +259,17 @@ class _Section:
             return None
         return value
 
+    def strings(self, key: str, default: Any = _MISSING) -> list[str]:
+        """A string or an array of strings (an empty array counts as missing)."""
+        value = self._get(key, default)
+        if value is _MISSING or value is None:
+            return []
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not items or not all(isinstance(v, str) for v in items):
+            self.problems.add(self.where(key), f"{value!r} must be a string or an array of strings")
+            return []
+        return items
+
     def boolean(self, key: str, default: Any = _MISSING) -> bool:
         value = self._get(key, default)
         if value is _MISSING:
@@ -612,6 +623,18 @@ def with_overrides(cfg: Config, *, database: str | Path | None = None, broker: s
     if broker is not None:
         cfg = replace(cfg, mqtt=replace(cfg.mqtt, broker=broker, enabled=True, **broker_override(broker)))
     return cfg
+
+
+def split_broker_urls(text: str) -> list[str]:
+    """``--broker mqtt://a:1883,mqtt://b:1883``: the addresses of one broker's nodes, in order."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def mixed_schemes(urls: list[str]) -> str | None:
+    """What is wrong when a client's broker addresses do not all use TLS or all not (one TLS set-up), else None."""
+    if len({u.split("://", 1)[0] for u in urls}) > 1:
+        return "mixes mqtt:// and mqtts://: the nodes of one broker are reached all with TLS or all without"
+    return None
 
 
 def broker_override(url: str) -> dict[str, Any]:

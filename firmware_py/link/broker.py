@@ -12,10 +12,14 @@ takes a username and password. A client sends whatever its settings hold: certif
 
 A supervisor tool keeps a persistent session named by its client id, so the broker queues QoS 1
 events while it is away (``max_queued_messages`` in the broker config); the door starts clean.
+Given the addresses of a cluster's nodes (``fallback_urls``), the client tries them in turn, so the
+station goes on through another node when its own is lost (its session queue is the cluster's).
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +30,8 @@ from firmware_py.errors import ConfigError
 
 if TYPE_CHECKING:  # paho is imported only when a client is made
     import paho.mqtt.client as mqtt
+
+log = logging.getLogger(__name__)
 
 RECONNECT_S = (1, 30)  # paho's reconnect back-off: first and longest wait
 
@@ -40,6 +46,7 @@ class BrokerSettings:
     certificate (off only in a lab). ``protocol``: 5 or 311. ``client_id``: the session's name.
     ``persistent_session``: the broker keeps the session and queues QoS 1 messages for
     ``session_expiry_s`` while the client is away (supervisor tools); the door starts clean.
+    ``fallback_urls``: the other nodes of the same broker (a cluster), tried in turn after ``url``.
     """
 
     url: str
@@ -54,9 +61,11 @@ class BrokerSettings:
     keepalive_s: int = 30
     persistent_session: bool = True
     session_expiry_s: int = 7 * 86400  # how long the broker queues events for an absent supervisor tool
+    fallback_urls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        parse_broker_url(self.url)
+        for url in (self.url, *self.fallback_urls):
+            parse_broker_url(url)
 
     @property
     def host(self) -> str:
@@ -83,7 +92,8 @@ class BrokerSettings:
         settings = cls(url=url, username=section.username, password=password, ca_file=section.ca_file,
                        cert_file=section.cert_file, key_file=section.key_file, tls_verify=section.tls_verify,
                        protocol=section.protocol, client_id=section.client_id,
-                       keepalive_s=getattr(section, "keepalive_s", cls.keepalive_s))
+                       keepalive_s=getattr(section, "keepalive_s", cls.keepalive_s),
+                       fallback_urls=getattr(section, "fallback_urls", ()))
         return replace(settings, **overrides)
 
 
@@ -138,7 +148,27 @@ def make_client(settings: BrokerSettings) -> mqtt.Client:
     if settings.username:
         client.username_pw_set(settings.username, settings.password or None)
     client.reconnect_delay_set(min_delay=RECONNECT_S[0], max_delay=RECONNECT_S[1])
+    if settings.fallback_urls:
+        _take_turns(client, (settings.url, *settings.fallback_urls))
     return client
+
+
+def _take_turns(client: mqtt.Client, urls: tuple[str, ...]) -> None:
+    """Each connection attempt after the first goes to the next of ``urls`` (the nodes of one broker).
+
+    paho has no public way to change the address between its own reconnects (its ``host`` and
+    ``port`` setters refuse while its loop reconnects, in ``on_pre_connect`` too), so the address is
+    set on the fields its ``reconnect()`` reads, in the callback it calls just before opening the socket.
+    """
+    addresses = [(url, *parse_broker_url(url)[1:]) for url in urls]
+    attempts = itertools.count()
+
+    def before_connecting(client, userdata) -> None:
+        url, host, port = addresses[next(attempts) % len(addresses)]
+        client._host, client._port = host, port
+        log.debug("connecting to %s", url)
+
+    client.on_pre_connect = before_connecting
 
 
 def connect(client: mqtt.Client, settings: BrokerSettings, *, background: bool = True) -> None:

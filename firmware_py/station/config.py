@@ -20,7 +20,9 @@ from firmware_py.config.schema import (  # the door's checker: one way to read a
     _Problems,
     _Section,
     broker_override,
+    mixed_schemes,
     read_toml,
+    split_broker_urls,
 )
 from firmware_py.errors import ConfigError
 
@@ -29,7 +31,8 @@ LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})")
 
 @dataclass(frozen=True)
 class BrokerConfig:
-    url: str  # mqtt://host:port or mqtts://host:port
+    url: str  # mqtt://host:port or mqtts://host:port: the first broker (node) tried
+
     username: str
     password_file: Path | None
     ca_file: Path | None
@@ -40,6 +43,7 @@ class BrokerConfig:
     prefix: str
     client_id: str  # the broker-side persistent session's name
     beacon_interval_s: float  # 0: publish no time beacon (beside a simulator on simulated time)
+    fallback_urls: tuple[str, ...] = ()  # the cluster's other nodes, tried in turn when a connection ends
 
 
 @dataclass(frozen=True)
@@ -105,9 +109,12 @@ def parse_listen(text: str, where: str) -> tuple[str, int]:
 
 
 def _read_broker(sec: _Section, base: Path, problems: _Problems) -> BrokerConfig:
-    url = sec.string("url")
-    if url and not BROKER_URL.fullmatch(url):
-        problems.add(sec.where("url"), f"{url!r} is not like {BROKER_URL_EXAMPLE}")
+    urls = sec.strings("url")
+    for url in urls:
+        if not BROKER_URL.fullmatch(url):
+            problems.add(sec.where("url"), f"{url!r} is not like {BROKER_URL_EXAMPLE}")
+    if mixed_schemes(urls):
+        problems.add(sec.where("url"), mixed_schemes(urls))
     protocol = sec.number("protocol", 5, integer=True)
     if protocol not in (5, 311):
         problems.add(sec.where("protocol"), f"{protocol!r} is not 5 (MQTT 5) or 311 (MQTT 3.1.1)")
@@ -115,7 +122,8 @@ def _read_broker(sec: _Section, base: Path, problems: _Problems) -> BrokerConfig
     if prefix and (any(c in prefix for c in "#+") or prefix.startswith("/") or prefix.endswith("/")):
         problems.add(sec.where("prefix"), f"{prefix!r} may not contain # or + nor start or end with /")
     cfg = BrokerConfig(
-        url=url, username=sec.string("username", ""), password_file=sec.path("password_file", base, ""),
+        url=urls[0] if urls else "", fallback_urls=tuple(urls[1:]), username=sec.string("username", ""),
+        password_file=sec.path("password_file", base, ""),
         ca_file=sec.path("ca_file", base, ""), cert_file=sec.path("cert_file", base, ""),
         key_file=sec.path("key_file", base, ""), tls_verify=sec.boolean("tls_verify", True), protocol=protocol,
         prefix=prefix, client_id=sec.string("client_id", f"accessctl-station-{socket.gethostname()}"),
@@ -204,7 +212,11 @@ def with_overrides(cfg: StationConfig, *, broker: str | None = None, archive: st
     ``--broker`` follows the door's rule (:func:`firmware_py.config.schema.broker_override`): a plain
     ``mqtt://`` broker is reached anonymously without TLS, an ``mqtts://`` one with the file's account."""
     if broker is not None:
-        cfg = replace(cfg, broker=replace(cfg.broker, url=broker, **broker_override(broker)))
+        urls = split_broker_urls(broker)
+        if not urls or mixed_schemes(urls):
+            raise ConfigError(f"--broker {broker!r}: {mixed_schemes(urls) or 'no address'}")
+        changes = [broker_override(u) for u in urls]  # each address checked; the scheme decides the account
+        cfg = replace(cfg, broker=replace(cfg.broker, url=urls[0], fallback_urls=tuple(urls[1:]), **changes[0]))
     if archive is not None:
         check_archive(archive, "--archive")
         chosen = ArchiveConfig(None, archive) if is_postgres(archive) else ArchiveConfig(Path(archive))

@@ -200,6 +200,7 @@ class PgIngest:
         c = self._client = make_client(self.broker)
         c.manual_ack_set(True)
         c.on_connect, c.on_disconnect, c.on_message = self._on_connect, self._on_disconnect, self._on_message
+        c.on_subscribe = self._on_subscribe
         c.connect_async(self.broker.host, self.broker.port, self.broker.keepalive_s,
                         **({"clean_start": False} if self.broker.protocol == 5 else {}))
         c.loop_start()
@@ -208,11 +209,12 @@ class PgIngest:
         return self
 
     def wait_connected(self, timeout: float) -> bool:
+        """Whether, within ``timeout`` seconds, the station was connected and subscribed."""
         return self._connected.wait(timeout)
 
     @property
     def connected(self) -> bool:
-        """Whether the broker session is up (the web page shows it; door commands need it)."""
+        """Whether the broker session is up and subscribed (the web page shows it; door commands need it)."""
         return self._connected.is_set()
 
     @property
@@ -240,9 +242,16 @@ class PgIngest:
             self._generation += 1
         client.subscribe([(f"{self.prefix}/+/+/{kind}", 1) for kind in ("events/#", "status", "occupancy",
                                                                           "cmd/result")])
-        self._connected.set()
         log.info("ingest connected to %s (session %s present: %s)", self.broker.url, client._client_id.decode(),
                  getattr(flags, "session_present", "?"))
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        # Connected for the page (and the tests) once the broker routes the doors' messages to us.
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("the broker %s refused the station's subscriptions: %s", self.broker.url, ", ".join(refused))
+            return
+        self._connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._lock:

@@ -57,6 +57,33 @@ def test_the_command_line_overrides_broker_archive_and_listener(tmp_path):
         "mqtt://127.0.0.1:1884", tmp_path / "a.db", "::1", 9443)
 
 
+def test_the_nodes_of_a_cluster_are_listed_in_the_file_or_on_the_command_line(tmp_path):
+    nodes = ["mqtt://10.0.0.1:1883", "mqtt://10.0.0.2:1883", "mqtt://10.0.0.3:1883"]
+    text = EXAMPLE.read_text().replace('url = "mqtts://broker.archive.lan:8883"', f"url = {nodes!r}".replace("'", '"'))
+    cfg = load_station_config(write(tmp_path, text))
+    assert (cfg.broker.url, cfg.broker.fallback_urls) == (nodes[0], tuple(nodes[1:]))
+    cfg = with_overrides(load_station_config(EXAMPLE), broker="mqtt://127.0.0.1:1884, mqtt://127.0.0.1:1885")
+    assert (cfg.broker.url, cfg.broker.fallback_urls) == ("mqtt://127.0.0.1:1884", ("mqtt://127.0.0.1:1885",))
+
+
+@pytest.mark.parametrize("value, problem", [
+    ('["mqtts://a:8883", "mqtt://b:1883"]', "mixes mqtt:// and mqtts://"),
+    ('["mqtts://a:8883", 8883]', "must be a string or an array of strings"),
+    ("[]", "must be a string or an array of strings"),
+    ('["mqtts://a:8883", "ftp://b:21"]', "'ftp://b:21' is not like"),
+])
+def test_a_broken_list_of_nodes_is_named(tmp_path, value, problem):
+    text = EXAMPLE.read_text().replace('url = "mqtts://broker.archive.lan:8883"', f"url = {value}")
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=f"{path}: \\[broker\\] url: .*{problem}"):
+        load_station_config(path)
+
+
+def test_a_broker_list_on_the_command_line_may_not_mix_tls_and_plain(tmp_path):
+    with pytest.raises(ConfigError, match="--broker .* mixes mqtt:// and mqtts://"):
+        with_overrides(load_station_config(EXAMPLE), broker="mqtts://a:8883,mqtt://b:1883")
+
+
 def test_a_postgresql_archive_is_taken_from_the_file_or_the_command_line(tmp_path):
     path = write(tmp_path, """
 [broker]

@@ -9,11 +9,13 @@ first subscription, that a door published events it never received: it asks for 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from firmware_py.station.ingest import Monitor
 from simulator.lab_broker import SITE, door_username
+from tests.fixtures.station import free_port
 from tests.system.test_monitor import make_events, supervisor_settings
 
 DOOR = "scan-room"
@@ -24,9 +26,9 @@ def start_ingest(mosquitto_broker, tmp_path):
     """A Monitor as the station runs it (every site, no beacon); its lines collect in ``.lines``."""
     monitors = []
 
-    def start(**kwargs):
+    def start(settings=None, **kwargs):
         lines = []
-        m = Monitor(supervisor_settings(mosquitto_broker), tmp_path / "archive.db", out=lines.append,
+        m = Monitor(settings or supervisor_settings(mosquitto_broker), tmp_path / "archive.db", out=lines.append,
                     beacon_interval_s=None, **kwargs)
         m.lines = lines
         monitors.append(m)
@@ -114,3 +116,13 @@ def test_an_event_published_retained_while_the_station_listens_is_ignored_as_wel
     assert m.wait_for_seq(SITE, DOOR, 2)
     assert m.wait_until(lambda: m.anomalies(kind="retained_event"), 5)
     assert [e["seq"] for e in m.events(SITE, DOOR)] == [2]
+
+
+def test_with_its_first_node_gone_the_station_reads_through_the_next_one(start_ingest, door, mosquitto_broker):
+    gone = f"mqtts://127.0.0.1:{free_port()}"  # nothing listens there: a node that is down
+    settings = replace(supervisor_settings(mosquitto_broker), url=gone, fallback_urls=(mosquitto_broker.url,))
+    m = start_ingest(settings)  # raises unless it subscribed within its timeout
+    events = make_events(range(1, 3))
+    publish(door, mosquitto_broker, events)
+    assert m.wait_for_seq(SITE, DOOR, 2, contiguous=True)
+    assert m.events(SITE, DOOR) == events
