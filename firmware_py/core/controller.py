@@ -61,6 +61,7 @@ IDLE, SCREENING, RELEASED, OPEN = "idle", "screening", "released", "open"
 GATE_DEVICE = "gate"  # the metal-detector gate's name in TamperChanged and DeviceFault
 DENIED_SHOWN_S = 3.0  # red light and beeps after a denial
 ALARM_SHOWN_S = 10.0  # red light and buzzer after an alarm; the supervisor has the event
+PASSAGE_OPEN_KEY = "passage_open"  # the passage in the doorway, kept for a start after a crash
 # Events the door acts on only once they are stored: a release always has its record.
 STORED_BEFORE_ACTING = frozenset({"access_granted"})
 
@@ -140,6 +141,7 @@ class DoorController:
                    detail={"version": __version__, "config_digest": self.cfg.digest,
                            "lockdown": self.lockdown, "occupancy": len(self.inside)})
         self._check_anchor(expected, found)
+        self._complete_interrupted_passage()
         self._check_clock()
         self._plan_overstay_check()
         self._status_changed()
@@ -158,6 +160,19 @@ class DoorController:
         log.error("event log: %s (expected seq %s, found %s); raising a tamper alarm", detail["problem"], seq, found[0])
         self._emit("alarm", "tamper", detail=detail)
         self._signal("alarm", "both", ALARM_SHOWN_S)
+
+    def _complete_interrupted_passage(self) -> None:
+        """A passage whose door opened before the process died (a crash, a power cut) is recorded now:
+        the person went through, and without it their exit would be refused as anti-passback."""
+        kept = self.event_log.state(PASSAGE_OPEN_KEY)
+        if not kept:
+            return
+        person = _PublicPerson(**kept["person"]) if kept.get("person") else None
+        credential = Credential(**kept["credential"]) if kept.get("credential") else None
+        passage = Passage(kept["direction"], person, credential, kept["via"], dict(kept.get("screening") or {}))
+        log.warning("the door stopped with a passage under way (%s, %s): recorded now", passage.direction,
+                    person.person_id if person else "by the exit button")
+        self._record_passage(passage, None, at_restart=True)
 
     def stop(self, reason: str = "signal") -> None:
         if self.state == OPEN and self.passage:
@@ -408,9 +423,24 @@ class DoorController:
             self.state = OPEN
             self.timers.cancel("unlock")
             self.lock.secure()  # re-locks as soon as the door shuts behind the person
+            self._keep_passage_open(self.passage)
         elif not self.lock.is_released:
             self._alarm("door_forced", None, {"state": self.state})
         self._status_changed()
+
+    def _keep_passage_open(self, p: Passage | None) -> None:
+        """Store the passage in the doorway, cleared with its ``passage`` event, so a start after a crash
+        records it (:meth:`_complete_interrupted_passage`). Refused by the database: only logged."""
+        if p is None:
+            return
+        kept = {"direction": p.direction, "via": p.via, "screening": p.screening,
+                "person": p.person.public() if p.person is not None else None,
+                "credential": p.credential.public() if p.credential is not None else None}
+        try:
+            self.event_log.keep_state(PASSAGE_OPEN_KEY, kept)
+        except StoreError as exc:
+            log.warning("could not keep the passage under way (%s); a crash before the door closes would lose it",
+                        exc)
 
     def _on_door_closed(self, ev: DoorClosed) -> None:
         self.door_open = False
@@ -449,17 +479,20 @@ class DoorController:
         self.indicators.show("granted", "inside")
         self._status_changed()
 
-    def _record_passage(self, p: Passage, open_s: float | None, *, at_shutdown: bool = False) -> None:
+    def _record_passage(self, p: Passage, open_s: float | None, *, at_shutdown: bool = False,
+                        at_restart: bool = False) -> None:
         person = p.person
         detail: dict = {"via": p.via, "open_s": open_s}
         if at_shutdown:
             detail["at_shutdown"] = True  # the service stopped with the door open behind the person
+        if at_restart:
+            detail["at_restart"] = True  # the process died with the door open; recorded at the next start
         if person is None and p.via == "exit_button" and len(self.inside) == 1:
             # Only one person was inside, so the button was theirs.
             pid, info = next(iter(self.inside.items()))
             person = _PublicPerson(pid, info["name"], info["role"])
             detail["attributed"] = True
-        state = None
+        state: dict = {PASSAGE_OPEN_KEY: None}  # the kept passage is cleared with its event
         if person is not None:
             if p.direction == "in":
                 self.inside[person.person_id] = {"name": person.name, "role": person.role,
@@ -470,7 +503,7 @@ class DoorController:
                     self.last_escort_entry = self.clock.now()
             else:
                 self.inside.pop(person.person_id, None)
-            state = {"occupancy": self.inside}
+            state["occupancy"] = self.inside
         # Stored with its occupancy in one transaction; kept in memory (with it) while the database refuses.
         self._emit("access", "passage", direction=p.direction, person=person, credential=p.credential,
                    detail=detail, state=state)

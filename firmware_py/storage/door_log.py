@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from firmware_py.core.events import canonical, check_vocabulary, refuse_full_id_numbers
-from firmware_py.storage.db import get_meta, set_meta
+from firmware_py.storage.db import get_meta, set_meta, transaction
 from firmware_py.storage.eventstore import ChainAnchor, EventStore
 from firmware_py.storage.executed_commands import remember_executed, was_executed
 
@@ -88,6 +88,10 @@ class SqliteEventLog:
             # Its fsync would sit between a grant's record and the lock releasing: the loop
             # writes it once the input is handled (write_due_anchor).
             self._anchor_due = (last["seq"], last["hash"])
+
+    def keep_state(self, key: str, value: Any) -> None:
+        with transaction(self.db):
+            set_meta(self.db, key, value)
 
     def write_due_anchor(self) -> None:
         """Move the anchor beside the secret if the log has grown past it (the service loop calls this)."""

@@ -171,7 +171,13 @@ def _badge_in(visitor: Visitor) -> None:
     visitor.door.walk_through()
 
 
-SCRIPT = {"badge_in": _badge_in, "exit": lambda visitor: visitor.door.press_exit()}
+def _die(visitor: Visitor) -> None:
+    """SIGKILL this process where the script stands (a power cut): nothing runs at the end."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+SCRIPT = {"badge_in": _badge_in, "exit": lambda visitor: visitor.door.press_exit(),
+          "open": lambda visitor: visitor.door.open_door(), "die": _die}
 
 
 def main(args: dict) -> None:

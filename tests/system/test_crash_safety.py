@@ -8,7 +8,9 @@ bound here is CRASH_KILLS (default 10, about 20 s); the long mode is
 ``python -m simulator.crash.campaign --kills 1000``.
 """
 
+import json
 import os
+import sqlite3
 
 import pytest
 
@@ -94,3 +96,21 @@ def test_a_controller_killed_with_the_lock_released_starts_again_with_it_secure(
     fresh.run_child(script=["badge_in"], die_after_release="_grant", steps=0)
     fresh.kill_once(while_starting=False)
     assert fresh.result.kills == 1 and fresh.failures() == []
+
+
+def test_a_passage_cut_off_by_a_kill_with_the_door_open_is_recorded_at_the_next_start(fresh):
+    """kill -9 (a power cut) while P001 stands in the open doorway: nothing runs at the end; the next
+    start records the passage, so P001 is inside and may leave by badge (not refused as anti-passback)."""
+    child = fresh.run_child(script=["badge_in", "open", "die"], steps=0)
+    assert child.returncode == -9
+    assert [t for _, t, _ in fresh.stored()][-1] == "access_granted"  # the passage died with the process
+    fresh.run_child(steps=0)  # the service starts again, and stops
+    with sqlite3.connect(fresh.database) as conn:
+        rows = conn.execute("SELECT body FROM events WHERE type = 'passage'").fetchall()
+        occupancy = json.loads(conn.execute("SELECT value FROM meta WHERE key = 'occupancy'").fetchone()[0])
+    (passage,) = [json.loads(body) for (body,) in rows]
+    assert (passage["direction"], passage["person"]["person_id"]) == ("in", "P001")
+    assert passage["detail"]["at_restart"] is True
+    assert list(occupancy) == ["P001"]
+    fresh.check()
+    assert fresh.failures() == []

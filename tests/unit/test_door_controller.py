@@ -244,6 +244,34 @@ def test_a_lockdown_is_kept_across_a_restart_on_the_same_log(door):
     assert again.controller.lockdown is True
 
 
+def test_a_passage_cut_off_by_a_crash_with_the_door_open_is_recorded_at_the_next_start(door):
+    door.controller.handle(BadgeRead("outside", BADGE))
+    door.controller.handle(GatePassage(count=1, metal=False))
+    door.controller.handle(DoorOpened())  # P001 is in the doorway; the process dies here (no stop())
+    again = memory_door(person("P001", badge=BADGE), log=door.log)
+    passage = again.log.events[-1]
+    assert again.log.types()[-2:] == ["controller_started", "passage"]
+    assert (passage["direction"], passage["person"]["person_id"], passage["credential"]["kind"]) == (
+        "in", "P001", "badge")
+    assert passage["detail"]["at_restart"] is True and passage["detail"]["open_s"] is None
+    assert list(again.controller.inside) == ["P001"] and again.log.saved_state["passage_open"] is None
+    third = memory_door(person("P001", badge=BADGE), log=again.log)  # recorded once, not at every start
+    assert third.log.types().count("passage") == 1
+
+
+def test_a_grant_that_lapsed_unopened_before_a_crash_records_no_passage(door):
+    door.controller.handle(BadgeRead("outside", BADGE))
+    door.controller.handle(GatePassage(count=1, metal=False))  # released, never opened; then the crash
+    again = memory_door(person("P001", badge=BADGE), log=door.log)
+    assert "passage" not in again.log.types() and again.controller.inside == {}
+
+
+def test_a_completed_passage_leaves_nothing_for_the_next_start(door):
+    enter(door)
+    again = memory_door(person("P001", badge=BADGE), log=door.log)
+    assert again.log.types().count("passage") == 1 and list(again.controller.inside) == ["P001"]
+
+
 def test_the_action_table_covers_every_command_the_parser_accepts():
     assert set(DoorController._actions) == set(commands.ACTIONS)
 
