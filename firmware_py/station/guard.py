@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import inspect
 import json
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,9 +30,14 @@ from firmware_py.station.accounts import Session, role_allows
 from firmware_py.station.storage import StationStore
 from firmware_py.station.throttle import LoginThrottle
 
+log = logging.getLogger(__name__)
+
 COOKIE = "station_session"
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)  # the dates a request may name
+# The form fields the routes read, the ones the audit trail keeps: never a password or the CSRF
+# token, nor whatever else a sender adds (an anonymous flood of fields would fill a trail nobody may delete).
+AUDITED_FIELDS = ("username", "next", "person_id", "reason", "comment", "epoch")
 MAX_BODY = 64 * 1024
-SECRET_FIELDS = ("csrf", "password")  # never written to the audit trail
 
 
 @dataclass
@@ -90,8 +96,8 @@ def guarded(handler: Callable, role: str | None, station: Station) -> Callable:
             ctx.session = await anyio.to_thread.run_sync(accounts.find_session, station.store, token, station.now(),
                                                          station.session_idle_s) if token else None
             ctx.who = ctx.session.name if ctx.session else "-"
-            if role and ctx.session is None and (api or not changing):
-                raise Refused(401, "not logged in 未登录")  # before the body: nothing is read for nobody
+            if role and ctx.session is None:  # before the body: nothing is read for nobody
+                raise Refused(401 if api or not changing else 403, "not logged in 未登录")
             if changing:
                 ctx.form = await _read_form(request)
                 _check_same_origin(request)
@@ -106,8 +112,12 @@ def guarded(handler: Callable, role: str | None, station: Station) -> Callable:
         except Refused as r:
             ctx.note = ctx.note or r.message
             response = _refusal(request, ctx, r, api)
+        except Exception as exc:  # a defect: answered and audited like any refusal, the server goes on
+            log.exception("%s %s failed", request.method, request.url.path)
+            ctx.note = f"internal error: {type(exc).__name__}"
+            response = _refusal(request, ctx, Refused(500, "internal error 内部错误"), api)
         if changing:
-            detail = {k: v for k, v in ctx.form.items() if k not in SECRET_FIELDS}
+            detail = {k: ctx.form[k] for k in AUDITED_FIELDS if k in ctx.form}
             await anyio.to_thread.run_sync(lambda: audit.record(
                 station.store, at=station.now(), who=ctx.who, address=address(request),
                 action=f"{request.method} {request.url.path}", detail=detail,
@@ -145,6 +155,8 @@ async def _read_form(request: Request) -> dict[str, str]:
             return {k[:64]: v for k, v in parse_qsl(body.decode("utf-8"), keep_blank_values=True)}
     except (UnicodeDecodeError, ValueError) as exc:
         raise Refused(400, f"the request body cannot be read: {exc}") from None
+    except RecursionError:
+        raise Refused(400, "the request body cannot be read: JSON nested too deeply") from None
     raise Refused(415, f"send a form or JSON, not {kind}")
 
 
@@ -185,6 +197,9 @@ def parse_date(text: str | None, default: date, name: str) -> date:
     if not text:
         return default
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise Refused(400, f"{name}={text[:40]!r} is not a date like 2026-11-23") from None
+    if not FIRST_DAY <= day <= LAST_DAY:  # a day either side is read too: the calendar's ends overflow
+        raise Refused(400, f"{name}={text} is not a date from {FIRST_DAY} to {LAST_DAY}")
+    return day

@@ -74,10 +74,8 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
                 if ready:
                     ready(url)
 
-    config = uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port, log_level="warning", access_log=False,
-                            ssl_certfile=str(cfg.web.certificate) if cfg.web.certificate else None,
-                            ssl_keyfile=str(cfg.web.key) if cfg.web.key else None,
-                            timeout_graceful_shutdown=3, lifespan="off")
+    config = web_server_config(app, host=cfg.web.host, port=cfg.web.port, certificate=cfg.web.certificate,
+                               key=cfg.web.key)
     try:
         start()  # a broker that is down is a state shown on the page, not a reason not to serve
         Server(config).run()
@@ -85,3 +83,14 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
         station.stopping.set()
         close()
         store.close()
+
+
+def web_server_config(app, *, host: str, port: int, certificate=None, key=None, graceful_s: float = 3):
+    """uvicorn's settings for the page. ``proxy_headers`` off: the station is not behind a proxy, so an
+    ``X-Forwarded-For`` a client sends must neither name the address the audit trail records nor get
+    round the per-address login throttle."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False,
+                          ssl_certfile=str(certificate) if certificate else None,
+                          ssl_keyfile=str(key) if key else None, timeout_graceful_shutdown=graceful_s, lifespan="off")

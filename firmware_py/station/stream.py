@@ -50,7 +50,7 @@ def _message(data: dict, *, event: str, id: int | None = None) -> str:
 
 def _start_id(request: Request) -> int:
     for text in (request.headers.get("last-event-id"), request.query_params.get("after")):
-        if text and text.isdigit() and len(text) < 19:
+        if text and text.isascii() and text.isdigit() and len(text) < 19:
             return int(text)
     return 0
 

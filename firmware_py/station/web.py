@@ -39,19 +39,24 @@ def login(request: Request, ctx: Ctx) -> Response:
     name, password = form.get("username", "")[:64], form.get("password", "")[:accounts.MAX_PASSWORD]
     ctx.who = name or "-"
     next_path = safe_next(form.get("next"))
-    keys = [f"user:{name.lower()}", f"address:{address(request)}"]
-    wait = station.throttle.retry_after(keys)
-    if wait > 0:
-        ctx.note = "throttled"
-        seconds = int(wait) + 1
-        message = f"登录失败次数过多，请 {seconds} 秒后再试 Too many failed logins: try again in {seconds} s"
-        return HTMLResponse(pages.login_page(message, next_path, name), 429, headers={"Retry-After": str(seconds)})
-    role = accounts.authenticate(station.store, name, password)
+    name_key, address_key = f"user:{name.lower()}", f"address:{address(request)}"
+    with station.throttle.password_check() as free:
+        if not free:
+            ctx.note = "busy: too many logins at once"
+            message = "登录请求过多，请稍后再试 Too many logins at once: try again in a few seconds"
+            return HTMLResponse(pages.login_page(message, next_path, name), 503, headers={"Retry-After": "5"})
+        wait = station.throttle.begin([name_key, address_key])
+        if wait > 0:
+            ctx.note = "throttled"
+            seconds = int(wait) + 1
+            message = f"登录失败次数过多，请 {seconds} 秒后再试 Too many failed logins: try again in {seconds} s"
+            return HTMLResponse(pages.login_page(message, next_path, name), 429, headers={"Retry-After": str(seconds)})
+        role = accounts.authenticate(station.store, name, password)
     if role is None:
-        station.throttle.failed(keys)
         ctx.note = "wrong user name or password"
         return HTMLResponse(pages.login_page("用户名或密码错误 Wrong user name or password", next_path, name), 401)
-    station.throttle.succeeded(keys[0])
+    station.throttle.succeeded(name_key, address_key)
+    accounts.close_session(station.store, request.cookies.get(COOKIE, ""))  # one session per browser
     session = accounts.open_session(station.store, name, station.now())
     ctx.note = f"logged in as {role}"
     response = RedirectResponse(next_path, 303)
@@ -202,8 +207,10 @@ def acknowledge(request: Request, ctx: Ctx) -> Response:
     """Acknowledge alarm ``seq`` of the door's chain epoch given as the ``epoch`` field (default: its current epoch)."""
     st = ctx.station
     site, door, seq = request.path_params["site"], request.path_params["door"], request.path_params["seq"]
+    if not 0 < seq < 1 << 63:
+        raise Refused(404, f"no alarm #{seq}")
     text = ctx.form.get("epoch", "").strip()
-    if text and not (text.isdigit() and 0 < int(text) < 1 << 31):
+    if text and not (text.isascii() and text.isdigit() and 0 < int(text) < 1 << 31):
         raise Refused(400, f"epoch={text[:20]!r} is not a chain epoch (1, 2 …)")
     epoch = int(text) if text else queries.current_epoch(st.store, site, door)
     try:

@@ -97,36 +97,60 @@ class FakeMonotonic:
         return self.t
 
 
-def test_five_failures_for_a_name_make_it_wait_sixty_seconds():
+def test_five_attempts_for_a_name_make_the_next_wait_sixty_seconds():
     clock = FakeMonotonic()
     throttle = LoginThrottle(monotonic=clock)
-    for _ in range(4):
-        throttle.failed(["user:olga"])
-    assert throttle.retry_after(["user:olga"]) == 0
-    throttle.failed(["user:olga"])
-    assert throttle.retry_after(["user:olga", "address:10.0.0.9"]) == 60
-    assert throttle.retry_after(["user:victor"]) == 0
+    assert [throttle.begin(["user:olga"]) for _ in range(5)] == [0] * 5  # each counted as it starts
+    assert throttle.begin(["user:olga", "address:10.0.0.9"]) == 60
+    assert throttle.begin(["user:victor"]) == 0
     clock.t += 60.5
-    assert throttle.retry_after(["user:olga"]) == 0
+    assert throttle.begin(["user:olga"]) == 0
 
 
-def test_failures_spread_wider_than_the_window_do_not_lock_out():
+def test_attempts_spread_wider_than_the_window_do_not_lock_out():
     clock = FakeMonotonic()
     throttle = LoginThrottle(monotonic=clock, window_s=300)
     for _ in range(10):
-        throttle.failed(["user:olga"])
+        assert throttle.begin(["user:olga"]) == 0
         clock.t += 100
-    assert throttle.retry_after(["user:olga"]) == 0
 
 
-def test_a_success_clears_the_names_earlier_failures():
+def test_a_success_clears_the_names_attempts_and_gives_the_address_its_attempt_back():
     clock = FakeMonotonic()
     throttle = LoginThrottle(monotonic=clock)
     for _ in range(4):
-        throttle.failed(["user:olga"])
-    throttle.succeeded("user:olga")
-    throttle.failed(["user:olga"])
-    assert throttle.retry_after(["user:olga"]) == 0
+        throttle.begin(["user:olga", "address:10.0.0.9"])
+    throttle.succeeded("user:olga", "address:10.0.0.9")
+    for _ in range(5):  # a name that logged in starts afresh
+        assert throttle.begin(["user:olga"]) == 0
+    # the address keeps its 3 failed attempts: two more may start, then it waits
+    assert [throttle.begin(["address:10.0.0.9"]) for _ in range(3)] == [0, 0, 60]
+
+
+def test_a_login_that_succeeds_every_time_never_locks_its_address():
+    throttle = LoginThrottle(monotonic=FakeMonotonic())
+    for _ in range(20):
+        assert throttle.begin(["user:olga", "address:10.0.0.9"]) == 0
+        throttle.succeeded("user:olga", "address:10.0.0.9")
+
+
+def test_no_more_passwords_are_checked_at_once_than_the_slots():
+    throttle = LoginThrottle(max_checks=2)
+    with throttle.password_check() as first, throttle.password_check() as second:
+        with throttle.password_check() as third:
+            assert (first, second, third) == (True, True, False)
+    with throttle.password_check() as again:
+        assert again
+
+
+def test_the_throttle_forgets_stale_names_and_addresses():
+    clock = FakeMonotonic()
+    throttle = LoginThrottle(monotonic=clock, window_s=300, lockout_s=60)
+    for i in range(12_000):
+        throttle.begin([f"address:10.{i // 256}.{i % 256}.1"])
+    clock.t += 400
+    throttle.begin(["address:192.0.2.1"])
+    assert len(throttle._attempts) + len(throttle._locked_until) < 100
 
 
 def test_the_audit_trail_can_be_neither_changed_nor_deleted(store):
