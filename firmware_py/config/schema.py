@@ -159,6 +159,7 @@ class MqttConfig:
     keepalive_s: int
     status_interval_s: float
     link_down_after_s: float  # broker unreachable longer than this: link_down alarm (GB 50396 5.1.5-5)
+    fallback_urls: tuple[str, ...] = ()  # the cluster's other nodes, tried in turn when a connection ends
 
 
 @dataclass(frozen=True)
@@ -504,9 +505,7 @@ def _read_policy(sec: _Section, tz: ZoneInfo, problems: _Problems) -> PolicyConf
 
 
 def _read_mqtt(sec: _Section, base: Path, site: str, door: str, problems: _Problems) -> MqttConfig:
-    broker = sec.string("broker", "mqtt://127.0.0.1:1883")
-    if broker and not BROKER_URL.fullmatch(broker):
-        problems.add(sec.where("broker"), f"{broker!r} is not like {BROKER_URL_EXAMPLE}")
+    brokers = read_broker_urls(sec, "broker", problems, default="mqtt://127.0.0.1:1883")
     prefix = sec.string("prefix", "accessctl")
     if prefix and (any(c in prefix for c in "#+") or prefix.startswith("/") or prefix.endswith("/")):
         problems.add(sec.where("prefix"), f"{prefix!r} may not contain # or + nor start or end with /")
@@ -515,7 +514,8 @@ def _read_mqtt(sec: _Section, base: Path, site: str, door: str, problems: _Probl
         problems.add(sec.where("protocol"), f"{protocol!r} is not 5 (MQTT 5) or 311 (MQTT 3.1.1)")
     cfg = MqttConfig(
         enabled=sec.boolean("enabled", True),
-        broker=broker,
+        broker=brokers[0] if brokers else "",
+        fallback_urls=tuple(brokers[1:]),
         prefix=prefix,
         protocol=protocol,
         client_id=sec.string("client_id", f"accessctl-{site}-{door}"),
@@ -621,20 +621,35 @@ def with_overrides(cfg: Config, *, database: str | Path | None = None, broker: s
     if database is not None:
         cfg = replace(cfg, storage=replace(cfg.storage, database=Path(database)))
     if broker is not None:
-        cfg = replace(cfg, mqtt=replace(cfg.mqtt, broker=broker, enabled=True, **broker_override(broker)))
+        first, changes = broker_option(broker)
+        cfg = replace(cfg, mqtt=replace(cfg.mqtt, broker=first, enabled=True, **changes))
     return cfg
 
 
-def split_broker_urls(text: str) -> list[str]:
-    """``--broker mqtt://a:1883,mqtt://b:1883``: the addresses of one broker's nodes, in order."""
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def mixed_schemes(urls: list[str]) -> str | None:
-    """What is wrong when a client's broker addresses do not all use TLS or all not (one TLS set-up), else None."""
+def read_broker_urls(sec: _Section, key: str, problems: _Problems, default: Any = _MISSING) -> list[str]:
+    """A broker's address, or the addresses of a cluster's nodes (an array), each checked; one scheme for all."""
+    urls = sec.strings(key, default)
+    for url in urls:
+        if not BROKER_URL.fullmatch(url):
+            problems.add(sec.where(key), f"{url!r} is not like {BROKER_URL_EXAMPLE}")
     if len({u.split("://", 1)[0] for u in urls}) > 1:
-        return "mixes mqtt:// and mqtts://: the nodes of one broker are reached all with TLS or all without"
-    return None
+        problems.add(sec.where(key), MIXED_SCHEMES)
+    return urls
+
+
+MIXED_SCHEMES = "mixes mqtt:// and mqtts://: the nodes of one broker are reached all with TLS or all without"
+
+
+def broker_option(text: str) -> tuple[str, dict[str, Any]]:
+    """``--broker URL[,URL…]`` (a cluster's nodes, comma-separated), for the door and the station alike:
+    the first address, and what else it changes (the other nodes; the account, by :func:`broker_override`)."""
+    urls = [part.strip() for part in text.split(",") if part.strip()]
+    if not urls:
+        raise ConfigError(f"--broker {text!r}: no address; give mqtt[s]://HOST:PORT")
+    if len({u.split("://", 1)[0] for u in urls}) > 1:
+        raise ConfigError(f"--broker {text!r}: {MIXED_SCHEMES}")
+    changes = [broker_override(u) for u in urls]  # each address checked; the scheme decides the account
+    return urls[0], {"fallback_urls": tuple(urls[1:]), **changes[0]}
 
 
 def broker_override(url: str) -> dict[str, Any]:

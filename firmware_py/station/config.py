@@ -15,14 +15,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from firmware_py.config.schema import (  # the door's checker: one way to read and report a TOML table
-    BROKER_URL,
-    BROKER_URL_EXAMPLE,
     _Problems,
     _Section,
-    broker_override,
-    mixed_schemes,
+    broker_option,
+    read_broker_urls,
     read_toml,
-    split_broker_urls,
 )
 from firmware_py.errors import ConfigError
 
@@ -109,12 +106,7 @@ def parse_listen(text: str, where: str) -> tuple[str, int]:
 
 
 def _read_broker(sec: _Section, base: Path, problems: _Problems) -> BrokerConfig:
-    urls = sec.strings("url")
-    for url in urls:
-        if not BROKER_URL.fullmatch(url):
-            problems.add(sec.where("url"), f"{url!r} is not like {BROKER_URL_EXAMPLE}")
-    if mixed_schemes(urls):
-        problems.add(sec.where("url"), mixed_schemes(urls))
+    urls = read_broker_urls(sec, "url", problems)
     protocol = sec.number("protocol", 5, integer=True)
     if protocol not in (5, 311):
         problems.add(sec.where("protocol"), f"{protocol!r} is not 5 (MQTT 5) or 311 (MQTT 3.1.1)")
@@ -212,11 +204,8 @@ def with_overrides(cfg: StationConfig, *, broker: str | None = None, archive: st
     ``--broker`` follows the door's rule (:func:`firmware_py.config.schema.broker_override`): a plain
     ``mqtt://`` broker is reached anonymously without TLS, an ``mqtts://`` one with the file's account."""
     if broker is not None:
-        urls = split_broker_urls(broker)
-        if not urls or mixed_schemes(urls):
-            raise ConfigError(f"--broker {broker!r}: {mixed_schemes(urls) or 'no address'}")
-        changes = [broker_override(u) for u in urls]  # each address checked; the scheme decides the account
-        cfg = replace(cfg, broker=replace(cfg.broker, url=urls[0], fallback_urls=tuple(urls[1:]), **changes[0]))
+        first, changes = broker_option(broker)
+        cfg = replace(cfg, broker=replace(cfg.broker, url=first, **changes))
     if archive is not None:
         check_archive(archive, "--archive")
         chosen = ArchiveConfig(None, archive) if is_postgres(archive) else ArchiveConfig(Path(archive))

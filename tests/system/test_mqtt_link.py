@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -26,6 +27,7 @@ from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore
 from simulator.crash.link_child import account_config, store_events
 from tests.fixtures.constants import REPO
+from tests.fixtures.station import free_port
 
 # 17 digits and a check character, not inside a longer run (a SHA-256 in hex often has 18 digits in a row)
 FULL_ID_NUMBER = re.compile(rb"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
@@ -343,6 +345,21 @@ def test_the_answer_to_a_command_without_a_usable_id_still_has_a_string_id(broke
     link.command_result(bad.id, False, bad.error)
     [result] = supervisor.wait_for_messages(1, broker.topic("scan-room", "cmd", "result"))
     assert json.loads(result.payload) == {"id": "", "ok": False, "error": bad.error}
+
+
+def test_a_door_given_a_clusters_nodes_publishes_through_the_next_when_the_first_is_gone(broker, supervisor,
+                                                                                         tmp_path):
+    gone = f"mqtts://127.0.0.1:{free_port()}"  # a node that is down
+    cfg = account_config(broker, broker.door("scan-room"), tmp_path / "nodes.db")
+    cfg = replace(cfg, mqtt=replace(cfg.mqtt, broker=gone, fallback_urls=(broker.url,)))
+    events = store_events(cfg, 3)
+    nodes = MqttLink(cfg, post=queue.Queue().put, backoff=BACKOFF)
+    try:
+        nodes.start()
+        got = supervisor.wait_for_messages(3, broker.topic("scan-room", "events", "#"), timeout=15)
+        assert sorted(json.loads(m.payload)["seq"] for m in got) == [e["seq"] for e in events]
+    finally:
+        nodes.close()
 
 
 def test_the_time_beacon_arrives_and_a_malformed_one_is_skipped(broker, supervisor, make_link, caplog):

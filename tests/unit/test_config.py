@@ -89,6 +89,25 @@ def test_a_malformed_broker_override_is_refused():
         with_overrides(load_config(EXAMPLE), broker="http://x")
 
 
+def test_a_door_may_name_the_nodes_of_a_broker_cluster(tmp_path):
+    nodes = '["mqtts://node1.archive.lan:8883", "mqtts://node2.archive.lan:8883"]'
+    cfg = load_config(write_variant(tmp_path, 'broker = "mqtts://broker.archive.lan:8883"', f"broker = {nodes}"))
+    assert (cfg.mqtt.broker, cfg.mqtt.fallback_urls) == ("mqtts://node1.archive.lan:8883",
+                                                          ("mqtts://node2.archive.lan:8883",))
+    cfg = with_overrides(load_config(EXAMPLE), broker="mqtt://127.0.0.1:1884,mqtt://127.0.0.1:1885")
+    assert (cfg.mqtt.broker, cfg.mqtt.fallback_urls) == ("mqtt://127.0.0.1:1884", ("mqtt://127.0.0.1:1885",))
+    assert cfg.mqtt.username == "" and cfg.mqtt.ca_file is None  # plain mqtt://: the lab rule, as for one
+
+
+def test_nodes_that_mix_tls_and_plain_mqtt_are_refused(tmp_path):
+    path = write_variant(tmp_path, 'broker = "mqtts://broker.archive.lan:8883"',
+                         'broker = ["mqtts://node1:8883", "mqtt://node2:1883"]')
+    with pytest.raises(ConfigError, match=r"\[mqtt\] broker: mixes mqtt:// and mqtts://"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="--broker .* mixes mqtt:// and mqtts://"):
+        with_overrides(load_config(EXAMPLE), broker="mqtts://a:8883,mqtt://b:1883")
+
+
 def test_both_id_readers_on_one_serial_port_is_an_error_naming_both(tmp_path):
     path = write_variant(tmp_path, 'port = "/dev/ttyUSB1"', 'port = "/dev/ttyUSB0"')
     with pytest.raises(ConfigError) as err:
