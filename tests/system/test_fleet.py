@@ -274,7 +274,9 @@ def test_a_station_that_starts_late_asks_the_doors_to_replay_what_it_missed(rabb
     cluster.add_account("station", station_id, password=STATION_PW)
     _fleet_account(cluster)
     config = _station_config(tmp_path, cluster, postgres_url, station_id)
-    fleet = _fleet(tmp_path, cluster, tmp_path / "doors", doors=5, rate=15, play_s=15, extra=["--seed", "11"])
+    # The doors answer replays only while the fleet runs: play long enough for the station to start
+    # (seconds on a loaded machine), see each door and wait its replay interval (5 s) before it asks.
+    fleet = _fleet(tmp_path, cluster, tmp_path / "doors", doors=5, rate=15, play_s=30, extra=["--seed", "11"])
     station = None
     try:
         fleet.wait_for("playing", 120)
