@@ -60,13 +60,7 @@ FLEET_USER, FLEET_PW = "fleet-lab", "fleet-lab-password-1"
 
 def _accounts(cluster: RabbitCluster, station: str) -> None:
     cluster.add_account("station", station, password=STATION_PW)
-    cluster.ctl(1, "add_user", FLEET_USER, stdin=FLEET_PW + "\n")
-    queue = "mqtt-subscription-accessctl-fleet-fleet-[0-9]+qos[01]"
-    cluster.ctl(1, "set_permissions", "-p", "/", FLEET_USER, f"^{queue}$", f"^(amq\\.topic|{queue})$",
-                f"^(amq\\.topic|{queue})$")
-    cluster.ctl(1, "set_topic_permissions", "-p", "/", FLEET_USER, "amq.topic",
-                r"^accessctl\.fleet\.[^.]+\.(events\..+|status|occupancy|cmd\.result)$",
-                r"^accessctl\.fleet\.([^.]+\.cmd|time|roster)$")
+    cluster.add_fleet_account(FLEET_USER, FLEET_PW)
 
 
 class Commits:

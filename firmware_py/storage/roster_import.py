@@ -216,8 +216,8 @@ class _Stage:
             self.batch = max(50, min(MAX_BATCH, int(len(keys) * TARGET_HOLD_S / max(spent, 1e-4))))
         keys.clear(), uids.clear(), rows.clear()
 
-    def _begin_build(self) -> None:
-        """persons_next and badges_next as the roster is now; the file's rows are applied as they are staged."""
+    def _empty_next_tables(self) -> None:
+        """persons_next and badges_next made empty, shaped as the live tables (the old copies dropped)."""
         self.conn.execute("PRAGMA synchronous = NORMAL")  # made durable by the swap's FULL commit
         for table in (*NEXT.values(), *OLD.values()):
             self._clear(table)
@@ -228,6 +228,10 @@ class _Stage:
                 self.conn.execute(re.sub(r'^CREATE TABLE\s+("?)' + name + r'\1', f"CREATE TABLE main.{next_name}", sql))
             # Built as rows arrive (cheaper than at the end, and no long step); the name changes each import.
             self.conn.execute(f"CREATE INDEX main.badges_person_{secrets.token_hex(4)} ON badges_next (person_id)")
+
+    def _begin_build(self) -> None:
+        """persons_next and badges_next as the roster is now; the file's rows are applied as they are staged."""
+        self._empty_next_tables()
         self._batched("main.persons", "INSERT INTO main.persons_next SELECT * FROM main.persons "
                                       "WHERE rowid >= ? AND rowid < ?")
         self._batched("main.badges", "INSERT INTO main.badges_next SELECT * FROM main.badges "
@@ -345,16 +349,7 @@ class _Stage:
         roster meanwhile, or the staged rows had duplicates that stopped it.
         """
         self.broken = False
-        self.conn.execute("PRAGMA synchronous = NORMAL")  # made durable by the swap's FULL commit
-        for table in (*NEXT.values(), *OLD.values()):
-            self._clear(table)
-        with self._step():
-            for name, next_name in NEXT.items():
-                sql = self.conn.execute("SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?",
-                                        (name,)).fetchone()[0]
-                self.conn.execute(re.sub(r'^CREATE TABLE\s+("?)' + name + r'\1', f"CREATE TABLE main.{next_name}", sql))
-            # Built as rows arrive (cheaper than at the end, and no long step); the name changes each import.
-            self.conn.execute(f"CREATE INDEX main.badges_person_{secrets.token_hex(4)} ON badges_next (person_id)")
+        self._empty_next_tables()
         in_file = f"(SELECT person_id FROM {STAGE}.rows)"
         # The old persons, verbatim: their ID hashes are unique among themselves.
         self._batched("main.persons", "INSERT INTO main.persons_next SELECT * FROM main.persons "

@@ -74,23 +74,6 @@ class Process:
         return "\n".join(self.lines[-40:])
 
 
-def _fleet_account(cluster) -> None:
-    """One lab account for every simulated door of site 'fleet' (the doors' own rights, for all of them)."""
-    from tests.fixtures.rabbitmq import LabError
-
-    try:
-        cluster.ctl(1, "add_user", FLEET_USER, stdin=FLEET_PW + "\n")
-    except LabError as exc:  # the session's cluster already has it (an earlier test)
-        if "already exists" not in str(exc):
-            raise
-    queue = "mqtt-subscription-accessctl-fleet-fleet-[0-9]+qos[01]"
-    cluster.ctl(1, "set_permissions", "-p", "/", FLEET_USER, f"^{queue}$", f"^(amq\\.topic|{queue})$",
-                f"^(amq\\.topic|{queue})$")
-    cluster.ctl(1, "set_topic_permissions", "-p", "/", FLEET_USER, "amq.topic",
-                r"^accessctl\.fleet\.[^.]+\.(events\..+|status|occupancy|cmd\.result)$",
-                r"^accessctl\.fleet\.([^.]+\.cmd|time|roster)$")
-
-
 def _restart_node(cluster, node: int) -> None:
     """``lab-cluster.sh restart``; under heavy load it once reported a node that did start as having
     exited while starting (its process-group check failed once): then wait for the cluster to list it."""
@@ -179,7 +162,7 @@ def test_a_fleet_through_the_cluster_is_archived_once_and_verified_through_every
     cluster = rabbitmq_cluster
     station_id = f"station-fleet-{uuid.uuid4().hex[:6]}"
     cluster.add_account("station", station_id, password=STATION_PW)
-    _fleet_account(cluster)
+    cluster.add_fleet_account(FLEET_USER, FLEET_PW)
     config = _station_config(tmp_path, cluster, postgres_url, station_id)
     station = _station(config)  # its persistent session exists before the first door speaks
     main_dir, side_dir = tmp_path / "doors", tmp_path / "side-door"
@@ -272,7 +255,7 @@ def test_a_station_that_starts_late_asks_the_doors_to_replay_what_it_missed(rabb
     cluster = rabbitmq_cluster
     station_id = f"station-late-{uuid.uuid4().hex[:6]}"
     cluster.add_account("station", station_id, password=STATION_PW)
-    _fleet_account(cluster)
+    cluster.add_fleet_account(FLEET_USER, FLEET_PW)
     config = _station_config(tmp_path, cluster, postgres_url, station_id)
     # The doors answer replays only while the fleet runs: play long enough for the station to start
     # (seconds on a loaded machine), see each door and wait its replay interval (5 s) before it asks.
