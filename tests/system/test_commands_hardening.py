@@ -39,6 +39,7 @@ from simulator.lab_broker import SUPERVISOR
 from simulator.runner import prepare_database
 from simulator.scenario import Scenario
 from tests.fixtures.constants import PEOPLE, REPO, TZ
+from tests.fixtures.waiting import wait_until
 
 EXAMPLE_CONFIG = REPO / "config" / "venue.example.toml"
 
@@ -99,16 +100,6 @@ def strict(body: str):
     def refuse(name):
         raise ValueError(f"{name} in a stored event")
     return json.loads(body, parse_constant=refuse)
-
-
-def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @contextmanager

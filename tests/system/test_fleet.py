@@ -77,7 +77,8 @@ class Process:
 def _restart_node(cluster, node: int) -> None:
     """``lab-cluster.sh restart``; under heavy load it once reported a node that did start as having
     exited while starting (its process-group check failed once): then wait for the cluster to list it."""
-    from tests.fixtures.rabbitmq import LabError, wait_until
+    from tests.fixtures.rabbitmq import LabError
+    from tests.fixtures.waiting import wait_until
 
     try:
         cluster.restart(node)

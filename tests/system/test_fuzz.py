@@ -47,6 +47,7 @@ from simulator.lab_broker import SUPERVISOR
 from simulator.runner import prepare_database
 from simulator.scenario import Scenario
 from tests.fixtures.constants import PEOPLE, REPO, TZ
+from tests.fixtures.waiting import wait_until
 
 EXAMPLE_CONFIG = REPO / "config" / "venue.example.toml"
 SQLITE_MAX_INT = 2**63 - 1
@@ -241,7 +242,7 @@ def test_a_replay_from_beyond_any_seq_leaves_the_mqtt_sender_working(mosquitto_b
     with door, caplog.at_level(logging.ERROR, logger="firmware_py.link.door_link"):
         # the link subscribes to cmd before it publishes its status: once the status is in, cmd is heard
         wait_until(lambda: (door.pump(), supervisor.received(mosquitto_broker.topic("scan-room", "status")))[1],
-                   "the door's status")
+                   what="the door's status", timeout=15)
         supervisor.publish(mosquitto_broker.topic("scan-room", "cmd"),
                            json.dumps({"id": "c6", "action": "replay", "from_seq": 2**70}))
         door.pump(until=RemoteCommand)
@@ -249,7 +250,7 @@ def test_a_replay_from_beyond_any_seq_leaves_the_mqtt_sender_working(mosquitto_b
         exit_seq = door.events()[-1]["seq"]
         events = mosquitto_broker.topic("scan-room", "events", "#")
         wait_until(lambda: exit_seq in {json.loads(m.payload)["seq"] for m in supervisor.received(events)},
-                   "the exit event")
+                   what="the exit event", timeout=15)
         time.sleep(1.5)  # the sender's retry interval
     failures = [r.getMessage() for r in caplog.records if "sender failed" in r.getMessage()]
     assert failures == []
@@ -265,13 +266,6 @@ def plain_door(tmp_path: Path, cfg=None):
     clock = SimulatedClock(datetime(2026, 11, 23, 9, tzinfo=TZ))
     prepare_database(cfg, Scenario(tmp_path / "s", "fuzz", clock.now(), cfg.path, PEOPLE, ()), clock)
     return SimulatedDoor(cfg, clock=clock, badges=False), clock
-
-
-def wait_until(predicate, what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
-        time.sleep(0.02)
 
 
 # ---------------------------------------------------------------------- the configuration file

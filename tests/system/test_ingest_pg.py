@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 import pytest
 
 from firmware_py.station.ingest_pg import PgIngest
 from simulator.lab_broker import SITE, door_username
+from tests.fixtures.waiting import wait_until
 from tests.system.test_monitor import make_events, supervisor_settings
 
 DOOR = "scan-room"
@@ -38,14 +38,6 @@ def door(mosquitto_broker):
 
 def commands(door, broker) -> list[dict]:
     return [json.loads(m.payload) for m in door.received(broker.topic(DOOR, "cmd"))]
-
-
-def wait_until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-    return result
 
 
 def test_a_door_refusing_a_replay_is_heard_and_logged(ingest, door, mosquitto_broker, caplog):

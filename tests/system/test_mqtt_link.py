@@ -28,6 +28,7 @@ from firmware_py.storage.eventstore import EventStore
 from simulator.crash.link_child import account_config, store_events
 from tests.fixtures.constants import REPO
 from tests.fixtures.station import free_port
+from tests.fixtures.waiting import wait_until
 
 # 17 digits and a check character, not inside a longer run (a SHA-256 in hex often has 18 digits in a row)
 FULL_ID_NUMBER = re.compile(rb"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
@@ -37,16 +38,6 @@ BACKOFF = (0.1, 0.5)
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def seqs(client, topic_filter: str = EVENTS) -> list[int]:

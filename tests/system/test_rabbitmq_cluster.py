@@ -14,7 +14,8 @@ import time
 from firmware_py.core.events import GENESIS_HASH, event_hash
 from firmware_py.link.broker import BrokerSettings
 from firmware_py.station.ingest_pg import PgIngest
-from tests.fixtures.rabbitmq import LAB, unique_site, wait_until
+from tests.fixtures.rabbitmq import LAB, unique_site
+from tests.fixtures.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
