@@ -75,6 +75,10 @@ CREATE TABLE IF NOT EXISTS meta (
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS executed_commands (  -- keyed hashes of the command ids run, oldest first
+    n    INTEGER PRIMARY KEY,
+    key  TEXT NOT NULL UNIQUE
+);
 """
 
 

@@ -299,6 +299,19 @@ def test_executed_command_ids_are_remembered_across_a_restart(tmp_path):
         assert again.answers[-1] == ("x1", False, "command id 'x1' already executed")
 
 
+def test_checking_a_command_id_only_reads_so_a_writer_elsewhere_cannot_make_it_fail(tmp_path):
+    """CI failed once: the check ran CREATE TABLE IF NOT EXISTS each time, which waits for the write
+    lock; while the link's connection wrote, the command was lost ("database is locked")."""
+    db = open_db(tmp_path / "events.db", busy_timeout_s=0.05)  # the service's short wait
+    writer = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
+    try:
+        assert executed_commands.was_executed(db, "key-1") is False
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
 def test_the_door_remembers_the_last_ten_thousand_command_ids(tmp_path):
     db = open_db(tmp_path / "events.db")
     keys = [f"key-{i}" for i in range(executed_commands.REMEMBERED_IDS + 50)]
