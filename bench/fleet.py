@@ -6,7 +6,7 @@ Starts its own lab tier (``deploy/rabbitmq/lab-cluster.sh``, a throwaway Postgre
 test suite does), then runs ``accessctl-sim fleet`` (500 doors, real controller, store, outbox
 and MQTT link each, in one process, spread over the three nodes) for PLAY_S seconds with
 ``--trace`` (every event's store time at its door). The station's ingest
-(:class:`firmware_py.station.ingest_pg.PgIngest`, what ``accessctl station serve --archive
+(:class:`firmware_py.station.ingest.pg.PgIngest`, what ``accessctl station serve --archive
 postgresql://`` runs) runs in this process with a hook that notes when each event was committed.
 
 Phases, one run:
@@ -44,7 +44,7 @@ from pathlib import Path
 import psycopg
 
 from firmware_py.link.broker import BrokerSettings
-from firmware_py.station.ingest_pg import PgIngest
+from firmware_py.station.ingest.pg import PgIngest
 from tests.fixtures.postgres import PostgresCluster, _free_port
 from tests.fixtures.rabbitmq import RabbitCluster
 

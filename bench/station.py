@@ -12,13 +12,13 @@ Baseline, same run, same events: the moment a bare paho subscriber (a supervisor
 receives each event from the broker.
 
 *Ingest*: N hash-chained events published by the door's account as fast as paho's QoS 1 window allows,
-to the station's ingest (:class:`~firmware_py.station.ingest.Monitor`, archive commits before each PUBACK):
+to the station's ingest (:class:`~firmware_py.station.ingest.monitor.Monitor`, archive commits before each PUBACK):
 events/s from the first publish until the last is archived. Baseline, same run: a bare ``executemany``
 of the very rows the archive then holds, in one transaction, into a fresh file with the archive's schema.
 
 *Register query*: an archive of 1,000,000 events (10 doors, 100 days, 1,000 events a door a day)
 written quickly with ``executemany``; the register of one door and one day as the page asks for it
-(:func:`firmware_py.station.queries.events_between`: the SQL, JSON and masking), the slowest of the
+(:func:`firmware_py.station.web.queries.events_between`: the SQL, JSON and masking), the slowest of the
 repeats. Baseline, same run, same file and index: a bare ``SELECT payload`` of that door and day.
 """
 
@@ -38,12 +38,12 @@ from firmware_py.core.clock import SystemClock
 from firmware_py.core.events import GENESIS_HASH, event_hash
 from firmware_py.link.broker import BrokerSettings
 from firmware_py.link.door_link import MqttLink
-from firmware_py.station import queries
-from firmware_py.station import register as register_export
-from firmware_py.station.archive import Archive
-from firmware_py.station.archive_schema import SCHEMA
-from firmware_py.station.ingest import Monitor
-from firmware_py.station.store_sqlite import SqliteStationStore as StationStore
+from firmware_py.station.archive.sqlite import Archive
+from firmware_py.station.archive.sqlite_schema import SCHEMA
+from firmware_py.station.archive.store_sqlite import SqliteStationStore as StationStore
+from firmware_py.station.ingest.monitor import Monitor
+from firmware_py.station.web import queries
+from firmware_py.station.web import register as register_export
 from firmware_py.storage.db import open_db
 from firmware_py.storage.eventstore import EventStore
 

@@ -214,8 +214,8 @@ timezone = "Asia/Shanghai"
 
 def add_demo_account(archive: Path) -> str:
     """The demo's operator account with a fresh random password (returned)."""
-    from firmware_py.station import accounts, audit
-    from firmware_py.station.storage import open_station_store
+    from firmware_py.station.accounts import accounts, audit
+    from firmware_py.station.archive.open import open_station_store
 
     password = secrets.token_urlsafe(9)
     store = open_station_store(archive)

@@ -128,8 +128,8 @@ def cmd_log_verify(args) -> int:
 
 def _check_against(path, archive_path: str, site: str, door: str):
     """The door log at ``path`` against the monitor's archive, both opened read-only."""
-    from firmware_py.station.anchor import check_against
-    from firmware_py.station.archive import Archive
+    from firmware_py.station.archive.anchor import check_against
+    from firmware_py.station.archive.sqlite import Archive
 
     archive = Archive(archive_path, read_only=True)
     db = open_read_only(path)

@@ -1,4 +1,4 @@
-"""`accessctl monitor` and `accessctl monitor export`: the thin shell over :mod:`firmware_py.station.ingest`.
+"""`accessctl monitor` and `accessctl monitor export`: the thin shell over :mod:`firmware_py.station.ingest.monitor`.
 
 The monitor runs on the supervisor's machine, not on a door: it reads a configuration
 file only when one is named (``--config`` or ``$ACCESSCTL_CONFIG``) and then takes the
@@ -98,7 +98,7 @@ def connection(args) -> tuple[BrokerSettings, str, Clock | None]:
 
 
 def cmd_monitor(args) -> int:
-    from firmware_py.station.ingest import Monitor
+    from firmware_py.station.ingest.monitor import Monitor
 
     settings, prefix, clock = connection(args)
     colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty())
@@ -126,7 +126,7 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from firmware_py.station.archive import Archive, export_register
+    from firmware_py.station.archive.sqlite import Archive, export_register
 
     if args.door and not args.site:
         raise MonitorError("--door needs --site")

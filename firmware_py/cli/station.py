@@ -106,9 +106,9 @@ def read_new_password(stdin=None) -> str:
 def cmd_user_add(args) -> int:
     import getpass as _getpass
 
-    from firmware_py.station import accounts, audit
+    from firmware_py.station.accounts import accounts, audit
+    from firmware_py.station.archive.open import open_station_store
     from firmware_py.station.config import safe_url
-    from firmware_py.station.storage import open_station_store
 
     path = _archive_path(args)
     password = read_new_password()
@@ -131,7 +131,7 @@ def cmd_user_add(args) -> int:
 
 
 def cmd_archive_migrate(args) -> int:
-    from firmware_py.station import migrate
+    from firmware_py.station.archive import migrate
 
     if args.batch < 1:
         raise ConfigError(f"--batch {args.batch}: give a positive number of events per transaction")

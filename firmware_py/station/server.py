@@ -13,17 +13,17 @@ import logging
 
 from firmware_py.core.clock import SystemClock
 from firmware_py.link.broker import BrokerSettings
+from firmware_py.station.archive.open import open_station_store
 from firmware_py.station.config import StationConfig, safe_url
-from firmware_py.station.storage import open_station_store
-from firmware_py.station.web import Station, create_app
+from firmware_py.station.web.app import Station, create_app
 
 log = logging.getLogger(__name__)
 
 
 def _sqlite_side(cfg: StationConfig, settings: BrokerSettings):
     """(store, monitor, start, close) over the SQLite file."""
-    from firmware_py.station.archive import Archive
-    from firmware_py.station.ingest import Monitor
+    from firmware_py.station.archive.sqlite import Archive
+    from firmware_py.station.ingest.monitor import Monitor
 
     archive = Archive(cfg.archive.path)  # creates the archive's tables before the station reads them
     store = open_station_store(cfg.archive.path)
@@ -34,7 +34,7 @@ def _sqlite_side(cfg: StationConfig, settings: BrokerSettings):
 
 def _postgres_side(cfg: StationConfig, settings: BrokerSettings):
     """(store, ingest, start, close) over the PostgreSQL archive."""
-    from firmware_py.station.ingest_pg import PgIngest
+    from firmware_py.station.ingest.pg import PgIngest
 
     store = open_station_store(cfg.archive.url, zone=cfg.web.timezone.key)
     ingest = PgIngest(settings, cfg.archive.url, prefix=cfg.broker.prefix,
@@ -46,7 +46,7 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
     """Run the station until SIGINT/SIGTERM. ``ready`` is called with the listening URL once it serves."""
     import uvicorn
 
-    from firmware_py.station import queries
+    from firmware_py.station.web import queries
 
     settings = BrokerSettings.from_config(cfg.broker)
     store, monitor, start, close = (_postgres_side if cfg.archive.url else _sqlite_side)(cfg, settings)

@@ -17,8 +17,8 @@ import pytest
 
 from firmware_py.cli.main import main
 from firmware_py.core.events import GENESIS_HASH, event_hash
-from firmware_py.station.archive import Archive
-from firmware_py.station.archive_pg import Incoming, PgArchive
+from firmware_py.station.archive.pg import Incoming, PgArchive
+from firmware_py.station.archive.sqlite import Archive
 
 log = logging.getLogger(__name__)
 

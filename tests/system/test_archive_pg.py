@@ -1,4 +1,4 @@
-"""The station's PostgreSQL archive (firmware_py/station/archive_pg.py) against a real PostgreSQL 15.
+"""The station's PostgreSQL archive (firmware_py/station/archive/pg.py) against a real PostgreSQL 15.
 
 Every test gets an empty database of its own on the session's throwaway cluster.
 """
@@ -14,7 +14,7 @@ import pytest
 
 from firmware_py.core.events import GENESIS_HASH, event_hash
 from firmware_py.errors import StoreError
-from firmware_py.station.archive_pg import Incoming, PgArchive
+from firmware_py.station.archive.pg import Incoming, PgArchive
 
 log = logging.getLogger(__name__)
 

@@ -124,7 +124,7 @@ def test_log_verify_on_a_corrupted_page_gives_a_clear_message_and_exit_2(tmp_pat
 
 def publish_to_archive(archive_path: Path, db: Path, *, status: bool = True, upto: int | None = None) -> None:
     """What the monitor archives from the door: its events (up to ``upto``) and its status's head."""
-    from firmware_py.station.archive import Archive
+    from firmware_py.station.archive.sqlite import Archive
 
     archive = Archive(archive_path)
     with sqlite3.connect(db) as conn:
@@ -200,7 +200,7 @@ def test_a_tail_cut_with_head_seq_fixed_verifies_alone_but_not_against_the_archi
 def test_a_cut_tail_is_found_from_the_status_head_alone(tmp_path):
     db = door_log(tmp_path / "events.db", 5)
     publish_to_archive(tmp_path / "archive.db", db, upto=2)  # events 3-5 never reached the monitor …
-    from firmware_py.station.archive import Archive
+    from firmware_py.station.archive.sqlite import Archive
 
     archive = Archive(tmp_path / "archive.db")
     with sqlite3.connect(db) as conn:
@@ -237,7 +237,7 @@ def test_the_old_log_does_not_pass_once_the_door_published_a_newer_chain(publish
 
 
 def test_verify_against_an_archive_that_never_saw_this_door_is_an_error(tmp_path):
-    from firmware_py.station.archive import Archive
+    from firmware_py.station.archive.sqlite import Archive
 
     db = door_log(tmp_path / "events.db", 2)
     Archive(tmp_path / "archive.db").close()

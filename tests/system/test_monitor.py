@@ -27,7 +27,7 @@ from firmware_py.cli.main import main
 from firmware_py.core.events import GENESIS_HASH, event_hash
 from firmware_py.errors import MonitorError
 from firmware_py.link.broker import BrokerSettings
-from firmware_py.station.ingest import Monitor
+from firmware_py.station.ingest.monitor import Monitor
 from simulator.lab_broker import REPO, SITE, door_username
 
 DOOR = "scan-room"
@@ -368,7 +368,7 @@ def test_a_name_with_escapes_and_newlines_is_shown_on_one_line_without_terminal_
 
 def archive_directly(tmp_path, events):
     """An archive holding ``events`` as the monitor stores them (no broker needed for the export)."""
-    from firmware_py.station.archive import Archive
+    from firmware_py.station.archive.sqlite import Archive
 
     archive = Archive(tmp_path / "archive.db")
     for e in events:
@@ -390,7 +390,7 @@ def exported(archive, **scope):
     import io
     from datetime import date
 
-    from firmware_py.station.archive import export_register
+    from firmware_py.station.archive.sqlite import export_register
 
     out = io.StringIO()
     export_register(archive, date(2026, 11, 23), out, **scope)
@@ -528,7 +528,7 @@ def test_monitor_export_marks_each_rows_verification_status(tmp_path):
 def test_an_archive_written_by_the_previous_monitor_opens_with_its_events_in_epoch_1(tmp_path):
     import sqlite3
 
-    from firmware_py.station.archive import Archive
+    from firmware_py.station.archive.sqlite import Archive
 
     # kept as a file: a shallow clone has no history to read the released schema from
     ddl = (REPO / "tests" / "fixtures" / "data" / "archive_schema_v1.sql").read_text(encoding="utf-8")

@@ -13,7 +13,7 @@ import time
 
 from firmware_py.core.events import GENESIS_HASH, event_hash
 from firmware_py.link.broker import BrokerSettings
-from firmware_py.station.ingest_pg import PgIngest
+from firmware_py.station.ingest.pg import PgIngest
 from tests.fixtures.rabbitmq import LAB, unique_site
 from tests.fixtures.waiting import wait_until
 

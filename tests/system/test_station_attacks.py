@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from firmware_py.station.throttle import LoginThrottle
+from firmware_py.station.web.throttle import LoginThrottle
 from tests.fixtures.station import PASSWORD, Http
 from tests.system.test_station_web import DOOR, SITE, archive, chained, logged_in
 

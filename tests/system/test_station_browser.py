@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import expect
 
 from firmware_py.core.register import register_rows
-from firmware_py.station.register import CSV_COLUMNS
+from firmware_py.station.web.register import CSV_COLUMNS
 from tests.fixtures.constants import REPO, TZ
 from tests.fixtures.station import PASSWORD, PublishingDoor
 

@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from firmware_py.station.storage import open_station_store
+from firmware_py.station.archive.open import open_station_store
 from tests.system.test_station_web import DOOR, SITE, archive, chained, logged_in, person, read_stream
 
 
@@ -35,7 +35,7 @@ def two_epochs(web):
 
 
 def open_and_done(web):
-    from firmware_py.station import alarms
+    from firmware_py.station.web import alarms
 
     return ([(a.epoch, a.seq) for a in alarms.alarms(web.store, acknowledged=False)],
             [(a.epoch, a.seq, a.comment) for a in alarms.alarms(web.store, acknowledged=True)])

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from firmware_py.station.ingest import Monitor
+from firmware_py.station.ingest.monitor import Monitor
 from simulator.lab_broker import SITE, door_username
 from tests.fixtures.station import free_port
 from tests.system.test_monitor import make_events, supervisor_settings

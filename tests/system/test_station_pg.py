@@ -1,8 +1,8 @@
 """The station's web page on a PostgreSQL archive: real PostgreSQL 15, real Mosquitto, a real door
 link, `accessctl station serve` and `accessctl station user add` as child processes.
 
-The same web code as on SQLite, through :class:`firmware_py.station.store_pg.PgStationStore`; the
-events reach the archive through the PostgreSQL ingest (:mod:`firmware_py.station.ingest_pg`).
+The same web code as on SQLite, through :class:`firmware_py.station.archive.store_pg.PgStationStore`; the
+events reach the archive through the PostgreSQL ingest (:mod:`firmware_py.station.ingest.pg`).
 """
 
 from __future__ import annotations
@@ -176,9 +176,9 @@ def test_a_viewers_state_changing_request_is_403_and_the_api_without_a_session_4
 
 
 def test_an_archive_made_before_received_id_gets_its_events_numbered_for_the_stream(postgres_url):
-    from firmware_py.station import queries
-    from firmware_py.station.archive_pg import SCHEMA, Incoming, PgArchive
-    from firmware_py.station.storage import open_station_store
+    from firmware_py.station.archive.open import open_station_store
+    from firmware_py.station.archive.pg import SCHEMA, Incoming, PgArchive
+    from firmware_py.station.web import queries
 
     old = "\n".join(line for line in SCHEMA.splitlines() if "received_id" not in line)
     event = {"seq": 1, "ts": "2026-11-23T09:00:00+08:00", "site": SITE, "door": DOOR, "category": "access",

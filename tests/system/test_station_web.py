@@ -11,7 +11,7 @@ import json
 import pytest
 
 from firmware_py.core.events import GENESIS_HASH, event_hash
-from firmware_py.station.throttle import LoginThrottle
+from firmware_py.station.web.throttle import LoginThrottle
 from tests.fixtures.station import ThreadedStation, read_event_stream
 
 SITE, DOOR = "hn-archive-1", "scan-room"

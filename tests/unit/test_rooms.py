@@ -109,3 +109,23 @@ def test_roster_list_loads_neither_the_station_nor_paho(tmp_path, capsys):
     assert args.command == "roster"
     assert "0 persons" in capsys.readouterr().out
     assert loaded == []
+
+
+# ---------------------------------------------------------------- the station's rooms
+STATION = REPO / "firmware_py" / "station"
+# What each room of the station may import of the others: the archive only stores, the ingest and
+# the web side use it, and neither uses the other.
+STATION_ROOMS = {"web": {"accounts", "archive"}, "ingest": {"archive"}, "accounts": {"archive"}, "archive": set()}
+
+def station_room(path) -> str | None:
+    rel = path.relative_to(STATION).parts
+    return rel[0] if len(rel) > 1 else None
+
+
+@pytest.mark.parametrize("path", sorted(p for p in STATION.rglob("*.py") if station_room(p)),
+                         ids=lambda p: str(p.relative_to(STATION)))
+def test_a_station_room_imports_only_the_rooms_it_stands_on(path):
+    room = station_room(path)
+    reached = {n.split(".")[2] for n in project_imports(path) if n.startswith("firmware_py.station.")}
+    forbidden = {r for r in reached if r in STATION_ROOMS and r != room and r not in STATION_ROOMS[room]}
+    assert forbidden == set(), f"{path.relative_to(STATION)} reaches into {sorted(forbidden)}"

@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 import pytest
 
 from firmware_py.errors import AccountError
-from firmware_py.station import accounts, alarms, audit
-from firmware_py.station.accounts import role_allows
-from firmware_py.station.storage import open_station_store
-from firmware_py.station.throttle import LoginThrottle
+from firmware_py.station.accounts import accounts, audit
+from firmware_py.station.accounts.accounts import role_allows
+from firmware_py.station.archive.open import open_station_store
+from firmware_py.station.web import alarms
+from firmware_py.station.web.throttle import LoginThrottle
 from tests.fixtures.constants import TZ
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=TZ)

@@ -1,4 +1,4 @@
-"""The storage interface of the station's web side, and :func:`open_station_store` that picks a backend.
+"""The storage interface of the station's web side (:mod:`.open` picks a backend).
 
 The web app (:mod:`.web`, :mod:`.pages`, :mod:`.stream`) and the modules of its jobs
 (:mod:`.accounts`, :mod:`.audit`, :mod:`.alarms`, :mod:`.queries`, :mod:`.chain`) talk to the
@@ -7,9 +7,9 @@ acknowledgements, audit) and the page's reads (doors, events by date, the live s
 alarms, each door's chain). Two backends implement it, each with all of its SQL, placeholders and
 dialect in its own module:
 
-- :class:`~firmware_py.station.store_sqlite.SqliteStationStore` over the SQLite archive file
-  (the monitor's :class:`~firmware_py.station.archive.Archive` writes events on its own connection);
-- :class:`~firmware_py.station.store_pg.PgStationStore` over a PostgreSQL archive
+- :class:`~firmware_py.station.archive.store_sqlite.SqliteStationStore` over the SQLite archive file
+  (the monitor's :class:`~firmware_py.station.archive.sqlite.Archive` writes events on its own connection);
+- :class:`~firmware_py.station.archive.store_pg.PgStationStore` over a PostgreSQL archive
   (:mod:`.archive_pg`, written by :mod:`.ingest_pg`; its own tables in :mod:`.schema_pg`).
 
 Rows come back as plain tuples of Python values: times as ISO 8601 text, payloads as bytes,
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from datetime import datetime
-from pathlib import Path
 from typing import Literal, Protocol
 
 AckOutcome = Literal["ok", "not_an_alarm", "already_acknowledged"]
@@ -120,18 +119,3 @@ class StationStore(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
-
-
-def open_station_store(where: str | Path, *, zone: str = "Asia/Shanghai") -> StationStore:
-    """The store of an archive (an SQLite file path, or ``postgresql://…``) with the station's own
-    tables created (accounts, sessions, audit, acknowledgements). ``zone``: how a PostgreSQL
-    store writes times it reads back."""
-    from firmware_py.station.config import is_postgres
-
-    if is_postgres(str(where)):
-        from firmware_py.station.store_pg import PgStationStore
-
-        return PgStationStore(str(where), zone=zone)
-    from firmware_py.station.store_sqlite import SqliteStationStore
-
-    return SqliteStationStore.open(where)

@@ -4,7 +4,7 @@ It subscribes to one door, one site or every site under the topic prefix
 (DESIGN.md "MQTT"), and for each message:
 
 - an event (``{prefix}/{site}/{door}/events/{category}/{type}``) is archived in the
-  monitor's own SQLite file (:mod:`firmware_py.station.archive`), de-duplicated by
+  monitor's own SQLite file (:mod:`firmware_py.station.archive.sqlite`), de-duplicated by
   ``(site, door, seq)``, its hash and its link to the archived neighbours checked, and
   shown as one readable line (:func:`firmware_py.core.event_line.render`);
 - a second, different copy of an archived seq is kept as evidence (the copy that verifies
@@ -60,7 +60,7 @@ from firmware_py.core.clock import Clock, SystemClock
 from firmware_py.core.event_line import printable, render
 from firmware_py.errors import MonitorError
 from firmware_py.link.broker import BrokerSettings, connect, make_client
-from firmware_py.station.archive import Archive, Gap, redact
+from firmware_py.station.archive.sqlite import Archive, Gap, redact
 
 log = logging.getLogger(__name__)
 

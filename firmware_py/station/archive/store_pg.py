@@ -22,10 +22,10 @@ from typing import TypeVar
 import psycopg
 
 from firmware_py.errors import StoreError
-from firmware_py.station import schema_pg
-from firmware_py.station.chain import ChainResult
+from firmware_py.station.archive import pg_station_schema as schema_pg
+from firmware_py.station.archive.chain import ChainResult
+from firmware_py.station.archive.store import AckOutcome, StationStore
 from firmware_py.station.config import safe_url
-from firmware_py.station.storage import AckOutcome, StationStore
 
 T = TypeVar("T")
 
@@ -157,12 +157,12 @@ class PgStationStore(StationStore):
     # ---------------------------------------------------------------- the page's reads
     def prepare_reads(self) -> None:
         """The archive's and the ingest's tables (a station may serve before its ingest ran), and the indexes."""
-        from firmware_py.station import archive_pg, ingest_pg
+        from firmware_py.station.archive import pg as archive_pg
 
         def work(c):
             c.execute("SELECT pg_advisory_xact_lock(hashtext('accessctl archive schema'))")
             c.execute(archive_pg.SCHEMA)
-            c.execute(ingest_pg.SCHEMA)
+            c.execute(archive_pg.INGEST_SCHEMA)
             c.execute(INDEXES)
         try:
             self._run(work)

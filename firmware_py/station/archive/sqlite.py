@@ -4,7 +4,7 @@ This is not the door's database (:mod:`firmware_py.storage.db`): it holds the ev
 doors, exactly as they arrived (the payload bytes are kept next to the parsed columns),
 plus what the monitor learnt about each door: how far its sequence is complete, the
 gaps it saw and when they closed, the duplicates it dropped, every anomaly, and the chain
-head each door published. The schema is in :mod:`firmware_py.station.archive_schema`.
+head each door published. The schema is in :mod:`firmware_py.station.archive.sqlite_schema`.
 
 Evidence, not first come first served (DESIGN.md: one row per seq, conflicts apart):
 
@@ -21,7 +21,7 @@ Evidence, not first come first served (DESIGN.md: one row per seq, conflicts apa
   it becomes the current epoch again: a forged seq 1 does not divert a door's real chain).
 - Each epoch keeps the head the door published: the highest seq of an event whose hash and
   link verify, or the ``last_seq``/``last_hash`` of its retained status.
-  ``accessctl log verify --against`` compares a door's log with it (:mod:`firmware_py.station.anchor`).
+  ``accessctl log verify --against`` compares a door's log with it (:mod:`firmware_py.station.archive.anchor`).
 
 Durability is the door's: WAL and ``synchronous=FULL``, and every event commits
 before the monitor acknowledges it to the broker, so an event the broker handed
@@ -54,8 +54,8 @@ import sqlite_utils
 from firmware_py.core.events import GENESIS_HASH, event_hash
 from firmware_py.core.register import COLUMNS, register_rows, write_register
 from firmware_py.errors import StoreError
-from firmware_py.station.archive_schema import VERSION as SCHEMA_VERSION
-from firmware_py.station.archive_schema import prepare
+from firmware_py.station.archive.sqlite_schema import VERSION as SCHEMA_VERSION
+from firmware_py.station.archive.sqlite_schema import prepare
 from firmware_py.storage.db import transaction
 
 HASH = re.compile(r"[0-9a-f]{64}")

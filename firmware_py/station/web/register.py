@@ -14,8 +14,8 @@ import io
 from collections.abc import Iterable
 
 from firmware_py.core.register import COLUMNS, register_rows, write_csv
-from firmware_py.station.archive import redact
-from firmware_py.station.queries import StreamRow
+from firmware_py.station.archive.sqlite import redact
+from firmware_py.station.web.queries import StreamRow
 
 CSV_COLUMNS = ("site", "door", *COLUMNS, "epoch")
 

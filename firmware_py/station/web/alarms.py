@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from firmware_py.errors import AlarmError
-from firmware_py.station.archive import redact
-from firmware_py.station.storage import StationStore
+from firmware_py.station.archive.sqlite import redact
+from firmware_py.station.archive.store import StationStore
 
 MAX_COMMENT = 500
 

@@ -17,10 +17,22 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from firmware_py.station import accounts, alarms, audit, commands, pages, queries
-from firmware_py.station import register as register_export
-from firmware_py.station.guard import COOKIE, Ctx, Refused, Station, address, done, guarded, html, parse_date, safe_next
-from firmware_py.station.stream import door_tiles, event_stream
+from firmware_py.station.accounts import accounts, audit
+from firmware_py.station.web import alarms, commands, pages, queries
+from firmware_py.station.web import register as register_export
+from firmware_py.station.web.guard import (
+    COOKIE,
+    Ctx,
+    Refused,
+    Station,
+    address,
+    done,
+    guarded,
+    html,
+    parse_date,
+    safe_next,
+)
+from firmware_py.station.web.stream import door_tiles, event_stream
 
 STATIC = Path(__file__).parent / "static"
 
@@ -116,7 +128,7 @@ def _register_query(request: Request, st: Station) -> tuple[dict, list[queries.S
 
 
 def register_page(request: Request, ctx: Ctx) -> Response:
-    from firmware_py.station import chart
+    from firmware_py.station.web import chart
 
     st = ctx.station
     params, events = _register_query(request, st)

@@ -25,10 +25,11 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from firmware_py.station import accounts, audit, pages
-from firmware_py.station.accounts import Session, role_allows
-from firmware_py.station.storage import StationStore
-from firmware_py.station.throttle import LoginThrottle
+from firmware_py.station.accounts import accounts, audit
+from firmware_py.station.accounts.accounts import Session, role_allows
+from firmware_py.station.archive.store import StationStore
+from firmware_py.station.web import pages
+from firmware_py.station.web.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 

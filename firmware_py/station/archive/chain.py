@@ -8,7 +8,7 @@ each call reads only the events archived since; a missing seq pauses it until th
 a break is final and shown with its seq.
 
 Each chain epoch of a door (a door whose database was reset starts again at seq 1, see
-:mod:`firmware_py.station.archive_schema`) is its own chain, checked on its own; the page shows the door's
+:mod:`firmware_py.station.archive.sqlite_schema`) is its own chain, checked on its own; the page shows the door's
 current epoch.
 """
 
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from firmware_py.core.events import GENESIS_HASH, event_hash
 
 if TYPE_CHECKING:
-    from firmware_py.station.store_sqlite import SqliteStationStore
+    from firmware_py.station.archive.store_sqlite import SqliteStationStore
 
 
 @dataclass(frozen=True)

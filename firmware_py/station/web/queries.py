@@ -5,7 +5,7 @@ Events come back as the stored JSON with anything shaped like a full resident ID
 the archive received the events (SQLite's rowid, PostgreSQL's ``received_id``): the live stream
 resumes from it.
 
-A door whose database was reset starts a new chain *epoch* at seq 1 (:mod:`firmware_py.station.archive_schema`):
+A door whose database was reset starts a new chain *epoch* at seq 1 (:mod:`firmware_py.station.archive.sqlite_schema`):
 an event is named by (site, door, epoch, seq), never by seq alone. The register shows every epoch;
 the door's last event and its chain are those of its current epoch (``doors.epoch``).
 """
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from firmware_py.station.archive import redact
-from firmware_py.station.storage import StationStore
+from firmware_py.station.archive.sqlite import redact
+from firmware_py.station.archive.store import StationStore
 
 
 def prepare(store: StationStore) -> None:

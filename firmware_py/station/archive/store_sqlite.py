@@ -1,6 +1,6 @@
 """The station's web side on the SQLite archive file: every SQL statement of :class:`.storage.StationStore`.
 
-The monitor's :class:`~firmware_py.station.archive.Archive` writes events on its own connection;
+The monitor's :class:`~firmware_py.station.archive.sqlite.Archive` writes events on its own connection;
 this second connection (WAL: readers never block the writer) serves the web app. The station's
 own tables live in the same file; acknowledgements and the audit trail are never changed or
 deleted (triggers refuse it). ``rowid`` is the order in which the archive received the events:
@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from firmware_py.errors import StoreError
-from firmware_py.station.storage import AckOutcome, StationStore
+from firmware_py.station.archive.store import AckOutcome, StationStore
 
 ACCOUNTS = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -259,7 +259,7 @@ class SqliteStationStore(StationStore):
 
     def chains(self):
         """The chains verified here, from the archived payloads (:class:`.chain.ChainChecker`)."""
-        from firmware_py.station.chain import ChainChecker
+        from firmware_py.station.archive.chain import ChainChecker
 
         with self.lock:
             if self._chains is None:

@@ -1,6 +1,6 @@
 """The station's archive on PostgreSQL 15 (psycopg 3): the fleet counterpart of the SQLite archive.
 
-Same meaning as :mod:`firmware_py.station.archive` for what the station calls (``store_event``,
+Same meaning as :mod:`firmware_py.station.archive.sqlite` for what the station calls (``store_event``,
 ``has``, ``count``, ``events``, ``events_on``, ``payload``), plus a batched ``store_events`` for
 ingest at fleet rates, monthly export and retention.
 
@@ -47,7 +47,7 @@ from psycopg import sql
 
 from firmware_py.core.events import event_hash
 from firmware_py.errors import StoreError
-from firmware_py.station.archive import Anomaly, Stored
+from firmware_py.station.archive.sqlite import Anomaly, Stored
 from firmware_py.station.config import safe_url
 
 MIN_RETENTION_DAYS = 180  # GB 50396 5.2.3
@@ -109,6 +109,35 @@ CREATE TABLE IF NOT EXISTS exports (
     rows        bigint      NOT NULL,
     sha256      text        NOT NULL,
     target      text        NOT NULL
+);
+"""
+
+# The ingest's own tables: each door's verified chain head, its last status and occupancy, and
+# the messages refused as they entered.
+INGEST_SCHEMA = """
+CREATE TABLE IF NOT EXISTS door_chains (
+    site        text   NOT NULL,
+    door        text   NOT NULL,
+    verified_to bigint NOT NULL,        -- every seq from 1 to here is archived and its chain verified
+    last_hash   text   NOT NULL,
+    problem     text,                   -- the first break found, if any (final)
+    PRIMARY KEY (site, door)
+);
+CREATE TABLE IF NOT EXISTS door_state (
+    site         text NOT NULL,
+    door         text NOT NULL,
+    status       text,                  -- the last retained status (JSON), as the door published it
+    status_at    timestamptz,
+    occupancy    text,                  -- the last retained occupancy (JSON)
+    occupancy_at timestamptz,
+    PRIMARY KEY (site, door)
+);
+CREATE TABLE IF NOT EXISTS ingest_rejects (
+    id          bigserial   PRIMARY KEY,
+    received_at timestamptz NOT NULL,
+    topic       text        NOT NULL,
+    reason      text        NOT NULL,
+    payload     bytea       NOT NULL
 );
 """
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from firmware_py.errors import StoreError
-from firmware_py.station.archive import Archive, Epoch
+from firmware_py.station.archive.sqlite import Archive, Epoch
 
 SHOWN = 3  # differing seqs named in the message; the rest are counted
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from firmware_py.errors import AccountError
-from firmware_py.station.storage import StationStore
+from firmware_py.station.archive.store import StationStore
 
 ROLES = ("viewer", "operator", "admin")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

@@ -116,7 +116,7 @@ class _Progress:
 def open_source(path: str | Path) -> sqlite3.Connection:
     """The SQLite archive at ``path``, read-only (URI ``mode=ro``); :class:`ConfigError` when it is
     missing or not a current monitor archive."""
-    from firmware_py.station.archive import Archive
+    from firmware_py.station.archive.sqlite import Archive
 
     path = Path(path)
     if not path.is_file():
@@ -132,7 +132,7 @@ def open_target(url: str):
     PostgreSQL one, :class:`StoreError` (one line) when it cannot be reached."""
     import psycopg
 
-    from firmware_py.station.archive_pg import PgArchive
+    from firmware_py.station.archive.pg import PgArchive
     from firmware_py.station.config import check_archive, is_postgres, safe_url
 
     if not is_postgres(url):
@@ -154,7 +154,7 @@ def open_target(url: str):
 def migrate(source: sqlite3.Connection, target, *, batch: int = DEFAULT_BATCH, progress_every: int = PROGRESS_EVERY,
             say: Callable[[str], None] = print) -> Summary:
     """Copy every event (epoch 1) and every kept conflicting copy of ``source`` into ``target`` (a
-    :class:`~firmware_py.station.archive_pg.PgArchive`); ``say`` gets the progress and report lines."""
+    :class:`~firmware_py.station.archive.pg.PgArchive`); ``say`` gets the progress and report lines."""
     if batch < 1:
         raise ConfigError(f"--batch {batch}: give a positive number of events per transaction")
     summary = Summary()
@@ -240,7 +240,7 @@ def _rows(source: sqlite3.Connection, table: str, site: str, door: str) -> Itera
 
 def _incoming(site: str, door: str, row: _Row):
     """The row as an :class:`Incoming`, or the reason it is not an event the archive can hold."""
-    from firmware_py.station.archive_pg import Incoming
+    from firmware_py.station.archive.pg import Incoming
 
     try:
         event = json.loads(row.payload)

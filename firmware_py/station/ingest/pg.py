@@ -6,7 +6,7 @@ acknowledgements (``manual_ack``): a message is acknowledged to the broker only 
 holding it was committed to PostgreSQL. A station killed, or a PostgreSQL that went away,
 therefore loses nothing: what was not acknowledged is delivered again (a RabbitMQ quorum queue
 requeues it; Mosquitto resends it), and the archive stores each (site, door, seq) once
-(:meth:`~firmware_py.station.archive_pg.PgArchive.store_events`).
+(:meth:`~firmware_py.station.archive.pg.PgArchive.store_events`).
 
 Threads: paho's network thread only queues what arrives; one writer thread takes what has
 arrived (up to :data:`BATCH_MAX`), validates it, stores the batch in one transaction, advances
@@ -46,7 +46,7 @@ import psycopg
 from firmware_py.core.events import GENESIS_HASH, describe_untrusted, event_hash
 from firmware_py.errors import StoreError
 from firmware_py.link.broker import BrokerSettings, make_client
-from firmware_py.station.archive_pg import Incoming, PgArchive
+from firmware_py.station.archive.pg import INGEST_SCHEMA, Incoming, PgArchive
 from firmware_py.station.config import safe_url
 
 log = logging.getLogger(__name__)
@@ -60,32 +60,6 @@ MAX_REPLAY_REQUESTS = 5
 CHAIN_SAVE_S = 1.0  # how often the verified chain heads are written (they can be recomputed)
 RETRY_S = (0.5, 10.0)  # PostgreSQL unreachable: first and longest wait before trying again
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS door_chains (
-    site        text   NOT NULL,
-    door        text   NOT NULL,
-    verified_to bigint NOT NULL,        -- every seq from 1 to here is archived and its chain verified
-    last_hash   text   NOT NULL,
-    problem     text,                   -- the first break found, if any (final)
-    PRIMARY KEY (site, door)
-);
-CREATE TABLE IF NOT EXISTS door_state (
-    site         text NOT NULL,
-    door         text NOT NULL,
-    status       text,                  -- the last retained status (JSON), as the door published it
-    status_at    timestamptz,
-    occupancy    text,                  -- the last retained occupancy (JSON)
-    occupancy_at timestamptz,
-    PRIMARY KEY (site, door)
-);
-CREATE TABLE IF NOT EXISTS ingest_rejects (
-    id          bigserial   PRIMARY KEY,
-    received_at timestamptz NOT NULL,
-    topic       text        NOT NULL,
-    reason      text        NOT NULL,
-    payload     bytea       NOT NULL
-);
-"""
 
 
 class Rejected(ValueError):
@@ -563,7 +537,7 @@ class PgIngest:
                 self._db = psycopg.connect(self.url, autocommit=False)
                 with self._db.transaction():
                     self._db.execute("SELECT pg_advisory_xact_lock(hashtext('accessctl ingest schema'))")
-                    self._db.execute(SCHEMA)
+                    self._db.execute(INGEST_SCHEMA)
             except psycopg.Error as exc:
                 self._db = None
                 raise StoreError(f"{safe_url(self.url)}: cannot open the ingest's tables: {exc}") from None

@@ -16,11 +16,12 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from firmware_py.station import accounts, pages, queries
-from firmware_py.station.accounts import Session
+from firmware_py.station.accounts import accounts
+from firmware_py.station.accounts.accounts import Session
+from firmware_py.station.web import pages, queries
 
 if TYPE_CHECKING:
-    from firmware_py.station.guard import Station
+    from firmware_py.station.web.guard import Station
 
 KEEPALIVE_S = 15.0
 SESSION_RECHECK_S = 30.0

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from firmware_py.station.storage import StationStore
+from firmware_py.station.archive.store import StationStore
 
 
 @dataclass(frozen=True)

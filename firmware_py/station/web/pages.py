@@ -14,10 +14,10 @@ from html import escape
 from urllib.parse import quote, urlencode
 
 from firmware_py.core.event_line import DIRECTION_LABELS, REASON_LABELS, TYPE_LABELS
-from firmware_py.station.accounts import Session, role_allows
-from firmware_py.station.alarms import Alarm
-from firmware_py.station.audit import AuditEntry
-from firmware_py.station.chain import ChainResult
+from firmware_py.station.accounts.accounts import Session, role_allows
+from firmware_py.station.accounts.audit import AuditEntry
+from firmware_py.station.archive.chain import ChainResult
+from firmware_py.station.web.alarms import Alarm
 
 TITLE = "门禁监控站 Supervision station"
 
