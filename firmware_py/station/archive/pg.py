@@ -135,10 +135,15 @@ CREATE TABLE IF NOT EXISTS door_state (
 CREATE TABLE IF NOT EXISTS ingest_rejects (
     id          bigserial   PRIMARY KEY,
     received_at timestamptz NOT NULL,
+    site        text        NOT NULL DEFAULT '',   -- from the topic ('' when the topic names none)
+    door        text        NOT NULL DEFAULT '',
     topic       text        NOT NULL,
     reason      text        NOT NULL,
     payload     bytea       NOT NULL
 );
+ALTER TABLE ingest_rejects ADD COLUMN IF NOT EXISTS site text NOT NULL DEFAULT '';
+ALTER TABLE ingest_rejects ADD COLUMN IF NOT EXISTS door text NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS ingest_rejects_door ON ingest_rejects (site, door, id);
 """
 
 _COLUMNS = ("ord", "site", "door", "seq", "ts", "local_date", "category", "type", "hash", "prev_hash",

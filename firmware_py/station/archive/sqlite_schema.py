@@ -120,7 +120,20 @@ CREATE TABLE IF NOT EXISTS anomalies (
 );
 """
 
-SCHEMA = _EVENTS + _DOORS + _GAPS + _CONFLICTS + _EPOCHS + _ANOMALIES
+_INGEST_REJECTS = """
+CREATE TABLE IF NOT EXISTS ingest_rejects (
+    id          INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    site        TEXT NOT NULL,     -- from the topic ('' when the topic names none)
+    door        TEXT NOT NULL,
+    topic       TEXT NOT NULL,
+    reason      TEXT NOT NULL,     -- what is wrong, for the admin's page
+    payload     BLOB NOT NULL      -- as received (at most the size limit and a little)
+);
+CREATE INDEX IF NOT EXISTS ingest_rejects_door ON ingest_rejects (site, door, id);
+"""
+
+SCHEMA = _EVENTS + _DOORS + _GAPS + _CONFLICTS + _EPOCHS + _ANOMALIES + _INGEST_REJECTS
 
 
 def prepare(conn: sqlite3.Connection) -> None:
