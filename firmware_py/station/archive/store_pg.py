@@ -243,6 +243,6 @@ class PgChains:
 def _door_ts(payload: bytes) -> str:
     try:
         ts = json.loads(bytes(payload)).get("ts")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # whatever a door stored
         return ""
     return ts if isinstance(ts, str) else ""

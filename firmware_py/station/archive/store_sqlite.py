@@ -235,8 +235,7 @@ class SqliteStationStore(StationStore):
         if door:
             sql += " AND door=?"
             params.append(door)
-        return [(i, s, d, p, ep) for i, s, d, p, ep, ts in self.query(sql, params)
-                if start <= datetime.fromisoformat(ts) < end]
+        return [(i, s, d, p, ep) for i, s, d, p, ep, ts in self.query(sql, params) if _within(ts, start, end)]
 
     def doors(self) -> list[tuple]:
         return self.query("SELECT site, door, status, occupancy, status_at, epoch FROM doors ORDER BY site, door")
@@ -265,6 +264,16 @@ class SqliteStationStore(StationStore):
             if self._chains is None:
                 self._chains = ChainChecker(self)
             return self._chains
+
+
+def _within(ts: str, start: datetime, end: datetime) -> bool:
+    """Whether a stored ``ts`` is in [start, end); a time without offset is taken in the window's zone,
+    and a row whose time cannot be read is in no window."""
+    try:
+        at = datetime.fromisoformat(ts)
+        return start <= (at if at.tzinfo else at.replace(tzinfo=start.tzinfo)) < end
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def _prepare_acknowledgements(conn: sqlite3.Connection) -> None:

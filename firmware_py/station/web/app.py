@@ -111,7 +111,7 @@ ALARM_COLUMNS = ("site", "door", "epoch", "seq", "ts", "type", "detail",
 def alarms_csv(request: Request, ctx: Ctx) -> Response:
     store = ctx.station.store
     table = ({"site": a.site, "door": a.door, "epoch": a.epoch, "seq": a.seq, "ts": a.ts, "type": a.type,
-              "detail": json.dumps(a.event.get("detail") or {}, ensure_ascii=False),
+              "detail": json.dumps(a.event["detail"] or {}, ensure_ascii=False),
               "acknowledged_by": a.acknowledged_by, "acknowledged_at": a.acknowledged_at, "comment": a.comment}
              for a in alarms.alarms(store, acknowledged=False, limit=100000)
              + alarms.alarms(store, acknowledged=True, limit=100000))
@@ -133,7 +133,7 @@ def register_page(request: Request, ctx: Ctx) -> Response:
     st = ctx.station
     params, events = _register_query(request, st)
     rows = register_export.rows(events)
-    plain = [r.event for r in events]
+    plain = [r.shown for r in events]
     return html(pages.register_page(params, rows, chart.hours_svg(chart.entries_per_hour(plain, st.tz)),
                                      chart.reasons_svg(chart.denials_by_reason(plain)), ctx.session))
 
@@ -154,7 +154,7 @@ def register_print(request: Request, ctx: Ctx) -> Response:
     doors = sorted({(d.site, d.door, d.epoch) for d in queries.doors(st.store)
                     if (not params["site"] or d.site == params["site"])
                     and (not params["door"] or d.door == params["door"])})
-    chains = [(s, d, st.chains.check(s, d, epoch)) for s, d, epoch in doors]  # each door's current epoch
+    chains = [(s, d, queries.chain(st.chains, s, d, epoch)) for s, d, epoch in doors]  # each door's current epoch
     return html(pages.register_print(params, rows, chains, register_export.digest(data), len(data), st.now(),
                                       ctx.session))
 
