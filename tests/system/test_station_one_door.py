@@ -1,7 +1,7 @@
 """One door spoils only its own row (issue 17, the web side), on both archives: whatever one door
 stored (old rows, hostile rows, written here straight into the archive), every page and API call
 answers 200 and shows every other door intact; ID numbers are masked on parsed values; the audit
-trail keeps what it is given and shows every row."""
+trail keeps what it is given and shows every row; admins see each door's rejects and conflicts."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from datetime import datetime
 import psycopg
 import pytest
 
+from firmware_py.core.events import event_hash
 from tests.fixtures.station import Http, ThreadedStation
 from tests.system.test_station_web import FULL_ID, SITE, chained
 
@@ -187,7 +188,7 @@ def logged_in(web, name: str) -> Http:
 # ---------------------------------------------------------------- every page renders every other door
 
 PAGES = ("/", "/events", "/alarms", "/alarms.csv", f"/register?date={DAY}", f"/register.csv?date={DAY}",
-         f"/register/print?date={DAY}", "/audit", f"/api/events?from={DAY}&to={DAY}", "/api/doors",
+         f"/register/print?date={DAY}", "/audit", "/problems", f"/api/events?from={DAY}&to={DAY}", "/api/doors",
          f"/api/events?from={DAY}&to={DAY}&person=P001")
 
 
@@ -296,3 +297,34 @@ def test_id_numbers_typed_into_a_reason_or_a_comment_are_masked_before_they_are_
     audit, alarms = admin.get("/audit").text, admin.get("/alarms").text
     assert f"card {MASKED} lost" in audit and f"checked {MASKED}" in audit and f"checked {MASKED}" in alarms
     assert not [leak for leak in LEAKS if leak in audit + alarms]
+
+
+# ---------------------------------------------------------------- admins see rejects and conflicts
+
+
+def test_admins_see_each_door_s_rejects_and_conflicts_newest_first_masked_and_escaped(web):
+    e1, e2 = chained([(ts(1), "access_granted", "access", {}), (ts(2), "access_denied", "access", {})],
+                     door="noisy-door")
+    store_events(web, "noisy-door", [e1, e2])
+    other = {**e2, "detail": {"forged": True}}
+    other["hash"] = event_hash({k: v for k, v in other.items() if k != "hash"})
+    store_events(web, "noisy-door", [other])
+    reject(web, "noisy-door", "not JSON", b"<script>alert(1)</script> first")
+    reject(web, "noisy-door", "seq out of range", b'{"seq": 9007199254740993, "card": ' + FULL_ID.encode() + b"}")
+    reject(web, "noisy-door", "too large", b"y" * 70_000)
+    admin = logged_in(web, "ada")
+    page = admin.get("/problems")
+    assert page.status == 200 and 'href="/problems"' in page.text
+    section = page.text[page.text.index('data-door="noisy-door"'):]
+    assert section.index("too large") < section.index("seq out of range") < section.index("not JSON")
+    assert "&lt;script&gt;" in section and "<script>alert" not in page.text and MASKED in section
+    assert f"#{e2['seq']}" in section and "forged" in section
+    assert len(page.text) < 200_000
+    assert 'data-door="noisy-door" data-online="false" data-problems="4"' in admin.get("/").text
+    assert {t["door"]: t["problems"] for t in admin.get("/api/doors").json()["doors"]}["noisy-door"] == 4
+
+
+def test_a_viewer_may_not_see_the_rejects_nor_find_the_page_in_the_menu(web):
+    victor = logged_in(web, "victor")
+    assert victor.get("/problems").status == 403
+    assert 'href="/problems"' not in victor.get("/").text

@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from firmware_py.station.accounts import accounts, audit
-from firmware_py.station.web import alarms, commands, pages, queries
+from firmware_py.station.web import alarms, commands, pages, problems, queries
 from firmware_py.station.web import register as register_export
 from firmware_py.station.web.guard import (
     COOKIE,
@@ -163,6 +163,13 @@ def audit_page(request: Request, ctx: Ctx) -> Response:
     return html(pages.audit_page(audit.entries(ctx.station.store), ctx.session))
 
 
+def problems_page(request: Request, ctx: Ctx) -> Response:
+    """Each door's refused messages and conflicting copies (``?site=&door=`` for one door)."""
+    params = {k: request.query_params.get(k, "")[:64] for k in ("site", "door")}
+    doors = problems.per_door(ctx.station.store, params["site"] or None, params["door"] or None)
+    return html(pages.problems_page(doors, params, problems.PER_DOOR, ctx.session))
+
+
 # ---------------------------------------------------------------- API
 
 
@@ -247,6 +254,7 @@ ROUTES: list[tuple[str, str, Callable, str | None]] = [
     ("/register.csv", "GET", register_csv, "viewer"),
     ("/register/print", "GET", register_print, "viewer"),
     ("/audit", "GET", audit_page, "admin"),
+    ("/problems", "GET", problems_page, "admin"),
     ("/doors/{site}/{door}/{action}", "POST", door_action, "operator"),
     ("/alarms/{site}/{door}/{seq:int}/acknowledge", "POST", acknowledge, "operator"),
     ("/api/events", "GET", api_events, "viewer"),

@@ -3,7 +3,8 @@
 Every value from the archive or the request goes through :func:`h` (HTML escaping). The page's
 testing contract (DESIGN.md "The supervision station") lives here: ``data-site``, ``data-door``,
 ``data-seq``, ``data-type`` on event rows (and ``data-epoch``, the door's chain epoch);
-``data-site``, ``data-door``, ``data-online`` on door tiles; ``data-action`` on controls that
+``data-site``, ``data-door``, ``data-online`` on door tiles (and ``data-problems``, how many
+messages of the door were refused or kept as conflicting copies); ``data-action`` on controls that
 change state; the login form's ``username`` and ``password``.
 
 What a door stored reaches these functions as the page reads it (:mod:`.shown`): text where text is
@@ -22,6 +23,7 @@ from firmware_py.station.accounts.audit import AuditEntry
 from firmware_py.station.archive.chain import ChainResult
 from firmware_py.station.web import shown
 from firmware_py.station.web.alarms import Alarm
+from firmware_py.station.web.problems import DoorProblems, Problem
 
 TITLE = "门禁监控站 Supervision station"
 
@@ -40,7 +42,7 @@ def layout(title: str, body: str, session: Session | None, *, active: str = "", 
         links = [("/", "总览 Overview"), ("/events", "实时 Live events"), ("/alarms", "告警 Alarms"),
                  ("/register", "登记簿 Register")]
         if role_allows(session.role, "admin"):
-            links.append(("/audit", "审计 Audit"))
+            links += [("/audit", "审计 Audit"), ("/problems", "异常消息 Rejects & conflicts")]
         items = "".join(f'<a href="{href}"{" class=active" if href == active else ""}>{label}</a>'
                         for href, label in links)
         nav = (f'<nav>{items}<span class="who">{h(session.name)} ({h(session.role)})</span>'
@@ -144,10 +146,23 @@ def tile(t: dict, session: Session) -> str:
             for action, label in (("lockdown", "封锁 Lock down"), ("release_lockdown", "解除封锁 Release lockdown")))
         controls = f'<div class="controls">{controls}</div>'
     online = "true" if t["online"] else "false"
-    return (f'<article class="tile" data-site="{h(site)}" data-door="{h(door)}" data-online="{online}">'
-            f'<h3>{h(door)} <span class="badge" data-field="online">{h(t["fields"]["online"])}</span></h3>'
+    problems = t.get("problems", 0)
+    badge = problems_badge(site, door, problems, session)
+    return (f'<article class="tile" data-site="{h(site)}" data-door="{h(door)}" data-online="{online}" '
+            f'data-problems="{problems}">'
+            f'<h3>{h(door)} <span class="badge" data-field="online">{h(t["fields"]["online"])}</span> {badge}</h3>'
             f'<table>{rows}</table><h4>在场人员 Who is inside</h4><div class="inside-list">{t["inside_html"]}</div>'
             f'{controls}</article>')
+
+
+def problems_badge(site: str, door: str, count: int, session: Session) -> str:
+    """How many of the door's messages were refused or kept as conflicting copies (hidden when none);
+    for an admin, a link to them."""
+    hidden, text = ("" if count else " hidden"), f"{count} 异常 problems"
+    if role_allows(session.role, "admin"):
+        return (f'<a class="badge problems" data-problems-badge href="/problems?site={q(site)}&amp;door={q(door)}"'
+                f'{hidden}>{text}</a>')
+    return f'<span class="badge problems" data-problems-badge{hidden}>{text}</span>'
 
 
 def overview(tiles: list[dict], session: Session, broker_connected: bool, last_id: int) -> str:
@@ -320,6 +335,36 @@ def audit_page(entries: list[AuditEntry], session: Session) -> str:
             '<th>地址 Address</th><th>操作 What</th><th>参数 Detail</th><th>结果 Result</th></tr></thead>'
             f"<tbody>{rows}</tbody></table>")
     return layout("审计 Audit", body, session, active="/audit")
+
+
+# ---------------------------------------------------------------- rejects and conflicts
+
+def _problem_rows(items: list[Problem], what: str) -> str:
+    head = (f'<thead><tr><th>编号 Id</th><th>收到 Received</th><th>主题 Topic</th><th>{what}</th>'
+            '<th>大小 Bytes</th><th>内容 Payload (masked)</th></tr></thead>')
+    rows = "".join(f'<tr data-id="{p.id}"><td>{p.id}</td><td>{h(p.received_at)}</td><td>{h(p.topic)}</td>'
+                   f'<td>{h(p.what)}</td><td>{p.size}</td><td><code>{h(p.payload)}</code></td></tr>' for p in items)
+    return f'<table class="problems">{head}<tbody>{rows}</tbody></table>'
+
+
+def problems_page(doors: list[DoorProblems], params: dict, per_door: int, session: Session) -> str:
+    """Each door's refused messages and conflicting copies, newest first (admins only)."""
+    inputs = "".join(f'<label>{label} <input name="{name}" value="{h(params.get(name, ""))}"></label>'
+                     for name, label in (("site", "场所 Site"), ("door", "门 Door")))
+    sections = "".join(
+        f'<section class="door-problems" data-site="{h(d.site)}" data-door="{h(d.door)}" '
+        f'data-rejects="{d.reject_count}" data-conflicts="{d.conflict_count}">'
+        f'<h3>{h(d.site)}/{h(d.door)}</h3>'
+        f'<h4>被拒消息 Refused messages ({d.reject_count}; 最新 newest {min(per_door, d.reject_count)})</h4>'
+        + _problem_rows(d.rejects, "原因 Reason")
+        + f'<h4>冲突副本 Conflicting copies ({d.conflict_count}; 最新 newest {min(per_door, d.conflict_count)})</h4>'
+        + _problem_rows(d.conflicts, "序号 Seq") + "</section>" for d in doors)
+    if not sections:
+        sections = '<p class="muted">无 None: every message was taken.</p>'
+    body = ('<h2>异常消息 Refused messages and conflicting copies</h2>'
+            f'<form method="get" action="/problems" class="filter">{inputs}<button type="submit">查询 Show</button>'
+            f'</form>{sections}')
+    return layout("异常消息 Rejects & conflicts", body, session, active="/problems")
 
 
 def message_page(title: str, text: str, session: Session | None) -> str:

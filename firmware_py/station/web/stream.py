@@ -25,6 +25,7 @@ from firmware_py.errors import StoreError
 from firmware_py.station.accounts import accounts
 from firmware_py.station.accounts.accounts import Session
 from firmware_py.station.web import pages, queries, shown
+from firmware_py.station.web.problems import counts as problem_counts
 
 if TYPE_CHECKING:
     from firmware_py.station.web.guard import Station
@@ -38,7 +39,9 @@ log = logging.getLogger(__name__)
 
 
 def door_tiles(station: Station, session: Session) -> list[dict]:
-    """One dict per archived door: site, door, online, the tile's field texts, who is inside."""
+    """One dict per archived door: site, door, online, the tile's field texts, who is inside, and
+    how many of its messages were refused or kept apart as conflicting copies (``problems``)."""
+    problems = problem_counts(station.store)
     tiles = []
     for d in queries.doors(station.store):
         try:
@@ -50,6 +53,7 @@ def door_tiles(station: Station, session: Session) -> list[dict]:
             tile = {"site": d.site, "door": d.door, "online": False, "chain_ok": False, "inside": [],
                     "fields": {key: shown.UNKNOWN for key, _ in pages.FIELD_LABELS} | {"online": "? 未知 unknown"},
                     "inside_html": pages.inside_list(d.site, d.door, None, session)}
+        tile["problems"] = problems.get((d.site, d.door), 0)
         tiles.append(tile)
     return tiles
 
