@@ -59,3 +59,8 @@ def test_a_payload_shown_cut_never_shows_the_start_of_a_number_at_the_cut():
     text = masking.shown(f'{{"x": "{FULL_ID}"}}'.encode()[:20], 1000, cut=True)
     assert text.endswith("…") and "43010219" not in text
     assert masking.shown(b"{" + b'"k": 1, ' * 500 + b"}", 100).endswith("…")
+
+
+def test_an_id_number_spelt_in_json_escapes_is_masked():
+    escaped = "".join(f"\\u{ord(c):04x}" for c in FULL_ID)
+    assert masking.parse(f'{{"name": "{escaped}", "ok": "P001"}}') == {"name": MASKED, "ok": "P001"}

@@ -23,7 +23,6 @@ import math
 import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 from typing import Any
 
 from firmware_py.core.idnumber import ID_NUMBER_LIKE, mask
@@ -35,7 +34,6 @@ class Unreadable(ValueError):
     """A payload that is not JSON (or is nested too deeply to read): the message says which."""
 
 
-@lru_cache(maxsize=4096)
 def _ascii_form(char: str) -> str:
     """The one ASCII character ``char`` reads as when matching an ID number (a space if none)."""
     digit = unicodedata.decimal(char, None)
@@ -48,23 +46,54 @@ def _ascii_form(char: str) -> str:
     return str(digit) if digit is not None else " "
 
 
+class _Forms(dict):
+    """``str.translate``'s table of :func:`_ascii_form`, filled as characters are met (at most
+    :data:`MAX_FORMS` of them kept)."""
+
+    MAX_FORMS = 20_000
+
+    def __missing__(self, code: int) -> str:
+        form = _ascii_form(chr(code))
+        if len(self) < self.MAX_FORMS:
+            self[code] = form
+        return form
+
+
+_FORMS = _Forms({c: chr(c) for c in range(128)})
+
+
+# Eighteen or more characters in a row that could each read as a digit or X: ASCII ones that are,
+# or any other (which :func:`_ascii_form` decides). An ID number can only be inside such a run.
+_CANDIDATE = re.compile(r"[0-9Xx\u0080-\U0010ffff]{18,}")
+
+
 def _matching_form(text: str) -> str:
     """``text`` character by character in the form the pattern is matched on (same length)."""
-    return text if text.isascii() else "".join(map(_ascii_form, text))
+    return text if text.isascii() else text.translate(_FORMS)
+
+
+def _id_spans(text: str) -> list[tuple[int, int]]:
+    """Where ``text`` holds ID-number-looking runs, read in their ASCII forms."""
+    if text.isascii():
+        return [m.span() for m in ID_NUMBER_LIKE.finditer(text)]
+    spans = []
+    for run in _CANDIDATE.finditer(text):
+        base = run.start()
+        spans += [(base + m.start(), base + m.end()) for m in ID_NUMBER_LIKE.finditer(_matching_form(run.group()))]
+    return spans
 
 
 def mask_text(text: str) -> str:
     """``text`` with every ID-number-looking run masked (``430102********0012``), whatever its digits."""
     if len(text) == 64 and HASH.fullmatch(text):
         return text
-    form = _matching_form(text)
-    spans = [m.span() for m in ID_NUMBER_LIKE.finditer(form)]
+    spans = _id_spans(text)
     if not spans:
         return text
     out, at = [], 0
     for start, end in spans:
         out.append(text[at:start])
-        out.append(mask(form[start:end]))
+        out.append(mask(_matching_form(text[start:end])))
         at = end
     out.append(text[at:])
     return "".join(out)
@@ -98,11 +127,14 @@ def _number_text(literal: str) -> str | None:
 def _number(literal: str) -> int | float | str:
     """A JSON number as parsed, or its masked text; a number Python cannot hold as one (a 5,000-digit
     integer, ``1e999``) stays its literal text."""
+    fraction = any(c in literal for c in ".eE")
+    if len(literal) < 17 and "e" not in literal.lower():  # fewer than 17 digits: no ID number
+        return float(literal) if fraction else int(literal)
     masked = _number_text(literal)
     if masked is not None:
         return masked
     try:
-        value = float(literal) if any(c in literal for c in ".eE") else int(literal)
+        value = float(literal) if fraction else int(literal)
     except ValueError:
         return literal[:40] + ("…" if len(literal) > 40 else "")
     if isinstance(value, float) and not math.isfinite(value):
@@ -138,7 +170,11 @@ def parse(payload: bytes | bytearray | memoryview | str) -> Any:
     text = bytes(payload).decode("utf-8", "replace") if not isinstance(payload, str) else payload
     try:
         value = json.loads(text, parse_int=_number, parse_float=_number, parse_constant=str)
-        return mask_value(value)
+        # Numbers are masked as they are parsed; a string holds an ID number only if the text shows
+        # one, or spells characters as \u escapes (which may also hold a lone surrogate).
+        if "\\u" in text or _id_spans(text):
+            value = mask_value(value)
+        return value
     except RecursionError:
         raise Unreadable("not readable: JSON nested too deeply") from None
     except ValueError as exc:
