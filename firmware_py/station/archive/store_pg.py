@@ -29,8 +29,10 @@ from firmware_py.station.config import safe_url
 
 T = TypeVar("T")
 
-# What the page's reads need beyond the archive's own indexes: the open alarms in received order.
-INDEXES = "CREATE INDEX IF NOT EXISTS events_alarms ON events (received_id) WHERE category = 'alarm';"
+# What the page's reads need beyond the archive's own indexes: the open alarms in received order,
+# each door's conflicting copies newest first (the admin's page, the tiles' counts).
+INDEXES = """CREATE INDEX IF NOT EXISTS events_alarms ON events (received_id) WHERE category = 'alarm';
+CREATE INDEX IF NOT EXISTS conflicts_door ON conflicts (site, door, id);"""
 
 
 def _iso(value: datetime | None, timespec: str = "seconds") -> str | None:

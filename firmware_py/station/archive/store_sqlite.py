@@ -70,10 +70,12 @@ CREATE TRIGGER IF NOT EXISTS acknowledgements_no_delete BEFORE DELETE ON acknowl
 """
 
 # Indexes the page's reads need on the archive's table (made once the archive exists): the register
-# of one door and one day reads (site, door, local_date) without scanning the door's other days.
+# of one door and one day reads (site, door, local_date) without scanning the door's other days;
+# each door's conflicting copies are read newest first (the admin's page, the tiles' counts).
 INDEXES = """
 CREATE INDEX IF NOT EXISTS station_events_category ON events (category);
 CREATE INDEX IF NOT EXISTS station_events_door_date ON events (site, door, local_date);
+CREATE INDEX IF NOT EXISTS station_conflicts_door ON conflicts (site, door, id);
 """
 
 
