@@ -78,14 +78,17 @@ def _id_spans(text: str) -> list[tuple[int, int]]:
         return [m.span() for m in ID_NUMBER_LIKE.finditer(text)]
     spans = []
     for run in _CANDIDATE.finditer(text):
+        found = run.group()
+        if len(found) != 18 and found.isascii() and found.isdigit():  # digits only (a hash's run), not 18
+            continue
         base = run.start()
-        spans += [(base + m.start(), base + m.end()) for m in ID_NUMBER_LIKE.finditer(_matching_form(run.group()))]
+        spans += [(base + m.start(), base + m.end()) for m in ID_NUMBER_LIKE.finditer(_matching_form(found))]
     return spans
 
 
 def mask_text(text: str) -> str:
     """``text`` with every ID-number-looking run masked (``430102********0012``), whatever its digits."""
-    if len(text) == 64 and HASH.fullmatch(text):
+    if len(text) < 18 or len(text) == 64 and HASH.fullmatch(text):  # too short to hold one, or a hash
         return text
     spans = _id_spans(text)
     if not spans:
