@@ -30,7 +30,7 @@ def test_a_number_whose_digits_are_an_id_number_is_masked_in_any_notation(number
 
 
 @pytest.mark.parametrize("written", [FULL_WIDTH, ARABIC_INDIC, FULL_WIDTH[:-1] + "Ｘ",
-                                     FULL_ID[:9] + ARABIC_INDIC[9:], "ID" + FULL_WIDTH])
+                                     FULL_ID[:9] + ARABIC_INDIC[9:], "ID" + FULL_WIDTH, "名" + FULL_ID + "号"])
 def test_an_id_number_in_other_digits_is_masked(written):
     shown = masking.mask_text(f"name {written} end")
     assert "*" * 8 in shown
