@@ -163,6 +163,27 @@ def test_a_door_going_offline_turns_its_tile_offline_without_a_reload(mosquitto_
     assert "离线 OFFLINE" in tile(page).locator('[data-field="online"]').inner_text()
 
 
+def test_a_door_s_refused_messages_show_on_its_tile_without_a_reload(station_web, browser):
+    station_web.add_user("ada", "admin")
+    station_web.archive.store_event(SITE, DOOR, f"accessctl/{SITE}/{DOOR}/events/access/access_granted", b"{}",
+                                    {"seq": 1, "ts": "2026-11-23T09:00:00+08:00", "category": "access",
+                                     "type": "access_granted"}, "2026-11-23T09:00:00+08:00")
+    page = browser.new_page()
+    log_in(page, station_web, "ada")
+    page.wait_for_selector(f'.tile[data-door="{DOOR}"][data-problems="0"]')
+    expect(tile(page).locator("[data-problems-badge]")).to_be_hidden()
+    page.evaluate("window.stillTheSamePage = true")
+    with sqlite3.connect(station_web.where) as conn:
+        conn.execute("INSERT INTO ingest_rejects (received_at, site, door, topic, reason, payload)"
+                     " VALUES (?, ?, ?, ?, ?, ?)", ("2026-11-23T09:00:01+08:00", SITE, DOOR,
+                                                    f"accessctl/{SITE}/{DOOR}/events/x", "not JSON", b"{"))
+    page.wait_for_selector(f'.tile[data-door="{DOOR}"][data-problems="1"]', timeout=15_000)
+    expect(tile(page).locator("[data-problems-badge]")).to_have_text("1 异常 problems")
+    assert page.evaluate("window.stillTheSamePage") is True
+    tile(page).locator("[data-problems-badge]").click()
+    page.wait_for_selector(f'section.door-problems[data-door="{DOOR}"][data-rejects="1"]')
+
+
 # ---------------------------------------------------------------- alarms
 
 

@@ -13,7 +13,8 @@ dialect in its own module:
   (:mod:`.archive_pg`, written by :mod:`.ingest_pg`; its own tables in :mod:`.schema_pg`).
 
 Rows come back as plain tuples of Python values: times as ISO 8601 text, payloads as bytes,
-JSON documents (status, occupancy, audit detail) as text.
+JSON documents (status, occupancy, audit detail) as text. What a door stored is returned as it is
+stored, whatever it holds: the web side masks and reads it (:mod:`.masking`, :mod:`..web.shown`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 AckOutcome = Literal["ok", "not_an_alarm", "already_acknowledged"]
+PAYLOAD_START = 4096  # bytes of a refused or conflicting payload read for the admin's page
 
 
 class ChainView(Protocol):
@@ -116,6 +118,24 @@ class StationStore(ABC):
     @abstractmethod
     def chains(self) -> ChainView:
         """Each door's chain verification (``.check(site, door, epoch)`` -> ChainResult)."""
+
+    # ---------------------------------------------------------------- what the ingest refused or set apart
+    @abstractmethod
+    def rejects(self, per_door: int, site: str | None = None,
+                door: str | None = None) -> list[tuple[int, str, str, str, str, str, bytes, int]]:
+        """(id, received_at, site, door, topic, reason, payload start, payload size) of each door's
+        newest ``per_door`` messages the ingest refused (``ingest_rejects``), by site and door, newest
+        first; at most :data:`PAYLOAD_START` bytes of each payload."""
+
+    @abstractmethod
+    def conflicts(self, per_door: int, site: str | None = None,
+                  door: str | None = None) -> list[tuple[int, str, str, str, int, str, bytes, int]]:
+        """(id, received_at, site, door, seq, topic, payload start, payload size) of each door's newest
+        ``per_door`` conflicting copies (``conflicts``), by site and door, newest first."""
+
+    @abstractmethod
+    def problem_counts(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(refused messages, conflicting copies) of every (site, door) that has any."""
 
     @abstractmethod
     def close(self) -> None: ...

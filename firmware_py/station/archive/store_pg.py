@@ -24,13 +24,15 @@ import psycopg
 from firmware_py.errors import StoreError
 from firmware_py.station.archive import pg_station_schema as schema_pg
 from firmware_py.station.archive.chain import ChainResult
-from firmware_py.station.archive.store import AckOutcome, StationStore
+from firmware_py.station.archive.store import PAYLOAD_START, AckOutcome, StationStore
 from firmware_py.station.config import safe_url
 
 T = TypeVar("T")
 
-# What the page's reads need beyond the archive's own indexes: the open alarms in received order.
-INDEXES = "CREATE INDEX IF NOT EXISTS events_alarms ON events (received_id) WHERE category = 'alarm';"
+# What the page's reads need beyond the archive's own indexes: the open alarms in received order,
+# each door's conflicting copies newest first (the admin's page, the tiles' counts).
+INDEXES = """CREATE INDEX IF NOT EXISTS events_alarms ON events (received_id) WHERE category = 'alarm';
+CREATE INDEX IF NOT EXISTS conflicts_door ON conflicts (site, door, id);"""
 
 
 def _iso(value: datetime | None, timespec: str = "seconds") -> str | None:
@@ -207,6 +209,38 @@ class PgStationStore(StationStore):
                         (site, door))
         return bytes(row[0]) if row else None
 
+    # ---------------------------------------------------------------- what the ingest refused or set apart
+    def rejects(self, per_door: int, site: str | None = None, door: str | None = None) -> list[tuple]:
+        return self._newest("ingest_rejects", ("topic", "reason"), per_door, site, door)
+
+    def conflicts(self, per_door: int, site: str | None = None, door: str | None = None) -> list[tuple]:
+        return self._newest("conflicts", ("seq", "topic"), per_door, site, door)
+
+    def _newest(self, table: str, columns: tuple[str, ...], per_door: int, site: str | None,
+                door: str | None) -> list[tuple]:
+        """Each door's newest ``per_door`` rows of ``table``: id, received_at, site, door, ``columns``,
+        the payload's start and its size."""
+        clauses, params = [], []
+        for column, value in (("site", site), ("door", door)):
+            if value:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        rows = self._all(
+            f"WITH ranked AS (SELECT id, row_number() OVER (PARTITION BY site, door ORDER BY id DESC) AS n"
+            f" FROM {table}{where})"
+            f" SELECT t.id, t.received_at, t.site, t.door, {', '.join('t.' + c for c in columns)},"
+            f" substring(t.payload FROM 1 FOR %s), octet_length(t.payload) FROM {table} t JOIN ranked r"
+            " ON r.id = t.id WHERE r.n <= %s ORDER BY t.site, t.door, t.id DESC", [*params, PAYLOAD_START, per_door])
+        return [(i, _iso(at, "milliseconds"), *rest, bytes(p), n) for i, at, *rest, p, n in rows]
+
+    def problem_counts(self) -> dict[tuple[str, str], tuple[int, int]]:
+        rows = self._all(
+            "SELECT site, door, sum(rejects)::bigint, sum(conflicts)::bigint FROM ("
+            " SELECT site, door, count(*) AS rejects, 0 AS conflicts FROM ingest_rejects GROUP BY site, door"
+            " UNION ALL SELECT site, door, 0, count(*) FROM conflicts GROUP BY site, door) c GROUP BY site, door")
+        return {(s, d): (r, c) for s, d, r, c in rows}
+
     def chains(self) -> PgChains:
         return PgChains(self)
 
@@ -243,6 +277,6 @@ class PgChains:
 def _door_ts(payload: bytes) -> str:
     try:
         ts = json.loads(bytes(payload)).get("ts")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # whatever a door stored
         return ""
     return ts if isinstance(ts, str) else ""

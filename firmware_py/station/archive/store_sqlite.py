@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from firmware_py.errors import StoreError
-from firmware_py.station.archive.store import AckOutcome, StationStore
+from firmware_py.station.archive.store import PAYLOAD_START, AckOutcome, StationStore
 
 ACCOUNTS = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -70,10 +70,12 @@ CREATE TRIGGER IF NOT EXISTS acknowledgements_no_delete BEFORE DELETE ON acknowl
 """
 
 # Indexes the page's reads need on the archive's table (made once the archive exists): the register
-# of one door and one day reads (site, door, local_date) without scanning the door's other days.
+# of one door and one day reads (site, door, local_date) without scanning the door's other days;
+# each door's conflicting copies are read newest first (the admin's page, the tiles' counts).
 INDEXES = """
 CREATE INDEX IF NOT EXISTS station_events_category ON events (category);
 CREATE INDEX IF NOT EXISTS station_events_door_date ON events (site, door, local_date);
+CREATE INDEX IF NOT EXISTS station_conflicts_door ON conflicts (site, door, id);
 """
 
 
@@ -235,8 +237,7 @@ class SqliteStationStore(StationStore):
         if door:
             sql += " AND door=?"
             params.append(door)
-        return [(i, s, d, p, ep) for i, s, d, p, ep, ts in self.query(sql, params)
-                if start <= datetime.fromisoformat(ts) < end]
+        return [(i, s, d, p, ep) for i, s, d, p, ep, ts in self.query(sql, params) if _within(ts, start, end)]
 
     def doors(self) -> list[tuple]:
         return self.query("SELECT site, door, status, occupancy, status_at, epoch FROM doors ORDER BY site, door")
@@ -257,6 +258,33 @@ class SqliteStationStore(StationStore):
             "SELECT seq, payload FROM events WHERE site=? AND door=? AND epoch=? AND seq > ? ORDER BY seq LIMIT ?",
             (site, door, epoch, after_seq, limit))]
 
+    # ---------------------------------------------------------------- what the ingest refused or set apart
+    def rejects(self, per_door: int, site: str | None = None, door: str | None = None) -> list[tuple]:
+        return self._newest("ingest_rejects", ("topic", "reason"), per_door, site, door)
+
+    def conflicts(self, per_door: int, site: str | None = None, door: str | None = None) -> list[tuple]:
+        return self._newest("conflicts", ("seq", "topic"), per_door, site, door)
+
+    def _newest(self, table: str, columns: tuple[str, ...], per_door: int, site: str | None,
+                door: str | None) -> list[tuple]:
+        """Each door's newest ``per_door`` rows of ``table``: id, received_at, site, door, ``columns``,
+        the payload's start and its size."""
+        where, params = _door_scope(site, door)
+        rows = self.query(
+            f"WITH ranked AS (SELECT id, row_number() OVER (PARTITION BY site, door ORDER BY id DESC) AS n"
+            f" FROM {table}{where})"
+            f" SELECT t.id, t.received_at, t.site, t.door, {', '.join('t.' + c for c in columns)},"
+            f" substr(t.payload, 1, ?), length(t.payload) FROM {table} t JOIN ranked r ON r.id = t.id"
+            " WHERE r.n <= ? ORDER BY t.site, t.door, t.id DESC", [*params, PAYLOAD_START, per_door])
+        return [(*rest, _bytes(p), n) for *rest, p, n in rows]
+
+    def problem_counts(self) -> dict[tuple[str, str], tuple[int, int]]:
+        rows = self.query(
+            "SELECT site, door, sum(rejects), sum(conflicts) FROM ("
+            " SELECT site, door, count(*) AS rejects, 0 AS conflicts FROM ingest_rejects GROUP BY site, door"
+            " UNION ALL SELECT site, door, 0, count(*) FROM conflicts GROUP BY site, door) c GROUP BY site, door")
+        return {(s, d): (r, c) for s, d, r, c in rows}
+
     def chains(self):
         """The chains verified here, from the archived payloads (:class:`.chain.ChainChecker`)."""
         from firmware_py.station.archive.chain import ChainChecker
@@ -265,6 +293,30 @@ class SqliteStationStore(StationStore):
             if self._chains is None:
                 self._chains = ChainChecker(self)
             return self._chains
+
+
+def _within(ts: str, start: datetime, end: datetime) -> bool:
+    """Whether a stored ``ts`` is in [start, end); a time without offset is taken in the window's zone,
+    and a row whose time cannot be read is in no window."""
+    try:
+        at = datetime.fromisoformat(ts)
+        return start <= (at if at.tzinfo else at.replace(tzinfo=start.tzinfo)) < end
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _door_scope(site: str | None, door: str | None) -> tuple[str, list]:
+    clauses, params = [], []
+    for column, value in (("site", site), ("door", door)):
+        if value:
+            clauses.append(f"{column}=?")
+            params.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _bytes(value: object) -> bytes:
+    """A payload column as bytes (an old row may hold it as text)."""
+    return value.encode("utf-8", "replace") if isinstance(value, str) else bytes(value or b"")
 
 
 def _prepare_acknowledgements(conn: sqlite3.Connection) -> None:

@@ -6,17 +6,21 @@ and is never changed or deleted (each backend's triggers refuse it). An alarm is
 An alarm is named by (site, door, epoch, seq): a door whose database was reset numbers its events
 from 1 again in a new chain epoch, so seq alone would mix the two chains' alarms (the PostgreSQL
 archive has one epoch per door: 1).
+
+A full ID number typed into a comment is masked before the comment is kept; the alarm's event is
+read as the page reads events (:mod:`.queries`, :mod:`.shown`), so a strange alarm of one door
+shows as strange in its own row.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
 from firmware_py.errors import AlarmError
-from firmware_py.station.archive.sqlite import redact
+from firmware_py.station.archive import masking
 from firmware_py.station.archive.store import StationStore
+from firmware_py.station.web import queries, shown
 
 MAX_COMMENT = 500
 
@@ -28,7 +32,7 @@ class Alarm:
     seq: int
     ts: str
     type: str
-    event: dict
+    event: dict  # as the page reads it (:func:`.shown.event`)
     epoch: int = 1
     acknowledged_by: str | None = None
     acknowledged_at: str | None = None
@@ -37,7 +41,7 @@ class Alarm:
 
 def acknowledge(store: StationStore, site: str, door: str, epoch: int, seq: int, by: str, comment: str,
                 at: datetime) -> None:
-    comment = comment.strip()
+    comment = masking.mask_text(comment.strip())
     if not comment or len(comment) > MAX_COMMENT:
         raise AlarmError(f"a comment of 1 to {MAX_COMMENT} characters is required")
     name = f"{site}/{door} #{seq} of epoch {epoch}"
@@ -51,5 +55,6 @@ def acknowledge(store: StationStore, site: str, door: str, epoch: int, seq: int,
 def alarms(store: StationStore, *, acknowledged: bool, limit: int = 500) -> list[Alarm]:
     """Open alarms (oldest first) or acknowledged ones (newest acknowledgement first)."""
     rows = store.alarms(acknowledged, limit)
-    return [Alarm(s, d, q, ts, t, json.loads(redact(bytes(p).decode("utf-8", "replace"))), ep, by, at, c)
+    return [Alarm(s, d, q, shown.text(ts) or "", shown.text(t) or "", shown.event(queries.parse_payload(p)), ep,
+                  by, at, masking.mask_text(c) if isinstance(c, str) else c)
             for s, d, q, ts, t, p, ep, by, at, c in rows]

@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from firmware_py.station.accounts import accounts, audit
-from firmware_py.station.web import alarms, commands, pages, queries
+from firmware_py.station.web import alarms, commands, pages, problems, queries
 from firmware_py.station.web import register as register_export
 from firmware_py.station.web.guard import (
     COOKIE,
@@ -111,7 +111,7 @@ ALARM_COLUMNS = ("site", "door", "epoch", "seq", "ts", "type", "detail",
 def alarms_csv(request: Request, ctx: Ctx) -> Response:
     store = ctx.station.store
     table = ({"site": a.site, "door": a.door, "epoch": a.epoch, "seq": a.seq, "ts": a.ts, "type": a.type,
-              "detail": json.dumps(a.event.get("detail") or {}, ensure_ascii=False),
+              "detail": json.dumps(a.event["detail"] or {}, ensure_ascii=False),
               "acknowledged_by": a.acknowledged_by, "acknowledged_at": a.acknowledged_at, "comment": a.comment}
              for a in alarms.alarms(store, acknowledged=False, limit=100000)
              + alarms.alarms(store, acknowledged=True, limit=100000))
@@ -133,7 +133,7 @@ def register_page(request: Request, ctx: Ctx) -> Response:
     st = ctx.station
     params, events = _register_query(request, st)
     rows = register_export.rows(events)
-    plain = [r.event for r in events]
+    plain = [r.shown for r in events]
     return html(pages.register_page(params, rows, chart.hours_svg(chart.entries_per_hour(plain, st.tz)),
                                      chart.reasons_svg(chart.denials_by_reason(plain)), ctx.session))
 
@@ -154,13 +154,20 @@ def register_print(request: Request, ctx: Ctx) -> Response:
     doors = sorted({(d.site, d.door, d.epoch) for d in queries.doors(st.store)
                     if (not params["site"] or d.site == params["site"])
                     and (not params["door"] or d.door == params["door"])})
-    chains = [(s, d, st.chains.check(s, d, epoch)) for s, d, epoch in doors]  # each door's current epoch
+    chains = [(s, d, queries.chain(st.chains, s, d, epoch)) for s, d, epoch in doors]  # each door's current epoch
     return html(pages.register_print(params, rows, chains, register_export.digest(data), len(data), st.now(),
                                       ctx.session))
 
 
 def audit_page(request: Request, ctx: Ctx) -> Response:
     return html(pages.audit_page(audit.entries(ctx.station.store), ctx.session))
+
+
+def problems_page(request: Request, ctx: Ctx) -> Response:
+    """Each door's refused messages and conflicting copies (``?site=&door=`` for one door)."""
+    params = {k: request.query_params.get(k, "")[:64] for k in ("site", "door")}
+    doors = problems.per_door(ctx.station.store, params["site"] or None, params["door"] or None)
+    return html(pages.problems_page(doors, params, problems.PER_DOOR, ctx.session))
 
 
 # ---------------------------------------------------------------- API
@@ -247,6 +254,7 @@ ROUTES: list[tuple[str, str, Callable, str | None]] = [
     ("/register.csv", "GET", register_csv, "viewer"),
     ("/register/print", "GET", register_print, "viewer"),
     ("/audit", "GET", audit_page, "admin"),
+    ("/problems", "GET", problems_page, "admin"),
     ("/doors/{site}/{door}/{action}", "POST", door_action, "operator"),
     ("/alarms/{site}/{door}/{seq:int}/acknowledge", "POST", acknowledge, "operator"),
     ("/api/events", "GET", api_events, "viewer"),

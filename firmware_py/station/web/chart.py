@@ -11,11 +11,17 @@ from firmware_py.core.event_line import REASON_LABELS
 
 
 def entries_per_hour(events: list[dict], tz: ZoneInfo) -> list[int]:
-    """Granted entries (``access_granted`` inward) in each hour 0–23 of the site's day."""
+    """Granted entries (``access_granted`` inward) in each hour 0–23 of the site's day; ``events`` as
+    the page reads them (:mod:`.shown`): one whose time cannot be read is in no hour, a time without
+    offset is the site's."""
     hours = [0] * 24
     for e in events:
         if e.get("type") == "access_granted" and e.get("direction") == "in":
-            hours[datetime.fromisoformat(e["ts"]).astimezone(tz).hour] += 1
+            try:
+                at = datetime.fromisoformat(e.get("ts") or "")
+                hours[(at if at.tzinfo is None else at.astimezone(tz)).hour] += 1
+            except (ValueError, OverflowError):
+                continue
     return hours
 
 

@@ -2,7 +2,8 @@
 
 ``{"id": "station-…", "action": "lockdown" | "release_lockdown" | "revoke", …, "by": ACCOUNT}``,
 QoS 1, never retained, published through the monitor's MQTT client (the station's one
-connection). The door audits the command with ``by``; the station audits the request.
+connection). The door audits the command with ``by``; the station audits the request. A full ID
+number typed into a revoke's reason is masked before the command leaves (the door keeps the reason).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from firmware_py.core.commands import MAX_TEXT
+from firmware_py.station.archive import masking
 
 ACTIONS = ("lockdown", "release_lockdown", "revoke")
 
@@ -32,7 +34,7 @@ def build(action: str, by: str, *, person_id: str = "", reason: str = "") -> dic
         raise CommandRefused(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
     command = {"id": f"station-{uuid.uuid4().hex[:16]}", "action": action}
     if action == "revoke":
-        person_id, reason = person_id.strip(), reason.strip()
+        person_id, reason = person_id.strip(), masking.mask_text(reason.strip())
         for name, value in (("person_id", person_id), ("reason", reason)):
             if not 0 < len(value) <= MAX_TEXT:
                 raise CommandRefused(f"revoke needs a {name} of 1 to {MAX_TEXT} characters")

@@ -3,8 +3,12 @@
 Every value from the archive or the request goes through :func:`h` (HTML escaping). The page's
 testing contract (DESIGN.md "The supervision station") lives here: ``data-site``, ``data-door``,
 ``data-seq``, ``data-type`` on event rows (and ``data-epoch``, the door's chain epoch);
-``data-site``, ``data-door``, ``data-online`` on door tiles; ``data-action`` on controls that
+``data-site``, ``data-door``, ``data-online`` on door tiles (and ``data-problems``, how many
+messages of the door were refused or kept as conflicting copies); ``data-action`` on controls that
 change state; the login form's ``username`` and ``password``.
+
+What a door stored reaches these functions as the page reads it (:mod:`.shown`): text where text is
+expected, ``?`` where the door wrote something else.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from firmware_py.core.event_line import DIRECTION_LABELS, REASON_LABELS, TYPE_LA
 from firmware_py.station.accounts.accounts import Session, role_allows
 from firmware_py.station.accounts.audit import AuditEntry
 from firmware_py.station.archive.chain import ChainResult
+from firmware_py.station.web import shown
 from firmware_py.station.web.alarms import Alarm
+from firmware_py.station.web.problems import DoorProblems, Problem
 
 TITLE = "门禁监控站 Supervision station"
 
@@ -36,7 +42,7 @@ def layout(title: str, body: str, session: Session | None, *, active: str = "", 
         links = [("/", "总览 Overview"), ("/events", "实时 Live events"), ("/alarms", "告警 Alarms"),
                  ("/register", "登记簿 Register")]
         if role_allows(session.role, "admin"):
-            links.append(("/audit", "审计 Audit"))
+            links += [("/audit", "审计 Audit"), ("/problems", "异常消息 Rejects & conflicts")]
         items = "".join(f'<a href="{href}"{" class=active" if href == active else ""}>{label}</a>'
                         for href, label in links)
         nav = (f'<nav>{items}<span class="who">{h(session.name)} ({h(session.role)})</span>'
@@ -71,19 +77,31 @@ def login_page(error: str = "", next_path: str = "/", username: str = "") -> str
 # ---------------------------------------------------------------- overview
 
 def tile_fields(status: dict | None, last: dict | None, chain: ChainResult) -> dict[str, str]:
-    s = status or {}
-    faults = s.get("faults") or []
+    """The tile's texts from the door's status (any JSON: a field of the wrong type is ``?``), its
+    last event as the page reads it and its chain."""
+    s = status if isinstance(status, dict) else {}
+    lockdown = s.get("lockdown")
     return {
         "online": "在线 online" if s.get("online") is True else "离线 OFFLINE",
-        "lock": {"locked": "已锁 locked", "released": "已开锁 released"}.get(s.get("lock"), s.get("lock") or "?"),
-        "door": {"closed": "关 closed", "open": "开 open"}.get(s.get("door"), s.get("door") or "?"),
-        "lockdown": "封锁 LOCKDOWN" if s.get("lockdown") else "正常 normal",
-        "occupancy": str(s.get("occupancy", "?")),
-        "faults": ", ".join(map(str, faults)) if faults else "无 none",
-        "queued": str(s.get("queued", "?")),
-        "last_event": (f'{last["ts"][11:19]} #{last["seq"]} {type_label(last.get("type"))}' if last else "—"),
+        "lock": shown.label(s.get("lock"), {"locked": "已锁 locked", "released": "已开锁 released"}),
+        "door": shown.label(s.get("door"), {"closed": "关 closed", "open": "开 open"}),
+        "lockdown": ("封锁 LOCKDOWN" if lockdown is True else "正常 normal" if lockdown in (False, None)
+                     else shown.UNKNOWN),
+        "occupancy": shown.count(s.get("occupancy")),
+        "faults": shown.faults(s.get("faults")) or "无 none",
+        "queued": shown.count(s.get("queued")),
+        "last_event": _last_event_text(last),
         "chain": chain.text(),
     }
+
+
+def _last_event_text(last: dict | None) -> str:
+    if not last:
+        return "—"
+    if last.get("unreadable"):
+        return f"? {last['unreadable']}"
+    return f'{(last["ts"] or "")[11:19]} #{last["seq"] if last["seq"] is not None else "?"} ' \
+           f'{type_label(last["type"])}'
 
 
 FIELD_LABELS = (("lock", "锁 Lock"), ("door", "门 Door"), ("lockdown", "封锁 Lockdown"), ("occupancy", "在场 Inside"),
@@ -91,24 +109,24 @@ FIELD_LABELS = (("lock", "锁 Lock"), ("door", "门 Door"), ("lockdown", "封锁
                 ("chain", "链校验 Chain"))
 
 
-def inside_list(site: str, door: str, occupancy: object, session: Session) -> str:
-    people = occupancy.get("inside") if isinstance(occupancy, dict) else occupancy
-    if not isinstance(people, list) or not people:
+def inside_list(site: str, door: str, people: list[dict] | None, session: Session) -> str:
+    """Who is inside (:func:`.shown.people_inside`), each with the operator's revoke control."""
+    if people is None:
+        return '<p class="muted">? 未知 unknown</p>'
+    if not people:
         return '<p class="muted">无人 nobody inside</p>'
     operator = role_allows(session.role, "operator")
     items = []
     for p in people:
-        if not isinstance(p, dict):
-            continue
-        pid = p.get("person_id", "")
+        pid = p["person_id"]
         control = ""
         if operator and pid:
             control = (f'<form method="post" action="/doors/{q(site)}/{q(door)}/revoke" class="inline revoke">'
                        f'{csrf_field(session)}<input type="hidden" name="person_id" value="{h(pid)}">'
                        f'<input name="reason" placeholder="撤销原因 reason" required maxlength="256">'
                        f'<button type="submit" data-action="revoke">撤销授权 Revoke</button></form>')
-        items.append(f'<li data-person="{h(pid)}"><span class="person">{h(pid)} {h(p.get("name"))}</span> '
-                     f'<span class="since">自 since {h(p.get("since"))}</span>{control}</li>')
+        items.append(f'<li data-person="{h(pid or shown.UNKNOWN)}"><span class="person">{h(pid or shown.UNKNOWN)} '
+                     f'{h(p["name"])}</span> <span class="since">自 since {h(p["since"])}</span>{control}</li>')
     return f'<ul class="inside">{"".join(items)}</ul>'
 
 
@@ -128,10 +146,23 @@ def tile(t: dict, session: Session) -> str:
             for action, label in (("lockdown", "封锁 Lock down"), ("release_lockdown", "解除封锁 Release lockdown")))
         controls = f'<div class="controls">{controls}</div>'
     online = "true" if t["online"] else "false"
-    return (f'<article class="tile" data-site="{h(site)}" data-door="{h(door)}" data-online="{online}">'
-            f'<h3>{h(door)} <span class="badge" data-field="online">{h(t["fields"]["online"])}</span></h3>'
+    problems = t.get("problems", 0)
+    badge = problems_badge(site, door, problems, session)
+    return (f'<article class="tile" data-site="{h(site)}" data-door="{h(door)}" data-online="{online}" '
+            f'data-problems="{problems}">'
+            f'<h3>{h(door)} <span class="badge" data-field="online">{h(t["fields"]["online"])}</span> {badge}</h3>'
             f'<table>{rows}</table><h4>在场人员 Who is inside</h4><div class="inside-list">{t["inside_html"]}</div>'
             f'{controls}</article>')
+
+
+def problems_badge(site: str, door: str, count: int, session: Session) -> str:
+    """How many of the door's messages were refused or kept as conflicting copies (hidden when none);
+    for an admin, a link to them."""
+    hidden, text = ("" if count else " hidden"), f"{count} 异常 problems"
+    if role_allows(session.role, "admin"):
+        return (f'<a class="badge problems" data-problems-badge href="/problems?site={q(site)}&amp;door={q(door)}"'
+                f'{hidden}>{text}</a>')
+    return f'<span class="badge problems" data-problems-badge{hidden}>{text}</span>'
 
 
 def overview(tiles: list[dict], session: Session, broker_connected: bool, last_id: int) -> str:
@@ -152,13 +183,15 @@ def overview(tiles: list[dict], session: Session, broker_connected: bool, last_i
 # ---------------------------------------------------------------- events
 
 def event_cells(event: dict) -> list[str]:
+    """The cells of an event row, from the event as the page reads it (:func:`.shown.event`)."""
     person = event.get("person") or {}
     cred = event.get("credential") or {}
+    seq = event.get("seq")
     return [
-        event.get("ts", ""),
-        f'{event.get("site", "")}/{event.get("door", "")}',
-        f'#{event.get("seq", "")}',
-        type_label(event.get("type")),
+        event.get("ts") or "",
+        f'{event.get("site") or ""}/{event.get("door") or ""}',
+        f'#{seq}' if seq is not None else "",
+        f'? {event["unreadable"]}' if event.get("unreadable") else type_label(event.get("type")),
         DIRECTION_LABELS.get(event.get("direction") or "", event.get("direction") or ""),
         " ".join(x for x in (person.get("person_id", ""), person.get("name", "")) if x),
         " ".join(x for x in (cred.get("kind", ""), cred.get("masked", "")) if x),
@@ -184,7 +217,7 @@ def events_table(rows: str, table_id: str = "", extra: str = "") -> str:
 
 
 def events_page(recent, session: Session, last_id: int) -> str:
-    rows = "".join(event_row(r.site, r.door, r.event, r.epoch) for r in reversed(recent))
+    rows = "".join(event_row(r.site, r.door, r.shown, r.epoch) for r in reversed(recent))
     body = ('<h2>实时事件 Live events</h2><p class="muted" id="stream-state">连接中 connecting…</p>'
             + events_table(rows, "stream", f' data-last-id="{last_id}"'))
     return layout("实时 Live events", body, session, active="/events", scripts=("station.js",))
@@ -233,7 +266,7 @@ def _seq_text(epoch: int, seq: int) -> str:
 
 
 def _detail(event: dict) -> str:
-    parts = []
+    parts = [f'? {event["unreadable"]}'] if event.get("unreadable") else []
     person = event.get("person") or {}
     if person:
         parts.append(f'{person.get("person_id", "")} {person.get("name", "")}'.strip())
@@ -302,6 +335,36 @@ def audit_page(entries: list[AuditEntry], session: Session) -> str:
             '<th>地址 Address</th><th>操作 What</th><th>参数 Detail</th><th>结果 Result</th></tr></thead>'
             f"<tbody>{rows}</tbody></table>")
     return layout("审计 Audit", body, session, active="/audit")
+
+
+# ---------------------------------------------------------------- rejects and conflicts
+
+def _problem_rows(items: list[Problem], what: str) -> str:
+    head = (f'<thead><tr><th>编号 Id</th><th>收到 Received</th><th>主题 Topic</th><th>{what}</th>'
+            '<th>大小 Bytes</th><th>内容 Payload (masked)</th></tr></thead>')
+    rows = "".join(f'<tr data-id="{p.id}"><td>{p.id}</td><td>{h(p.received_at)}</td><td>{h(p.topic)}</td>'
+                   f'<td>{h(p.what)}</td><td>{p.size}</td><td><code>{h(p.payload)}</code></td></tr>' for p in items)
+    return f'<table class="problems">{head}<tbody>{rows}</tbody></table>'
+
+
+def problems_page(doors: list[DoorProblems], params: dict, per_door: int, session: Session) -> str:
+    """Each door's refused messages and conflicting copies, newest first (admins only)."""
+    inputs = "".join(f'<label>{label} <input name="{name}" value="{h(params.get(name, ""))}"></label>'
+                     for name, label in (("site", "场所 Site"), ("door", "门 Door")))
+    sections = "".join(
+        f'<section class="door-problems" data-site="{h(d.site)}" data-door="{h(d.door)}" '
+        f'data-rejects="{d.reject_count}" data-conflicts="{d.conflict_count}">'
+        f'<h3>{h(d.site)}/{h(d.door)}</h3>'
+        f'<h4>被拒消息 Refused messages ({d.reject_count}; 最新 newest {min(per_door, d.reject_count)})</h4>'
+        + _problem_rows(d.rejects, "原因 Reason")
+        + f'<h4>冲突副本 Conflicting copies ({d.conflict_count}; 最新 newest {min(per_door, d.conflict_count)})</h4>'
+        + _problem_rows(d.conflicts, "序号 Seq") + "</section>" for d in doors)
+    if not sections:
+        sections = '<p class="muted">无 None: every message was taken.</p>'
+    body = ('<h2>异常消息 Refused messages and conflicting copies</h2>'
+            f'<form method="get" action="/problems" class="filter">{inputs}<button type="submit">查询 Show</button>'
+            f'</form>{sections}')
+    return layout("异常消息 Rejects & conflicts", body, session, active="/problems")
 
 
 def message_page(title: str, text: str, session: Session | None) -> str:

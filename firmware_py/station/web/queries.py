@@ -1,9 +1,12 @@
 """The page's reads of the archive (events, doors), over either backend's :class:`.storage.StationStore`.
 
-Events come back as the stored JSON with anything shaped like a full resident ID number masked
-(the doors already mask them; this is the second fence). Each row's ``id`` is the order in which
-the archive received the events (SQLite's rowid, PostgreSQL's ``received_id``): the live stream
-resumes from it.
+Events come back as the stored JSON with anything shaped like a full resident ID number masked on
+the parsed values (:mod:`firmware_py.station.archive.masking`; the doors already mask them, this is
+the second fence), and as the page reads them (:mod:`.shown`: each field of the type the page
+expects, unknown as unknown). A stored payload that is not a JSON object is the event
+``{"unreadable": what is wrong}``: its row shows that, and no other row changes. Each row's ``id``
+is the order in which the archive received the events (SQLite's rowid, PostgreSQL's
+``received_id``): the live stream resumes from it.
 
 A door whose database was reset starts a new chain *epoch* at seq 1 (:mod:`firmware_py.station.archive.sqlite_schema`):
 an event is named by (site, door, epoch, seq), never by seq alone. The register shows every epoch;
@@ -12,13 +15,17 @@ the door's last event and its chain are those of its current epoch (``doors.epoc
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from firmware_py.station.archive.sqlite import redact
-from firmware_py.station.archive.store import StationStore
+from firmware_py.station.archive import masking
+from firmware_py.station.archive.chain import ChainResult
+from firmware_py.station.archive.store import ChainView, StationStore
+from firmware_py.station.web import shown
+
+JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false",
+              type(None): "null"}
 
 
 def prepare(store: StationStore) -> None:
@@ -27,8 +34,15 @@ def prepare(store: StationStore) -> None:
 
 
 def parse_payload(payload: bytes) -> dict:
-    """A stored payload as an event, anything shaped like a full resident ID number masked."""
-    return json.loads(redact(bytes(payload).decode("utf-8", "replace")))
+    """A stored payload as its event object, ID numbers masked; ``{"unreadable": why}`` when it is
+    not a JSON object."""
+    try:
+        value = masking.parse(payload)
+    except masking.Unreadable as exc:
+        return {"unreadable": str(exc)[:200]}
+    if not isinstance(value, dict):
+        return {"unreadable": f"not a JSON object but {JSON_TYPES.get(type(value), 'another value')}"}
+    return value
 
 
 @dataclass(frozen=True)
@@ -36,8 +50,12 @@ class StreamRow:
     id: int  # the archive's received order (the live stream's cursor)
     site: str
     door: str
-    event: dict
+    event: dict  # as stored, masked (what /api/events gives)
     epoch: int = 1
+    shown: dict = field(init=False, compare=False)  # as the page reads it (:func:`.shown.event`)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shown", shown.event(self.event))
 
 
 def last_id(store: StationStore) -> int:
@@ -60,12 +78,23 @@ def events_between(store: StationStore, first: date, last: date, tz: ZoneInfo, *
     end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tz)
     out = []
     for rowid, s, d, payload, epoch in store.events_between(start, end, site or None, door or None):
-        event = parse_payload(payload)
-        if person and (event.get("person") or {}).get("person_id") != person:
+        row = StreamRow(rowid, s, d, parse_payload(payload), epoch)
+        if person and (row.shown["person"] or {}).get("person_id") != person:
             continue
-        out.append(StreamRow(rowid, s, d, event, epoch))
-    out.sort(key=lambda r: (datetime.fromisoformat(r.event["ts"]), r.site, r.door, r.epoch, r.event["seq"]))
+        out.append(row)
+    out.sort(key=lambda r: (_instant(r.shown["ts"], tz), r.site, r.door, r.epoch,
+                            r.shown["seq"] if isinstance(r.shown["seq"], int) else -1))
     return out
+
+
+def _instant(ts: str | None, tz: ZoneInfo) -> float:
+    """When an event happened, for ordering (POSIX seconds): its ``ts``, a time without offset taken
+    in the site's zone; an event without a readable time sorts first."""
+    try:
+        at = datetime.fromisoformat(ts) if ts else None
+        return (at if at.tzinfo else at.replace(tzinfo=tz)).timestamp() if at else float("-inf")
+    except (ValueError, OverflowError, OSError):
+        return float("-inf")
 
 
 @dataclass(frozen=True)
@@ -79,6 +108,7 @@ class DoorRow:
 
 
 def doors(store: StationStore) -> list[DoorRow]:
+    """Every door with its status and occupancy parsed and masked (an unreadable one is ``{}``: unknown)."""
     return [DoorRow(s, d, _json(st), _json(oc), at, ep) for s, d, st, oc, at, ep in store.doors()]
 
 
@@ -87,16 +117,25 @@ def current_epoch(store: StationStore, site: str, door: str) -> int:
     return store.current_epoch(site, door)
 
 
+def chain(chains: ChainView, site: str, door: str, epoch: int) -> ChainResult:
+    """The door's chain as verified so far; an archived event nested too deeply for the check to read
+    is a break of that door's chain, not a failure of the page."""
+    try:
+        return chains.check(site, door, epoch)
+    except RecursionError:
+        return ChainResult(False, None, 0, None, "an archived event is nested too deeply to be read", epoch)
+
+
 def last_event(store: StationStore, site: str, door: str) -> dict | None:
-    """The highest seq of the door's current epoch."""
+    """The highest seq of the door's current epoch, as the page reads it (:func:`.shown.event`)."""
     payload = store.last_payload(site, door, current_epoch(store, site, door))
-    return parse_payload(payload) if payload is not None else None
+    return shown.event(parse_payload(payload)) if payload is not None else None
 
 
 def _json(text: str | None):
     if not text:
         return None
     try:
-        return json.loads(redact(text))
-    except ValueError:
-        return None
+        return masking.parse(text)
+    except masking.Unreadable:
+        return {}

@@ -3,7 +3,9 @@
 Rows are :func:`firmware_py.core.register.register_rows` of the archived events with ``site`` and
 ``door`` leading and the chain ``epoch`` after the door's columns, as ``accessctl monitor export``
 writes them for several doors (a door whose database was reset has two events with one seq, told
-apart by the epoch). Every cell is masked for full resident ID numbers and written by
+apart by the epoch). Rows are made from the events as the page reads them (:mod:`.shown`), so a
+door's strange event is a row of ``?`` and every other row is as it was. Every cell is masked for
+full resident ID numbers (:mod:`firmware_py.station.archive.masking`) and written by
 :func:`firmware_py.core.register.write_csv`, the project's one formula neutraliser (OWASP).
 """
 
@@ -14,7 +16,7 @@ import io
 from collections.abc import Iterable
 
 from firmware_py.core.register import COLUMNS, register_rows, write_csv
-from firmware_py.station.archive.sqlite import redact
+from firmware_py.station.archive import masking
 from firmware_py.station.web.queries import StreamRow
 
 CSV_COLUMNS = ("site", "door", *COLUMNS, "epoch")
@@ -23,7 +25,7 @@ CSV_COLUMNS = ("site", "door", *COLUMNS, "epoch")
 def rows(events: Iterable[StreamRow]) -> list[dict]:
     """Register rows (``site``, ``door``, the door's register columns and ``epoch``) of archived events."""
     return [{"site": r.site, "door": r.door, **row, "epoch": r.epoch}
-            for r in events for row in register_rows([r.event])]
+            for r in events for row in register_rows([r.shown])]
 
 
 def to_csv(table: Iterable[dict], columns: Iterable[str] = CSV_COLUMNS) -> bytes:
@@ -35,7 +37,7 @@ def to_csv(table: Iterable[dict], columns: Iterable[str] = CSV_COLUMNS) -> bytes
 
 
 def _masked(value: object) -> object:
-    return redact(value) if isinstance(value, str) else ("" if value is None else value)
+    return masking.mask_text(value) if isinstance(value, str) else ("" if value is None else value)
 
 
 def digest(data: bytes) -> str:

@@ -4,11 +4,15 @@ The stream polls the archive for rows newer than the last one sent (the archive'
 received order): simple, and a reconnecting browser's ``Last-Event-ID`` says exactly where to
 resume, even across a station restart. Each archived event is one ``event`` message with that id;
 the door tiles go out as a ``doors`` message (no id) whenever they change.
+
+Each tile is made from what its door stored as the page reads it (:mod:`.shown`); a door whose rows
+still cannot be made into a tile gets a tile saying so, and every other door's tile is made as usual.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -16,9 +20,12 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
+from firmware_py.core.event_line import printable
+from firmware_py.errors import StoreError
 from firmware_py.station.accounts import accounts
 from firmware_py.station.accounts.accounts import Session
-from firmware_py.station.web import pages, queries
+from firmware_py.station.web import pages, queries, shown
+from firmware_py.station.web.problems import counts as problem_counts
 
 if TYPE_CHECKING:
     from firmware_py.station.web.guard import Station
@@ -28,20 +35,39 @@ SESSION_RECHECK_S = 30.0
 TILES_EVERY_S = 0.5
 
 
+log = logging.getLogger(__name__)
+
+
 def door_tiles(station: Station, session: Session) -> list[dict]:
-    """One dict per archived door: site, door, online, the tile's field texts, who is inside."""
+    """One dict per archived door: site, door, online, the tile's field texts, who is inside, and
+    how many of its messages were refused or kept apart as conflicting copies (``problems``)."""
+    problems = problem_counts(station.store)
     tiles = []
     for d in queries.doors(station.store):
-        status = d.status if isinstance(d.status, dict) else None
-        chain = station.chains.check(d.site, d.door, d.epoch)
-        last = queries.last_event(station.store, d.site, d.door)
-        tiles.append({
-            "site": d.site, "door": d.door, "online": bool(status and status.get("online") is True),
-            "fields": pages.tile_fields(status, last, chain), "chain_ok": chain.ok,
-            "inside": (d.occupancy.get("inside") if isinstance(d.occupancy, dict) else d.occupancy) or [],
-            "inside_html": pages.inside_list(d.site, d.door, d.occupancy, session),
-        })
+        try:
+            tile = _tile(station, session, d)
+        except StoreError:
+            raise
+        except Exception:  # a defect met on one door's rows: that door's tile says so, the others are made
+            log.exception("%s/%s: its tile cannot be made from what it stored", printable(d.site), printable(d.door))
+            tile = {"site": d.site, "door": d.door, "online": False, "chain_ok": False, "inside": [],
+                    "fields": {key: shown.UNKNOWN for key, _ in pages.FIELD_LABELS} | {"online": "? 未知 unknown"},
+                    "inside_html": pages.inside_list(d.site, d.door, None, session)}
+        tile["problems"] = problems.get((d.site, d.door), 0)
+        tiles.append(tile)
     return tiles
+
+
+def _tile(station: Station, session: Session, d: queries.DoorRow) -> dict:
+    status = d.status if isinstance(d.status, dict) else None
+    chain = queries.chain(station.chains, d.site, d.door, d.epoch)
+    last = queries.last_event(station.store, d.site, d.door)
+    people = shown.people_inside(d.occupancy)
+    return {
+        "site": d.site, "door": d.door, "online": bool(status and status.get("online") is True),
+        "fields": pages.tile_fields(status, last, chain), "chain_ok": chain.ok, "inside": people or [],
+        "inside_html": pages.inside_list(d.site, d.door, people, session),
+    }
 
 
 def _message(data: dict, *, event: str, id: int | None = None) -> str:
@@ -69,7 +95,7 @@ def event_stream(request: Request, station: Station, session: Session, *, token:
         while not station.stopping.is_set():
             rows = await anyio.to_thread.run_sync(queries.events_after, station.store, after)
             for r in rows:
-                e = r.event
+                e = r.shown
                 yield _message({"site": r.site, "door": r.door, "epoch": r.epoch, "seq": e.get("seq"),
                                 "type": e.get("type"), "category": e.get("category"),
                                 "cells": pages.event_cells(e)}, event="event", id=r.id)

@@ -48,6 +48,12 @@
       var tile = overview.querySelector('.tile[data-site="' + CSS.escape(t.site) + '"][data-door="' + CSS.escape(t.door) + '"]');
       if (!tile) { unknown = true; return; }
       tile.dataset.online = t.online ? "true" : "false";
+      var problems = String(t.problems || 0);
+      if (tile.dataset.problems !== problems) {  // refused messages and conflicting copies of the door
+        tile.dataset.problems = problems;
+        var badge = tile.querySelector("[data-problems-badge]");
+        if (badge) { badge.textContent = problems + " 异常 problems"; badge.hidden = problems === "0"; }
+      }
       Object.keys(t.fields).forEach(function (key) {
         var cell = tile.querySelector('[data-field="' + key + '"]');
         if (cell && cell.textContent !== t.fields[key]) cell.textContent = t.fields[key];
