@@ -151,6 +151,10 @@ def _give_back(cfg: Config, uid: int) -> None:
 
 
 def _secret(cfg: Config, db) -> bytes:
+    if cfg.roster.site_key is not None:  # the station signs this door's roster: match as its rows are hashed
+        from firmware_py.link.roster_bundle import load_site_key
+
+        return load_site_key(cfg.roster.site_key)
     return load_or_create_secret(cfg.storage.secret, roster_hashes=roster.id_hash_count(db))
 
 
@@ -160,6 +164,9 @@ def cmd_roster_import(args, cfg: Config, db, store: EventStore) -> int:
     print(result)
     for warning in result.warnings:
         print(f"  note: {warning}")
+    if cfg.roster.enabled:
+        print("  note: this door takes its roster from the station ([roster]): the next bundle the station "
+              "publishes replaces this import")
     return 0
 
 

@@ -494,3 +494,29 @@ def bundle_row(checked) -> list:
     return [checked.person_id, checked.name, checked.id_masked, checked.id_hash, list(checked.badge_uids),
             checked.role, checked.organisation, checked.employer_type, review, checked.training_hours, commitment,
             valid_from, valid_until, checked.schedule_group]
+
+
+# --------------------------------------------------------------------------- a door's keys
+
+
+@dataclass(frozen=True)
+class DoorKeys:
+    """What a door checks bundles with: the station's public key and the site roster key."""
+
+    public_key: object
+    site_key: bytes
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.site_key)
+
+
+def door_keys(cfg) -> DoorKeys | None:
+    """The keys of a door's ``[roster]`` section, read and checked (at start); None when not configured."""
+    r = cfg.roster
+    if not r.enabled:
+        return None
+    try:
+        return DoorKeys(load_public_key(r.station_public_key), load_site_key(r.site_key))
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg.path}: [roster]: {exc}") from None
