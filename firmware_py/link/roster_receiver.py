@@ -29,7 +29,7 @@ from firmware_py.storage.door_database import open_store
 
 log = logging.getLogger(__name__)
 
-QUEUED = 64  # messages waiting for the thread; more are dropped (the broker hands the retained ones again)
+QUEUED_BYTES = 64 * 1024 * 1024  # waiting for the thread; more is dropped (the broker hands the retained copies again)
 EXPIRY_CHECK_S = 60.0
 REMEMBERED = 256  # refused messages not recorded again this run
 
@@ -46,7 +46,9 @@ class RosterReceiver:
                  applied: Callable[[int], None] = lambda version: None):
         self.cfg, self.keys, self.clock = cfg, keys, clock
         self._stored, self._applied = stored, applied
-        self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUED)
+        self._queue: queue.Queue[bytes | None] = queue.Queue()
+        self._queued_bytes = 0
+        self._queued_lock = threading.Lock()
         self._store = open_store(cfg, clock=clock)
         self.version = applying.applied_version(self._store.db)
         self._sha256 = (applying.applied(self._store.db) or {}).get("sha256")
@@ -61,17 +63,17 @@ class RosterReceiver:
 
     def offer(self, payload: bytes) -> None:
         """A message from a roster topic (paho's thread): queued, never waited on."""
-        try:
-            self._queue.put_nowait(bytes(payload))
-        except queue.Full:
-            log.warning("roster bundle messages arrive faster than they are checked; one dropped")
+        with self._queued_lock:
+            if self._queued_bytes + len(payload) > QUEUED_BYTES:
+                log.warning("roster bundle messages arrive faster than they are checked; one of %d bytes dropped "
+                            "(the broker hands it again at the next connection)", len(payload))
+                return
+            self._queued_bytes += len(payload)
+        self._queue.put(bytes(payload))
 
     def close(self) -> None:
         self._stopping.set()
-        try:
-            self._queue.put_nowait(None)
-        except queue.Full:
-            pass
+        self._queue.put(None)
         if self._thread is not None:
             self._thread.join(10)
         self._store.db.conn.close()
@@ -88,6 +90,8 @@ class RosterReceiver:
                 continue
             if payload is None:
                 break
+            with self._queued_lock:
+                self._queued_bytes -= len(payload)
             try:
                 self.handle(payload)
             except Exception:  # storage trouble or a bug: the door keeps its roster, this thread goes on
