@@ -168,6 +168,7 @@ class RosterKeysConfig:
 
     station_public_key: Path | None = None  # the station's Ed25519 public key (PEM): bundles must verify with it
     site_key: Path | None = None  # the site roster key (32 bytes, 0600): ID numbers are hashed under it
+    signed_commands: bool = False  # refuse (and audit) any command from the broker not signed by the station
 
     @property
     def enabled(self) -> bool:
@@ -605,7 +606,11 @@ def load_config(path: str | Path) -> Config:
     s.finish()
 
     s = top.sub("roster", required=False)
-    roster = RosterKeysConfig(s.path("station_public_key", base, ""), s.path("site_key", base, ""))
+    roster = RosterKeysConfig(s.path("station_public_key", base, ""), s.path("site_key", base, ""),
+                              s.boolean("signed_commands", False))
+    if roster.signed_commands and roster.station_public_key is None:
+        problems.add(s.where("signed_commands"), "needs station_public_key (and site_key): the key commands are "
+                                                 "checked with")
     if (roster.station_public_key is None) != (roster.site_key is None):
         problems.add(s.where("site_key"), "station_public_key and site_key go together: set both (a roster "
                                           "signed by the station) or neither (a roster imported at the door)")

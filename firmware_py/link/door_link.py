@@ -45,6 +45,7 @@ from firmware_py.errors import ConfigError
 from firmware_py.link.broker import BrokerSettings, connect, make_client
 from firmware_py.link.roster_bundle import DoorKeys
 from firmware_py.link.roster_receiver import RosterReceiver
+from firmware_py.link.signed_commands import open_command
 from firmware_py.storage.door_database import open_store
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class MqttLink:
         self._results: deque[bytes] = deque()
         # the station's signed roster, when this door is configured for one ([roster])
         self.roster: RosterReceiver | None = None
+        self._command_key = roster_keys.public_key if roster_keys and cfg.roster.signed_commands else None
         if roster_keys is not None:
             self.roster = RosterReceiver(cfg, roster_keys, clock=self._clock, stored=self.notify,
                                          applied=lambda version: self._status_changed())
@@ -329,7 +331,12 @@ class MqttLink:
     def _on_message(self, client, userdata, message) -> None:
         try:
             if message.topic == self.cmd_topic:
-                command = commands.parse(message.payload, claimed_by=_sender(message))
+                if self._command_key is not None:  # [roster] signed_commands: id, time and door under the signature
+                    command = open_command(message.payload, self._command_key, site=self.cfg.site.site,
+                                           door=self.cfg.site.door, now=self._clock.now(),
+                                           claimed_by=_sender(message))
+                else:
+                    command = commands.parse(message.payload, claimed_by=_sender(message))
                 if message.retain:  # it would run again at every reconnect: audited and answered, never run
                     command = commands.refuse_retained(command)
                 self._post(command)

@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from datetime import datetime
 
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from firmware_py.config.schema import RosterKeysConfig
 from firmware_py.core import idnumber
 from firmware_py.core.clock import SimulatedClock
+from firmware_py.link.signed_commands import sign_command
 from firmware_py.service.bootstrap import build_service
 from firmware_py.storage import roster
 from simulator.crash.link_child import account_config
@@ -227,3 +229,55 @@ def test_without_a_broker_a_restarted_door_keeps_its_last_roster_and_version(tmp
     finally:
         again.request_stop()
         again.shutdown()
+
+
+# ---------------------------------------------------------------- signed commands
+
+
+def pump(service) -> None:
+    """Hand the door's queued inputs (commands, link changes) to its controller, as its loop does."""
+    while not service.inputs.empty():
+        service.controller.handle(service.inputs.get_nowait())
+
+
+def test_a_door_taking_signed_commands_refuses_an_unsigned_lockdown_and_runs_a_signed_one(
+        tmp_path, supervisor, mosquitto_broker, keys):
+    key, _, public, site = keys
+    cfg = account_config(mosquitto_broker, mosquitto_broker.door(DOOR), tmp_path / "signed" / "events.db")
+    clock = SimulatedClock(datetime.now(TZ))
+    service = build_service(replace(cfg, roster=RosterKeysConfig(public, site, signed_commands=True)), clock=clock,
+                            hardware=lambda post: (RelayLock(), DarkIndicators(), []))
+    service.start()
+    results = f"accessctl/{SITE}/{DOOR}/cmd/result"
+
+    def answered(count: int) -> bool:
+        pump(service)
+        return len(supervisor.received(results)) >= count
+
+    try:
+        wait_until(lambda: service.link.connected, 10, "the door's link")
+        time.sleep(0.3)  # its subscriptions are made right after the connection
+        supervisor.publish(f"accessctl/{SITE}/{DOOR}/cmd", json.dumps({"id": "forged-1", "action": "lockdown"}))
+        supervisor.publish(f"accessctl/{SITE}/{DOOR}/cmd",
+                           sign_command(key, {"id": "station-1", "action": "lockdown"}, site=SITE, door="vault",
+                                        issued_at=clock.now()))
+        wait_until(lambda: answered(2), 10, "two answers")
+        assert not service.controller.status()["lockdown"]
+        answers = [json.loads(m.payload) for m in supervisor.received(results)]
+        assert "an unsigned command is refused" in answers[0]["error"]
+        assert "signed for door 'hn-archive-1/vault'" in answers[1]["error"]
+
+        supervisor.publish(f"accessctl/{SITE}/{DOOR}/cmd",
+                           sign_command(key, {"id": "station-2", "action": "lockdown"}, site=SITE, door=DOOR,
+                                        issued_at=clock.now()))
+        wait_until(lambda: answered(3), 10, "the third answer")
+        assert json.loads(supervisor.received(results)[2].payload) == {"id": "station-2", "ok": True}
+        assert service.controller.status()["lockdown"]
+        wait_until(lambda: len(supervisor.received(f"accessctl/{SITE}/{DOOR}/events/system/command")) >= 3, 10,
+                   "three audited commands")
+        audits = [json.loads(m.payload)["detail"] for m in
+                  supervisor.received(f"accessctl/{SITE}/{DOOR}/events/system/command")]
+        assert [(a["id"], a["ok"]) for a in audits] == [("forged-1", False), ("station-1", False), ("station-2", True)]
+    finally:
+        service.request_stop()
+        service.shutdown()

@@ -46,3 +46,8 @@ def test_the_station_private_key_in_place_of_its_public_key_is_refused(tmp_path)
     cfg = config_with(tmp_path, 'station_public_key = "keys/roster-signing.key"\nsite_key = "keys/site.key"\n')
     with pytest.raises(ConfigError, match="not a PEM public key"):
         door_keys(cfg)
+
+
+def test_signed_commands_without_the_station_key_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[roster\] signed_commands: needs station_public_key"):
+        config_with(tmp_path, "signed_commands = true\n")
