@@ -51,3 +51,25 @@ def test_the_station_private_key_in_place_of_its_public_key_is_refused(tmp_path)
 def test_signed_commands_without_the_station_key_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"\[roster\] signed_commands: needs station_public_key"):
         config_with(tmp_path, "signed_commands = true\n")
+
+
+def test_a_local_import_on_a_door_with_the_station_keys_hashes_under_the_site_key_and_says_a_bundle_replaces_it(
+        tmp_path, capsys):
+    from firmware_py.cli.main import main
+    from firmware_py.core import idnumber
+    from firmware_py.storage.db import open_db
+    from tests.fixtures.roster import EXAMPLE_ROSTER
+
+    write_keys(tmp_path / "keys", Ed25519PrivateKey.generate())
+    text = EXAMPLE.read_text(encoding="utf-8").replace("/var/lib/accessctl/", f"{tmp_path}/state/")
+    config = tmp_path / "venue.toml"
+    config.write_text(text + '\n[roster]\nstation_public_key = "keys/roster-signing.pub"\nsite_key = "keys/site.key"\n',
+                      encoding="utf-8")
+
+    assert main(["roster", "import", str(EXAMPLE_ROSTER), "--config", str(config)]) == 0
+    assert "the next bundle the station publishes replaces this import" in capsys.readouterr().out
+    db = open_db(tmp_path / "state" / "events.db")
+    found = db.execute("SELECT person_id FROM persons WHERE id_hash = ?",
+                       (idnumber.id_hash(SITE_KEY, "43010219850312123X"),)).fetchone()
+    assert found == ("P001",)
+    assert not (tmp_path / "state" / "device.key").exists()
