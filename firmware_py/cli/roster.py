@@ -152,7 +152,7 @@ def _give_back(cfg: Config, uid: int) -> None:
 
 def _secret(cfg: Config, db) -> bytes:
     if cfg.roster.site_key is not None:  # the station signs this door's roster: match as its rows are hashed
-        from firmware_py.link.roster_bundle import load_site_key
+        from firmware_py.link.roster_keys import load_site_key
 
         return load_site_key(cfg.roster.site_key)
     return load_or_create_secret(cfg.storage.secret, roster_hashes=roster.id_hash_count(db))

@@ -43,7 +43,7 @@ from firmware_py.core.events import describe_untrusted, redact_id_numbers
 from firmware_py.core.inputs import InputEvent, LinkChanged, RemoteCommand, TimeBeacon
 from firmware_py.errors import ConfigError
 from firmware_py.link.broker import BrokerSettings, connect, make_client
-from firmware_py.link.roster_bundle import DoorKeys
+from firmware_py.link.roster_keys import DoorKeys
 from firmware_py.link.roster_receiver import RosterReceiver
 from firmware_py.link.signed_commands import open_command
 from firmware_py.storage.door_database import open_store

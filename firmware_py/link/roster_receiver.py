@@ -24,6 +24,7 @@ from firmware_py.config.schema import Config
 from firmware_py.core.clock import Clock
 from firmware_py.errors import BundleError
 from firmware_py.link import roster_bundle as rb
+from firmware_py.link.roster_keys import DoorKeys
 from firmware_py.storage import roster_bundle as applying
 from firmware_py.storage.door_database import open_store
 
@@ -37,12 +38,12 @@ REMEMBERED = 256  # refused messages not recorded again this run
 class RosterReceiver:
     """Checks and applies the site's roster bundles for one door.
 
-    ``keys``: the station's public key and the site roster key (:func:`~.roster_bundle.door_keys`);
+    ``keys``: the station's public key and the site roster key (:func:`~.roster_keys.door_keys`);
     ``stored``: called after an event was stored (the link's sender publishes it); ``applied``:
     called with the new version after a bundle was applied (the status says it).
     """
 
-    def __init__(self, cfg: Config, keys: rb.DoorKeys, *, clock: Clock, stored: Callable[[], None] = lambda: None,
+    def __init__(self, cfg: Config, keys: DoorKeys, *, clock: Clock, stored: Callable[[], None] = lambda: None,
                  applied: Callable[[int], None] = lambda version: None):
         self.cfg, self.keys, self.clock = cfg, keys, clock
         self._stored, self._applied = stored, applied

@@ -16,7 +16,7 @@ from firmware_py.config.schema import Config
 from firmware_py.core.clock import Clock, SystemClock
 from firmware_py.core.controller import DoorController
 from firmware_py.core.inputs import LinkChanged
-from firmware_py.link.roster_bundle import door_keys
+from firmware_py.link.roster_keys import door_keys
 from firmware_py.service.loop import Service
 from firmware_py.storage import roster
 from firmware_py.storage.db import hold_database

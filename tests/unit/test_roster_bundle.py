@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from firmware_py.core import idnumber
 from firmware_py.errors import BundleError, ConfigError, RosterError
 from firmware_py.link import roster_bundle as rb
+from firmware_py.link.roster_keys import key_id, load_public_key, load_signing_key, load_site_key
 from firmware_py.station.roster.bundle import make_bundle, next_version, read_roster
 from tests.fixtures.roster import HEADER, TZ, id_number
 
@@ -57,7 +58,7 @@ def assemble(bundle, public_key):
 
 
 def check(manifest, **kw):
-    args = {"site": "hn-archive-1", "key": rb.key_id(SITE_KEY), "applied_version": 0, "now": NOW} | kw
+    args = {"site": "hn-archive-1", "key": key_id(SITE_KEY), "applied_version": 0, "now": NOW} | kw
     rb.check_manifest(manifest, **args)
 
 
@@ -150,7 +151,7 @@ def test_a_bundle_for_another_site_is_refused(tmp_path):
 def test_a_bundle_hashed_under_another_site_roster_key_is_refused(tmp_path):
     bundle, public = signed(tmp_path)
     with pytest.raises(BundleError) as caught:
-        check(assemble(bundle, public)[0], key=rb.key_id(b"\x01" * 32))
+        check(assemble(bundle, public)[0], key=key_id(b"\x01" * 32))
     assert caught.value.reason == "other_key"
 
 
@@ -253,7 +254,7 @@ def test_a_site_roster_key_others_may_read_is_refused(tmp_path):
     path.write_bytes(SITE_KEY)
     path.chmod(0o644)
     with pytest.raises(ConfigError, match="mode 0644"):
-        rb.load_site_key(path)
+        load_site_key(path)
 
 
 def test_a_site_roster_key_of_the_wrong_size_is_refused(tmp_path):
@@ -261,7 +262,7 @@ def test_a_site_roster_key_of_the_wrong_size_is_refused(tmp_path):
     path.write_bytes(SITE_KEY[:16])
     path.chmod(0o600)
     with pytest.raises(ConfigError, match="16 bytes, not 32"):
-        rb.load_site_key(path)
+        load_site_key(path)
 
 
 def test_a_pem_key_pair_written_as_openssl_does_loads_and_verifies(tmp_path):
@@ -272,5 +273,5 @@ def test_a_pem_key_pair_written_as_openssl_does_loads_and_verifies(tmp_path):
     private.write_bytes(key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption()))
     private.chmod(0o600)
     public.write_bytes(key.public_key().public_bytes(ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo))
-    bundle, _ = signed(tmp_path, key=rb.load_signing_key(private))
-    assert rb.read_message(bundle.manifest, rb.load_public_key(public)).version == 7
+    bundle, _ = signed(tmp_path, key=load_signing_key(private))
+    assert rb.read_message(bundle.manifest, load_public_key(public)).version == 7

@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware_py.config.schema import load_config
 from firmware_py.errors import ConfigError
-from firmware_py.link.roster_bundle import door_keys, key_id
+from firmware_py.link.roster_keys import door_keys, key_id
 from tests.fixtures.constants import EXAMPLE
 from tests.fixtures.roster_bundle import SITE_KEY, write_keys
 

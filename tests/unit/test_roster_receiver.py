@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware_py.core.clock import SimulatedClock
-from firmware_py.link.roster_bundle import DoorKeys
+from firmware_py.link.roster_keys import DoorKeys
 from firmware_py.link.roster_receiver import RosterReceiver
 from firmware_py.storage import roster
 from firmware_py.storage.door_database import open_store

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from firmware_py.errors import RosterError
-from firmware_py.link import roster_bundle
+from firmware_py.link import roster_bundle, roster_keys
 from firmware_py.storage.roster_csv import CheckedRow, Problem, RowKeys, _duplicates, check_csv, decode
 
 MAX_LISTED = 1000  # problems listed in a refusal; the rest are counted
@@ -87,7 +87,7 @@ def make_bundle(rows: list[CheckedRow], *, site: str, version: int, made_at: dat
     """Sign ``rows`` as version ``version`` of ``site``'s roster, valid for ``valid_for`` from ``made_at``."""
     valid_until = made_at + valid_for
     header = {"site": site, "version": version, "made_at": made_at.isoformat(timespec="seconds"),
-              "valid_until": valid_until.isoformat(timespec="seconds"), "key_id": roster_bundle.key_id(site_key),
+              "valid_until": valid_until.isoformat(timespec="seconds"), "key_id": roster_keys.key_id(site_key),
               "schedules": schedules or {}}
     payload = roster_bundle.build_payload(header, (roster_bundle.bundle_row(r) for r in rows))
     manifest, chunks = roster_bundle.sign_bundle(signing_key, {**header, "count": len(rows)}, payload,

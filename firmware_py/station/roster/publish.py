@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from firmware_py.errors import BundleError, ConfigError, MonitorError
-from firmware_py.link import roster_bundle
+from firmware_py.link import roster_bundle, roster_keys
 from firmware_py.link.broker import BrokerSettings, connect, make_client
 from firmware_py.station.roster.bundle import SignedBundle, make_bundle, next_version, read_roster
 
@@ -64,8 +64,8 @@ def publish_roster(cfg, csv_path: str | Path, *, site: str | None = None, valid_
     if not r.schedules:
         raise ConfigError(f"{cfg.path}: [roster.schedule.NAME]: no schedule group; list each group the doors "
                           "have (as in their [calendar.schedule.NAME]) so that rows naming them can be checked")
-    signing_key = roster_bundle.load_signing_key(r.signing_key)
-    site_key = roster_bundle.load_site_key(r.site_key)
+    signing_key = roster_keys.load_signing_key(r.signing_key)
+    site_key = roster_keys.load_site_key(r.site_key)
     now = now or datetime.now(cfg.web.timezone)
     rows = read_roster(csv_path, site_key=site_key, schedule_groups=r.schedules, today=now.date())
     days = valid_for_days if valid_for_days is not None else r.valid_for_days
