@@ -15,9 +15,9 @@ never the number. It travels as one or more chunks of at most ``chunk_bytes`` un
     {prefix}/{site}/roster           MAGIC "M" signature manifest-json
     {prefix}/{site}/roster/chunks/N  MAGIC "C" signature chunk-header-json "\\n" payload bytes
 
-The Ed25519 signature (64 bytes; keys in :mod:`.roster_keys`) covers ``MAGIC + kind + body``; the manifest
-also lists each
-chunk's SHA-256 and the whole payload's, so a chunk of another bundle cannot be slipped in.
+The Ed25519 signature (64 bytes; keys in :mod:`.roster_keys`) covers ``MAGIC + kind + body``; the
+manifest also lists each chunk's SHA-256 and the whole payload's, so a chunk of another bundle
+cannot be slipped in.
 """
 
 from __future__ import annotations
