@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 APPLIED = "roster_bundle"  # meta: the applied bundle's version, times and schedules
 WARNED = "roster_bundle_expired_warned"  # meta: the site's date of the last roster_expired event
-FIRST_BATCH = 500
+FIRST_BATCH = 200  # rows in the first write step; later steps are sized from its time (TARGET_HOLD_S)
 MAX_LISTED = 20  # person ids named in the event
 
 
