@@ -23,6 +23,16 @@ class IdNumberError(ValueError):
     """A resident ID number is malformed (length, region, birth date or check digit)."""
 
 
+class BundleError(AccessCtlError):
+    """A roster bundle (or one of its messages) was refused; ``reason`` is one word for the
+    ``roster_rejected`` event (``bad_signature``, ``old_version``, ``other_site``, ``other_key``,
+    ``expired``, ``malformed``, ``too_large``), the message says what exactly is wrong."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 class StoreError(AccessCtlError):
     """The event store cannot be opened or written."""
 

@@ -70,7 +70,9 @@ topic write $prefix/$site/$door/status
 topic write $prefix/$site/$door/occupancy
 topic write $prefix/$site/$door/cmd/result
 topic read $prefix/$site/$door/cmd
-topic read $prefix/$site/time"
+topic read $prefix/$site/time
+topic read $prefix/$site/roster
+topic read $prefix/$site/roster/chunks/+"
         ;;
     supervisor)
         [[ ${#args[@]} -eq 2 ]] || { usage >&2; die "supervisor needs NAME"; }
@@ -80,7 +82,9 @@ topic read $prefix/$site/time"
         block="user $username
 topic read $prefix/#
 topic write $prefix/+/+/cmd
-topic write $prefix/+/time"
+topic write $prefix/+/time
+topic write $prefix/+/roster
+topic write $prefix/+/roster/chunks/+"
         ;;
     *) usage >&2; die "say 'door SITE DOOR' or 'supervisor NAME'" ;;
 esac

@@ -77,7 +77,7 @@ case "${args[0]:-}" in
         # Topic permissions: write = publish (events, status and its will, occupancy, command
         # results); read = subscribe (own commands, the site's time beacon and roster).
         topic_write="^$prefix\\.$site\\.$door\\.(events\\..+|status|occupancy|cmd\\.result)\$"
-        topic_read="^$prefix\\.$site\\.($door\\.cmd|time|roster)\$"
+        topic_read="^$prefix\\.$site\\.($door\\.cmd|time|roster(\\.chunks\\.[^.]+)?)\$"
         ;;
     station)
         [[ ${#args[@]} -eq 2 ]] || { usage >&2; die "station needs NAME"; }
@@ -87,7 +87,7 @@ case "${args[0]:-}" in
         configure='^mqtt-subscription-.*$'
         write='^(amq\.topic|mqtt-subscription-.*)$'
         read='^(amq\.topic|mqtt-subscription-.*)$'
-        topic_write="^$prefix\\.[^.]+\\.([^.]+\\.cmd|time|roster)\$"
+        topic_write="^$prefix\\.[^.]+\\.([^.]+\\.cmd|time|roster(\\.chunks\\.[^.]+)?)\$"
         topic_read="^$prefix\\..*"
         ;;
     *) usage >&2; die "say 'door SITE DOOR' or 'station NAME'" ;;

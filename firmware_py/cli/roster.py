@@ -151,6 +151,10 @@ def _give_back(cfg: Config, uid: int) -> None:
 
 
 def _secret(cfg: Config, db) -> bytes:
+    if cfg.roster.site_key is not None:  # the station signs this door's roster: match as its rows are hashed
+        from firmware_py.link.roster_keys import load_site_key
+
+        return load_site_key(cfg.roster.site_key)
     return load_or_create_secret(cfg.storage.secret, roster_hashes=roster.id_hash_count(db))
 
 
@@ -160,7 +164,14 @@ def cmd_roster_import(args, cfg: Config, db, store: EventStore) -> int:
     print(result)
     for warning in result.warnings:
         print(f"  note: {warning}")
+    _bundle_note(cfg, "this import")
     return 0
+
+
+def _bundle_note(cfg: Config, what: str) -> None:
+    if cfg.roster.enabled:
+        print(f"  note: this door takes its roster from the station ([roster]): the next bundle the station "
+              f"publishes replaces {what}")
 
 
 def _read_id_number() -> str:
@@ -180,6 +191,7 @@ def cmd_roster_add(args, cfg: Config, db, store: EventStore) -> int:
     )
     print(f"added {person.person_id} {person.name} ({person.role}), ID {person.id_masked}, "
           f"badges {', '.join(person.badge_uids) or 'none'}")
+    _bundle_note(cfg, f"this addition unless it lists {person.person_id}")
     return 0
 
 

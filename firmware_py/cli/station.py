@@ -12,6 +12,7 @@ import os
 import sys
 from datetime import datetime
 
+from firmware_py.cli.station_roster import add_roster_command
 from firmware_py.errors import AccessCtlError, ConfigError
 
 DEFAULT_CONFIG = "/etc/accessctl/station.toml"
@@ -58,6 +59,7 @@ def add_commands(sub, common) -> None:
                         f"(default: $ACCESSCTL_STATION_CONFIG or {DEFAULT_CONFIG})")
     m.add_argument("--batch", type=int, default=1000, metavar="N", help="events per transaction (default 1000)")
     m.set_defaults(handler=cmd_archive_migrate)
+    add_roster_command(ssub)
 
 
 def _archive_path(args) -> str:

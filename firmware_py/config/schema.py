@@ -163,6 +163,19 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class RosterKeysConfig:
+    """The keys of a station-signed roster (docs/commissioning.md, "Roster keys"); both or neither."""
+
+    station_public_key: Path | None = None  # the station's Ed25519 public key (PEM): bundles must verify with it
+    site_key: Path | None = None  # the site roster key (32 bytes, 0600): ID numbers are hashed under it
+    signed_commands: bool = False  # refuse (and audit) any command from the broker not signed by the station
+
+    @property
+    def enabled(self) -> bool:
+        return self.station_public_key is not None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     digest: str  # sha-256 of the file's bytes, reported in controller_started
@@ -172,6 +185,7 @@ class Config:
     policy: PolicyConfig
     calendar: CalendarConfig
     mqtt: MqttConfig
+    roster: RosterKeysConfig = RosterKeysConfig()
 
 
 # --------------------------------------------------------------------------- reading
@@ -591,10 +605,21 @@ def load_config(path: str | Path) -> Config:
     mqtt = _read_mqtt(s, base, site.site, site.door, problems)
     s.finish()
 
+    s = top.sub("roster", required=False)
+    roster = RosterKeysConfig(s.path("station_public_key", base, ""), s.path("site_key", base, ""),
+                              s.boolean("signed_commands", False))
+    if roster.signed_commands and roster.station_public_key is None:
+        problems.add(s.where("signed_commands"), "needs station_public_key (and site_key): the key commands are "
+                                                 "checked with")
+    if (roster.station_public_key is None) != (roster.site_key is None):
+        problems.add(s.where("site_key"), "station_public_key and site_key go together: set both (a roster "
+                                          "signed by the station) or neither (a roster imported at the door)")
+    s.finish()
+
     top.finish()
     problems.raise_if_any()
     return Config(path=path, digest=hashlib.sha256(raw_bytes).hexdigest(), site=site, storage=storage,
-                  hardware=hardware, policy=policy, calendar=calendar, mqtt=mqtt)
+                  hardware=hardware, policy=policy, calendar=calendar, mqtt=mqtt, roster=roster)
 
 
 def config_warnings(cfg: Config) -> list[str]:

@@ -39,6 +39,9 @@ TYPE_LABELS = {
     "roster_changed": "名单变更 roster changed",
     "command": "远程指令 command",
     "link_up": "通信恢复 link up",
+    "roster_applied": "名单包已应用 roster applied",
+    "roster_rejected": "名单包被拒 roster rejected",
+    "roster_expired": "名单包已过有效期 roster expired",
 }
 
 REASON_LABELS = {

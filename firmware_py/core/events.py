@@ -21,7 +21,7 @@ TYPES: dict[str, tuple[str, ...]] = {
               "clock_unsynchronised", "hardware_fault", "repeated_failures", "tamper", "link_down",
               "clock_drift"),
     "system": ("controller_started", "controller_stopped", "lockdown_on", "lockdown_off",
-               "roster_changed", "command", "link_up"),
+               "roster_changed", "command", "link_up", "roster_applied", "roster_rejected", "roster_expired"),
 }
 CATEGORIES = tuple(TYPES)
 CATEGORY_OF = {t: c for c, types in TYPES.items() for t in types}

@@ -3,7 +3,9 @@
 Publishes the durable outbox at least once, keeps the door's retained
 ``status`` (with a will that says ``"online": false``) and ``occupancy``, and
 turns the supervisor's ``cmd`` messages and the site's time beacon into input
-events for the controller.
+events for the controller. A door configured with the station's roster keys also
+takes the site's signed roster bundles (:mod:`firmware_py.link.roster_receiver`)
+and says the applied version in its status (``roster_version``).
 
 Threads: paho's network thread runs the socket and the callbacks; one sender
 thread of ours owns the SQLite connection and does every publish. The door's
@@ -41,6 +43,9 @@ from firmware_py.core.events import describe_untrusted, redact_id_numbers
 from firmware_py.core.inputs import InputEvent, LinkChanged, RemoteCommand, TimeBeacon
 from firmware_py.errors import ConfigError
 from firmware_py.link.broker import BrokerSettings, connect, make_client
+from firmware_py.link.roster_keys import DoorKeys
+from firmware_py.link.roster_receiver import RosterReceiver
+from firmware_py.link.signed_commands import open_command
 from firmware_py.storage.door_database import open_store
 
 log = logging.getLogger(__name__)
@@ -65,7 +70,7 @@ class MqttLink:
     """
 
     def __init__(self, cfg: Config, *, post: Callable[[InputEvent], None], clock: Clock | None = None,
-                 backoff: tuple[float, float] = BACKOFF_S):
+                 backoff: tuple[float, float] = BACKOFF_S, roster_keys: DoorKeys | None = None):
         m = cfg.mqtt
         self.cfg = cfg
         self._post = post
@@ -78,6 +83,7 @@ class MqttLink:
         self.cmd_topic = f"{base}/cmd"
         self.result_topic = f"{base}/cmd/result"
         self.time_topic = f"{m.prefix}/{cfg.site.site}/time"
+        self.roster_topic = f"{m.prefix}/{cfg.site.site}/roster"  # the manifest; its chunks under roster/chunks/N
         try:
             self._settings = BrokerSettings.from_config(m, persistent_session=False)
         except ConfigError as exc:
@@ -116,6 +122,12 @@ class MqttLink:
         self._occupancy: dict | None = None
         self._occupancy_dirty = False
         self._results: deque[bytes] = deque()
+        # the station's signed roster, when this door is configured for one ([roster])
+        self.roster: RosterReceiver | None = None
+        self._command_key = roster_keys.public_key if roster_keys and cfg.roster.signed_commands else None
+        if roster_keys is not None:
+            self.roster = RosterReceiver(cfg, roster_keys, clock=self._clock, stored=self.notify,
+                                         applied=lambda version: self._status_changed())
 
     # ------------------------------------------------------------------ set-up
 
@@ -148,6 +160,8 @@ class MqttLink:
         if self._started:
             return
         self._started = True
+        if self.roster is not None:
+            self.roster.start()
         self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
         self._thread.start()
         self._connect_async()
@@ -161,6 +175,11 @@ class MqttLink:
         with self._lock:
             self._status = {**status, "online": True}
             self._status_dirty = True
+        self._wake.set()
+
+    def _status_changed(self) -> None:
+        with self._lock:
+            self._status_dirty = self._status is not None
         self._wake.set()
 
     def publish_occupancy(self, occupancy: dict) -> None:
@@ -209,6 +228,8 @@ class MqttLink:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(5)
+        if self.roster is not None:
+            self.roster.close()
         try:
             if self._up:
                 with self._lock:
@@ -240,13 +261,17 @@ class MqttLink:
             # marked retained too, so it is refused like the stored copy (MQTT 3.1.1 cannot tell it).
             # Not on the time topic: a live beacon is published retained and must count as live.
             client.subscribe([(self.cmd_topic, SubscribeOptions(qos=1, retainAsPublished=True)),
-                              (self.time_topic, SubscribeOptions(qos=1))])
+                              (self.time_topic, SubscribeOptions(qos=1))]
+                             + [(t, SubscribeOptions(qos=1)) for t in self._roster_topics()])
         else:
-            client.subscribe([(self.cmd_topic, 1), (self.time_topic, 1)])
+            client.subscribe([(self.cmd_topic, 1), (self.time_topic, 1)] + [(t, 1) for t in self._roster_topics()])
         with self._lock:
             self._announce = True
         self._set_up(True, f"connected to {self._host}:{self._port}")
         self._wake.set()
+
+    def _roster_topics(self) -> list[str]:
+        return [self.roster_topic, f"{self.roster_topic}/chunks/+"] if self.roster is not None else []
 
     def _on_connect_fail(self, client, userdata) -> None:
         self._set_up(False, f"broker {self._host}:{self._port} unreachable")
@@ -306,10 +331,18 @@ class MqttLink:
     def _on_message(self, client, userdata, message) -> None:
         try:
             if message.topic == self.cmd_topic:
-                command = commands.parse(message.payload, claimed_by=_sender(message))
+                if self._command_key is not None:  # [roster] signed_commands: id, time and door under the signature
+                    command = open_command(message.payload, self._command_key, site=self.cfg.site.site,
+                                           door=self.cfg.site.door, now=self._clock.now(),
+                                           claimed_by=_sender(message))
+                else:
+                    command = commands.parse(message.payload, claimed_by=_sender(message))
                 if message.retain:  # it would run again at every reconnect: audited and answered, never run
                     command = commands.refuse_retained(command)
                 self._post(command)
+            elif self.roster is not None and (message.topic == self.roster_topic
+                                              or message.topic.startswith(f"{self.roster_topic}/chunks/")):
+                self.roster.offer(message.payload)  # checked and applied on the roster thread
             elif message.topic == self.time_topic:
                 beacon = _time_beacon(message.payload, retained=bool(message.retain))
                 if beacon is None:  # the payload may carry anything, an ID number too: only a masked extract
@@ -388,6 +421,8 @@ class MqttLink:
             status = dict(self._status or {})
         status["last_seq"], status["last_hash"] = self._store.head()
         status["queued"] = self._store.queued()
+        if self.roster is not None:
+            status["roster_version"] = self.roster.version  # 0: no bundle applied yet
         self._publish(self.status_topic, _dumps(status), retain=True)
         self._published_queued = status["queued"]
         self._next_status_at = time.monotonic() + self.cfg.mqtt.status_interval_s

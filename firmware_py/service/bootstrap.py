@@ -16,6 +16,7 @@ from firmware_py.config.schema import Config
 from firmware_py.core.clock import Clock, SystemClock
 from firmware_py.core.controller import DoorController
 from firmware_py.core.inputs import LinkChanged
+from firmware_py.link.roster_keys import door_keys
 from firmware_py.service.loop import Service
 from firmware_py.storage import roster
 from firmware_py.storage.db import hold_database
@@ -36,9 +37,12 @@ def build_service(cfg: Config, *, clock: Clock | None = None, hardware=None) -> 
     inputs: queue.Queue = queue.Queue()
     release = hold_database(cfg.storage.database)
     try:
+        roster_keys = door_keys(cfg)  # the station's roster keys, checked before anything starts
         store = open_store(cfg, clock=clock, busy_timeout_s=STORE_WAIT_S)
         db = store.db
-        secret = load_or_create_secret(cfg.storage.secret, roster_hashes=roster.id_hash_count(db))
+        # ID cards are matched under the site roster key when the station signs the roster, as its rows are hashed
+        secret = roster_keys.site_key if roster_keys else load_or_create_secret(
+            cfg.storage.secret, roster_hashes=roster.id_hash_count(db))
         lock, indicators, closers = (hardware or real_hardware(cfg))(inputs.put)
     except BaseException:
         release()
@@ -50,7 +54,7 @@ def build_service(cfg: Config, *, clock: Clock | None = None, hardware=None) -> 
     if cfg.mqtt.enabled:
         from firmware_py.link.door_link import MqttLink
 
-        service.link = MqttLink(cfg, post=inputs.put, clock=clock)
+        service.link = MqttLink(cfg, post=inputs.put, clock=clock, roster_keys=roster_keys)
         connect_link(controller, service.link)
         # Until the broker answers the link counts as down, so a broker that is never
         # reached raises link_down like one that went away.

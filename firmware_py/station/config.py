@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from firmware_py.config.schema import (  # the door's checker: one way to read and report a TOML table
+    _NAME,
+    WEEKDAYS,
+    _parse_window,
     _Problems,
     _Section,
     broker_option,
@@ -85,6 +88,11 @@ class WebConfig:
 @dataclass(frozen=True)
 class RosterConfig:
     signing_key: Path | None  # Ed25519 key for the roster bundles (accessctl station roster publish)
+    site_key: Path | None = None  # the site roster key: ID numbers are hashed under it, as every door matches them
+    site: str = ""  # the site published to when --site is not given
+    valid_for_days: float = 30  # how long doors may keep using a bundle without hearing a newer one
+    chunk_bytes: int = 1024 * 1024  # a bundle larger than this travels in several signed chunks
+    schedules: dict = field(default_factory=dict)  # group -> weekday -> ["08:30-12:00", ...], carried in the bundle
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,34 @@ def _read_web(sec: _Section, base: Path, problems: _Problems) -> WebConfig:
     return cfg
 
 
+def _read_roster(sec: _Section, base: Path, problems: _Problems) -> RosterConfig:
+    site = sec.string("site", "")
+    if site and not _NAME.match(site):
+        problems.add(sec.where("site"), f"{site!r} must be lower-case letters, digits, '-' or '_'")
+    schedules: dict = {}
+    groups = sec.sub("schedule", required=False)
+    for group, days in groups.data.items():
+        groups.seen.add(group)
+        gsec = _Section(days, f"{groups.name}.{group}", problems)
+        if not _NAME.match(group):
+            problems.add(f"[{gsec.name}]", "schedule group names are lower-case letters, digits, '-' or '_'")
+        week = {}
+        for day in WEEKDAYS:
+            raw = gsec._get(day, [])
+            if not isinstance(raw, list):
+                problems.add(gsec.where(day), "must be a list of windows like [\"08:30-12:00\", \"14:00-17:30\"]")
+                continue
+            if all(_parse_window(t, gsec.where(day), problems) for t in raw) and raw:
+                week[day] = list(raw)
+        gsec.finish()
+        schedules[group] = week
+    return RosterConfig(signing_key=sec.path("signing_key", base, ""), site_key=sec.path("site_key", base, ""),
+                        site=site, valid_for_days=sec.number("valid_for_days", 30, minimum=1, maximum=3660),
+                        chunk_bytes=sec.number("chunk_bytes", 1024 * 1024, integer=True, minimum=1024,
+                                               maximum=4 * 1024 * 1024 - 4096),
+                        schedules=schedules)
+
+
 def check_archive(text: str, where: str) -> None:
     if is_postgres(text):
         if not re.fullmatch(r"postgres(ql)?://[^\s]+", text):
@@ -187,7 +223,7 @@ def load_station_config(path: str | Path) -> StationConfig:
     s.finish()
 
     s = top.sub("roster", required=False)
-    roster = RosterConfig(s.path("signing_key", base, ""))
+    roster = _read_roster(s, base, problems)
     s.finish()
 
     top.finish()

@@ -1,0 +1,37 @@
+"""`accessctl station roster publish FILE.csv`: the thin shell over :mod:`firmware_py.station.roster`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+DEFAULT_CONFIG = "/etc/accessctl/station.toml"
+
+
+def add_roster_command(ssub) -> None:
+    """Register ``station roster publish`` under the station's actions."""
+    r = ssub.add_parser("roster", help="the site's roster, signed and published to its doors")
+    rsub = r.add_subparsers(dest="roster_action", required=True, metavar="ACTION")
+    p = rsub.add_parser("publish", help="check a roster CSV, sign it and publish it to every door of the site",
+                        description="Check FILE.csv exactly as a door's `accessctl roster import` does (all or "
+                                    "nothing; every bad row named with its line), sign it with [roster] "
+                                    "signing_key and publish it retained on PREFIX/SITE/roster. Each door applies "
+                                    "it all or nothing and reports roster_applied or roster_rejected.")
+    p.add_argument("file", metavar="FILE.csv", help="UTF-8 CSV with the columns of config/roster.example.csv")
+    p.add_argument("--config", default=os.environ.get("ACCESSCTL_STATION_CONFIG", DEFAULT_CONFIG),
+                   help=f"station configuration (default: $ACCESSCTL_STATION_CONFIG or {DEFAULT_CONFIG})")
+    p.add_argument("--site", help="the site whose doors take it, overriding [roster] site")
+    p.add_argument("--valid-for", dest="valid_for", type=float, metavar="DAYS",
+                   help="how long doors may keep using it without a newer one (default [roster] valid_for_days)")
+    p.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT, overriding [broker] url")
+    p.add_argument("--protocol", type=int, choices=(5, 311), help="MQTT 5, or 311 (MQTT 3.1.1, e.g. RabbitMQ)")
+    p.set_defaults(handler=cmd_publish)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from firmware_py.station.config import load_station_config, with_overrides
+    from firmware_py.station.roster.publish import publish_roster
+
+    cfg = with_overrides(load_station_config(args.config), broker=args.broker, protocol=args.protocol)
+    print(publish_roster(cfg, args.file, site=args.site, valid_for_days=args.valid_for), flush=True)
+    return 0

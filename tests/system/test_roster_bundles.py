@@ -1,0 +1,283 @@
+"""The station's signed roster reaching a door over a real Mosquitto (DESIGN.md "Roster bundles").
+
+`accessctl station roster publish` runs as a child process with a supervisor account; the door is
+the real service (controller, store, MQTT link with its roster receiver) built by the composition
+root on the lab broker's door account, with a relay and indicators that only remember their state.
+Every payload the supervisor received is scanned for a full resident ID number at teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from firmware_py.config.schema import RosterKeysConfig
+from firmware_py.core import idnumber
+from firmware_py.core.clock import SimulatedClock
+from firmware_py.link.signed_commands import sign_command
+from firmware_py.service.bootstrap import build_service
+from firmware_py.storage import roster
+from simulator.crash.link_child import account_config
+from simulator.fleet_door import DarkIndicators, RelayLock
+from tests.fixtures.constants import REPO, TZ
+from tests.fixtures.roster_bundle import SITE_KEY, person, person_number, signed, write_csv, write_keys
+from tests.fixtures.waiting import wait_until
+
+FULL_ID_NUMBER = re.compile(rb"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+SITE, DOOR = "hn-archive-1", "scan-room"
+SYSTEM_EVENTS = f"accessctl/{SITE}/{DOOR}/events/system/#"
+STATUS = f"accessctl/{SITE}/{DOOR}/status"
+ROSTER = f"accessctl/{SITE}/roster"
+PUBLISHER = "supervisor-2"  # the station's own account: one connection per account at the venue broker
+
+
+@pytest.fixture
+def supervisor(mosquitto_broker):
+    client = mosquitto_broker.connect()
+    client.subscribe("accessctl/#")
+    yield client
+    leaked = [m.topic for m in client.received() if FULL_ID_NUMBER.search(m.payload)]
+    assert leaked == [], f"full resident ID numbers published on {leaked}"
+
+
+@pytest.fixture
+def keys(tmp_path):
+    key = Ed25519PrivateKey.generate()
+    private, public, site = write_keys(tmp_path / "keys", key)
+    return key, private, public, site
+
+
+@pytest.fixture
+def station_config(tmp_path, mosquitto_broker, keys):
+    _, private, _, site = keys
+    account = mosquitto_broker.accounts[PUBLISHER]
+    path = tmp_path / "station.toml"
+    path.write_text(f"""[broker]
+url = "{mosquitto_broker.url}"
+ca_file = "{mosquitto_broker.ca_file}"
+cert_file = "{account.cert_file}"
+key_file = "{account.key_file}"
+client_id = "{PUBLISHER}"
+
+[archive]
+path = "{tmp_path / 'archive.db'}"
+
+[roster]
+signing_key = "{private}"
+site_key = "{site}"
+site = "{SITE}"
+
+[roster.schedule.office]
+mon = ["08:30-12:00", "14:00-17:30"]
+
+[roster.schedule.extended]
+mon = ["07:30-19:00"]
+""")
+    return path
+
+
+@pytest.fixture
+def door(tmp_path, mosquitto_broker, keys):
+    """The door service, started; its inputs (link changes) are handled by ``door.pump()``."""
+    _, _, public, site = keys
+    cfg = account_config(mosquitto_broker, mosquitto_broker.door(DOOR), tmp_path / "door" / "events.db")
+    cfg = replace(cfg, roster=RosterKeysConfig(public, site))
+    service = build_service(cfg, clock=SimulatedClock(datetime(2026, 11, 23, 9, 0, tzinfo=TZ)),
+                            hardware=lambda post: (RelayLock(), DarkIndicators(), []))
+    service.start()
+    yield service
+    service.request_stop()
+    service.shutdown()
+
+
+def publish(config, csv, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "firmware_py.cli.main", "station", "roster", "publish", str(csv),
+                           "--config", str(config), *args], capture_output=True, text=True, cwd=REPO, timeout=60)
+
+
+def events(client, type_: str) -> list[dict]:
+    return [json.loads(m.payload) for m in client.received(SYSTEM_EVENTS) if json.loads(m.payload)["type"] == type_]
+
+
+def wait_for_event(client, type_: str, count: int = 1, timeout: float = 20.0) -> dict:
+    wait_until(lambda: len(events(client, type_)) >= count, timeout, f"{count} {type_} event(s)")
+    return events(client, type_)[count - 1]
+
+
+def persons(service) -> list[str]:
+    return [p.person_id for p in roster.list_persons(service.db)]
+
+
+def applied_version(client) -> int:
+    result = events(client, "roster_applied")
+    return result[-1]["detail"]["version"]
+
+
+# ---------------------------------------------------------------- applied
+
+
+def test_a_published_roster_is_applied_by_the_door_which_says_so_and_matches_its_cards(
+        tmp_path, supervisor, door, station_config):
+    result = publish(station_config, write_csv(tmp_path / "roster.csv", person(1), person(2)))
+    assert result.returncode == 0, result.stderr
+    version = int(re.search(r"published roster version (\d+) for site hn-archive-1: 2 persons", result.stdout)[1])
+
+    applied = wait_for_event(supervisor, "roster_applied")
+    assert applied["detail"]["version"] == version and applied["detail"]["added"] == 2
+    assert persons(door) == ["P00001", "P00002"]
+    controller = door.controller
+    match = controller.roster.by_id_hash(idnumber.id_hash(controller.secret, person_number(2)))
+    assert match.person_id == "P00002"
+    wait_until(lambda: any(json.loads(m.payload).get("roster_version") == version
+                           for m in supervisor.received(STATUS)), 10, "a status with the applied version")
+
+
+def test_a_csv_with_a_bad_row_publishes_nothing_and_names_the_line(tmp_path, supervisor, station_config):
+    result = publish(station_config, write_csv(tmp_path / "roster.csv", person(1), person(2).replace("staff", "boss")))
+    assert result.returncode == 2
+    assert "line 3, role: 'boss' is not allowed" in result.stderr
+    assert supervisor.received(ROSTER) == []
+
+
+# ---------------------------------------------------------------- refused, roster unchanged
+
+
+def test_a_tampered_bundle_is_rejected_as_a_bad_signature_and_changes_nothing(tmp_path, supervisor, door,
+                                                                              station_config, keys):
+    assert publish(station_config, write_csv(tmp_path / "roster.csv", person(1))).returncode == 0
+    wait_for_event(supervisor, "roster_applied")
+    bundle = signed(tmp_path, [person(1), person(7)], key=keys[0], version=applied_version(supervisor) + 1)
+    tampered = bytearray(bundle.chunks[0])
+    tampered[-3] ^= 0x01
+    supervisor.publish(f"{ROSTER}/chunks/0", bytes(tampered), retain=True)
+    supervisor.publish(ROSTER, bundle.manifest, retain=True)
+
+    rejected = wait_for_event(supervisor, "roster_rejected")
+    assert rejected["detail"]["reason"] == "bad_signature"
+    assert persons(door) == ["P00001"]
+
+
+def test_an_older_version_is_rejected_and_changes_nothing(tmp_path, supervisor, door, station_config, keys):
+    assert publish(station_config, write_csv(tmp_path / "roster.csv", person(1))).returncode == 0
+    wait_for_event(supervisor, "roster_applied")
+    old = signed(tmp_path, [person(3)], key=keys[0], version=applied_version(supervisor) - 1)
+    supervisor.publish(f"{ROSTER}/chunks/0", old.chunks[0], retain=True)
+    supervisor.publish(ROSTER, old.manifest, retain=True)
+
+    rejected = wait_for_event(supervisor, "roster_rejected")
+    assert rejected["detail"]["reason"] == "old_version"
+    assert "is not newer than the applied version" in rejected["detail"]["message"]
+    assert persons(door) == ["P00001"]
+
+
+def test_a_bundle_signed_by_another_key_is_rejected(tmp_path, supervisor, door):
+    forged = signed(tmp_path, [person(5)], key=Ed25519PrivateKey.generate(), version=10 ** 10)
+    supervisor.publish(f"{ROSTER}/chunks/0", forged.chunks[0], retain=True)
+    supervisor.publish(ROSTER, forged.manifest, retain=True)
+
+    assert wait_for_event(supervisor, "roster_rejected")["detail"]["reason"] == "bad_signature"
+    assert persons(door) == []
+
+
+def test_a_door_that_connects_later_takes_the_retained_bundle_in_several_chunks(tmp_path, supervisor, keys,
+                                                                               mosquitto_broker):
+    bundle = signed(tmp_path, [person(i) for i in range(300)], key=keys[0], version=5, chunk_bytes=4096,
+                    site_key=SITE_KEY)
+    assert len(bundle.chunks) > 2
+    for i, chunk in enumerate(bundle.chunks):
+        supervisor.publish(f"{ROSTER}/chunks/{i}", chunk, retain=True)
+    supervisor.publish(ROSTER, bundle.manifest, retain=True)
+    _, _, public, site = keys
+    cfg = account_config(mosquitto_broker, mosquitto_broker.door(DOOR), tmp_path / "late" / "events.db")
+    service = build_service(replace(cfg, roster=RosterKeysConfig(public, site)),
+                            clock=SimulatedClock(datetime(2026, 11, 23, 9, 0, tzinfo=TZ)),
+                            hardware=lambda post: (RelayLock(), DarkIndicators(), []))
+    service.start()
+    try:
+        applied = wait_for_event(supervisor, "roster_applied")
+        assert applied["detail"]["count"] == 300 and len(persons(service)) == 300
+    finally:
+        service.request_stop()
+        service.shutdown()
+
+
+def test_without_a_broker_a_restarted_door_keeps_its_last_roster_and_version(tmp_path, supervisor, door,
+                                                                              station_config, mosquitto_broker):
+    assert publish(station_config, write_csv(tmp_path / "roster.csv", person(1), person(2))).returncode == 0
+    version = wait_for_event(supervisor, "roster_applied")["detail"]["version"]
+    mosquitto_broker.stop()
+    cfg = door.cfg
+    door.request_stop()
+    door.shutdown()
+
+    again = build_service(cfg, clock=SimulatedClock(datetime(2026, 11, 23, 10, 0, tzinfo=TZ)),
+                          hardware=lambda post: (RelayLock(), DarkIndicators(), []))
+    again.start()
+    try:
+        assert persons(again) == ["P00001", "P00002"]
+        assert again.link.roster.version == version
+        match = again.controller.roster.by_id_hash(idnumber.id_hash(again.controller.secret, person_number(1)))
+        assert match.person_id == "P00001"
+    finally:
+        again.request_stop()
+        again.shutdown()
+
+
+# ---------------------------------------------------------------- signed commands
+
+
+def pump(service) -> None:
+    """Hand the door's queued inputs (commands, link changes) to its controller, as its loop does."""
+    while not service.inputs.empty():
+        service.controller.handle(service.inputs.get_nowait())
+
+
+def test_a_door_taking_signed_commands_refuses_an_unsigned_lockdown_and_runs_a_signed_one(
+        tmp_path, supervisor, mosquitto_broker, keys):
+    key, _, public, site = keys
+    cfg = account_config(mosquitto_broker, mosquitto_broker.door(DOOR), tmp_path / "signed" / "events.db")
+    clock = SimulatedClock(datetime.now(TZ))
+    service = build_service(replace(cfg, roster=RosterKeysConfig(public, site, signed_commands=True)), clock=clock,
+                            hardware=lambda post: (RelayLock(), DarkIndicators(), []))
+    service.start()
+    results = f"accessctl/{SITE}/{DOOR}/cmd/result"
+
+    def answered(count: int) -> bool:
+        pump(service)
+        return len(supervisor.received(results)) >= count
+
+    try:
+        wait_until(lambda: service.link.connected, 10, "the door's link")
+        time.sleep(0.3)  # its subscriptions are made right after the connection
+        supervisor.publish(f"accessctl/{SITE}/{DOOR}/cmd", json.dumps({"id": "forged-1", "action": "lockdown"}))
+        supervisor.publish(f"accessctl/{SITE}/{DOOR}/cmd",
+                           sign_command(key, {"id": "station-1", "action": "lockdown"}, site=SITE, door="vault",
+                                        issued_at=clock.now()))
+        wait_until(lambda: answered(2), 10, "two answers")
+        assert not service.controller.status()["lockdown"]
+        answers = [json.loads(m.payload) for m in supervisor.received(results)]
+        assert "an unsigned command is refused" in answers[0]["error"]
+        assert "signed for door 'hn-archive-1/vault'" in answers[1]["error"]
+
+        supervisor.publish(f"accessctl/{SITE}/{DOOR}/cmd",
+                           sign_command(key, {"id": "station-2", "action": "lockdown"}, site=SITE, door=DOOR,
+                                        issued_at=clock.now()))
+        wait_until(lambda: answered(3), 10, "the third answer")
+        assert json.loads(supervisor.received(results)[2].payload) == {"id": "station-2", "ok": True}
+        assert service.controller.status()["lockdown"]
+        wait_until(lambda: len(supervisor.received(f"accessctl/{SITE}/{DOOR}/events/system/command")) >= 3, 10,
+                   "three audited commands")
+        audits = [json.loads(m.payload)["detail"] for m in
+                  supervisor.received(f"accessctl/{SITE}/{DOOR}/events/system/command")]
+        assert [(a["id"], a["ok"]) for a in audits] == [("forged-1", False), ("station-1", False), ("station-2", True)]
+    finally:
+        service.request_stop()
+        service.shutdown()
