@@ -18,7 +18,12 @@ what is wrong using the masked form only.
 The device secret the hash is keyed with is read from its file by
 :mod:`firmware_py.storage.secret`. :data:`FULL_ID_NUMBER` and
 :data:`ID_NUMBER_LIKE` are the one pattern for an ID number inside text
-(the leak guard and redaction use them).
+(the leak guard and redaction use them), in any digit set: a number typed in
+full-width (``４３０１…``) or Arabic-Indic (``٤٣٠١…``) digits is the same number.
+:func:`mask_id_numbers` is the one mask for free text (command texts, reasons,
+comments, error messages), at the door and at the station: it reads the text as
+:func:`ascii_digits` does (NFKC, every decimal digit as its ASCII digit) before
+masking, so no digit set carries a number past it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 from datetime import date
 
 from firmware_py.errors import IdNumberError
@@ -41,13 +47,54 @@ PROVINCE_CODES = frozenset(
     [*range(11, 16), *range(21, 24), *range(31, 38), *range(41, 47), *range(50, 55), *range(61, 66), 71, 81, 82, 83]
 )
 
-# Seventeen digits and a check character: what an ID number looks like inside text.
-PATTERN = r"\d{17}[0-9Xx]"
+# Seventeen digits and a check character: what an ID number looks like inside text. ``\d`` is any
+# Unicode decimal digit (full-width, Arabic-Indic, ...), so the guards see a number in any digit set.
+PATTERN = r"\d{17}[\dXxＸｘ]"
 # A full number standing alone (not part of a longer run of letters or digits): the leak guard's test.
-FULL_ID_NUMBER = re.compile(rf"(?<![0-9A-Za-z]){PATTERN}(?![0-9A-Za-z])")
+FULL_ID_NUMBER = re.compile(rf"(?<![\dA-Za-z]){PATTERN}(?![\dA-Za-z])")
 # The same, also when letters touch it ("ID430102…"): what redaction masks. Every match of
 # FULL_ID_NUMBER is a match of this one, so redacted text always passes the leak guard.
-ID_NUMBER_LIKE = re.compile(rf"(?<![0-9]){PATTERN}(?![0-9])")
+ID_NUMBER_LIKE = re.compile(rf"(?<!\d){PATTERN}(?!\d)")
+
+
+class _AsciiDigits(dict):
+    """``str.translate`` table, filled on first use: a character whose NFKC form is one decimal digit
+    (of any script) or an X becomes that ASCII character; every other character stays itself."""
+
+    def __missing__(self, code: int) -> int | str:
+        folded = unicodedata.normalize("NFKC", chr(code))
+        digit = unicodedata.decimal(folded, None) if len(folded) == 1 else None
+        self[code] = str(digit) if digit is not None else folded if folded in ("X", "x") else code
+        return self[code]
+
+
+_ASCII_DIGITS = _AsciiDigits()
+
+
+def ascii_digits(text: str) -> str:
+    """``text`` as masking reads it: each character NFKC-normalised to a decimal digit of any script
+    (full-width, Arabic-Indic, Devanagari, superscript, ...) or to an X is that ASCII character, so
+    ``４３０１…`` and ``٤٣٠١…`` read ``4301…``; everything else is left as it is, character for
+    character (the result is as long as ``text``)."""
+    return text if text.isascii() else text.translate(_ASCII_DIGITS)
+
+
+def mask_id_numbers(text: str) -> str:
+    """Free text with every ID-number-looking run masked as the roster masks numbers (``430102********123X``,
+    ASCII), in whatever digits it was written: the one mask for command texts, reasons and comments,
+    at the door and at the station. The rest of the text is kept as it is."""
+    read = ascii_digits(text)
+    parts, end = [], 0
+    for m in ID_NUMBER_LIKE.finditer(read):
+        parts += [text[end:m.start()], mask(m.group())]
+        end = m.end()
+    return "".join(parts) + text[end:] if parts else text
+
+
+def holds_full_id_number(text: str) -> bool:
+    """Whether ``text`` holds a full ID number standing alone, in any digit set (the leak guard's test)."""
+    return FULL_ID_NUMBER.search(ascii_digits(text)) is not None
+
 
 # --------------------------------------------------------------------------- the number
 
@@ -58,13 +105,14 @@ def normalise(number: str) -> str:
 
 
 def mask(number: str) -> str:
-    """The display form: first 6 and last 4 characters kept, 8 ``*`` between (``430102********123X``).
+    """The display form: first 6 and last 4 characters kept, 8 ``*`` between (``430102********123X``),
+    in ASCII digits whatever digits the number was written in.
 
     A misread number that is not 18 characters long keeps only its first two
     (the province, ``43************``), so it never shows more than a
     well-formed one would; an empty read stays empty.
     """
-    n = normalise(number)
+    n = normalise(ascii_digits(number))
     if len(n) != LENGTH:
         return n[:2] + "*" * max(0, len(n) - 2)
     return n[:6] + "*" * 8 + n[-4:]
