@@ -346,3 +346,33 @@ def test_a_unit_test_file_starts_no_process(path):
     starting = fixtures_that_start_processes()
     used = {a.arg for node in ast.walk(ast.parse(source)) if isinstance(node, ast.FunctionDef) for a in node.args.args}
     assert used & starting == set(), f"{path.name} uses fixtures that start processes"
+
+
+# --------------------------------------------------------------------------- the benchmarks stand on their own
+
+BENCH = REPO / "bench"
+# Benchmarks that still borrow the test suite's lab set-ups (PostgreSQL, RabbitMQ, a station process),
+# exactly as they do: they go when those set-ups move beside simulator/lab_broker.py, out of tests/fixtures.
+BENCH_AWAITING_MOVE = {"fleet.py": {"tests.fixtures.postgres", "tests.fixtures.rabbitmq"},
+                       "station.py": {"tests.fixtures.station"}}
+
+
+def test_the_test_import_finder_sees_both_forms():
+    source = "import tests.fixtures.a\nfrom tests.fixtures.b import c\nfrom testsuite import d\n"
+    assert suite_imports(source) == {"tests.fixtures.a", "tests.fixtures.b"}
+
+
+def suite_imports(source: str) -> set[str]:
+    """The modules of the test suite that ``source`` imports, lazily or not."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return {n for n in found if n == "tests" or n.startswith("tests.")}
+
+
+@pytest.mark.parametrize("path", python_files(BENCH), ids=lambda p: p.name)
+def test_a_benchmark_imports_nothing_from_the_test_suite(path):
+    assert suite_imports(path.read_text(encoding="utf-8")) == BENCH_AWAITING_MOVE.get(path.name, set())
