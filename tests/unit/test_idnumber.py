@@ -220,8 +220,12 @@ def test_the_plain_sha256_of_a_number_is_not_its_id_hash():
 FULL_WIDTH = str.maketrans("0123456789X", "０１２３４５６７８９Ｘ")
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 # An ID number written in two other digit sets, and in a mix of them with ASCII.
+CIRCLED = str.maketrans("0123456789", "⓪①②③④⑤⑥⑦⑧⑨")
+# NFKC reads some characters as two digits (㊸ is 43) or a digit and a full stop (⒏ is "8.").
+CIRCLED_43 = chr(0x32B1 + 43 - 36)
 OTHER_DIGITS = {"full-width": GOOD.translate(FULL_WIDTH), "Arabic-Indic": GOOD.translate(ARABIC_INDIC),
-                "mixed": GOOD[:6].translate(ARABIC_INDIC) + GOOD[6:12] + GOOD[12:].translate(FULL_WIDTH)}
+                "mixed": GOOD[:6].translate(ARABIC_INDIC) + GOOD[6:12] + GOOD[12:].translate(FULL_WIDTH),
+                "circled": CIRCLED_43 + GOOD[2:].translate(CIRCLED)}
 MASKED = GOOD[:6] + "*" * 8 + GOOD[-4:]
 
 
@@ -268,8 +272,33 @@ def test_free_text_without_a_number_is_kept_as_it_is():
     assert mask_id_numbers(text) == text
 
 
+def test_a_number_ending_in_a_digit_with_a_full_stop_is_masked_and_the_stop_kept():
+    from firmware_py.core.idnumber import mask_id_numbers
+
+    body = next(b for b in (f"{43010219850312100 + k}" for k in range(100)) if check_digit(b) in "123456789")
+    last = check_digit(body)
+    stop = chr(0x2488 + int(last) - 1)  # ⒈ … ⒐: the digit and a full stop
+    assert holds_a_full_number(f"no. {body}{stop}")
+    assert mask_id_numbers(f"no. {body}{stop} ok") == f"no. {body[:6]}{'*' * 8}{body[14:]}{last}. ok"
+
+
+def test_every_character_that_reads_as_a_digit_or_an_x_is_in_the_table_that_spares_plain_text_the_folding():
+    import sys
+    import unicodedata
+
+    from firmware_py.core.idnumber import _MAY_READ_AS_DIGIT
+
+    def reads_as_digit_or_x(c: str) -> bool:
+        return any(unicodedata.decimal(x, None) is not None or x in "Xx" for x in unicodedata.normalize("NFKC", c))
+
+    missing = [f"U+{c:04X}" for c in range(0x80, sys.maxunicode + 1)
+               if chr(c) not in _MAY_READ_AS_DIGIT and reads_as_digit_or_x(chr(c))]
+    assert missing == [], f"Unicode {unicodedata.unidata_version}: add these to idnumber._READS_AS_DIGIT"
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(["0123456789", "０１２３４５６７８９", "٠١٢٣٤٥٦٧٨٩", "۰۱۲۳۴۵۶۷۸۹", "०१२३४५६७८९"]),
+@given(st.lists(st.sampled_from(["0123456789", "０１２３４５６７８９", "٠١٢٣٤٥٦٧٨٩", "۰۱۲۳۴۵۶۷۸۹", "०१२३४५६७८९",
+                                 "⓪①②③④⑤⑥⑦⑧⑨", "𝟎𝟏𝟐𝟑𝟒𝟓𝟔𝟕𝟖𝟗"]),
                 min_size=18, max_size=18),
        st.text(max_size=8), st.text(max_size=8))
 def test_masked_free_text_never_holds_a_full_number_in_any_digit_set(digit_sets, before, after):
