@@ -249,7 +249,7 @@ def test_the_cycle_finder_finds_a_cycle_and_only_cycles():
     assert import_cycles(graph) == [["a", "b", "c"]]
 
 
-def test_the_import_graph_sees_lazy_and_relative_imports():
+def test_the_import_graph_sees_lazy_imports_and_modules_named_in_from_imports():
     graph = firmware_import_graph()
     assert "firmware_py.cli.run" in graph["firmware_py.cli.main"]  # imported inside build_parser
     assert "firmware_py.core.idnumber" in graph["firmware_py.core.events"]
