@@ -2,6 +2,8 @@
 
 NAME is one of decision, memory, storage, backlog, station (default: all, in that
 order, sharing one working directory so the large databases are built once).
+``decision --against COMMIT`` runs the decision benchmark for COMMIT beside this
+tree, interleaved in the same run (:mod:`bench.against`).
 A full run writes bench/results/<name>.json and regenerates the figures in
 docs/performance.md; ``--quick`` runs small sizes, writes
 bench/results/quick/ and leaves the document alone.
@@ -17,7 +19,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from . import backlog, decision, memory, report, station, storage
+from . import against, backlog, decision, memory, report, station, storage
 from .common import RESULTS, log
 from .data import Workspace
 
@@ -36,8 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     parser.add_argument("--results", type=Path, help="where the JSON goes (default: bench/results[/quick])")
     parser.add_argument("--no-doc", action="store_true", help="do not regenerate docs/performance.md")
+    parser.add_argument("--against", metavar="COMMIT",
+                        help="run the decision benchmark for COMMIT too (checked out into a temporary git "
+                             "worktree), interleaved with this tree in the same run; writes "
+                             "decision_against.json and leaves docs/performance.md alone")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.against:
+        if args.names not in ([], ["decision"]):
+            parser.error("--against runs the decision benchmark only: name no other")
+        return run_against(args)
     names = args.names or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
@@ -68,6 +78,24 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         log(f"FAILED to run: {', '.join(failed)}")
         return 1
+    return 0
+
+
+def run_against(args) -> int:
+    results_dir = args.results or (RESULTS / "quick" if args.quick else RESULTS)
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="accessctl-bench-"))
+    try:
+        result = against.run(Workspace(root), commit=args.against, quick=args.quick)
+    except against.AgainstError as exc:
+        log(str(exc))
+        return 2
+    finally:
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    log(f"decision --against: wrote {result.write(results_dir)}")
+    print(against.table(result.doc))
+    print()
+    print(report.summary_table([result.doc]))
     return 0
 
 

@@ -87,6 +87,7 @@ class BareAppender:
         self.conn.execute("CREATE TABLE log (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)")
         self.body = "x" * body_bytes
         self.seq = 0
+        self.last_s = 0.0  # the last append's duration, recorded or not
         self.times: list[float] = []
         self.times_after_idle: list[float] = []
 
@@ -96,8 +97,9 @@ class BareAppender:
         self.conn.execute("BEGIN IMMEDIATE")
         self.conn.execute("INSERT INTO log (seq, body) VALUES (?, ?)", (self.seq, self.body))
         self.conn.execute("COMMIT")
+        self.last_s = time.perf_counter() - t0
         if record:
-            (self.times_after_idle if after_idle else self.times).append(time.perf_counter() - t0)
+            (self.times_after_idle if after_idle else self.times).append(self.last_s)
 
     def close(self) -> None:
         self.conn.close()

@@ -3,7 +3,8 @@
     python -m bench.service_child CONFIG
 
 The same steps as :func:`firmware_py.cli.run.cmd_run` with ``--simulate``:
-load the config, build :class:`~simulator.door_sim.SimulatedDoor` (real
+load the config, build the service on simulated hardware
+(:func:`~firmware_py.service.simulated.build_simulated_service`: real
 drivers on MockFactory pins and pty ID readers) on the system clock, install
 the signal handlers and run the service loop, which tells systemd's notify
 socket (``NOTIFY_SOCKET``) ``READY=1`` once the controller has started. The
@@ -32,13 +33,12 @@ def controller(config: str) -> int:
 
         tracemalloc.start()
     from firmware_py.config.schema import load_config
-    from firmware_py.core.clock import SystemClock
     from firmware_py.service.bootstrap import install_signal_handlers
     from firmware_py.service.sdnotify import Notifier
-    from simulator.door_sim import SimulatedDoor
+    from firmware_py.service.simulated import build_simulated_service
 
     cfg = load_config(config)
-    service = SimulatedDoor(cfg, clock=SystemClock(cfg.site.timezone), badges=False).service
+    service = build_simulated_service(cfg, badges=False)
     install_signal_handlers(service)
     service.run(Notifier.from_env())
     if trace:

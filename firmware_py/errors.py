@@ -1,7 +1,7 @@
 """Every error type a user of ``accessctl`` or ``accessctl-sim`` can see, in one place.
 
 Each message names what is wrong and what to do about it; the command-line tools print it as it
-is and exit with status 2 (:func:`firmware_py.cli.exit.run_command`). Errors that are not
+is and exit with status 2 (:func:`firmware_py.error_exit.run_reporting_errors`). Errors that are not
 subclasses of :class:`AccessCtlError` are programming errors or checks of untrusted input that
 their callers turn into one of these.
 """

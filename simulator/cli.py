@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from firmware_py.cli.error_exit import run_reporting_errors
+from firmware_py.error_exit import run_reporting_errors
 
 from .demo import DEFAULT_LISTEN, DEFAULT_WORKDIR
 from .scenario import REPO, load_scenario

@@ -14,11 +14,12 @@ import sqlite3
 import sys
 
 from firmware_py import __version__
-from firmware_py.cli.arguments import iso_date
-from firmware_py.cli.error_exit import run_reporting_errors
-from firmware_py.config.schema import Config, config_warnings, load_config, with_overrides
+from firmware_py.cli.arguments import iso_date, open_config
+from firmware_py.config.schema import Config, config_warnings
 from firmware_py.core.register import period, register_rows, write_register
+from firmware_py.error_exit import run_reporting_errors
 from firmware_py.errors import AccessCtlError, StoreError
+from firmware_py.storage import inspection
 from firmware_py.storage.db import open_read_only
 from firmware_py.storage.door_database import open_store
 from firmware_py.storage.eventstore import EventStore, verify
@@ -65,10 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (run, monitor, report, station):
         module.add_commands(sub, _common)
     return parser
-
-
-def open_config(args) -> Config:
-    return with_overrides(load_config(args.config), database=args.db, broker=args.broker)
 
 
 def cmd_config_check(args) -> int:
@@ -149,8 +146,7 @@ def open_event_log_read_only(cfg: Config) -> EventStore:
     path = cfg.storage.database
     store = open_store(cfg, read_only=True)
     try:
-        has_events = store.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'")\
-            .fetchone()
+        has_events = inspection.has_event_log(store.db)
     except sqlite3.DatabaseError as exc:
         store.db.conn.close()
         raise _damaged(path, exc) from None

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import warnings
 
 from firmware_py.errors import AccessCtlError
-
-log = logging.getLogger(__name__)
 
 
 def add_commands(subparsers, common) -> None:
@@ -31,7 +28,7 @@ def add_commands(subparsers, common) -> None:
 def cmd_lockdown(args) -> int:
     import getpass
 
-    from firmware_py.cli.main import open_config
+    from firmware_py.cli.arguments import open_config
     from firmware_py.storage import local_commands
     from firmware_py.storage.db import open_db
 
@@ -53,7 +50,7 @@ def cmd_lockdown(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from firmware_py.cli.main import open_config
+    from firmware_py.cli.arguments import open_config
     from firmware_py.service.bootstrap import build_service, install_signal_handlers
     from firmware_py.service.sdnotify import Notifier
 
@@ -62,17 +59,9 @@ def cmd_run(args) -> int:
     warnings.filterwarnings("ignore", message="Falling back from")
     try:
         if args.simulate:
-            from simulator.door_sim import SimulatedDoor
-            from simulator.pcsc_stack import badge_stack
+            from firmware_py.service.simulated import build_simulated_service
 
-            stack = badge_stack()
-            badges = stack.__enter__()
-            if not badges.available:
-                log.warning("badge readers not simulated: %s", badges.why)
-            from firmware_py.core.clock import SystemClock
-
-            service = SimulatedDoor(cfg, clock=SystemClock(cfg.site.timezone), badges=badges.available).service
-            service.closers.insert(0, lambda: stack.__exit__(None, None, None))
+            service = build_simulated_service(cfg)
         else:
             service = build_service(cfg)
     except AccessCtlError:

@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any
 
-from firmware_py.core.idnumber import FULL_ID_NUMBER, ID_NUMBER_LIKE, mask
+from firmware_py.core.idnumber import holds_full_id_number, mask_id_numbers
 
 GENESIS_HASH = "0" * 64
 
@@ -59,13 +59,14 @@ def check_vocabulary(category: str, type: str, direction: str | None, reason: st
 
 
 def refuse_full_id_numbers(text: str) -> None:
-    if FULL_ID_NUMBER.search(text):
+    if holds_full_id_number(text):
         raise LeakError("an event contained what looks like a full resident ID number; it was not stored")
 
 
 def redact_id_numbers(text: str) -> str:
-    """``text`` with every ID-number-looking run masked as the roster masks numbers (``430102********123X``)."""
-    return ID_NUMBER_LIKE.sub(lambda m: mask(m.group()), text)
+    """``text`` with every ID-number-looking run masked as the roster masks numbers (``430102********123X``),
+    in any digit set (:func:`~firmware_py.core.idnumber.mask_id_numbers`, the one free-text mask)."""
+    return mask_id_numbers(text)
 
 
 def redact(value: Any) -> Any:

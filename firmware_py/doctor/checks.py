@@ -218,8 +218,7 @@ def _unreadable(path: Path) -> str:
 
 
 def check_database(probes: Probes, cfg: Config) -> CheckResult:
-    from urllib.parse import quote
-
+    from firmware_py.storage import inspection
     from firmware_py.storage.eventstore import verify
 
     path = cfg.storage.database
@@ -235,27 +234,22 @@ def check_database(probes: Probes, cfg: Config) -> CheckResult:
                            "run deploy/install.sh (it makes /var/lib/accessctl, 0700 accessctl)")
     started = time.monotonic()
     try:
-        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True, isolation_level=None, timeout=5)
+        db = inspection.open_for_writing(path, timeout_s=5)
     except sqlite3.Error as exc:
         return CheckResult(FAIL, "database", f"{path} does not open for writing: {exc}",
                            "it must belong to the service user: chown accessctl:accessctl /var/lib/accessctl/*")
     try:
-        try:  # a real write, rolled back: DDL is transactional in SQLite
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("CREATE TABLE doctor_write_probe (x)")
-            conn.execute("ROLLBACK")
+        try:
+            inspection.try_write(db)
         except sqlite3.Error as exc:
             return CheckResult(FAIL, "database", f"{path} is not writable: {exc}",
                                "it must belong to the service user: chown accessctl:accessctl /var/lib/accessctl/*")
-        has_events = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone()
-        if not has_events:
+        if not inspection.has_event_log(db):
             return CheckResult(FAIL, "database", f"{path} is not an accessctl database (no events table)",
                                "point [storage] database (or --db) at the controller's database")
-        import sqlite_utils
-
-        result = verify(sqlite_utils.Database(conn))
+        result = verify(db)
     finally:
-        conn.close()
+        db.conn.close()
     if not result.ok:
         return CheckResult(
             FAIL, "database", f"{path}: hash chain broken at seq {result.bad_seq}: {result.problem}",
@@ -382,6 +376,7 @@ def _account(settings) -> str:
 def _running_door_link(cfg: Config, pid: int, reached: str, account: str) -> CheckResult:
     """The broker check while the door's service runs: reachability and TLS seen by the doctor, the login
     as the door's own link reports it (its latest link_up or link_down event)."""
+    from firmware_py.storage import inspection
     from firmware_py.storage.db import open_read_only
 
     process = f"process {pid}" if pid else "a process"
@@ -391,19 +386,18 @@ def _running_door_link(cfg: Config, pid: int, reached: str, account: str) -> Che
     try:
         db = open_read_only(cfg.storage.database)
         try:
-            row = db.execute("SELECT seq, ts, type FROM events WHERE type IN ('link_up', 'link_down') "
-                             "ORDER BY seq DESC LIMIT 1").fetchone()
-            queued = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+            last = inspection.last_link_event(db)
+            queued = inspection.outbox_size(db)
         finally:
             db.conn.close()
     except (sqlite3.Error, StoreError) as exc:
         return CheckResult(WARN, "broker", f"{prefix}; the door's own link state is unknown: {exc}",
                            "journalctl -u accessctl shows the link's state (\"MQTT link up\")")
-    if row is not None and row[2] == "link_down":
-        return CheckResult(FAIL, "broker", f"{prefix}; the door's own link is DOWN: link_down at {row[1]} (event "
-                                           f"{row[0]}), {queued} events waiting in the outbox",
+    if last is not None and last.type == "link_down":
+        return CheckResult(FAIL, "broker", f"{prefix}; the door's own link is DOWN: link_down at {last.ts} (event "
+                                           f"{last.seq}), {queued} events waiting in the outbox",
                            "journalctl -u accessctl says why the broker refuses or cannot be reached; stop the "
                            "service and run the doctor again to try the door's login")
-    history = f"the last one ended at {row[1]}, link_up event {row[0]}" if row else "none recorded"
+    history = f"the last one ended at {last.ts}, link_up event {last.seq}" if last else "none recorded"
     return CheckResult(PASS, "broker", f"{prefix}; the door's own link reports no outage over {bound} now "
                                        f"({history}); {queued} events waiting in the outbox")

@@ -50,9 +50,9 @@ def pcsc_readers() -> list[str] | None:
 
     Raises ImportError when pyscard is not installed.
     """
-    from drivers.badge_reader import list_readers as pcsc_list  # imports pyscard only when asked
+    from firmware_py.service.devices import pcsc_reader_names
 
-    return pcsc_list()
+    return pcsc_reader_names()
 
 
 def module_available(name: str) -> bool:

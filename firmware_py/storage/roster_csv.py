@@ -60,8 +60,8 @@ UID_BYTES = (4, 7, 10)
 MAX_NAME = 64
 MAX_ORGANISATION = 100
 MAX_TRAINING_HOURS = 10000
-# Seventeen digits and a check character anywhere in free text: a leaked ID number.
-ID_NUMBER_IN_TEXT = re.compile(r"\d{17}[0-9Xx]")
+# Seventeen digits and a check character anywhere in free text, in any digit set: a leaked ID number.
+ID_NUMBER_IN_TEXT = idnumber.ID_NUMBER_IN_TEXT
 # Characters a free-text field must not hold: C0 controls (also tab, CR and LF), DEL, C1 controls,
 # and the bidirectional embeddings, overrides, isolates and marks that make text read out of order.
 # A name travels into every event, the console, the monitor and the register.

@@ -6,7 +6,7 @@ Prints ``{"rows": N, "import_s": S, "peak_rss_mb": M, "longest_lock_hold_s": H}`
 the process's peak resident memory (ru_maxrss, the interpreter included) and the
 longest time a concurrent connection in this process waited for the write lock
 while the import ran (a probe thread taking ``BEGIN IMMEDIATE`` over and over).
-Used by tests/unit/test_roster_import.py and for the figures in docs/performance.md.
+Used by tests/system/test_roster_import_large.py and for the figures in docs/performance.md.
 """
 
 from __future__ import annotations

@@ -17,12 +17,16 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from firmware_py.core.events import GENESIS_HASH, event_hash
 
-if TYPE_CHECKING:
-    from firmware_py.station.archive.store_sqlite import SqliteStationStore
+
+class ChainRows(Protocol):
+    """What the checker reads: one door's archived events of an epoch, in seq order (the SQLite store)."""
+
+    def chain_rows(self, site: str, door: str, epoch: int, after_seq: int,
+                   limit: int = 5000) -> list[tuple[int, bytes]]: ...
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class _Progress:
 
 
 class ChainChecker:
-    def __init__(self, store: SqliteStationStore):
+    def __init__(self, store: ChainRows):
         self.store = store
         self._progress: dict[tuple[str, str, int], _Progress] = {}
         self._lock = threading.Lock()
