@@ -8,10 +8,8 @@ an ID number becomes its masked text, and the result is written as valid JSON ag
 bytes of ``{"detail": 430102199003070012}`` would leave ``430102********0012`` unquoted: invalid
 JSON, and every page that reads the event would fail.
 
-An ID number written in other digits (full-width ``４３０１…``, Arabic-Indic ``٤٣٠١…``, a
-full-width ``Ｘ``) is found too: each character is read in its NFKC form with any Unicode decimal
-digit as its ASCII digit before the pattern is matched; the masked span is written in ASCII.
-Characters are mapped one by one, so the text keeps its length and only the numbers change.
+An ID number written in other digits (full-width, Arabic-Indic, …) is found by the door's own
+mask, :func:`firmware_py.core.idnumber.mask_id_numbers`.
 A string that is a SHA-256 in hex (an event's ``hash`` and ``prev_hash``) is kept as it is: its
 digits are no ID number, and masking them would make a stored event fail its own chain.
 """
@@ -21,11 +19,10 @@ from __future__ import annotations
 import json
 import math
 import re
-import unicodedata
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from firmware_py.core.idnumber import ID_NUMBER_LIKE, mask
+from firmware_py.core.idnumber import ID_NUMBER_LIKE, ascii_digits, mask, mask_id_numbers
 
 HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -34,72 +31,12 @@ class Unreadable(ValueError):
     """A payload that is not JSON (or is nested too deeply to read): the message says which."""
 
 
-def _ascii_form(char: str) -> str:
-    """The one ASCII character ``char`` reads as when matching an ID number (a space if none)."""
-    digit = unicodedata.decimal(char, None)
-    if digit is not None:
-        return str(digit)
-    folded = unicodedata.normalize("NFKC", char)
-    if len(folded) == 1 and folded.isascii():
-        return folded
-    digit = unicodedata.decimal(folded, None) if len(folded) == 1 else None
-    return str(digit) if digit is not None else " "
-
-
-class _Forms(dict):
-    """``str.translate``'s table of :func:`_ascii_form`, filled as characters are met (at most
-    :data:`MAX_FORMS` of them kept)."""
-
-    MAX_FORMS = 20_000
-
-    def __missing__(self, code: int) -> str:
-        form = _ascii_form(chr(code))
-        if len(self) < self.MAX_FORMS:
-            self[code] = form
-        return form
-
-
-_FORMS = _Forms({c: chr(c) for c in range(128)})
-
-
-# Eighteen or more characters in a row that could each read as a digit or X: ASCII ones that are,
-# or any other (which :func:`_ascii_form` decides). An ID number can only be inside such a run.
-_CANDIDATE = re.compile(r"[0-9Xx\u0080-\U0010ffff]{18,}")
-
-
-def _matching_form(text: str) -> str:
-    """``text`` character by character in the form the pattern is matched on (same length)."""
-    return text if text.isascii() else text.translate(_FORMS)
-
-
-def _id_spans(text: str) -> list[tuple[int, int]]:
-    """Where ``text`` holds ID-number-looking runs, read in their ASCII forms."""
-    if text.isascii():
-        return [m.span() for m in ID_NUMBER_LIKE.finditer(text)]
-    spans = []
-    for run in _CANDIDATE.finditer(text):
-        found = run.group()
-        if len(found) != 18 and found.isascii() and found.isdigit():  # digits only (a hash's run), not 18
-            continue
-        base = run.start()
-        spans += [(base + m.start(), base + m.end()) for m in ID_NUMBER_LIKE.finditer(_matching_form(found))]
-    return spans
-
-
 def mask_text(text: str) -> str:
-    """``text`` with every ID-number-looking run masked (``430102********0012``), whatever its digits."""
+    """``text`` with every ID-number-looking run masked (``430102********0012``), whatever its digits
+    (:func:`firmware_py.core.idnumber.mask_id_numbers`, the door's own mask); a hash is kept."""
     if len(text) < 18 or len(text) == 64 and HASH.fullmatch(text):  # too short to hold one, or a hash
         return text
-    spans = _id_spans(text)
-    if not spans:
-        return text
-    out, at = [], 0
-    for start, end in spans:
-        out.append(text[at:start])
-        out.append(mask(_matching_form(text[start:end])))
-        at = end
-    out.append(text[at:])
-    return "".join(out)
+    return mask_id_numbers(text)
 
 
 def _utf8(text: str) -> str:
@@ -175,7 +112,7 @@ def parse(payload: bytes | bytearray | memoryview | str) -> Any:
         value = json.loads(text, parse_int=_number, parse_float=_number, parse_constant=str)
         # Numbers are masked as they are parsed; a string holds an ID number only if the text shows
         # one, or spells characters as \u escapes (which may also hold a lone surrogate).
-        if "\\u" in text or _id_spans(text):
+        if "\\u" in text or mask_id_numbers(text) != text:
             value = mask_value(value)
         return value
     except RecursionError:
@@ -211,7 +148,7 @@ def shown(payload: bytes | bytearray | memoryview | str, limit: int = 1000, *, c
             text = None
     if text is None:
         if cut:
-            form = _matching_form(data)
-            data = data[:len(form.rstrip("0123456789Xx"))]
+            while data and (data[-1] in "Xx" or ascii_digits(data[-1]).isdigit()):
+                data = data[:-1]
         text = _utf8(mask_text(data))
     return text if len(text) <= limit and not cut else text[:limit] + "…"
