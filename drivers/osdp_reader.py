@@ -225,6 +225,8 @@ class KeypadReader:
         self._tamper: bool | None = None  # None: not known yet
         self._pattern = "idle"
         self._pattern_sent = False
+        self._fault_detail = ""
+        self.key_given = False  # install mode: the reader took this door's key in this run
 
     def __repr__(self) -> str:
         state = "faulty" if self._faulty else ("online" if self._online else "connecting")
@@ -370,9 +372,11 @@ class KeypadReader:
         if self._stop.is_set():
             return
         if self._faulty:
-            log.debug("%s: still out of order: %s", self.name, detail)
+            level = logging.DEBUG if detail == self._fault_detail else logging.WARNING
+            log.log(level, "%s: still out of order: %s", self.name, detail)
+            self._fault_detail = detail
             return
-        self._faulty = True
+        self._faulty, self._fault_detail = True, detail
         log.error("%s: reader out of order: %s", self.name, detail)
         self._emit(DeviceFault(device=self.name, detail=detail))
 
@@ -420,6 +424,7 @@ class KeypadReader:
                 self._set_online(False)
         elif kind == osdp.EventNotification.Command:
             if arg0 == osdp.Command.Keyset and arg1:
+                self.key_given = True
                 log.warning("%s: the reader now holds this door's key: turn install_mode off", self.name)
             elif not arg1:
                 log.warning("%s: the reader did not accept command %s", self.name, arg0)
@@ -482,3 +487,37 @@ class KeypadReader:
             self._post(event)
         except Exception:
             log.exception("%s: posting %r failed", self.name, event)
+
+
+class ReaderKeyError(RuntimeError):
+    """A reader could not be given its key: the message says what it answered."""
+
+
+def provision(port: str, *, scbk: bytes | str, address: int = 0, baudrate: int = 9600,
+              timeout_s: float = 10.0) -> bool:
+    """Give the reader at ``address`` on ``port`` its key ``scbk``, over the install key SCBK-D.
+
+    The reader must be in its install mode (fresh from the box, or reset as its
+    manual says). Returns True when the reader took the key now, False when it
+    already held it; raises :class:`ReaderKeyError` when it holds another key
+    or does not answer. Run it with the door's service stopped: the port is
+    opened exclusively.
+    """
+    faults: list[DeviceFault] = []
+    refused = threading.Event()
+
+    def post(event: object) -> None:
+        if isinstance(event, DeviceFault):
+            faults.append(event)
+            refused.set()
+
+    reader = KeypadReader(port, side="outside", post=post, scbk=scbk, address=address, baudrate=baudrate,
+                          install_mode=True, name=f"keypad_reader.{address}")
+    with reader:
+        deadline = time.monotonic() + timeout_s
+        while not reader.online and not refused.is_set() and time.monotonic() < deadline:
+            refused.wait(0.02)
+        if reader.online and reader.secure_channel_active:
+            return reader.key_given
+    detail = faults[0].detail if faults else f"no secure channel within {timeout_s:g} s"
+    raise ReaderKeyError(f"the reader at address {address} on {port} did not take the key: {detail}")

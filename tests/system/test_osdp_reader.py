@@ -7,7 +7,7 @@ import time
 import osdp
 import pytest
 
-from drivers.osdp_reader import SCBK_D, KeypadKeys, KeypadReader, parse_scbk
+from drivers.osdp_reader import SCBK_D, KeypadKeys, KeypadReader, ReaderKeyError, parse_scbk, provision
 from firmware_py.core.inputs import BadgeRead, DeviceFault, DeviceRecovered, TamperChanged
 from simulator.osdp_device import OsdpReaderDevice
 
@@ -106,16 +106,30 @@ def test_a_reader_still_on_the_install_key_is_refused_outside_install_mode(make_
     assert device.provisioned_key is None
 
 
-def test_install_mode_gives_a_new_reader_its_key_then_the_key_alone_opens_the_channel(make_reader, devices, events):
+def test_provisioning_gives_a_new_reader_its_key_then_the_key_alone_opens_the_channel(make_reader, devices, events):
     device = devices(scbk=None)
-    installer = make_reader(device.port, install_mode=True)
-    assert installer.wait_online(WAIT) and installer.secure_channel_active
+    assert provision(device.port, scbk=KEY.hex(), timeout_s=WAIT) is True
     assert device.provisioned_key == KEY
-    installer.close()
+    assert provision(device.port, scbk=KEY, timeout_s=WAIT) is False  # it holds the key already
     device.replace(scbk=device.provisioned_key)  # the reader restarts with the key it stored
     reader = make_reader(device.port)
     assert reader.wait_online(WAIT) and reader.secure_channel_active
     nothing_posted(events, within=0.2)
+
+
+def test_provisioning_a_reader_that_holds_another_key_fails_and_says_why(devices):
+    device = devices(scbk=OTHER_KEY)
+    with pytest.raises(ReaderKeyError, match="neither this door's key nor the install key"):
+        provision(device.port, scbk=KEY, timeout_s=3.0)
+    assert device.provisioned_key is None
+
+
+def test_a_reader_replaced_by_one_with_another_key_is_reported(reader, device, events):
+    device.replace(scbk=OTHER_KEY)
+    assert next_event(events, DeviceFault).device == "keypad_reader.outside"
+    device.present_card("04A1B2C3")
+    nothing_posted(events, within=1.0)
+    assert not reader.online
 
 
 def test_a_card_is_posted_as_a_badge_read_with_its_number_in_hex(reader, device, events):
@@ -139,6 +153,14 @@ def test_keypad_digits_star_and_hash_arrive_in_order(reader, device, events):
 def test_keypad_ascii_star_and_hash_are_taken_too(reader, device, events):
     device._submit({"event": osdp.Event.KeyPress, "reader_no": 0, "data": b"7*#"})  # readers that send ASCII
     assert next_event(events, KeypadKeys).keys == "7*#"
+
+
+def test_unknown_keypad_codes_are_dropped_and_the_reader_keeps_working(reader, device, events):
+    device._submit({"event": osdp.Event.KeyPress, "reader_no": 0, "data": b"\x01\xff"})
+    device._submit({"event": osdp.Event.KeyPress, "reader_no": 0, "data": b"5\x02"})
+    assert next_event(events, KeypadKeys).keys == "5"
+    device.present_card("0102030405060708")
+    assert next_event(events, BadgeRead).uid == "0102030405060708"
 
 
 def test_the_keys_pressed_never_reach_the_log(make_reader, device, events, caplog):
