@@ -126,7 +126,8 @@ class OsdpReaderDevice:
             self._cond.notify_all()
         if command.get("type") == osdp.EventNotification.SecureChannelStatus and command.get("arg0") \
                 and self._tamper and kind == _NOTIFICATION:
-            self._report_tamper()  # a session starts: the reader says its enclosure is open
+            # a session starts: the reader says its enclosure is open (after this callback: libosdp is busy)
+            threading.Thread(target=self._report_tamper, name="osdp-device-tamper", daemon=True).start()
         return 0, None
 
     def wait_for_command(self, predicate, timeout: float) -> ReaderCommand | None:
@@ -171,7 +172,8 @@ class OsdpReaderDevice:
                       "report": bytes([int(self._tamper), 0])})
 
     def _submit(self, event: dict) -> None:
-        if self._pd is None or not self._pd.submit_event(event):
+        pd = self._pd
+        if pd is None or not pd.submit_event(event):
             raise RuntimeError(f"{self!r}: libosdp refused the event")
 
     # --------------------------------------------------------- failures --

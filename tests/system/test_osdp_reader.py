@@ -196,6 +196,24 @@ def test_the_readers_tamper_switch_is_reported_open_and_closed(reader, device, e
     assert next_event(events, TamperChanged) == TamperChanged(device="keypad_reader.outside", active=False)
 
 
+def test_a_reader_opened_while_the_door_was_off_is_reported_when_the_session_starts(make_reader, device, events):
+    device.set_tamper(True)
+    make_reader(device.port)
+    assert next_event(events, TamperChanged) == TamperChanged(device="keypad_reader.outside", active=True)
+
+
+def test_an_open_reader_stays_reported_open_across_an_outage(reader, device, events):
+    device.set_tamper(True)
+    assert next_event(events, TamperChanged).active is True
+    device.go_silent()
+    next_event(events, DeviceFault)
+    device.resume()
+    next_event(events, DeviceRecovered)
+    nothing_posted(events, within=0.5)  # the reader says "open" again: no new alarm, and no false "closed"
+    device.set_tamper(False)
+    assert next_event(events, TamperChanged).active is False
+
+
 def test_a_silent_reader_is_reported_offline_and_back_online(reader, device, events):
     reader.show("denied")
     assert device.wait_for_command(lambda c: c.led_color == osdp.CommandLEDColor.Red, WAIT)
