@@ -124,6 +124,18 @@ def test_provisioning_a_reader_that_holds_another_key_fails_and_says_why(devices
     assert device.provisioned_key is None
 
 
+def test_in_install_mode_a_reader_online_without_the_secure_channel_is_not_believed(make_reader, devices, events,
+                                                                                     caplog):
+    device = devices(scbk=OTHER_KEY)  # libosdp falls back to plain text after both keys fail
+    reader = make_reader(device.port, install_mode=True)
+    device.present_card("04A1B2C3")
+    device.press_keys("1234#")
+    assert "neither this door's key nor the install key" in next_event(events, DeviceFault).detail
+    nothing_posted(events, within=0.5)
+    assert not reader.online
+    assert "outside the secure channel ignored" in caplog.text  # they did arrive, in plain text
+
+
 def test_a_reader_replaced_by_one_with_another_key_is_reported(reader, device, events):
     device.replace(scbk=OTHER_KEY)
     assert next_event(events, DeviceFault).device == "keypad_reader.outside"
