@@ -24,9 +24,9 @@ import logging
 import resource
 
 from firmware_py.core.clock import SystemClock
-from firmware_py.link.broker import BrokerSettings
+from firmware_py.link.broker import BrokerSettings, session_client_id
 from firmware_py.station.archive.open import open_station_store
-from firmware_py.station.config import StationConfig, safe_url
+from firmware_py.station.config import StationConfig, client_id_path, safe_url
 from firmware_py.station.web.app import Station, create_app
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,12 @@ def _postgres_side(cfg: StationConfig, settings: BrokerSettings):
     return store, ingest, ingest.start, ingest.close
 
 
+def station_client_id(cfg: StationConfig) -> str:
+    """The client id both ingests connect with: ``[broker] client_id`` if the file sets one, else the
+    station's own random id, made once and kept (:func:`~firmware_py.station.config.client_id_path`)."""
+    return cfg.broker.client_id or session_client_id(client_id_path(cfg))
+
+
 def serve(cfg: StationConfig, *, ready=None) -> None:
     """Run the station until SIGINT/SIGTERM. ``ready`` is called with the listening URL once it serves."""
     import uvicorn
@@ -67,7 +73,7 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
     from firmware_py.station.web import queries
 
     files = raise_file_limit()
-    settings = BrokerSettings.from_config(cfg.broker)
+    settings = BrokerSettings.from_config(cfg.broker, client_id=station_client_id(cfg))
     store, monitor, start, close = (_postgres_side if cfg.archive.url else _sqlite_side)(cfg, settings)
     where = safe_url(cfg.archive.url) if cfg.archive.url else str(cfg.archive.path)
     try:
