@@ -8,14 +8,15 @@ exactly what was stored, and survive a restart of either side.
 
 Every TCP connection to the page costs an open file, and a service gets 1,024 of them unless its
 unit says otherwise: 1,100 connections that never send a request used to take every one, and the
-page was unreachable. :func:`serve` raises its open-file limit as far as the system allows
-(:data:`FILE_LIMIT`), and the page's server (:func:`web_server_config`) holds connections within a
-budget below that limit: a connection with no request under way is closed after
+page was unreachable. The page's server (:func:`web_server_config`) holds its connections within a
+budget (:func:`connection_budget`): a connection with no request under way is closed after
 :data:`IDLE_TIMEOUT_S` (a new one that sends nothing, one that sends its request a byte at a time,
 one kept alive between requests), and when the budget is full a new connection closes the oldest
 such idle one. A connection with a request under way is never cut: the live stream (server-sent
-events) stays open as long as the browser wants it. Past the budget with every connection busy,
-a request is answered 503 at once (uvicorn's ``limit_concurrency``).
+events) stays open as long as the browser wants it. Past the budget with every connection busy, a
+request is answered 503 at once (uvicorn's ``limit_concurrency``). The budget stays below 1,024
+open files whatever the limit: paho's network loop waits with ``select()``, which cannot watch a
+socket numbered 1,024 or above, so the broker's socket must always find a lower number.
 """
 
 from __future__ import annotations
@@ -31,9 +32,8 @@ from firmware_py.station.web.app import Station, create_app
 
 log = logging.getLogger(__name__)
 
-FILE_LIMIT = 8192  # the open-file limit serve() asks for (at most the hard limit)
+SELECT_LIMIT = 1024  # paho waits with select(): its socket must be numbered below this
 RESERVED_FILES = 256  # files kept from the connection budget: archive, broker, logs, the page's own
-MAX_CONNECTIONS = 4096  # the connection budget's ceiling, however many files there are
 IDLE_TIMEOUT_S = 10.0  # a connection with no request under way is closed after this long
 KEEP_ALIVE_S = 5  # uvicorn's keep-alive between two requests of one connection
 
@@ -72,7 +72,6 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
 
     from firmware_py.station.web import queries
 
-    files = raise_file_limit()
     settings = BrokerSettings.from_config(cfg.broker, client_id=station_client_id(cfg))
     store, monitor, start, close = (_postgres_side if cfg.archive.url else _sqlite_side)(cfg, settings)
     where = safe_url(cfg.archive.url) if cfg.archive.url else str(cfg.archive.path)
@@ -95,8 +94,7 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
         async def startup(self, sockets=None):
             await super().startup(sockets)
             if self.started:
-                log.warning("station serving on %s (archive %s, broker %s; at most %d connections, %d open files)",
-                            url, where, settings.url, connection_budget(files), files)
+                log.warning("station serving on %s (archive %s, broker %s)", url, where, settings.url)
                 if ready:
                     ready(url)
 
@@ -111,22 +109,10 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
         store.close()
 
 
-def raise_file_limit(wanted: int = FILE_LIMIT) -> int:
-    """Raise this process's open-file limit (soft) towards ``wanted``, within the hard limit; the limit now."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError) as exc:
-            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
-    return FILE_LIMIT if soft == resource.RLIM_INFINITY else soft
-
-
 def connection_budget(files: int) -> int:
-    """The page's connections at most, for a process that may open ``files`` files."""
-    return max(64, min(MAX_CONNECTIONS, files - RESERVED_FILES))
+    """The page's connections at most, for a process that may open ``files`` files (and whose files
+    must stay numbered below :data:`SELECT_LIMIT`)."""
+    return max(64, min(SELECT_LIMIT, files) - RESERVED_FILES)
 
 
 def web_server_config(app, *, host: str, port: int, certificate=None, key=None, graceful_s: float = 3,
