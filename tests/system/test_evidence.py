@@ -399,3 +399,45 @@ def test_a_door_that_goes_on_only_by_replaying_old_seqs_has_not_resumed_its_old_
     proc = verify_cli(fresh, "--against", str(archive))
 
     assert proc.returncode == 0 and "(epoch 2" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def monitor(mosquitto_broker, tmp_path):
+    """The real monitor archiving the door from the test broker into tmp_path/archive.db."""
+    from firmware_py.station.ingest.monitor import Monitor
+    from tests.system.test_monitor import supervisor_settings
+
+    m = Monitor(supervisor_settings(mosquitto_broker), tmp_path / "archive.db", site=SITE, door=DOOR,
+                beacon_interval_s=None, out=lambda line: None)
+    m.start()
+    yield m
+    m.close()
+
+
+def test_through_the_monitor_a_forged_first_event_from_the_doors_account_gains_nothing(monitor, mosquitto_broker,
+                                                                                       tmp_path):
+    """The attack end to end: the door's own account publishes the forged #1 to the real monitor."""
+    from simulator.lab_broker import door_username
+
+    genuine = door_log(tmp_path / "events.db", 5)
+    account = mosquitto_broker.connect(door_username(DOOR))
+
+    def send(events: list[dict]) -> None:
+        for e in events:
+            account.publish(mosquitto_broker.topic(DOOR, "events", e["category"], e["type"]), json.dumps(e), qos=1)
+
+    send(log_events(genuine))
+    assert monitor.wait_for_seq(SITE, DOOR, 5, timeout=10, contiguous=True)
+    forged = forged_log(tmp_path / "forged.db", at(9, 30), then=3, then_at=at(9, 0))
+    send(log_events(forged)[:1])
+    assert monitor.wait_until(lambda: len(monitor.archive.epochs(SITE, DOOR)) == 2, 10)
+    door_log(genuine, 2, start=at(10, 0))  # the real door goes on
+    send(log_events(genuine, 6))
+    assert monitor.wait_until(lambda: len(monitor.events(SITE, DOOR, epoch=1)) == 7, 10)
+    monitor.stop()
+
+    rewritten = verify_cli(forged, "--against", str(tmp_path / "archive.db"))
+    real = verify_cli(genuine, "--against", str(tmp_path / "archive.db"))
+
+    assert rewritten.returncode == 1 and "epoch 2 is not this door's chain" in rewritten.stdout, rewritten.stdout
+    assert real.returncode == 0, real.stdout + real.stderr
