@@ -112,6 +112,8 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
 def connection_budget(files: int) -> int:
     """The page's connections at most, for a process that may open ``files`` files (and whose files
     must stay numbered below :data:`SELECT_LIMIT`)."""
+    if files == resource.RLIM_INFINITY or files < 0:
+        files = SELECT_LIMIT
     return max(64, min(SELECT_LIMIT, files) - RESERVED_FILES)
 
 
