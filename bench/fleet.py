@@ -45,8 +45,7 @@ import psycopg
 
 from firmware_py.link.broker import BrokerSettings
 from firmware_py.station.ingest.pg import PgIngest
-from tests.fixtures.postgres import PostgresCluster, _free_port
-from tests.fixtures.rabbitmq import RabbitCluster
+from simulator.lab_tier import PostgresCluster, RabbitCluster, free_port
 
 from .common import REPO, RESULTS, Result, check, log, percentile
 
@@ -121,7 +120,7 @@ def run(workdir: Path, *, quick: bool = False) -> Result:
     cluster = RabbitCluster(workdir / "rabbitmq-lab")
     pg_dir = Path(tempfile.mkdtemp(prefix="accessctl-bench-pg-"))
     shutil.chown(pg_dir, "postgres", "postgres")
-    pg = PostgresCluster(pg_dir, _free_port())
+    pg = PostgresCluster(pg_dir, free_port())
     fleet = None
     try:
         log("starting the RabbitMQ lab cluster and PostgreSQL")

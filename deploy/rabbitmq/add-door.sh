@@ -6,11 +6,17 @@
 # RabbitMQ checks MQTT topics as routing keys on the amq.topic exchange, where the MQTT level
 # separator '/' becomes '.', so accessctl/SITE/DOOR/status is checked as accessctl.SITE.DOOR.status.
 # Users and permissions are cluster-wide: run this once, against any node.
+#
+# Door accounts are door.SITE.DOOR, as in deploy/mosquitto: site and door names never contain "."
+# (nor "/", "+", "#" or a space), so one name is one door (door-SITE-DOOR was not:
+# hn-archive/1-scan-room and hn-archive-1/scan-room were one account). The script never touches
+# another door's account: it refuses a door whose session queue (named by its client id) another
+# door's account may already use, as accessctl-hn-archive-1-scan-room would be for both of those.
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: add-door.sh [options] door SITE DOOR     username door-SITE-DOOR
+Usage: add-door.sh [options] door SITE DOOR     username door.SITE.DOOR
        add-door.sh [options] station NAME       username NAME (a station or supervisor tool)
 
 The password is taken from, in order: --generate (a new random one), the MQTT_PASSWORD
@@ -20,7 +26,8 @@ It reaches rabbitmqctl on its standard input, never on a command line.
   --vhost VHOST        virtual host (default /; must match mqtt.vhost in rabbitmq.conf)
   --prefix PREFIX      topic prefix (default accessctl; the controllers' [mqtt] prefix)
   --client-id ID       the door's MQTT client id (default accessctl-SITE-DOOR, the controllers'
-                       default): only this id (and ID-doctor) may own the door's session queue
+                       default): only this id (and ID-doctor) may own the door's session queue;
+                       refused when another door's account may already use that queue
   --generate           make a random password
   --password-out FILE  also write the password to FILE (mode 0600); with --generate and no
                        --password-out the password is printed once on standard output
@@ -37,6 +44,7 @@ EOF
 }
 
 die() { echo "add-door.sh: $*" >&2; exit 2; }
+refuse() { echo "add-door.sh: $*" >&2; exit 1; }
 
 vhost=/ prefix=accessctl client_id="" generate=0 password_out=""
 args=()
@@ -53,7 +61,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-name_re='^[a-z0-9_-]+$'
+name_re='^[a-z0-9][a-z0-9_-]{0,62}$'  # firmware_py/config/schema.py's site and door names: never a "."
 [[ "$prefix" =~ ^[A-Za-z0-9_-]+$ ]] || die "prefix '$prefix': one topic level of letters, digits, - and _"
 
 # Regular expressions over routing keys (MQTT topic with '/' as '.'); names are checked above
@@ -62,9 +70,11 @@ case "${args[0]:-}" in
     door)
         [[ ${#args[@]} -eq 3 ]] || { usage >&2; die "door needs SITE and DOOR"; }
         site="${args[1]}" door="${args[2]}"
-        [[ "$site" =~ $name_re ]] || die "site '$site': use lower-case letters, digits, - and _"
-        [[ "$door" =~ $name_re ]] || die "door '$door': use lower-case letters, digits, - and _"
-        username="door-$site-$door"
+        [[ "$site" =~ $name_re ]] \
+            || die "site '$site': use lower-case letters, digits, - and _ (at most 63; never '.', '/', '+', '#')"
+        [[ "$door" =~ $name_re ]] \
+            || die "door '$door': use lower-case letters, digits, - and _ (at most 63; never '.', '/', '+', '#')"
+        username="door.$site.$door"
         client_id="${client_id:-accessctl-$site-$door}"
         [[ "$client_id" =~ ^[A-Za-z0-9_-]+$ ]] || die "client id '$client_id': letters, digits, - and _"
         # Resource permissions: the MQTT plugin keeps a client's subscriptions in the queue
@@ -82,8 +92,8 @@ case "${args[0]:-}" in
     station)
         [[ ${#args[@]} -eq 2 ]] || { usage >&2; die "station needs NAME"; }
         username="${args[1]}"
-        [[ "$username" =~ ^[A-Za-z0-9_.-]+$ && "$username" != door-* ]] \
-            || die "station name '$username': letters, digits, . - _ and not starting with door-"
+        [[ "$username" =~ ^[A-Za-z0-9_.-]+$ && "$username" != door-* && "$username" != door.* ]] \
+            || die "station name '$username': letters, digits, . - _ and not starting with door. or door-"
         configure='^mqtt-subscription-.*$'
         write='^(amq\.topic|mqtt-subscription-.*)$'
         read='^(amq\.topic|mqtt-subscription-.*)$'
@@ -95,6 +105,26 @@ esac
 
 read -r -a rabbitmqctl <<<"${RABBITMQCTL:-rabbitmqctl}"
 command -v "${rabbitmqctl[0]}" >/dev/null || die "${rabbitmqctl[0]} not found (apt-get install rabbitmq-server)"
+
+# Never another door's account. A door account (door.SITE.DOOR, or door-SITE-DOOR made by an older
+# version of this script) other than this one whose resource permissions already cover this door's
+# session queues would share them; and a station name must not be a door's.
+if [[ "${args[0]}" == door ]]; then
+    permissions="$("${rabbitmqctl[@]}" list_permissions -p "$vhost" -q --no-table-headers)" \
+        || die "cannot list the permissions of vhost $vhost"
+    while IFS=$'\t' read -r other other_configure _; do
+        [[ "$other" == door.* || "$other" == door-* ]] || continue
+        [[ "$other" == "$username" ]] && continue
+        for q in "mqtt-subscription-${client_id}qos0" "mqtt-subscription-${client_id}qos1" \
+                 "mqtt-subscription-${client_id}-doctorqos1"; do
+            if [[ "$q" =~ $other_configure ]]; then
+                refuse "door $site/$door: its session queue $q is already $other's (client id $client_id):" \
+                       "this would give one door another's account. Give this door its own [mqtt] client_id" \
+                       "in its configuration and pass it here with --client-id; nothing was changed"
+            fi
+        done
+    done <<<"$permissions"
+fi
 
 if [[ $generate -eq 1 ]]; then
     password="$(head -c 24 /dev/urandom | base64 | tr -d '/+=' | head -c 24)"

@@ -169,9 +169,9 @@ mqtt.vhost = /
 mqtt.exchange = amq.topic
 # persistent sessions (clean session off) live in quorum queues replicated on every node
 mqtt.durable_queue_type = quorum
-# as in rabbitmq.conf.example: sessions kept 30 days, 100 unacknowledged deliveries per client
+# as in rabbitmq.conf.example: sessions kept 30 days, 1,000 unacknowledged deliveries per client
 mqtt.subscription_ttl = 2592000000
-mqtt.prefetch = 100
+mqtt.prefetch = 1000
 loopback_users.guest = true
 log.file.level = info
 log.console = false

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(v)
     v.add_argument("--against", metavar="ARCHIVE",
                    help="the monitor's archive (SQLite file): also check that this log still extends what the "
-                        "door published (its events and status head); exit 1 if it does not")
+                        "door published (its events and status head); exit 1 if it does not. A chain epoch counts "
+                        "only if it follows the previous one in time and the previous one does not go on")
     e = lsub.add_parser("export", help="write the entry register of a period")
     _common(e)
     e.add_argument("--from", dest="from_date", type=iso_date, required=True, help="first day (YYYY-MM-DD, site time)")

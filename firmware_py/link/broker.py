@@ -11,7 +11,12 @@ takes a username and password. A client sends whatever its settings hold: certif
 ``mqtts://`` and a username with its password when one is set.
 
 A supervisor tool keeps a persistent session named by its client id, so the broker queues QoS 1
-events while it is away (``max_queued_messages`` in the broker config); the door starts clean.
+events while it is away (``max_queued_messages`` in the broker config); the door starts clean. On
+MQTT 5 the session lasts :data:`SESSION_EXPIRY_S` after a disconnect, as long as the shipped brokers
+keep an absent session (Mosquitto's ``persistent_client_expiration``, RabbitMQ's
+``mqtt.subscription_ttl``). The station names its session with an id nobody can guess
+(:func:`session_client_id`): RabbitMQ lets any account connect with any client id, and a
+connection with the station's id ends the station's.
 Given the addresses of a cluster's nodes (``fallback_urls``), the client tries them in turn, so the
 station goes on through another node when its own is lost (its session queue is the cluster's).
 """
@@ -20,6 +25,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import re
+import secrets
 import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +42,8 @@ if TYPE_CHECKING:  # paho is imported only when a client is made
 log = logging.getLogger(__name__)
 
 RECONNECT_S = (1, 30)  # paho's reconnect back-off: first and longest wait
+SESSION_EXPIRY_S = 30 * 86400  # as deploy/mosquitto (persistent_client_expiration 30d) and deploy/rabbitmq keep it
+CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # what every broker here takes as a client id
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ class BrokerSettings:
     client_id: str = ""
     keepalive_s: int = 30
     persistent_session: bool = True
-    session_expiry_s: int = 7 * 86400  # how long the broker queues events for an absent supervisor tool
+    session_expiry_s: int = SESSION_EXPIRY_S  # how long the broker queues events for an absent supervisor tool
     fallback_urls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -93,6 +103,7 @@ class BrokerSettings:
                        cert_file=section.cert_file, key_file=section.key_file, tls_verify=section.tls_verify,
                        protocol=section.protocol, client_id=section.client_id,
                        keepalive_s=getattr(section, "keepalive_s", cls.keepalive_s),
+                       session_expiry_s=getattr(section, "session_expiry_s", cls.session_expiry_s),
                        fallback_urls=getattr(section, "fallback_urls", ()))
         return replace(settings, **overrides)
 
@@ -118,6 +129,42 @@ def read_password(path: str | Path) -> str:
         raise ConfigError(f"{path}: no MQTT password on its first line; write the account's password there "
                           "(deploy/rabbitmq/add-door.sh --password-out does)")
     return lines[0]
+
+
+def session_client_id(path: str | Path, *, prefix: str = "accessctl-station-") -> str:
+    """The client id kept in ``path``: ``prefix`` and 128 random bits, made the first time (the file
+    mode 0600) and read every time after, so the broker's session outlives a restart.
+
+    :class:`ConfigError` when the file cannot be read or written, or holds no usable client id.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        text = None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the station's MQTT client id: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
+    if text is not None:
+        if not CLIENT_ID.fullmatch(text):
+            raise ConfigError(f"{path}: {text[:40]!r} is not a client id (letters, digits, - and _, at most 128); "
+                              "delete the file to make a new one (the broker's old session then expires unread)")
+        return text
+    client_id = prefix + secrets.token_hex(16)
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(client_id + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise ConfigError(f"{path}: cannot keep the station's MQTT client id there: {exc.strerror or exc} (set "
+                          "[broker] client_id_file to a file the station may write)") from None
+    log.warning("made the station's MQTT client id (its broker session's name), kept in %s", path)
+    return client_id
 
 
 def make_client(settings: BrokerSettings) -> mqtt.Client:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,6 +24,7 @@ from firmware_py.config.schema import (  # the door's checker: one way to read a
     read_toml,
 )
 from firmware_py.errors import ConfigError
+from firmware_py.link.broker import CLIENT_ID, SESSION_EXPIRY_S
 
 LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})")
 
@@ -41,9 +41,11 @@ class BrokerConfig:
     tls_verify: bool
     protocol: int  # 5 or 311
     prefix: str
-    client_id: str  # the broker-side persistent session's name
+    client_id: str  # the broker-side persistent session's name; "": the station's own, kept in client_id_file
     beacon_interval_s: float  # 0: publish no time beacon (beside a simulator on simulated time)
     fallback_urls: tuple[str, ...] = ()  # the cluster's other nodes, tried in turn when a connection ends
+    client_id_file: Path | None = None  # where the station's own client id is kept (default: client_id_path)
+    session_expiry_s: int = SESSION_EXPIRY_S  # MQTT 5: how long the broker keeps the session (as the broker does)
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,13 @@ def _read_broker(sec: _Section, base: Path, problems: _Problems) -> BrokerConfig
         password_file=sec.path("password_file", base, ""),
         ca_file=sec.path("ca_file", base, ""), cert_file=sec.path("cert_file", base, ""),
         key_file=sec.path("key_file", base, ""), tls_verify=sec.boolean("tls_verify", True), protocol=protocol,
-        prefix=prefix, client_id=sec.string("client_id", f"accessctl-station-{socket.gethostname()}"),
+        prefix=prefix, client_id=sec.string("client_id", ""), client_id_file=sec.path("client_id_file", base, ""),
+        session_expiry_s=sec.number("session_expiry_s", SESSION_EXPIRY_S, minimum=60, maximum=2**32 - 1,
+                                    integer=True),
         beacon_interval_s=sec.number("beacon_interval_s", 60, minimum=0, maximum=86400))
+    if cfg.client_id and not CLIENT_ID.fullmatch(cfg.client_id):
+        problems.add(sec.where("client_id"), f"{cfg.client_id!r} is not a client id (letters, digits, - and _, at "
+                                             "most 128); leave it out to have the station make its own")
     if (cfg.cert_file is None) != (cfg.key_file is None):
         problems.add(sec.where("cert_file"), "cert_file and key_file go together: set both or neither")
     if cfg.username and cfg.password_file is None:
@@ -184,6 +191,19 @@ def _read_roster(sec: _Section, base: Path, problems: _Problems) -> RosterConfig
                         chunk_bytes=sec.number("chunk_bytes", 1024 * 1024, integer=True, minimum=1024,
                                                maximum=4 * 1024 * 1024 - 4096),
                         schedules=schedules)
+
+
+STATE_DIR = Path("/var/lib/accessctl")  # the station's state beside a PostgreSQL archive (deploy/install.sh)
+
+
+def client_id_path(cfg: StationConfig) -> Path:
+    """Where the station keeps its own MQTT client id: ``[broker] client_id_file``, else beside the SQLite
+    archive (``ARCHIVE.client-id``), else ``/var/lib/accessctl/station.client-id`` (PostgreSQL)."""
+    if cfg.broker.client_id_file is not None:
+        return cfg.broker.client_id_file
+    if cfg.archive.path is not None:
+        return cfg.archive.path.with_name(cfg.archive.path.name + ".client-id")
+    return STATE_DIR / "station.client-id"
 
 
 def check_archive(text: str, where: str) -> None:

@@ -349,3 +349,74 @@ def test_a_configuration_whose_archive_is_sqlite_is_no_target_and_says_so(capsys
     assert code == 2
     assert f"[archive] {tmp_path / 'other.db'} is not a PostgreSQL archive" in err and "--to" in err
     assert not (tmp_path / "other.db").exists()
+
+
+# ---------------------------------------------------------------- planted rows spoil only themselves
+
+
+def plant(db, door: str, seq: int, change) -> None:
+    """Rewrite the stored payload of ``door``'s #``seq`` behind the monitor's back: ``change`` gets the
+    event and returns the new payload (bytes) or edits the event in place."""
+    conn = sqlite3.connect(db)
+    try:
+        (payload,) = conn.execute("SELECT payload FROM events WHERE door = ? AND seq = ?", (door, seq)).fetchone()
+        event = json.loads(payload)
+        new = change(event)
+        conn.execute("UPDATE events SET payload = ? WHERE door = ? AND seq = ?",
+                     (new if isinstance(new, bytes) else json.dumps(event, ensure_ascii=False).encode(), door, seq))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def renumber(db, door: str, seq: int, new_seq: int) -> None:
+    """Move ``door``'s #``seq`` to ``new_seq`` (its row and its payload alike)."""
+    plant(db, door, seq, lambda e: e.update(seq=new_seq))
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE events SET seq = ? WHERE door = ? AND seq = ?", (new_seq, door, seq))
+    conn.commit()
+    conn.close()
+
+
+@pytest.fixture
+def planted(tmp_path):
+    """Three doors; the first two each hold rows that no archive can take, planted in the file."""
+    db = tmp_path / "planted.db"
+    build(db, make_events("archive-hall", 60), make_events("scan-room", 300),
+          make_events("vault", 120, step=timedelta(minutes=3)))
+    plant(db, "archive-hall", 7, lambda e: e.update(ts="9999-12-31T23:59:59.000+08:00"))
+    plant(db, "archive-hall", 8, lambda e: json.dumps(e).replace('"detail": {}', '"detail": {"v": NaN}').encode())
+    plant(db, "archive-hall", 9, lambda e: e.update(ts="0001-01-01T00:00:00.000+08:00"))
+    plant(db, "scan-room", 20, lambda e: e.update(type="access\u0000granted"))
+    plant(db, "scan-room", 21, lambda e: e.update(door="scan\u0007room"))
+    renumber(db, "scan-room", 300, 2**63 - 1)
+    conn = sqlite3.connect(db)  # a topic PostgreSQL cannot hold (text with a NUL): only PostgreSQL says so
+    conn.execute("UPDATE events SET topic = topic || char(0) WHERE door = 'vault' AND seq = 50")
+    conn.commit()
+    conn.close()
+    return db
+
+
+def test_planted_rows_are_listed_and_every_good_row_of_every_door_is_copied(capsys, planted, postgres_url):
+    code, out, err = migrate(capsys, planted, postgres_url)
+
+    assert code == 1, out + err
+    assert "Traceback" not in err
+    for door, seq, why in (("archive-hall", 7, "9999-12-31T23:59:59.000+08:00"), ("archive-hall", 8, "NaN"),
+                           ("archive-hall", 9, "0001-01-01"), ("scan-room", 20, "control character"),
+                           ("scan-room", 21, "door"), ("scan-room", 2**63 - 1, "2^53"),
+                           ("vault", 50, "PostgreSQL refused it")):
+        assert re.search(rf"refused: {SITE}/{door} #{seq}: .*{re.escape(why)}", out), (door, seq, out)
+    assert summary_numbers(out)["refused"] == 7 and summary_numbers(out)["copied"] == 473
+    assert pg_rows(postgres_url, "SELECT door, count(*) FROM events GROUP BY door ORDER BY door") == \
+        [("archive-hall", 57), ("scan-room", 297), ("vault", 119)]
+
+
+def test_a_second_run_over_planted_rows_copies_nothing_new_and_lists_them_again(capsys, planted, postgres_url):
+    migrate(capsys, planted, postgres_url)
+
+    code, out, _ = migrate(capsys, planted, postgres_url)
+
+    assert code == 1, out
+    assert summary_numbers(out) == {"events": 480, "copied": 0, "already": 473, "conflicts": 0, "dropped": 0,
+                                    "refused": 7}

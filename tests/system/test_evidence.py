@@ -250,3 +250,194 @@ def test_verify_against_a_missing_archive_is_an_error(tmp_path):
     proc = verify_cli(db, "--against", str(tmp_path / "none.db"))
     assert proc.returncode == 2 and "no such archive" in proc.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+# ---------------------------------------------------------------- a forged #1 opens no way round the archive
+
+
+def at(hh: int, mm: int, ss: int = 0, *, day: int = 23, year: int = 2026) -> datetime:
+    return datetime(year, 11, day, hh, mm, ss, tzinfo=TZ)
+
+
+def publish(archive_path: Path, events: list[dict], received_at: datetime) -> None:
+    """Events reaching the monitor at ``received_at`` (its clock, not the events' own times)."""
+    from firmware_py.station.archive.sqlite import Archive
+
+    archive = Archive(archive_path)
+    when = received_at.isoformat(timespec="milliseconds")
+    for e in events:
+        archive.store_event(SITE, DOOR, f"accessctl/{SITE}/{DOOR}/events/{e['category']}/{e['type']}",
+                            json.dumps(e, ensure_ascii=False).encode(), e, when)
+    archive.close()
+
+
+def log_events(db: Path, first: int = 1) -> list[dict]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT body, hash FROM events WHERE seq >= ? ORDER BY seq", (first,)).fetchall()
+    return [{**json.loads(body), "hash": h} for body, h in rows]
+
+
+def forged_log(path: Path, first_at: datetime, *, then: int = 0, then_at: datetime | None = None) -> Path:
+    """What someone with the door's account and write access to its database makes: a new chain whose #1
+    (at ``first_at``) they publish, then ``then`` events from ``then_at`` (the morning told again)."""
+    door_log(path, 1, start=first_at - timedelta(seconds=1))
+    if then:
+        door_log(path, then, start=then_at)
+    return path
+
+
+def epoch_numbers(archive_path: Path) -> list[int]:
+    from firmware_py.station.archive.sqlite import Archive
+
+    archive = Archive(archive_path, read_only=True)
+    try:
+        return [e.epoch for e in archive.epochs(SITE, DOOR)]
+    finally:
+        archive.close()
+
+
+@pytest.fixture
+def forged_first(published, tmp_path):
+    """The door published #1-#5 (09:00:01-09:00:05); at 09:30 a forged #1 (a new chain) reached the
+    monitor, opening epoch 2; the log the forger wrote goes on with the morning told again (#2-#4 from
+    09:00, without the morning's real events)."""
+    genuine, archive = published
+    forged = forged_log(tmp_path / "forged.db", at(9, 30), then=3, then_at=at(9, 0))
+    publish(archive, log_events(forged)[:1], received_at=at(9, 30, 2))
+    assert epoch_numbers(archive) == [1, 2]
+    assert verify_cli(forged).returncode == 0  # the forged chain verifies alone
+    return genuine, forged, archive
+
+
+def door_goes_on(genuine: Path, archive: Path, *, start: datetime | None = None) -> None:
+    """The real door was never reset: it goes on with #6 and #7, which reach the monitor at once."""
+    start = start or at(10, 0)
+    door_log(genuine, 2, start=start)
+    publish(archive, log_events(genuine, 6), received_at=start + timedelta(seconds=3))
+
+
+def test_a_forged_first_event_does_not_let_a_rewritten_log_pass_once_the_door_goes_on(forged_first):
+    genuine, forged, archive = forged_first
+    door_goes_on(genuine, archive)
+
+    proc = verify_cli(forged, "--against", str(archive))
+
+    assert proc.returncode == 1, proc.stdout
+    assert "does not extend what" in proc.stdout
+    assert "epoch 2 is not this door's chain" in proc.stdout
+    assert "the chain of epoch 1 went on after epoch 2 began (#6" in proc.stdout
+
+
+def test_the_genuine_log_still_passes_after_a_forged_first_event_once_the_door_goes_on(forged_first):
+    genuine, _, archive = forged_first
+    door_goes_on(genuine, archive)
+
+    proc = verify_cli(genuine, "--against", str(archive))
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"extends what {SITE}/{DOOR} published (epoch 1" in proc.stdout
+    assert "epoch 2 is not this door's chain" in proc.stdout  # said, not hidden
+
+
+def test_a_rewritten_log_holding_events_from_before_the_old_head_does_not_pass_against_the_new_epoch(forged_first):
+    _, forged, archive = forged_first  # the door has not gone on (yet): epoch 2 is the latest chain
+
+    proc = verify_cli(forged, "--against", str(archive))
+
+    assert proc.returncode == 1, proc.stdout
+    assert "the log's #2 (2026-11-23T09:00:01" in proc.stdout
+    assert "and 2 more do not follow the head of epoch 1 (#5 at 2026-11-23T09:00:05" in proc.stdout
+
+
+def test_a_forged_chain_published_with_times_before_the_old_head_is_not_the_doors(forged_first):
+    genuine, forged, archive = forged_first
+    publish(archive, log_events(forged, 2), received_at=at(9, 31))  # the forger publishes the morning again
+    assert epoch_numbers(archive) == [1, 2]
+
+    rewritten = verify_cli(forged, "--against", str(archive))
+    real = verify_cli(genuine, "--against", str(archive))
+
+    assert rewritten.returncode == 1, rewritten.stdout
+    assert "epoch 2 is not this door's chain: its #2 (2026-11-23T09:00:01" in rewritten.stdout
+    assert real.returncode == 0, real.stdout + real.stderr
+    assert f"extends what {SITE}/{DOOR} published (epoch 1" in real.stdout
+
+
+def test_a_forged_first_event_dated_in_the_future_is_not_the_doors_once_the_door_goes_on(published, tmp_path):
+    genuine, archive = published
+    forged = forged_log(tmp_path / "forged.db", at(9, 0, day=23, year=2030))
+    publish(archive, log_events(forged), received_at=at(9, 30))  # it follows the old head in time …
+    door_goes_on(genuine, archive)  # … but the door's own chain goes on after it
+
+    rewritten = verify_cli(forged, "--against", str(archive))
+    real = verify_cli(genuine, "--against", str(archive))
+
+    assert rewritten.returncode == 1 and "epoch 2 is not this door's chain" in rewritten.stdout, rewritten.stdout
+    assert real.returncode == 0, real.stdout + real.stderr
+
+
+def test_a_real_reset_after_a_forged_epoch_is_checked_against_the_first_chain(forged_first, tmp_path):
+    genuine, _, archive = forged_first
+    door_goes_on(genuine, archive)  # epoch 2 was forged: the door went on
+    fresh = door_log(tmp_path / "fresh.db", 2, start=at(11, 0))  # then its database really was reset
+    publish(archive, log_events(fresh), received_at=at(11, 0, 5))
+    assert epoch_numbers(archive) == [1, 2, 3]
+
+    new = verify_cli(fresh, "--against", str(archive))
+    old = verify_cli(genuine, "--against", str(archive))
+
+    assert new.returncode == 0 and "(epoch 3" in new.stdout, new.stdout + new.stderr
+    assert old.returncode == 1 and "newer chain (epoch 3" in old.stdout, old.stdout
+
+
+def test_a_door_that_goes_on_only_by_replaying_old_seqs_has_not_resumed_its_old_chain(published, tmp_path):
+    db, archive = published
+    fresh = door_log(tmp_path / "fresh.db", 2, start=at(11, 0))
+    publish(archive, log_events(fresh), received_at=at(11, 0, 5))  # a real reset
+    publish(archive, log_events(db)[2:4], received_at=at(11, 5))  # late copies of old seqs (a replay, a broker)
+
+    proc = verify_cli(fresh, "--against", str(archive))
+
+    assert proc.returncode == 0 and "(epoch 2" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def monitor(mosquitto_broker, tmp_path):
+    """The real monitor archiving the door from the test broker into tmp_path/archive.db."""
+    from firmware_py.station.ingest.monitor import Monitor
+    from tests.system.test_monitor import supervisor_settings
+
+    m = Monitor(supervisor_settings(mosquitto_broker), tmp_path / "archive.db", site=SITE, door=DOOR,
+                beacon_interval_s=None, out=lambda line: None)
+    m.start()
+    yield m
+    m.close()
+
+
+def test_through_the_monitor_a_forged_first_event_from_the_doors_account_gains_nothing(monitor, mosquitto_broker,
+                                                                                       tmp_path):
+    """The attack end to end: the door's own account publishes the forged #1 to the real monitor."""
+    from simulator.lab_broker import door_username
+
+    genuine = door_log(tmp_path / "events.db", 5)
+    account = mosquitto_broker.connect(door_username(DOOR))
+
+    def send(events: list[dict]) -> None:
+        for e in events:
+            account.publish(mosquitto_broker.topic(DOOR, "events", e["category"], e["type"]), json.dumps(e), qos=1)
+
+    send(log_events(genuine))
+    assert monitor.wait_for_seq(SITE, DOOR, 5, timeout=10, contiguous=True)
+    forged = forged_log(tmp_path / "forged.db", at(9, 30), then=3, then_at=at(9, 0))
+    send(log_events(forged)[:1])
+    assert monitor.wait_until(lambda: len(monitor.archive.epochs(SITE, DOOR)) == 2, 10)
+    door_log(genuine, 2, start=at(10, 0))  # the real door goes on
+    send(log_events(genuine, 6))
+    assert monitor.wait_until(lambda: len(monitor.events(SITE, DOOR, epoch=1)) == 7, 10)
+    monitor.stop()
+
+    rewritten = verify_cli(forged, "--against", str(tmp_path / "archive.db"))
+    real = verify_cli(genuine, "--against", str(tmp_path / "archive.db"))
+
+    assert rewritten.returncode == 1 and "epoch 2 is not this door's chain" in rewritten.stdout, rewritten.stdout
+    assert real.returncode == 0, real.stdout + real.stderr

@@ -7,14 +7,23 @@ anything routed before it would have been delivered already.
 
 import json
 import logging
+import os
+import re
+import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
+
+import pytest
 
 from firmware_py.core.events import GENESIS_HASH, event_hash
 from firmware_py.link.broker import BrokerSettings
 from firmware_py.station.ingest.pg import PgIngest
-from tests.fixtures.rabbitmq import LAB, unique_site
+from tests.fixtures.constants import REPO
+from tests.fixtures.rabbitmq import ADD_DOOR, LAB, unique_site
+from tests.fixtures.station import free_port
 from tests.fixtures.waiting import wait_until
 
 log = logging.getLogger(__name__)
@@ -31,8 +40,8 @@ def _accounts(cluster, site, *doors):
     return station
 
 
-def _door(cluster, site, door, *, node, client_id=None, failover=True):
-    return cluster.client(f"door-{site}-{door}", DOOR_PW, node=node,
+def _door(cluster, site, door, *, node, client_id=None, failover=True, password=DOOR_PW):
+    return cluster.client(f"door.{site}.{door}", password, node=node,
                           client_id=client_id or f"accessctl-{site}-{door}", failover=failover)
 
 
@@ -169,7 +178,7 @@ def test_door_cannot_take_over_another_doors_session_queue(rabbitmq_cluster):
     cluster = rabbitmq_cluster
     site = unique_site()
     _accounts(cluster, site, "scan-room", "vault")
-    # door-SITE-scan-room's password, but the vault's client id: its session queue is not ours
+    # door.SITE.scan-room's password, but the vault's client id: its session queue is not ours
     thief = _door(cluster, site, "scan-room", node=1, client_id=f"accessctl-{site}-vault", failover=False)
     thief.subscribe(f"accessctl/{site}/scan-room/cmd", wait=False)
     wait_until(lambda: thief.disconnects >= 1, 10, "the broker refusing the queue")
@@ -241,3 +250,170 @@ def test_the_station_reads_on_through_another_node_when_its_own_is_killed(rabbit
         door.close()
         if killed:
             cluster.restart(1)
+
+
+# ---------------------------------------------------------------- one account name, one door
+
+
+def _users(cluster) -> set[str]:
+    return {json_row["user"] for json_row in json.loads(cluster.ctl(1, "list_users", "--formatter", "json"))}
+
+
+def test_a_door_account_is_named_door_site_door_as_on_mosquitto(rabbitmq_cluster):
+    site = unique_site()
+    _accounts(rabbitmq_cluster, site, "scan-room")
+
+    assert f"door.{site}.scan-room" in _users(rabbitmq_cluster)
+    door = _door(rabbitmq_cluster, site, "scan-room", node=1)
+    assert door.publish(f"accessctl/{site}/scan-room/status", b"{}") is not None
+    door.close()
+
+
+def test_add_door_never_takes_over_another_doors_account(rabbitmq_cluster):
+    """`door hn-archive 1-scan-room` was `door-hn-archive-1-scan-room`: hn-archive-1/scan-room's account."""
+    from tests.fixtures.rabbitmq import LabError
+
+    cluster = rabbitmq_cluster
+    base = unique_site()
+    cluster.add_account("door", f"{base}-1", "scan-room", password=DOOR_PW)
+
+    try:
+        cluster.add_account("door", base, "1-scan-room", password="another-password-456")
+        refused = None
+    except LabError as exc:
+        refused = str(exc)
+
+    assert refused is not None and "failed (1)" in refused, refused
+    assert f"already door.{base}-1.scan-room's" in refused and "--client-id" in refused
+    assert f"door.{base}.1-scan-room" not in _users(cluster)
+    owner = _door(cluster, f"{base}-1", "scan-room", node=1, failover=False)  # its password is its own still
+    assert owner.connected
+    owner.close()
+
+
+def test_the_other_door_gets_its_own_account_with_its_own_client_id(rabbitmq_cluster):
+    cluster = rabbitmq_cluster
+    base = unique_site()
+    cluster.add_account("door", f"{base}-1", "scan-room", password=DOOR_PW)
+    cluster.add_account("--client-id", f"accessctl-{base}-x", "door", base, "1-scan-room", password="pw-of-the-other-1")
+
+    assert {f"door.{base}-1.scan-room", f"door.{base}.1-scan-room"} <= _users(cluster)
+    other = _door(cluster, base, "1-scan-room", node=1, client_id=f"accessctl-{base}-x", failover=False,
+                  password="pw-of-the-other-1")
+    owner = _door(cluster, f"{base}-1", "scan-room", node=1, failover=False)
+    assert other.connected and owner.connected
+    for c in (other, owner):
+        c.close()
+
+
+def test_add_door_again_for_the_same_door_changes_its_own_password(rabbitmq_cluster):
+    cluster = rabbitmq_cluster
+    site = unique_site()
+    cluster.add_account("door", site, "vault", password=DOOR_PW)
+    cluster.add_account("door", site, "vault", password="a-new-password-789")
+
+    door = _door(cluster, site, "vault", node=1, failover=False, password="a-new-password-789")
+    assert door.connected
+    door.close()
+
+
+@pytest.mark.parametrize("site, door", [("hn.archive", "scan-room"), ("hn-archive", "scan.room"),
+                                        ("hn-archive", "scan/room"), ("hn+archive", "x"), ("hn-archive", "a#b"),
+                                        ("hn archive", "x"), ("HN-archive", "x")])
+def test_add_door_refuses_separators_inside_site_and_door_and_touches_nothing(tmp_path, site, door):
+    calls = tmp_path / "calls"
+    fake = tmp_path / "rabbitmqctl"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    fake.chmod(0o755)
+    p = subprocess.run(["bash", str(ADD_DOOR), "door", site, door], capture_output=True, text=True,
+                       env={**os.environ, "RABBITMQCTL": str(fake), "MQTT_PASSWORD": DOOR_PW})
+
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "never '.', '/', '+', '#'" in p.stderr
+    assert not calls.exists()
+
+
+# ---------------------------------------------------------------- the station's session: a name no door can guess
+
+
+def _station_toml(tmp_path, cluster, station: str) -> Path:
+    (tmp_path / "station.password").write_text(STATION_PW + "\n")
+    path = tmp_path / "station.toml"
+    path.write_text(f'[broker]\nurl = "{cluster.urls[0]}"\nusername = "{station}"\npassword_file = "station.password"\n'
+                    f'protocol = 311\nbeacon_interval_s = 0\n\n[archive]\npath = "{tmp_path / "archive.db"}"\n\n'
+                    f'[web]\nlisten = "127.0.0.1:{free_port()}"\n')
+    return path
+
+
+def _serve(config: Path, log_path: Path) -> subprocess.Popen:
+    out = open(log_path, "ab")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "firmware_py.cli.main", "station", "serve", "--config",
+                                 str(config)], stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=REPO)
+    finally:
+        out.close()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _archived(path: Path, site: str, door: str) -> int:
+    from firmware_py.errors import StoreError
+    from firmware_py.station.archive.sqlite import Archive
+
+    try:
+        archive = Archive(path, read_only=True)
+    except StoreError:  # not there yet, or the station is still making its tables
+        return 0
+    try:
+        return archive.count(site, door)
+    finally:
+        archive.close()
+
+
+def test_a_door_cannot_knock_the_station_off_with_a_client_id_it_can_guess(rabbitmq_cluster, tmp_path):
+    cluster = rabbitmq_cluster
+    site = unique_site()
+    station = _accounts(cluster, site, "gate")
+    log_path = tmp_path / "station.log"
+    proc = _serve(_station_toml(tmp_path, cluster, station), log_path)
+    door = _door(cluster, site, "gate", node=2)
+    topic = f"accessctl/{site}/gate/events/access/passage"
+    events = _chain(site, "gate", range(1, 4), GENESIS_HASH)
+    intruders = []
+    try:
+        def first_archived() -> bool:
+            door.publish(topic, json.dumps(events[0]).encode())
+            return _archived(tmp_path / "archive.db", site, "gate") == 1
+
+        wait_until(first_archived, 60, "the station archiving the door's first event")
+        kept = (tmp_path / "archive.db.client-id").read_text().strip()
+        assert re.fullmatch(r"accessctl-station-[0-9a-f]{32}", kept), kept
+        lost_before = log_path.read_text().count("connection to the broker lost")
+
+        # what a stolen door's account can guess: the old default name, and the plain one
+        for guess in (f"accessctl-station-{socket.gethostname()}", "accessctl-station"):
+            intruders.append(_door(cluster, site, "gate", node=1, client_id=guess))
+        time.sleep(6)  # each intruder reconnects (0.1-1 s) whenever its connection ends
+        door.publish(topic, json.dumps(events[1]).encode())
+        wait_until(lambda: _archived(tmp_path / "archive.db", site, "gate") == 2, 20, "the second event")
+
+        assert log_path.read_text().count("connection to the broker lost") == lost_before, log_path.read_text()
+        queues = {row["name"] for row in json.loads(cluster.ctl(1, "list_queues", "name", "--formatter", "json"))}
+        assert f"mqtt-subscription-{kept}qos1" in queues
+
+        _stop(proc)  # away: the session keeps what the door publishes meanwhile …
+        door.publish(topic, json.dumps(events[2]).encode())
+        proc = _serve(_station_toml(tmp_path, cluster, station), log_path)  # … under the same kept name
+        wait_until(lambda: _archived(tmp_path / "archive.db", site, "gate") == 3, 60, "the event sent while away")
+        assert (tmp_path / "archive.db.client-id").read_text().strip() == kept
+    finally:
+        for c in (door, *intruders):
+            c.close()
+        _stop(proc)

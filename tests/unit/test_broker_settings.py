@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from firmware_py.errors import ConfigError
 from firmware_py.link.broker import BrokerSettings, read_password
 from firmware_py.station.config import load_station_config
 from firmware_py.station.config import with_overrides as station_overrides
-from tests.fixtures.constants import EXAMPLE, STATION_EXAMPLE
+from tests.fixtures.constants import EXAMPLE, REPO, STATION_EXAMPLE
 
 
 def door_config(tmp_path: Path, password: str = "s3cret\n"):
@@ -68,3 +69,81 @@ def test_a_missing_or_empty_password_file_is_a_config_error_saying_what_to_do(tm
 def test_a_malformed_broker_address_is_refused_naming_the_expected_form():
     with pytest.raises(ConfigError, match="'tcp://x:1' is not like mqtt://host:1883 or mqtts://host:8883"):
         BrokerSettings(url="tcp://x:1")
+
+
+# ---------------------------------------------------------------- the station's session at the broker
+
+
+def test_the_stations_own_client_id_is_random_and_kept_in_a_file_only_it_may_read(tmp_path):
+    from firmware_py.link.broker import session_client_id
+
+    first = session_client_id(tmp_path / "archive.db.client-id")
+    again = session_client_id(tmp_path / "archive.db.client-id")
+    other = session_client_id(tmp_path / "other.client-id")
+
+    assert first == again != other
+    assert re.fullmatch(r"accessctl-station-[0-9a-f]{32}", first)  # 128 random bits, no host name
+    assert (tmp_path / "archive.db.client-id").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["archive.db.client-id", "other.client-id"]
+
+
+def test_a_client_id_file_that_holds_no_client_id_is_a_config_error_naming_it(tmp_path):
+    from firmware_py.link.broker import session_client_id
+
+    bad = tmp_path / "station.client-id"
+    bad.write_text("accessctl station\n")
+    with pytest.raises(ConfigError, match=rf"{bad}: 'accessctl station' is not a client id"):
+        session_client_id(bad)
+
+
+def test_a_client_id_file_the_station_cannot_write_is_a_config_error_saying_what_to_set(tmp_path):
+    from firmware_py.link.broker import session_client_id
+
+    with pytest.raises(ConfigError, match="client_id_file"):
+        session_client_id(tmp_path / "no such folder" / "station.client-id")
+
+
+def test_the_station_keeps_its_client_id_beside_its_sqlite_archive_unless_the_file_says_where(tmp_path):
+    from firmware_py.station.config import client_id_path
+
+    cfg = load_station_config(STATION_EXAMPLE)
+    assert cfg.broker.client_id == ""  # the example names none: the station makes its own
+    assert client_id_path(cfg) == Path(f"{cfg.archive.path}.client-id")
+    on_pg = station_overrides(cfg, archive="postgresql://station@db.lan/archive")
+    assert client_id_path(on_pg) == Path("/var/lib/accessctl/station.client-id")
+    chosen = replace(cfg, broker=replace(cfg.broker, client_id_file=tmp_path / "id"))
+    assert client_id_path(chosen) == tmp_path / "id"
+
+
+def test_a_station_without_a_client_id_connects_with_its_kept_one_on_either_archive(tmp_path):
+    from firmware_py.station.server import station_client_id
+
+    cfg = load_station_config(STATION_EXAMPLE)
+    cfg = replace(cfg, broker=replace(cfg.broker, client_id_file=tmp_path / "station.client-id"))
+    kept = station_client_id(cfg)
+    assert station_client_id(station_overrides(cfg, archive="postgresql://station@db.lan/archive")) == kept
+    assert (tmp_path / "station.client-id").read_text().strip() == kept
+    named = replace(cfg, broker=replace(cfg.broker, client_id="station-7"))
+    assert station_client_id(named) == "station-7"
+
+
+def test_the_session_expiry_is_as_long_as_the_shipped_brokers_keep_a_session():
+    from firmware_py.link.broker import SESSION_EXPIRY_S
+
+    mosquitto = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    rabbitmq = (REPO / "deploy" / "rabbitmq" / "rabbitmq.conf.example").read_text()
+    days = int(re.search(r"^persistent_client_expiration (\d+)d$", mosquitto, re.M).group(1))
+    ttl_ms = int(re.search(r"^mqtt\.subscription_ttl = (\d+)$", rabbitmq, re.M).group(1))
+    assert SESSION_EXPIRY_S == days * 86400 == ttl_ms // 1000
+    cfg = load_station_config(STATION_EXAMPLE)
+    assert BrokerSettings.from_config(cfg.broker, password="x").session_expiry_s == SESSION_EXPIRY_S
+
+
+def test_a_station_file_may_set_the_session_expiry_to_match_its_broker(tmp_path):
+    text = STATION_EXAMPLE.read_text()
+    assert "\nsession_expiry_s = 2592000 " in text
+    text = text.replace("\nsession_expiry_s = 2592000 ", "\nsession_expiry_s = 86400 ", 1)
+    path = tmp_path / "station.toml"
+    path.write_text(text)
+    cfg = load_station_config(path)
+    assert BrokerSettings.from_config(cfg.broker, password="x").session_expiry_s == 86400

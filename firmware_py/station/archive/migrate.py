@@ -14,8 +14,12 @@ What cannot be carried:
   log was reset starts epoch 2 at seq 1. The PostgreSQL archive is keyed by (site, door, seq) and
   has one chain per door, so epoch 2 would collide with epoch 1 seq by seq. Epoch 1 is copied;
   every later epoch is refused and named (door, epoch, count); those events stay in the SQLite file.
-- **Rows that are not events** (a payload that is not a JSON object with this seq, a time without
-  offset): refused and named, never stored.
+- **Rows that are not events**: a payload that is not a strict JSON object (NaN, Infinity), a seq
+  that is not the row's or is beyond 2^53, a site or door that is not the row's, a control
+  character in an identifier, a time without offset or outside the years 1900–9998, or anything
+  else PostgreSQL refuses (a batch it refuses is split until the one row is found). Each is
+  refused and named (door, seq, why), never stored; every other row, of that door and of every
+  later door, is still copied, and the exit status says that rows were refused.
 - **The station's own tables** (accounts, sessions, alarm acknowledgements, audit) and the SQLite
   archive's bookkeeping (doors' last status, gaps, anomalies, epochs): not migrated. The web page
   reads its tables from the SQLite file only; a PostgreSQL station recomputes each door's chain
@@ -34,15 +38,18 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from firmware_py.errors import ConfigError, StoreError
 
 DEFAULT_BATCH = 1000
 PROGRESS_EVERY = 10_000  # events between two progress lines
-NAMED_PER_DOOR = 10  # conflicts and refused rows named one by one per door, at most
+NAMED_PER_DOOR = 10  # conflicts named one by one per door, at most (every refused row is named)
 CONNECT_TIMEOUT_S = 10
+MAX_SEQ = 2**53  # the largest seq an archive takes (DESIGN.md: seq in 1..2^53)
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)  # the dates the page can name, as the web guard's
+IDENTIFIERS = ("site", "door", "category", "type", "hash", "prev_hash")
 
 NOT_MIGRATED = ("not migrated: station accounts, sessions, alarm acknowledgements and the audit trail (a PostgreSQL "
                 "station keeps its own: make its accounts again with `accessctl station user add`), and the SQLite "
@@ -243,21 +250,49 @@ def _incoming(site: str, door: str, row: _Row):
     from firmware_py.station.archive.pg import Incoming
 
     try:
-        event = json.loads(row.payload)
-    except ValueError:
-        return "its payload is not JSON"
+        event = json.loads(row.payload, parse_constant=_not_json)
+    except ValueError as exc:
+        return f"its payload is not strict JSON ({exc})" if "NaN" in str(exc) or "Infinity" in str(exc) \
+            else "its payload is not JSON"
     if not isinstance(event, dict):
         return "its payload is not a JSON object"
-    if event.get("seq") != row.seq or isinstance(event.get("seq"), bool):
-        return f"its payload's seq {event.get('seq')!r} is not the row's"
+    seq = event.get("seq")
+    if seq != row.seq or isinstance(seq, bool) or not isinstance(seq, int):
+        return f"its payload's seq {seq!r} is not the row's"
+    if not 1 <= seq <= MAX_SEQ:
+        return f"its seq {seq} is outside 1..2^53, the seqs an archive takes"
+    for name, expected in (("site", site), ("door", door)):
+        if name in event and event[name] != expected:
+            return f"its payload's {name} {event[name]!r} is not the row's {expected!r}"
+    for name in IDENTIFIERS:
+        value = event.get(name)
+        if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            return f"its {name} {value!r} holds a control character"
     for name, value in (("ts", event.get("ts")), ("received_at", row.received_at)):
-        try:
-            aware = isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
-        except ValueError:
-            aware = False
-        if not aware:
-            return f"its {name} {value!r} is not an ISO 8601 time with offset"
+        if (why := _time_problem(value)) is not None:
+            return f"its {name} {value!r} {why}"
     return Incoming(site, door, row.topic, row.payload, event, row.received_at)
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _time_problem(value) -> str | None:
+    """Why ``value`` is not a time an archive can hold (None when it is)."""
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        return "is not an ISO 8601 time with offset"
+    try:
+        days = (moment.date(), moment.astimezone(UTC).date())
+    except OverflowError:
+        days = (date.min,)
+    if not all(FIRST_DAY <= d <= LAST_DAY for d in days):
+        return f"is outside {FIRST_DAY}..{LAST_DAY}"
+    return None
 
 
 def _refuse_row(summary: Summary, site, door, seq, reason, events: bool, named: list[int], say) -> None:
@@ -265,12 +300,28 @@ def _refuse_row(summary: Summary, site, door, seq, reason, events: bool, named: 
         summary.refused += 1
     else:
         summary.copies_refused += 1
-    line = f"refused: {site}/{door} #{seq}{'' if events else ' (a conflicting copy)'}: {reason}"
-    _name(line, named, say)
+    say(f"refused: {site}/{door} #{seq}{'' if events else ' (a conflicting copy)'}: {reason}")
 
 
 def _store(target, items: list, events: bool, summary: Summary, named: list[int], say) -> None:
-    done = target.store_events(items)
+    """Store a batch; one PostgreSQL refuses is split in halves until the refused rows are found and
+    named, so one bad row costs its batch a few more transactions, never the rest of the archive."""
+    import psycopg
+
+    try:
+        done = target.store_events(items)
+    except (StoreError, ValueError, OverflowError, psycopg.Error) as exc:
+        if target.conn.closed or target.conn.broken:
+            raise StoreError(f"lost the PostgreSQL archive while copying: {_one_line(str(exc))}") from None
+        if len(items) > 1:
+            half = len(items) // 2
+            _store(target, items[:half], events, summary, named, say)
+            _store(target, items[half:], events, summary, named, say)
+            return
+        reason = _one_line(str(exc)).split(" failed: ", 1)[-1]
+        _refuse_row(summary, items[0].site, items[0].door, items[0].event["seq"],
+                    f"PostgreSQL refused it: {reason}", events, named, say)
+        return
     if events:
         summary.copied += done.stored
         summary.already += done.duplicates

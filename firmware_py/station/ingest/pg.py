@@ -45,7 +45,7 @@ import psycopg
 
 from firmware_py.core.events import GENESIS_HASH, describe_untrusted, event_hash
 from firmware_py.errors import StoreError
-from firmware_py.link.broker import BrokerSettings, make_client
+from firmware_py.link.broker import BrokerSettings, connect, make_client
 from firmware_py.station.archive.pg import INGEST_SCHEMA, Incoming, PgArchive
 from firmware_py.station.config import safe_url
 
@@ -175,8 +175,7 @@ class PgIngest:
         c.manual_ack_set(True)
         c.on_connect, c.on_disconnect, c.on_message = self._on_connect, self._on_disconnect, self._on_message
         c.on_subscribe = self._on_subscribe
-        c.connect_async(self.broker.host, self.broker.port, self.broker.keepalive_s,
-                        **({"clean_start": False} if self.broker.protocol == 5 else {}))
+        connect(c, self.broker)  # the persistent session, with its expiry on MQTT 5
         c.loop_start()
         self._thread = threading.Thread(target=self._run, name="pg-ingest", daemon=True)
         self._thread.start()
