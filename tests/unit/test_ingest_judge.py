@@ -265,6 +265,12 @@ def test_a_topic_with_too_many_levels_is_refused_with_its_door():
     assert "is not a door's events" in verdict.reason
 
 
+def test_a_reject_names_a_topic_with_a_nul_with_the_nul_escaped():
+    verdict = judge(PREFIX, f"{PREFIX}/{SITE}/scan\x00room/status", b"{}")
+    assert (verdict.door, verdict.topic) == ("scan\\x00room", f"{PREFIX}/{SITE}/scan\\x00room/status")
+    assert verdict.reason == "the topic's door 'scan\\x00room' holds a NUL"
+
+
 def test_a_reject_names_the_site_and_door_of_its_topic():
     verdict = judge(PREFIX, EVENT_TOPIC, b"x")
     assert (verdict.site, verdict.door, verdict.topic) == (SITE, DOOR, EVENT_TOPIC)

@@ -151,6 +151,11 @@ _COLUMNS = ("ord", "site", "door", "seq", "ts", "local_date", "category", "type"
 _EVENT_COLUMNS = ", ".join(_COLUMNS[1:])
 
 
+class DataRefused(StoreError):
+    """PostgreSQL refused the data of a batch (a value it cannot hold, a constraint), not for being away:
+    storing the same batch again fails again. The ingest stores its events one by one to find which."""
+
+
 @dataclass(frozen=True)
 class Incoming:
     """One event as it came from the broker: its payload bytes and the parsed object."""
@@ -254,7 +259,7 @@ class PgArchive:
         where = f"{item.site}/{item.door}"
         seq = ev.get("seq")
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-            raise StoreError(f"{where}: event seq {seq!r} is not a positive integer")
+            raise DataRefused(f"{where}: event seq {seq!r} is not a positive integer")
         ts = _aware(ev.get("ts"), f"{where} #{seq}: ts")
         received = _aware(item.received_at, f"{where} #{seq}: received_at")
         h = str(ev.get("hash", ""))
@@ -271,13 +276,15 @@ class PgArchive:
         dropped. Raises :class:`StoreError` (nothing stored) when an event has no integer seq or
         a time without offset.
         """
-        rows = [self._row(i, item) for i, item in enumerate(items)]
-        if not rows:
-            return Ingested(0, 0, 0, 0)
-        self._ensure_months(self.month_of(r[4]) for r in rows)
         try:
+            rows = [self._row(i, item) for i, item in enumerate(items)]
+            if not rows:
+                return Ingested(0, 0, 0, 0)
+            self._ensure_months(self.month_of(r[4]) for r in rows)
             with self._lock, self.conn.transaction():
                 return self._ingest(rows)
+        except (ValueError, OverflowError, psycopg.DataError, psycopg.IntegrityError) as exc:
+            raise DataRefused(f"{safe_url(self.url)}: PostgreSQL refused the data: {exc}") from None
         except psycopg.Error as exc:
             raise StoreError(f"{safe_url(self.url)}: storing {len(rows)} event(s) failed: {exc}") from None
 
@@ -459,13 +466,13 @@ class PgArchive:
 
 def _aware(value: object, what: str) -> datetime:
     if not isinstance(value, str):
-        raise StoreError(f"{what} {value!r} is not an ISO 8601 string")
+        raise DataRefused(f"{what} {value!r} is not an ISO 8601 string")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise StoreError(f"{what} {value!r} is not an ISO 8601 time") from None
+        raise DataRefused(f"{what} {value!r} is not an ISO 8601 time") from None
     if parsed.tzinfo is None:
-        raise StoreError(f"{what} {value!r} has no UTC offset")
+        raise DataRefused(f"{what} {value!r} has no UTC offset")
     return parsed
 
 

@@ -153,6 +153,18 @@ class Conflict:
 
 
 @dataclass(frozen=True)
+class Reject:
+    """A message the station refused as it entered (``ingest_rejects``): where it came from and why."""
+
+    received_at: str
+    site: str
+    door: str
+    topic: str
+    reason: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class ArchivedEvent:
     """An archived event with how it verifies: ``verification`` is ``verified`` (hash right, linked to
     the archived predecessor, or seq 1 to the genesis hash), or ``;``-joined problems: ``bad_hash``,
@@ -257,6 +269,21 @@ class Archive:
         self.db.execute("INSERT INTO anomalies (site, door, seq, kind, detail, at, epoch) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (site, door, seq, kind, detail, at, epoch))
         return Anomaly(site, door, seq, kind, detail, at, epoch)
+
+    def store_reject(self, reject: Reject) -> None:
+        """Keep a message the ingest refused, with the reason (the admin's page lists them per door)."""
+        with self._tx():
+            self.db.execute("INSERT INTO ingest_rejects (received_at, site, door, topic, reason, payload)"
+                            " VALUES (?, ?, ?, ?, ?, ?)", (reject.received_at, reject.site, reject.door, reject.topic,
+                                                           reject.reason, reject.payload))
+
+    def rejects(self, site: str | None = None, door: str | None = None) -> list[Reject]:
+        """The refused messages, oldest first."""
+        where, params = _scope(site, door)
+        with self._lock:
+            rows = self.db.execute("SELECT received_at, site, door, topic, reason, payload FROM ingest_rejects"
+                                   f"{where} ORDER BY id", params).fetchall()
+        return [Reject(r, s, d, t, why, bytes(p)) for r, s, d, t, why, p in rows]
 
     def note_anomaly(self, site: str, door: str, seq: int | None, kind: str, detail: str, at: str) -> Anomaly:
         """Record an anomaly the monitor found itself (a malformed message, a wrong topic …)."""

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from firmware_py.core.event_line import printable
 from firmware_py.core.events import DIRECTIONS, REASONS, TYPES, canonical, redact_id_numbers
 from firmware_py.core.idnumber import FULL_ID_NUMBER
 
@@ -91,7 +92,8 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A message refused, with why; ``site``/``door`` from the topic (``""`` when it names none)."""
+    """A message refused, with why; ``site``/``door`` from the topic (``""`` when it names none), and
+    like the topic with any control character escaped (``\\x00``), so that every archive stores them."""
 
     site: str
     door: str
@@ -144,8 +146,8 @@ def judge(prefix: str, topic: str, payload: bytes, *, retained: bool = False) ->
             check_occupancy(value)
         else:
             check_result(value)
-    except _Refusal as refusal:
-        return Rejected(where.site, where.door, topic, str(refusal))
+    except _Refusal as refusal:  # the topic's names as text any archive stores (no NUL, no control character)
+        return Rejected(printable(where.site), printable(where.door), printable(topic), str(refusal))
     return Accepted(where.kind, where.site, where.door, topic, value)
 
 

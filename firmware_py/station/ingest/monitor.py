@@ -1,7 +1,11 @@
 """The supervisor's monitor: an ordinary MQTT subscriber that shows, archives and checks.
 
 It subscribes to one door, one site or every site under the topic prefix
-(DESIGN.md "MQTT"), and for each message:
+(DESIGN.md "MQTT"). Every message is first judged (:func:`firmware_py.station.ingest.judge.judge`,
+the same judge as the PostgreSQL ingest's): one it refuses (not strict JSON, over 64 KiB, outside
+the event vocabulary, another door's body on this door's topic, an event that arrives retained …)
+is kept in the archive's ``ingest_rejects`` with the reason, shown as an integrity warning, and
+acknowledged like any other. Then:
 
 - an event (``{prefix}/{site}/{door}/events/{category}/{type}``) is archived in the
   monitor's own SQLite file (:mod:`firmware_py.station.archive.sqlite`), de-duplicated by
@@ -16,10 +20,10 @@ It subscribes to one door, one site or every site under the topic prefix
   wait doubling after the second request, and at most ``max_replay_requests`` times per
   gap: then it gives up on that gap with a clear line (a forged far-future seq cannot
   make it ask forever, each request adding a ``command`` event at the door);
-- an event that arrives with the retain flag is ignored with an integrity warning: doors
-  never retain events, and the broker cannot stop a door's account from doing so, so it is
-  a stale or forged copy kept by the broker (on MQTT 5 the events are subscribed with Retain
-  As Published, so one published retained while the monitor listens is caught as well);
+- an event that arrives with the retain flag is refused: doors never retain events, and the broker
+  cannot stop a door's account from doing so, so it is a stale or forged copy kept by the broker
+  (on MQTT 5 the events are subscribed with Retain As Published, so one published retained while
+  the monitor listens is caught as well);
 - the retained ``status`` and ``occupancy`` of each door are kept and shown when they
   change; a door whose status announces a ``last_seq`` the archive lacks, with nothing
   queued, is asked for the missing tail: at once when the status came retained (on
@@ -60,7 +64,8 @@ from firmware_py.core.clock import Clock, SystemClock
 from firmware_py.core.event_line import printable, render
 from firmware_py.errors import MonitorError
 from firmware_py.link.broker import BrokerSettings, connect, make_client
-from firmware_py.station.archive.sqlite import Archive, Gap, redact
+from firmware_py.station.archive.sqlite import Archive, Gap, Reject, redact
+from firmware_py.station.ingest.judge import Accepted, Rejected, judge, kept_payload
 
 log = logging.getLogger(__name__)
 
@@ -289,39 +294,27 @@ class Monitor:
     def _handle(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
         if not topic.startswith(self.prefix + "/"):
             return
-        parts = topic[len(self.prefix) + 1:].split("/")
-        if len(parts) < 3:
-            return
-        site, door, kind = parts[0], parts[1], parts[2]
-        if site not in self._sites:
+        verdict = judge(self.prefix, topic, payload, retained=retained)
+        if verdict.site and verdict.site not in self._sites and isinstance(verdict, Accepted):
             with self._cond:
-                self._sites.add(site)
-        if kind == "events" and len(parts) == 5 and retained:
-            a = self.archive.note_anomaly(site, door, None, "retained_event",
-                                          f"{topic}: an event arrived retained and was ignored (doors never retain "
-                                          "events: a stale or forged copy kept by the broker)", self._now_text())
-            self._alert(site, door, a.detail)
-        elif kind == "events" and len(parts) == 5:
-            self._handle_event(site, door, topic, parts[3], parts[4], payload)
-        elif kind in ("status", "occupancy") and len(parts) == 3:
-            self._handle_retained(site, door, kind, payload, retained=retained)
-        elif kind == "cmd" and parts[3:] == ["result"]:
-            self._handle_result(site, door, payload)
+                self._sites.add(verdict.site)
+        if isinstance(verdict, Rejected):
+            self.archive.store_reject(Reject(self._now_text(), verdict.site, verdict.door, topic, verdict.reason,
+                                             kept_payload(payload)))
+            self._alert(verdict.site, verdict.door, f"refused a message on {topic}: {verdict.reason}")
+        elif verdict.kind == "event":
+            self._handle_event(verdict.site, verdict.door, topic, verdict.value, payload)
+        elif verdict.kind in ("status", "occupancy"):
+            self._handle_retained(verdict.site, verdict.door, verdict.kind, verdict.value, retained=retained)
+        elif verdict.kind == "result":
+            self._handle_result(verdict.site, verdict.door, verdict.value)
 
     def _now_text(self) -> str:
         return self.clock.now().isoformat(timespec="milliseconds")
 
-    def _handle_event(self, site, door, topic, category, type_, payload: bytes) -> None:
+    def _handle_event(self, site, door, topic, event: dict, payload: bytes) -> None:
+        """Archive an event the judge accepted (:mod:`.judge`: its topic, body and vocabulary are checked)."""
         now = self._now_text()
-        try:
-            event = json.loads(payload)
-            if not isinstance(event, dict) or not isinstance(event.get("seq"), int) or event["seq"] < 1:
-                raise ValueError("no positive integer seq")
-            datetime.fromisoformat(event["ts"]).utcoffset().total_seconds()  # ts with offset
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            a = self.archive.note_anomaly(site, door, None, "malformed", f"{topic}: {exc}", now)
-            self._alert(site, door, a.detail)
-            return
         stored = self.archive.store_event(site, door, topic, payload, event, now, backfill=self.backfill)
         key = (site, door)
         problems = list(stored.anomalies)
@@ -330,14 +323,6 @@ class Monitor:
                 self._contiguous.pop(key, None)
                 self._last_advance.pop(key, None)
         if not stored.duplicate:
-            wrong = [f"{k} {event.get(k)!r}" for k, v in (("site", site), ("door", door), ("category", category),
-                                                           ("type", type_)) if event.get(k) != v]
-            if wrong:
-                problems.append(self.archive.note_anomaly(site, door, event["seq"], "wrong_topic",
-                                                          f"#{event['seq']} on {topic} says {', '.join(wrong)}", now))
-            if redact(payload.decode("utf-8", "replace")) != payload.decode("utf-8", "replace"):
-                problems.append(self.archive.note_anomaly(site, door, event["seq"], "full_id_number",
-                                                          f"#{event['seq']} carries a full resident ID number", now))
             line = render(event, colour=self.colour)  # the event's texts escaped, its colour codes ours
             self._emit(redact(line if self._single_door else f"{printable(site)}/{printable(door)}  {line}"))
         for a in problems:
@@ -355,16 +340,10 @@ class Monitor:
         if stored.contiguous < stored.expected:
             self._maybe_request_replay(site, door, stored.contiguous + 1, first=stored.new_gap is not None)
 
-    def _handle_retained(self, site, door, kind, payload: bytes, *, retained: bool = False) -> None:
-        if not payload:
+    def _handle_retained(self, site, door, kind, value: object, *, retained: bool = False) -> None:
+        if value is None:
             return  # a retained message being cleared
         now = self._now_text()
-        try:
-            value = json.loads(payload)
-        except ValueError as exc:
-            a = self.archive.note_anomaly(site, door, None, "malformed", f"{kind}: {exc}", now)
-            self._alert(site, door, a.detail)
-            return
         for a in self.archive.store_status(site, door, kind, value, now, backfill=self.backfill):
             self._alert(site, door, a.detail)
         key = (site, door)
@@ -382,12 +361,8 @@ class Monitor:
             if state:
                 self._ask_for_announced_tail(state, value, wait_s=0.0)
 
-    def _handle_result(self, site, door, payload: bytes) -> None:
-        try:
-            result = json.loads(payload)
-        except ValueError:
-            return
-        if not isinstance(result, dict) or result.get("id") not in {r["id"] for r in self.replay_requests}:
+    def _handle_result(self, site, door, result: dict) -> None:
+        if result["id"] not in {r["id"] for r in self.replay_requests}:
             return
         with self._cond:
             self.command_results[result["id"]] = result
