@@ -3,8 +3,9 @@
 Mosquitto cannot forbid a door's account to publish an event retained, so an event that arrives
 with the retain flag is a stale or forged copy kept by the broker: it is refused into
 ``ingest_rejects`` with the reason, with an integrity warning (the PostgreSQL station refuses it
-the same way: tests/system/test_ingest_hostile.py). A door's retained status, on the other hand, is exactly how the station learns, at its
-first subscription, that a door published events it never received: it asks for them at once.
+the same way: tests/system/test_ingest_hostile.py). A door's retained status, on the other hand,
+is exactly how the station learns, at its first subscription, that a door published events it
+never received: it asks for them at once.
 """
 
 from __future__ import annotations

@@ -25,6 +25,26 @@ if TYPE_CHECKING:
     from firmware_py.station.archive.store_sqlite import SqliteStationStore
 
 
+def copy_score(seq: int, h: str, prev: str, hash_ok: bool, *, before: str | None, after_prev: str | None,
+               announced: str | None) -> int:
+    """How well one copy of ``seq`` verifies, the same on both archives: its own hash first (without it,
+    nothing else counts), then its links both ways to the archived neighbours (``before``: the hash
+    of the archived ``seq - 1``; ``after_prev``: the ``prev_hash`` of the archived ``seq + 1``), then
+    the door's status naming it as the head (``announced``: the hash the status gives for ``seq``).
+    Of two copies of one seq, the one with the higher score stays in ``events``, the other goes to
+    ``conflicts``; a tie keeps the copy archived first."""
+    if not hash_ok:  # its content is not what its hash says: its links vouch for nothing
+        return 0
+    score = 4
+    if (GENESIS_HASH if seq == 1 else before) == prev:
+        score += 2
+    if after_prev is not None and after_prev == h:
+        score += 2
+    if announced is not None and announced == h:
+        score += 1
+    return score
+
+
 @dataclass(frozen=True)
 class ChainResult:
     ok: bool  # no break found so far

@@ -375,6 +375,10 @@ class PgIngest:
         return kept
 
     def _count(self, done: Ingested) -> None:
+        for site, door, seq in done.replaced:
+            log.warning("%s/%s #%d: a conflicting copy verifies better than the archived one and replaces it;"
+                        " the other copy is kept in conflicts", site, door, seq)
+            self._rewind(site, door, seq)
         self.stored += done.stored
         self.duplicates += done.duplicates
         self.conflicts += done.conflicts + done.after_retention
@@ -440,6 +444,29 @@ class PgIngest:
         chain.advance()
         self.chains[key] = chain
         return chain
+
+    def _rewind(self, site: str, door: str, seq: int) -> None:
+        """The archived copy of ``seq`` was replaced: verify the door's chain again from there."""
+        to = seq - 1
+        with self._db.transaction():
+            row = self._db.execute("SELECT hash FROM event_keys WHERE site = %s AND door = %s AND seq = %s",
+                                   (site, door, to)).fetchone()
+            last_hash = row[0] if row else GENESIS_HASH
+            self._db.execute("UPDATE door_chains SET verified_to = %s, last_hash = %s, problem = NULL"
+                             " WHERE site = %s AND door = %s AND verified_to >= %s", (to, last_hash, site, door, to))
+        chain = self.chains.get((site, door))
+        if chain is None:
+            return  # read from door_chains and the events when next needed
+        if chain.verified_to >= to:
+            chain.verified_to, chain.last_hash, chain.problem = to, last_hash, None
+        chain.pending.clear()
+        for s, h, prev, ok in self._db.execute("SELECT seq, hash, prev_hash, hash_ok FROM events WHERE site = %s"
+                                               " AND door = %s AND seq > %s ORDER BY seq",
+                                               (site, door, chain.verified_to)):
+            chain.add(s, h, prev, ok)
+        self._db.commit()
+        chain.dirty = True
+        chain.advance()
 
     def _save_chains(self) -> None:
         dirty = [c for c in self.chains.values() if c.dirty]
