@@ -212,6 +212,11 @@ def test_an_unknown_denial_reason_is_refused():
     assert reason_for(body(event(reason="because"))) == "reason 'because' is not a denial reason of the vocabulary"
 
 
+def test_a_reason_or_direction_that_is_a_list_is_refused_not_a_crash():
+    assert reason_for(body(event(reason=[]))) == "reason [] is not a denial reason of the vocabulary"
+    assert reason_for(body(event(direction={"a": 1}))) == "direction {'a': 1} is not in or out"
+
+
 def test_a_field_outside_the_vocabulary_is_refused():
     assert reason_for(body(event(extra=1))) == "field 'extra' is not in the event vocabulary"
 

@@ -240,10 +240,10 @@ def check_event(event: Any, where: Topic) -> None:
         if not isinstance(event[name], str) or not HEX64.fullmatch(event[name]):
             raise _Refusal(f"{name} {_quote(event[name])} is not 64 lowercase hex digits")
     direction = event.get("direction")
-    if direction is not None and direction not in DIRECTIONS:
+    if direction is not None and not _one_of(direction, DIRECTIONS):
         raise _Refusal(f"direction {_quote(direction)} is not in or out")
     reason = event.get("reason")
-    if reason is not None and reason not in DENIAL_REASONS:
+    if reason is not None and not _one_of(reason, DENIAL_REASONS):
         raise _Refusal(f"reason {_quote(reason)} is not a denial reason of the vocabulary")
     _person(event.get("person"))
     _credential(event.get("credential"))
@@ -316,7 +316,7 @@ def check_status(status: Any) -> None:
         if name in status and not isinstance(status[name], bool):
             raise _Refusal(f"status field {name}: {_quote(status[name])} is not true or false")
     for name, choices in _STATUS_CHOICES.items():
-        if name in status and status[name] not in choices:
+        if name in status and not _one_of(status[name], choices):
             raise _Refusal(f"status field {name}: {_quote(status[name])} is not {' or '.join(choices)}")
     for name in _STATUS_COUNTS:
         if name in status and not (_is_int(status[name]) and 0 <= status[name] <= MAX_SEQ):
@@ -385,6 +385,11 @@ def _identifier(name: str, value: Any) -> None:
     if bad is not None:
         what = "a NUL" if bad == "\0" else f"the control character U+{ord(bad):04X}"
         raise _Refusal(f"{name} {_quote(value)} holds {what}")
+
+
+def _one_of(value: Any, choices) -> bool:
+    """``value`` is one of the names ``choices`` (any JSON value may be asked: a list is no name)."""
+    return isinstance(value, str) and value in choices
 
 
 def _is_int(value: Any) -> bool:
