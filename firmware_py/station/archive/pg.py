@@ -272,13 +272,17 @@ class PgArchive:
                 str(ev.get("type", "")), h, str(ev.get("prev_hash", "")), hash_ok, item.topic,
                 bytes(item.payload), received)
 
-    def store_events(self, items: Iterable[Incoming]) -> Ingested:
+    def store_events(self, items: Iterable[Incoming], *, settle: bool = False) -> Ingested:
         """Archive a batch in one transaction (COPY into a scratch table, then set-based inserts).
 
         Each (site, door, seq) is stored once: a repeat with the same hash is a duplicate, one
         with another hash goes to ``conflicts``, as does any copy of an event whose month was
-        dropped. Raises :class:`StoreError` (nothing stored) when an event has no integer seq or
-        a time without offset.
+        dropped. With ``settle`` (the ingest's way) the copy that verifies best then stays in
+        ``events`` (:func:`.chain.copy_score`, as on the SQLite archive); without it (a migration,
+        which reports what the archive already holds) the archived copy stays. Raises
+        :class:`DataRefused` (nothing stored) when PostgreSQL refuses the batch's data (no
+        integer seq, a time without offset, a value out of range), :class:`StoreError` when it
+        cannot be reached.
         """
         try:
             rows = [self._row(i, item) for i, item in enumerate(items)]
@@ -286,13 +290,13 @@ class PgArchive:
                 return Ingested(0, 0, 0, 0)
             self._ensure_months(self.month_of(r[4]) for r in rows)
             with self._lock, self.conn.transaction():
-                return self._ingest(rows)
+                return self._ingest(rows, settle)
         except (ValueError, OverflowError, psycopg.DataError, psycopg.IntegrityError) as exc:
             raise DataRefused(f"{safe_url(self.url)}: PostgreSQL refused the data: {exc}") from None
         except psycopg.Error as exc:
             raise StoreError(f"{safe_url(self.url)}: storing {len(rows)} event(s) failed: {exc}") from None
 
-    def _ingest(self, rows: list[tuple]) -> Ingested:
+    def _ingest(self, rows: list[tuple], settle: bool) -> Ingested:
         c = self.conn
         c.execute("CREATE TEMP TABLE incoming (ord int, site text, door text, seq bigint, ts timestamptz,"
                   " local_date date, category text, type text, hash text, prev_hash text, hash_ok boolean,"
@@ -328,7 +332,7 @@ class PgArchive:
                 " AND x.seq = i.seq AND x.hash = i.hash)"
                 " ORDER BY i.site, i.door, i.seq, i.hash, i.ord").rowcount
         # a conflicting copy, or the new neighbour of one, may show which copy verifies best
-        for site, door, seq in c.execute(
+        for site, door, seq in [] if not settle else c.execute(
                 "SELECT DISTINCT x.site, x.door, x.seq FROM conflicts x JOIN incoming i ON x.site = i.site"
                 " AND x.door = i.door AND x.seq IN (i.seq, i.seq - 1) WHERE x.reason = 'conflicting_copy'"
                 " ORDER BY 1, 2, 3").fetchall():

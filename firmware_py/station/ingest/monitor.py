@@ -50,7 +50,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, tzinfo
@@ -66,6 +65,7 @@ from firmware_py.errors import MonitorError
 from firmware_py.link.broker import BrokerSettings, connect, make_client
 from firmware_py.station.archive.sqlite import Archive, Gap, Reject, redact
 from firmware_py.station.ingest.judge import Accepted, Rejected, judge, kept_payload
+from firmware_py.station.ingest.replay import Replay, replay_decision, replay_request
 
 log = logging.getLogger(__name__)
 
@@ -382,20 +382,16 @@ class Monitor:
         if (gap and gap.given_up_at) or (not gap and (site, door, epoch, from_seq) in self._given_up_outside_gaps):
             return False
         sent = gap.replay_requests if gap else self._requests_outside_gaps.get((site, door, epoch, from_seq), 0)
-        wait = self.replay_interval_s * 2 ** max(0, sent - 1)  # 1, 1, 2, 4 … intervals
         with self._cond:
-            if now - self._last_request.get(key, -1e9) < wait:
-                return False
-            if not first and now - self._last_advance.get(key, -1e9) < self.replay_interval_s:
-                return False
-            if (self._status.get(key) or {}).get("online") is False:
-                return False
-            if sent >= self.max_replay_requests:
-                give_up = True
-            else:
-                give_up = False
+            decision = replay_decision(sent=sent, now=now, last_request_at=self._last_request.get(key, -1e9),
+                                       advanced_at=self._last_advance.get(key, -1e9),
+                                       interval_s=self.replay_interval_s, max_requests=self.max_replay_requests,
+                                       first=first, held=(self._status.get(key) or {}).get("online") is False)
+            if decision is Replay.ASK:
                 self._last_request[key] = now
-        if give_up:
+        if decision is Replay.WAIT:
+            return False
+        if decision is Replay.GIVE_UP:
             lo, hi = (gap.first_missing, gap.last_missing) if gap else (from_seq, from_seq)
             if gap:
                 self.archive.give_up_gap(site, door, gap.epoch, gap.first_missing, self._now_text())
@@ -408,11 +404,10 @@ class Monitor:
             return False
         if not gap:
             self._requests_outside_gaps[(site, door, epoch, from_seq)] = sent + 1
-        request = {"id": f"monitor-{uuid.uuid4().hex[:12]}", "action": "replay", "from_seq": from_seq}
-        topic = f"{self.prefix}/{site}/{door}/cmd"
-        self._publish(topic, json.dumps(request), retain=False)
+        request_id, payload = replay_request(from_seq, "monitor")
+        self._publish(f"{self.prefix}/{site}/{door}/cmd", payload, retain=False)
         with self._cond:
-            self.replay_requests.append({**request, "site": site, "door": door, "at": self._now_text()})
+            self.replay_requests.append({**json.loads(payload), "site": site, "door": door, "at": self._now_text()})
         self.archive.note_replay_request(site, door, from_seq)
         self._show(f"{site}/{door} asked for a replay from #{from_seq}", YELLOW)
         return True

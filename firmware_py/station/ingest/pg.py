@@ -35,7 +35,6 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from firmware_py.link.broker import BrokerSettings, make_client
 from firmware_py.station.archive.pg import INGEST_SCHEMA, DataRefused, Incoming, Ingested, PgArchive
 from firmware_py.station.config import safe_url
 from firmware_py.station.ingest.judge import Rejected, judge, kept_payload, parse_topic
+from firmware_py.station.ingest.replay import Replay, replay_decision, replay_request
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class DoorChain:
     advanced_at: float = field(default_factory=time.monotonic)
     status_last_seq: int = 0
     status_queued: int | None = None
+    status_online: bool | None = None
     hole: int | None = None  # the first missing seq being asked for
     requests: int = 0
     requested_at: float = 0.0
@@ -360,14 +361,14 @@ class PgIngest:
         if not events:
             return []
         try:
-            self._count(self._archive.store_events(events))
+            self._count(self._archive.store_events(events, settle=True))
             return events
         except DataRefused as exc:
             log.warning("PostgreSQL refused a batch of %d events (%s); storing them one by one", len(events), exc)
         kept = []
         for item in events:
             try:
-                self._count(self._archive.store_events([item]))
+                self._count(self._archive.store_events([item], settle=True))
                 kept.append(item)
             except DataRefused as exc:
                 rejects.append((Received(0, 0, 0, item.topic, item.payload, item.received_at),
@@ -414,6 +415,7 @@ class PgIngest:
         if last_seq is not None:
             chain.status_last_seq = last_seq
         chain.status_queued = queued
+        chain.status_online = status.get("online")
 
     # ------------------------------------------------------------------ chains
 
@@ -517,24 +519,25 @@ class PgIngest:
             return
         if chain.hole != hole:
             chain.hole, chain.requests, chain.requested_at = hole, 0, 0.0
-        if now - chain.advanced_at < self.replay_interval_s:
-            return  # the door's events are still arriving
-        if now - self._backlog_seen_at < self.replay_interval_s:
-            # Catching up: messages the previous session had received and not acknowledged are
-            # delivered again after what was queued since, so a door's hole closes by itself once
-            # the backlog is through; asking now would only add a second copy of everything.
+        # Catching up (held): messages the previous session had received and not acknowledged are
+        # delivered again after what was queued since, so a door's hole closes by itself once the
+        # backlog is through; asking now would only add a second copy of everything.
+        decision = replay_decision(sent=chain.requests, now=now, last_request_at=chain.requested_at or -1e9,
+                                   advanced_at=chain.advanced_at, interval_s=self.replay_interval_s,
+                                   max_requests=self.max_replay_requests,
+                                   held=now - self._backlog_seen_at < self.replay_interval_s
+                                   or chain.status_online is False)
+        if decision is Replay.WAIT:
             return
-        if now - chain.requested_at < self.replay_interval_s * 2 ** max(0, chain.requests - 1):
-            return
-        if chain.requests >= self.max_replay_requests:
+        if decision is Replay.GIVE_UP:
             if chain.requests == self.max_replay_requests:
                 log.warning("%s/%s: gave up asking for #%d after %d replay requests (events the door no longer "
                             "has, or a forged seq); the gap stays open", chain.site, chain.door, hole, chain.requests)
                 chain.requests += 1
             return
-        request = {"id": f"station-{uuid.uuid4().hex[:12]}", "action": "replay", "from_seq": hole}
-        self.replay_requests.append(request["id"])
-        self._client.publish(f"{self.prefix}/{chain.site}/{chain.door}/cmd", json.dumps(request), qos=1)
+        request_id, payload = replay_request(hole, "station")
+        self.replay_requests.append(request_id)
+        self._client.publish(f"{self.prefix}/{chain.site}/{chain.door}/cmd", payload, qos=1)
         chain.requests += 1
         chain.requested_at = now
         self.replays_requested += 1
