@@ -25,6 +25,17 @@ if TYPE_CHECKING:
     from firmware_py.station.archive.store_sqlite import SqliteStationStore
 
 
+def link_problem(seq: int, hash_ok: bool, prev: str | None, last_hash: str | None) -> str | None:
+    """What breaks the chain at ``seq`` (None: it holds): its hash must be the SHA-256 of the event, and
+    its ``prev_hash`` the hash of the event before (``last_hash``; None when that one is not archived
+    and the link cannot be checked). The one wording of a break, for both archives' chain checks."""
+    if not hash_ok:
+        return f"#{seq}: its hash is not the SHA-256 of the event (altered)"
+    if last_hash is not None and prev != last_hash:
+        return f"#{seq}: prev_hash does not match #{seq - 1}" if seq > 1 else "#1: prev_hash is not the genesis hash"
+    return None
+
+
 def copy_score(seq: int, h: str, prev: str, hash_ok: bool, *, before: str | None, after_prev: str | None,
                announced: str | None) -> int:
     """How well one copy of ``seq`` verifies, the same on both archives: its own hash first (without it,
@@ -113,12 +124,8 @@ class ChainChecker:
             except (ValueError, KeyError, TypeError, AttributeError):
                 p.problem = f"#{seq} is not a readable event"
                 return False
-            if computed != h:
-                p.problem = f"#{seq}: its hash is not the SHA-256 of the event (altered)"
-                return False
-            if p.last_hash is not None and event.get("prev_hash") != p.last_hash:
-                p.problem = f"#{seq}: prev_hash does not match #{seq - 1}" if seq > 1 else \
-                    "#1: prev_hash is not the genesis hash"
+            p.problem = link_problem(seq, computed == h, event.get("prev_hash"), p.last_hash)
+            if p.problem:
                 return False
             p.last_seq, p.last_hash, p.waiting_for = seq, h, None
         return True

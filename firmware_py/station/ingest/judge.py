@@ -64,6 +64,7 @@ EVENT_FIELDS = frozenset(("seq", "ts", "site", "door", "category", "type", "dire
                           "reason", "detail", "prev_hash", "hash"))
 REQUIRED_FIELDS = ("seq", "ts", "site", "door", "category", "type", "prev_hash", "hash")
 HEX64 = re.compile(r"[0-9a-f]{64}")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,8 @@ def parse_strict(payload: bytes) -> Any:
         raise _Refusal("not JSON an archive can read: nested too deeply") from None
     except ValueError as exc:
         raise _Refusal(f"not JSON: {exc}") from None
-    _utf8_strings(value)
+    if _SURROGATE_ESCAPE.search(text):  # only an escape can make one: most payloads need no walk
+        _utf8_strings(value)
     return value
 
 
@@ -381,15 +383,21 @@ def _identifier(name: str, value: Any) -> None:
         raise _Refusal(f"{name} {_quote(value)} is not a name")
     if len(value) > MAX_IDENTIFIER:
         raise _Refusal(f"{name} {_quote(value)} is longer than {MAX_IDENTIFIER} characters")
-    bad = next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp")), None)
-    if bad is not None:
-        what = "a NUL" if bad == "\0" else f"the control character U+{ord(bad):04X}"
-        raise _Refusal(f"{name} {_quote(value)} holds {what}")
+    if value.isprintable():  # no control, format, surrogate, unassigned or separator character but the space
+        return
+    bad = next(ch for ch in value if not ch.isprintable())
+    what = "a NUL" if bad == "\0" else f"the {_CATEGORY_NAMES.get(unicodedata.category(bad), 'unprintable')} " \
+                                         f"character U+{ord(bad):04X}"
+    raise _Refusal(f"{name} {_quote(value)} holds {what}")
 
 
 def _one_of(value: Any, choices) -> bool:
     """``value`` is one of the names ``choices`` (any JSON value may be asked: a list is no name)."""
     return isinstance(value, str) and value in choices
+
+
+_CATEGORY_NAMES = {"Cc": "control", "Cf": "format", "Cs": "surrogate", "Co": "private-use", "Cn": "unassigned",
+                   "Zl": "line separator", "Zp": "paragraph separator", "Zs": "space"}
 
 
 def _is_int(value: Any) -> bool:

@@ -47,6 +47,7 @@ from firmware_py.core.event_line import printable
 from firmware_py.core.events import GENESIS_HASH, describe_untrusted, event_hash
 from firmware_py.errors import StoreError
 from firmware_py.link.broker import BrokerSettings, make_client
+from firmware_py.station.archive.chain import link_problem
 from firmware_py.station.archive.pg import INGEST_SCHEMA, DataRefused, Incoming, Ingested, PgArchive
 from firmware_py.station.config import safe_url
 from firmware_py.station.ingest.judge import Rejected, judge, kept_payload, parse_topic
@@ -105,12 +106,8 @@ class DoorChain:
         while self.problem is None and self.verified_to + 1 in self.pending:
             seq = self.verified_to + 1
             h, prev, ok = self.pending.pop(seq)
-            if not ok:
-                self.problem = f"#{seq}: its hash is not the SHA-256 of the event (altered)"
-            elif prev != self.last_hash:
-                self.problem = f"#{seq}: prev_hash does not match #{seq - 1}" if seq > 1 else \
-                    "#1: prev_hash is not the genesis hash"
-            else:
+            self.problem = link_problem(seq, ok, prev, self.last_hash)
+            if self.problem is None:
                 self.verified_to, self.last_hash = seq, h
                 self.advanced_at = time.monotonic()
             self.dirty = True
