@@ -167,3 +167,20 @@ def test_an_event_postgres_refuses_is_rejected_alone_and_the_batch_is_stored(pos
     assert (topic, site, door) == (batch[1].topic, SITE, "vault")
     assert reason.startswith("the archive refused it:") and "no_vault_2" in reason
     assert ingest.rejected == 1 and ingest.stored == 2
+
+
+def test_a_nul_in_a_name_inside_or_an_unknown_status_field_is_stored_not_retried_for_ever(pg_ingest):
+    """PostgreSQL text holds no NUL; a name is free text, and a status may carry fields this version
+    does not know: both are kept as the door sent them (as JSON escapes), and the ingest goes on."""
+    occupancy = {"count": 1, "inside": [{"person_id": "P9", "name": "甲\x00乙", "role": "staff",
+                                         "since": "2026-11-23T09:00:00+08:00"}]}
+    status = {"online": True, "roster_version": "v\x001"}
+    topic, payload, seq = pg_ingest.vault.next()
+    pg_ingest._ingest([_received(f"{PREFIX}/{SITE}/scan-room/occupancy", json.dumps(occupancy).encode(), True),
+                       _received(f"{PREFIX}/{SITE}/scan-room/status", json.dumps(status).encode(), True),
+                       _received(topic, payload)])
+    assert pg_ingest.verified(SITE, "vault") == (seq, None)
+    with psycopg.connect(pg_ingest.url) as db:
+        kept = db.execute("SELECT status, occupancy FROM door_state WHERE site = %s AND door = 'scan-room'",
+                          (SITE,)).fetchone()
+    assert [json.loads(text) for text in kept] == [status, occupancy]
