@@ -1,11 +1,12 @@
 """One hostile door against the station's ingest, on the SQLite and on the PostgreSQL archive alike.
 
 Issue 17's cases that concern the ingest, played from door ``scan-room``'s own account against a
-real Mosquitto, each followed by a good event of door ``vault``: every hostile message ends in
-``ingest_rejects`` (or, for a conflicting copy, in ``conflicts``) with its reason, the broker's
-message is acknowledged (a restarted ingest on the same persistent session gets none of them
-again), and the other door's next event is archived. The same test set runs against both
-archives (DESIGN.md: one pipeline, only storing differs). One broker and one ingest per archive
+real Mosquitto and ``accessctl station serve`` as a child process, each followed by a good event
+of door ``vault``: every hostile message ends in ``ingest_rejects`` (or, for a conflicting copy,
+in ``conflicts``) with its reason, the broker's message is acknowledged (the station restarted on
+the same persistent session is handed none of them again), and the other door's next event is
+archived. The same test set runs against both
+archives (DESIGN.md: one pipeline, only storing differs). One broker and one station per archive
 serve the whole module.
 """
 
@@ -20,12 +21,10 @@ import psycopg
 import pytest
 
 from firmware_py.core.events import GENESIS_HASH, event_hash
-from firmware_py.link.broker import BrokerSettings
 from firmware_py.station.archive.sqlite import Archive
-from firmware_py.station.ingest.monitor import Monitor
-from firmware_py.station.ingest.pg import PgIngest
 from simulator.lab_broker import SITE, door_username
 from tests.fixtures.mosquitto import _run_broker
+from tests.fixtures.station import StationProcess, free_port, write_station_config
 from tests.fixtures.waiting import wait_until
 
 ID_NUMBER = "430102198503121234"  # shaped like a resident ID number (fictional)
@@ -67,18 +66,24 @@ class Door:
 
 
 class Station:
-    """One ingest as ``accessctl station serve`` builds it, on one archive, with the test's doors."""
+    """``accessctl station serve`` on one archive (SQLite file or PostgreSQL URL), as a child process,
+    with the test's doors; the archive is read beside it."""
 
     backend = ""
 
-    def __init__(self, broker, doors):
-        s = broker.supervisor
-        self.settings = BrokerSettings(url=broker.url, username=s.username, password=s.password,
-                                       ca_file=broker.ca_file, cert_file=s.cert_file, key_file=s.key_file,
-                                       client_id=f"hostile-{uuid.uuid4().hex[:8]}")
+    def __init__(self, broker, doors, workdir, archive):
+        port = free_port()
+        config = write_station_config(workdir / "station.toml", broker, archive, port=port,
+                                      client_id=f"hostile-{uuid.uuid4().hex[:8]}")
+        self.process = StationProcess(config, port, workdir / "station.log").start()
         self.broker = broker
         self.doors = doors
         self.vault = Door("vault")
+
+    def restart(self) -> None:
+        """Stop the station (SIGTERM) and start it again on the same persistent session."""
+        self.process.stop()
+        self.process.start()
 
     def publish(self, door: str, payload: bytes | str, *parts: str, retain: bool = False) -> None:
         rc = self.doors[door].publish(self.broker.topic(door, *parts), payload, qos=1, retain=retain)
@@ -94,28 +99,25 @@ class Station:
         """Door vault's next good event reaches the archive (the ingest goes on for every other door)."""
         e = self.vault.advance(self.vault.event())
         self.publish_event("vault", e)
-        wait_until(lambda: e["seq"] in self.seqs("vault"), 10, f"vault's #{e['seq']} archived")
+        wait_until(lambda: e["seq"] in self.seqs("vault"), 15, f"vault's #{e['seq']} archived")
 
     def rejects_of(self, topic: str, after: int, count: int = 1) -> list[tuple]:
         """Wait for ``count`` rejects of ``topic`` among those after the first ``after``; return them."""
         def found():
             got = [r for r in self.rejects()[after:] if r[2] == topic]
             return got if len(got) >= count else None
-        return wait_until(found, 10, f"a reject of {topic}")
+        return wait_until(found, 15, f"a reject of {topic}")
+
+    def close(self) -> None:
+        self.process.stop()
 
 
 class SqliteStation(Station):
     backend = "sqlite"
 
-    def __init__(self, broker, doors, tmp_path):
-        super().__init__(broker, doors)
-        self.archive = Archive(tmp_path / "archive.db")
-        self.ingest = Monitor(self.settings, self.archive, beacon_interval_s=None, replay_interval_s=60)
-        self.ingest.start()
-
-    def restart(self) -> None:
-        self.ingest.stop()
-        self.ingest.start()
+    def __init__(self, broker, doors, workdir):
+        super().__init__(broker, doors, workdir, workdir / "archive.db")
+        self.archive = Archive(workdir / "archive.db", read_only=True)
 
     def rejects(self) -> list[tuple]:
         return [(r.site, r.door, r.topic, r.reason, r.payload) for r in self.archive.rejects()]
@@ -134,28 +136,16 @@ class SqliteStation(Station):
         return state.status if state else None
 
     def close(self) -> None:
-        self.ingest.close()
+        super().close()
         self.archive.close()
 
 
 class PostgresStation(Station):
     backend = "postgres"
 
-    def __init__(self, broker, doors, url):
-        super().__init__(broker, doors)
-        self.url = url
+    def __init__(self, broker, doors, workdir, url):
+        super().__init__(broker, doors, workdir, url)
         self.db = psycopg.connect(url, autocommit=True)
-        self.ingest = self._start()
-
-    def _start(self) -> PgIngest:
-        ingest = PgIngest(self.settings, self.url, beacon_interval_s=0, replay_interval_s=60)
-        ingest.start()
-        assert ingest.wait_connected(10)
-        return ingest
-
-    def restart(self) -> None:
-        self.ingest.close()
-        self.ingest = self._start()
 
     def rejects(self) -> list[tuple]:
         return [(s, d, t, r, bytes(p)) for s, d, t, r, p in self.db.execute(
@@ -178,18 +168,19 @@ class PostgresStation(Station):
         return json.loads(row[0]) if row and row[0] else None
 
     def close(self) -> None:
-        self.ingest.close()
+        super().close()
         self.db.close()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def station(request, broker, doors, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp(f"hostile-{request.param}")
     if request.param == "sqlite":
-        s = SqliteStation(broker, doors, tmp_path_factory.mktemp("hostile-sqlite"))
+        s = SqliteStation(broker, doors, workdir)
     else:
         cluster = request.getfixturevalue("postgres_cluster")
         name = f"t_{uuid.uuid4().hex[:12]}"
-        s = PostgresStation(broker, doors, cluster.create_database(name))
+        s = PostgresStation(broker, doors, workdir, cluster.create_database(name))
     yield s
     s.close()
     if request.param == "postgres":
