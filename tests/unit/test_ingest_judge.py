@@ -164,6 +164,11 @@ def test_ts_nan_is_refused():
     assert reason_for(body(event(ts="NaN"))) == "ts 'NaN' is not an ISO 8601 time"
 
 
+def test_ts_that_is_a_bare_nan_is_refused():
+    payload = body(event()).replace(b'"ts": "2026-11-23T08:55:03.120+08:00"', b'"ts": NaN')
+    assert reason_for(payload) == "NaN is not a number strict JSON allows"
+
+
 def test_ts_in_year_9999_is_refused():
     assert reason_for(body(event(ts="9999-12-31T23:59:59+08:00"))) == \
         "ts '9999-12-31T23:59:59+08:00' is outside the years 1970..2199 the archives keep"
