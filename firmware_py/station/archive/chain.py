@@ -84,6 +84,8 @@ class _Progress:
     last_hash: str = GENESIS_HASH
     problem: str | None = None
     waiting_for: int | None = None
+    last_payload: bytes | None = None  # the archived copy of last_seq that was verified
+    broken_payload: bytes | None = None  # the archived copy of the seq that broke the chain
 
 
 class ChainChecker:
@@ -97,6 +99,8 @@ class ChainChecker:
         epoch = epoch or self.store.current_epoch(site, door)
         with self._lock:
             p = self._progress.setdefault((site, door, epoch), _Progress())
+            if self._copy_replaced(site, door, epoch, p):  # verify again from the start (rare)
+                p = self._progress[(site, door, epoch)] = _Progress()
             while p.problem is None:
                 rows = self.store.chain_rows(site, door, epoch, p.last_seq)
                 if not rows:
@@ -105,6 +109,18 @@ class ChainChecker:
                 if not self._advance(p, rows):
                     break
             return ChainResult(p.problem is None, p.first, p.last_seq, p.waiting_for, p.problem, epoch)
+
+    def _copy_replaced(self, site: str, door: str, epoch: int, p: _Progress) -> bool:
+        """Whether the archive now holds another copy of the last seq verified or of the one that broke
+        the chain: a conflicting copy that verifies better replaced it (the chain may hold now, or
+        break elsewhere)."""
+        if p.first is None:
+            return False
+        rows = dict(self.store.chain_rows(site, door, epoch, max(p.last_seq, p.first) - 1, limit=2))
+        if p.last_payload is not None and rows.get(p.last_seq) != p.last_payload:
+            return True
+        broken = p.last_seq + 1 if p.last_payload is not None else p.first
+        return p.broken_payload is not None and rows.get(broken) != p.broken_payload
 
     @staticmethod
     def _advance(p: _Progress, rows: list[tuple[int, bytes]]) -> bool:
@@ -122,10 +138,11 @@ class ChainChecker:
                 h = event.pop("hash")
                 computed = event_hash(event)
             except (ValueError, KeyError, TypeError, AttributeError):
-                p.problem = f"#{seq} is not a readable event"
+                p.problem, p.broken_payload = f"#{seq} is not a readable event", payload
                 return False
             p.problem = link_problem(seq, computed == h, event.get("prev_hash"), p.last_hash)
             if p.problem:
+                p.broken_payload = payload
                 return False
-            p.last_seq, p.last_hash, p.waiting_for = seq, h, None
+            p.last_seq, p.last_hash, p.waiting_for, p.last_payload = seq, h, None, payload
         return True
