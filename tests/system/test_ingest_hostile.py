@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from firmware_py.core.events import GENESIS_HASH, event_hash
+from firmware_py.station.archive.open import open_station_store
 from firmware_py.station.archive.sqlite import Archive
 from simulator.lab_broker import SITE, door_username
 from tests.fixtures.mosquitto import _run_broker
@@ -76,6 +77,7 @@ class Station:
         config = write_station_config(workdir / "station.toml", broker, archive, port=port,
                                       client_id=f"hostile-{uuid.uuid4().hex[:8]}")
         self.process = StationProcess(config, port, workdir / "station.log").start()
+        self.where = archive
         self.broker = broker
         self.doors = doors
         self.vault = Door("vault")
@@ -107,6 +109,15 @@ class Station:
             got = [r for r in self.rejects()[after:] if r[2] == topic]
             return got if len(got) >= count else None
         return wait_until(found, 15, f"a reject of {topic}")
+
+    def chain(self, door: str) -> tuple[bool, int, str | None]:
+        """(holds, verified to, problem) of the door's chain as the page shows it."""
+        store = open_station_store(self.where)
+        try:
+            result = store.chains().check(SITE, door)
+        finally:
+            store.close()
+        return result.ok, result.verified_to, result.problem
 
     def close(self) -> None:
         self.process.stop()
@@ -273,6 +284,7 @@ def test_of_two_conflicting_copies_the_one_that_verifies_best_stays_and_the_othe
     wait_until(lambda: station.archived("scan-room") == [g1["hash"], g2["hash"], g3["hash"]], 10,
                "the genuine copy in events")
     assert station.conflicts("scan-room") == [(2, forged["hash"])]
+    wait_until(lambda: station.chain("scan-room") == (True, 3, None), 10, "the chain verified to #3")
     station.next_vault_event_is_archived()
 
 
