@@ -9,7 +9,7 @@ rejected message in ``ingest_rejects`` and acknowledges it: a data error is neve
 What is checked:
 
 - the topic: ``{prefix}/{site}/{door}/events/{category}/{type}``, ``…/status``, ``…/occupancy`` or
-  ``…/cmd/result``; site and door without control characters;
+  ``…/cmd/result``; site and door printable (no control, format or separator character but the space);
 - the payload: at most :data:`MAX_PAYLOAD` bytes, UTF-8, strict JSON (no NaN or Infinity, no
   number too large for a float, no key twice in one object, no lone surrogate);
 - an event: never retained; an object with exactly the fields of DESIGN.md "Events", of their
@@ -17,8 +17,8 @@ What is checked:
   :data:`LATEST` (what both archives can store and a door's clock can show, its fallback to 1970
   included); category, type and denial reason in the vocabulary, the type of its category;
   identifiers (site, door, category, type, person id and role, credential kind and masked form)
-  without control characters; ``hash`` and ``prev_hash`` 64 lowercase hex digits; nothing shaped
-  like a full resident ID number (the door's own guard, :data:`~firmware_py.core.idnumber.FULL_ID_NUMBER`);
+  printable; ``hash`` and ``prev_hash`` 64 lowercase hex digits; nothing shaped like a full
+  resident ID number (the door's own guard, :data:`~firmware_py.core.idnumber.FULL_ID_NUMBER`);
   the topic's site, door, category and type those of the body. A hash that is not the event's
   SHA-256 is *not* a reason to refuse: that is evidence, for the chain check to report;
 - a status: an object whose known fields have their types (``online`` a bool, ``door`` open or
