@@ -65,7 +65,7 @@ def test_an_event_that_arrives_retained_is_refused_and_raises_an_integrity_warni
     forged = make_events([1])
     publish(door, mosquitto_broker, forged, retain=True)  # kept by the broker for every new subscriber
     m = start_ingest()
-    assert m.wait_until(lambda: m.archive.rejects(), 5)
+    assert m.wait_until(lambda: m.archive.rejects(), 10)
     (r,) = m.archive.rejects()
     assert (r.site, r.door) == (SITE, DOOR) and r.reason.startswith("an event arrived retained")
     assert m.archive.count() == 0
@@ -116,7 +116,7 @@ def test_an_event_published_retained_while_the_station_listens_is_refused_as_wel
     publish(door, mosquitto_broker, events[:1], retain=True)
     publish(door, mosquitto_broker, events[1:])
     assert m.wait_for_seq(SITE, DOOR, 2)
-    assert m.wait_until(lambda: m.archive.rejects(), 5)
+    assert m.wait_until(lambda: m.archive.rejects(), 10)
     assert [e["seq"] for e in m.events(SITE, DOOR)] == [2]
 
 

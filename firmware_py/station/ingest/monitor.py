@@ -64,7 +64,8 @@ from firmware_py.core.event_line import printable, render
 from firmware_py.errors import MonitorError
 from firmware_py.link.broker import BrokerSettings, connect, make_client
 from firmware_py.station.archive.sqlite import Archive, Gap, Reject, redact
-from firmware_py.station.ingest.judge import Accepted, Rejected, judge, kept_payload
+from firmware_py.station.ingest.judge import Accepted, Rejected, judge
+from firmware_py.station.ingest.rejects import RejectBudget
 from firmware_py.station.ingest.replay import Replay, replay_decision, replay_request
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ class Monitor:
         self._tail_since: dict[tuple[str, str], float] = {}
         self._publishes: dict[int, str] = {}
         self._denied_topics: set[str] = set()
+        self._budget = RejectBudget(time.monotonic)
 
     # ------------------------------------------------------------------ life cycle
     def start(self, *, wait: bool = True, timeout: float = 10.0) -> Monitor:
@@ -299,8 +301,9 @@ class Monitor:
             with self._cond:
                 self._sites.add(verdict.site)
         if isinstance(verdict, Rejected):
-            self.archive.store_reject(Reject(self._now_text(), verdict.site, verdict.door, topic, verdict.reason,
-                                             kept_payload(payload)))
+            reason, kept = self._budget.keep(verdict.site, verdict.door, verdict.reason, payload)
+            self.archive.store_reject(Reject(self._now_text(), verdict.site, verdict.door, verdict.topic, reason,
+                                             kept))
             self._alert(verdict.site, verdict.door, f"refused a message on {topic}: {verdict.reason}")
         elif verdict.kind == "event":
             self._handle_event(verdict.site, verdict.door, topic, verdict.value, payload)

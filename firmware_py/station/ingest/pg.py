@@ -50,7 +50,8 @@ from firmware_py.link.broker import BrokerSettings, make_client
 from firmware_py.station.archive.pg import INGEST_SCHEMA, DataRefused, Incoming, Ingested, PgArchive
 from firmware_py.station.config import safe_url
 from firmware_py.station.ingest.chain import DoorChain
-from firmware_py.station.ingest.judge import Rejected, judge, kept_payload, parse_topic
+from firmware_py.station.ingest.judge import Rejected, judge, parse_topic
+from firmware_py.station.ingest.rejects import RejectBudget
 from firmware_py.station.ingest.replay import Replay, replay_decision, replay_request
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class PgIngest:
         self._chains_saved_at = 0.0
         self._backlog_seen_at = 0.0
         self._down_since: float | None = None
+        self._budget = RejectBudget(time.monotonic)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -226,13 +228,13 @@ class PgIngest:
             self._backlog_seen_at = time.monotonic()
         events: list[Incoming] = []
         links: list[tuple[str, str, int, str, str, bool]] = []
-        rejects: list[tuple[Received, Rejected]] = []
+        rejects: list[tuple[str, Rejected, bytes]] = []  # (received_at, verdict, payload kept)
         states: dict[tuple[str, str, str], tuple[str | None, str]] = {}  # (site, door, kind) -> (JSON, at)
         for r in batch:
             try:
                 verdict = judge(self.prefix, r.topic, r.payload, retained=r.retain)
                 if isinstance(verdict, Rejected):
-                    rejects.append((r, verdict))
+                    rejects.append(self._reject(r.received_at, verdict, r.payload))
                     log.warning("rejected a message on %s: %s (%s)", verdict.topic, verdict.reason,
                                 describe_untrusted(r.payload))
                 elif verdict.kind == "event":
@@ -249,8 +251,9 @@ class PgIngest:
             except Exception as exc:  # a defect met by one message: that message is refused, the batch goes on
                 log.exception("cannot handle the message on %s", r.topic)
                 where = parse_topic(self.prefix, r.topic)
-                rejects.append((r, Rejected(printable(where.site), printable(where.door), printable(r.topic),
-                                            f"the station could not handle it: {type(exc).__name__}")))
+                rejects.append(self._reject(r.received_at, Rejected(
+                    printable(where.site), printable(where.door), printable(r.topic),
+                    f"the station could not handle it: {type(exc).__name__}"), r.payload))
         stored = self._store(events, rejects, states)
         if stored is None:
             return  # stopping: nothing acknowledged, the broker delivers it again
@@ -270,7 +273,12 @@ class PgIngest:
             if r.generation == generation and r.qos > 0:
                 self._client.ack(r.mid, r.qos)
 
-    def _store(self, events: list[Incoming], rejects: list[tuple[Received, Rejected]],
+    def _reject(self, received_at: str, verdict: Rejected, payload: bytes) -> tuple[str, Rejected, bytes]:
+        """A refused message as ``ingest_rejects`` keeps it (its payload within the door's budget)."""
+        reason, kept = self._budget.keep(verdict.site, verdict.door, verdict.reason, payload)
+        return received_at, Rejected(verdict.site, verdict.door, verdict.topic, reason), kept
+
+    def _store(self, events: list[Incoming], rejects: list[tuple[str, Rejected, bytes]],
                states: dict[tuple[str, str, str], tuple[str | None, str]] | None = None) -> set | None:
         """Commit the batch, retrying (with a growing wait) while PostgreSQL is away; None if stopped first.
 
@@ -289,8 +297,7 @@ class PgIngest:
                         self._db.cursor().executemany(
                             "INSERT INTO ingest_rejects (received_at, site, door, topic, reason, payload)"
                             " VALUES (%s, %s, %s, %s, %s, %s)",
-                            [(r.received_at, v.site, v.door, v.topic, v.reason, kept_payload(r.payload))
-                             for r, v in rejects])
+                            [(at, v.site, v.door, v.topic, v.reason, kept) for at, v, kept in rejects])
                     self.rejected += len(rejects)
                 self._store_door_state(kept, states or {})
                 if self._down_since is not None:
@@ -306,7 +313,7 @@ class PgIngest:
                 wait = min(wait * 2, RETRY_S[1])
         return None
 
-    def _store_events(self, events: list[Incoming], rejects: list[tuple[Received, Rejected]]) -> list[Incoming]:
+    def _store_events(self, events: list[Incoming], rejects: list[tuple[str, Rejected, bytes]]) -> list[Incoming]:
         """Store ``events`` as one batch, or one by one when PostgreSQL refuses the batch's data (the
         refused ones are added to ``rejects``); the events stored. Raises for an outage."""
         if not events:
@@ -322,8 +329,9 @@ class PgIngest:
                 self._count(self._archive.store_events([item], settle=True))
                 kept.append(item)
             except DataRefused as exc:
-                rejects.append((Received(0, 0, 0, item.topic, item.payload, item.received_at),
-                                Rejected(item.site, item.door, item.topic, f"the archive refused it: {exc}")))
+                rejects.append(self._reject(item.received_at, Rejected(item.site, item.door, item.topic,
+                                                                       f"the archive refused it: {exc}"),
+                                            item.payload))
         return kept
 
     def _count(self, done: Ingested) -> None:
