@@ -1,9 +1,11 @@
 """The station's ingest (the monitor it runs) against a real Mosquitto: what arrives retained.
 
 Mosquitto cannot forbid a door's account to publish an event retained, so an event that arrives
-with the retain flag is a stale or forged copy kept by the broker: it is ignored, with an integrity
-warning. A door's retained status, on the other hand, is exactly how the station learns, at its
-first subscription, that a door published events it never received: it asks for them at once.
+with the retain flag is a stale or forged copy kept by the broker: it is refused into
+``ingest_rejects`` with the reason, with an integrity warning (the PostgreSQL station refuses it
+the same way: tests/system/test_ingest_hostile.py). A door's retained status, on the other hand,
+is exactly how the station learns, at its first subscription, that a door published events it
+never received: it asks for them at once.
 """
 
 from __future__ import annotations
@@ -58,14 +60,14 @@ def status(last_seq, queued=0, online=True):
                        "last_seq": last_seq, "queued": queued, "version": "test"})
 
 
-def test_an_event_that_arrives_retained_is_not_archived_and_raises_an_integrity_warning(start_ingest, door,
-                                                                                        mosquitto_broker):
+def test_an_event_that_arrives_retained_is_refused_and_raises_an_integrity_warning(start_ingest, door,
+                                                                                     mosquitto_broker):
     forged = make_events([1])
     publish(door, mosquitto_broker, forged, retain=True)  # kept by the broker for every new subscriber
     m = start_ingest()
-    assert m.wait_until(lambda: m.anomalies(kind="retained_event"), 5)
-    (a,) = m.anomalies(kind="retained_event")
-    assert (a.site, a.door, a.seq) == (SITE, DOOR, None) and "retained" in a.detail
+    assert m.wait_until(lambda: m.archive.rejects(), 10)
+    (r,) = m.archive.rejects()
+    assert (r.site, r.door) == (SITE, DOOR) and r.reason.startswith("an event arrived retained")
     assert m.archive.count() == 0
     assert any("INTEGRITY WARNING" in line and "retained" in line for line in m.lines)
 
@@ -76,7 +78,7 @@ def test_events_published_normally_are_still_archived_beside_a_retained_one(star
     m = start_ingest()
     publish(door, mosquitto_broker, events)
     assert m.wait_for_seq(SITE, DOOR, 2, contiguous=True)
-    assert m.events(SITE, DOOR) == events and len(m.anomalies(kind="retained_event")) == 1
+    assert m.events(SITE, DOOR) == events and len(m.archive.rejects()) == 1
 
 
 def test_a_retained_status_announcing_events_never_received_gets_a_replay_request_at_once(start_ingest, door,
@@ -107,14 +109,14 @@ def test_a_retained_status_asks_for_nothing_when_nothing_is_missing_or_it_cannot
         door.wait_for_messages(1, mosquitto_broker.topic(DOOR, "cmd"), timeout=1.5)
 
 
-def test_an_event_published_retained_while_the_station_listens_is_ignored_as_well(start_ingest, door,
+def test_an_event_published_retained_while_the_station_listens_is_refused_as_well(start_ingest, door,
                                                                                   mosquitto_broker):
     m = start_ingest()
     events = make_events(range(1, 3))
     publish(door, mosquitto_broker, events[:1], retain=True)
     publish(door, mosquitto_broker, events[1:])
     assert m.wait_for_seq(SITE, DOOR, 2)
-    assert m.wait_until(lambda: m.anomalies(kind="retained_event"), 5)
+    assert m.wait_until(lambda: m.archive.rejects(), 10)
     assert [e["seq"] for e in m.events(SITE, DOOR)] == [2]
 
 

@@ -29,6 +29,37 @@ class ChainRows(Protocol):
                    limit: int = 5000) -> list[tuple[int, bytes]]: ...
 
 
+def link_problem(seq: int, hash_ok: bool, prev: str | None, last_hash: str | None) -> str | None:
+    """What breaks the chain at ``seq`` (None: it holds): its hash must be the SHA-256 of the event, and
+    its ``prev_hash`` the hash of the event before (``last_hash``; None when that one is not archived
+    and the link cannot be checked). The one wording of a break, for both archives' chain checks."""
+    if not hash_ok:
+        return f"#{seq}: its hash is not the SHA-256 of the event (altered)"
+    if last_hash is not None and prev != last_hash:
+        return f"#{seq}: prev_hash does not match #{seq - 1}" if seq > 1 else "#1: prev_hash is not the genesis hash"
+    return None
+
+
+def copy_score(seq: int, h: str, prev: str, hash_ok: bool, *, before: str | None, after_prev: str | None,
+               announced: str | None) -> int:
+    """How well one copy of ``seq`` verifies, the same on both archives: its own hash first (without it,
+    nothing else counts), then its links both ways to the archived neighbours (``before``: the hash
+    of the archived ``seq - 1``; ``after_prev``: the ``prev_hash`` of the archived ``seq + 1``), then
+    the door's status naming it as the head (``announced``: the hash the status gives for ``seq``).
+    Of two copies of one seq, the one with the higher score stays in ``events``, the other goes to
+    ``conflicts``; a tie keeps the copy archived first."""
+    if not hash_ok:  # its content is not what its hash says: its links vouch for nothing
+        return 0
+    score = 4
+    if (GENESIS_HASH if seq == 1 else before) == prev:
+        score += 2
+    if after_prev is not None and after_prev == h:
+        score += 2
+    if announced is not None and announced == h:
+        score += 1
+    return score
+
+
 @dataclass(frozen=True)
 class ChainResult:
     ok: bool  # no break found so far
@@ -57,6 +88,8 @@ class _Progress:
     last_hash: str = GENESIS_HASH
     problem: str | None = None
     waiting_for: int | None = None
+    last_payload: bytes | None = None  # the archived copy of last_seq that was verified
+    broken_payload: bytes | None = None  # the archived copy of the seq that broke the chain
 
 
 class ChainChecker:
@@ -70,6 +103,8 @@ class ChainChecker:
         epoch = epoch or self.store.current_epoch(site, door)
         with self._lock:
             p = self._progress.setdefault((site, door, epoch), _Progress())
+            if self._copy_replaced(site, door, epoch, p):  # verify again from the start (rare)
+                p = self._progress[(site, door, epoch)] = _Progress()
             while p.problem is None:
                 rows = self.store.chain_rows(site, door, epoch, p.last_seq)
                 if not rows:
@@ -78,6 +113,18 @@ class ChainChecker:
                 if not self._advance(p, rows):
                     break
             return ChainResult(p.problem is None, p.first, p.last_seq, p.waiting_for, p.problem, epoch)
+
+    def _copy_replaced(self, site: str, door: str, epoch: int, p: _Progress) -> bool:
+        """Whether the archive now holds another copy of the last seq verified or of the one that broke
+        the chain: a conflicting copy that verifies better replaced it (the chain may hold now, or
+        break elsewhere)."""
+        if p.first is None:
+            return False
+        rows = dict(self.store.chain_rows(site, door, epoch, max(p.last_seq, p.first) - 1, limit=2))
+        if p.last_payload is not None and rows.get(p.last_seq) != p.last_payload:
+            return True
+        broken = p.last_seq + 1 if p.last_payload is not None else p.first
+        return p.broken_payload is not None and rows.get(broken) != p.broken_payload
 
     @staticmethod
     def _advance(p: _Progress, rows: list[tuple[int, bytes]]) -> bool:
@@ -95,14 +142,11 @@ class ChainChecker:
                 h = event.pop("hash")
                 computed = event_hash(event)
             except (ValueError, KeyError, TypeError, AttributeError):
-                p.problem = f"#{seq} is not a readable event"
+                p.problem, p.broken_payload = f"#{seq} is not a readable event", payload
                 return False
-            if computed != h:
-                p.problem = f"#{seq}: its hash is not the SHA-256 of the event (altered)"
+            p.problem = link_problem(seq, computed == h, event.get("prev_hash"), p.last_hash)
+            if p.problem:
+                p.broken_payload = payload
                 return False
-            if p.last_hash is not None and event.get("prev_hash") != p.last_hash:
-                p.problem = f"#{seq}: prev_hash does not match #{seq - 1}" if seq > 1 else \
-                    "#1: prev_hash is not the genesis hash"
-                return False
-            p.last_seq, p.last_hash, p.waiting_for = seq, h, None
+            p.last_seq, p.last_hash, p.waiting_for, p.last_payload = seq, h, None, payload
         return True

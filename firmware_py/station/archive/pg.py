@@ -47,6 +47,7 @@ from psycopg import sql
 
 from firmware_py.core.events import event_hash
 from firmware_py.errors import StoreError
+from firmware_py.station.archive.chain import copy_score
 from firmware_py.station.archive.sqlite import Anomaly, Stored
 from firmware_py.station.config import safe_url
 
@@ -94,6 +95,7 @@ CREATE TABLE IF NOT EXISTS conflicts (
     payload     bytea       NOT NULL,
     received_at timestamptz NOT NULL
 );
+CREATE INDEX IF NOT EXISTS conflicts_key ON conflicts (site, door, seq);
 CREATE TABLE IF NOT EXISTS months (
     month        date        PRIMARY KEY,   -- the first day, in the archive's zone
     partition    text        NOT NULL,
@@ -151,6 +153,11 @@ _COLUMNS = ("ord", "site", "door", "seq", "ts", "local_date", "category", "type"
 _EVENT_COLUMNS = ", ".join(_COLUMNS[1:])
 
 
+class DataRefused(StoreError):
+    """PostgreSQL refused the data of a batch (a value it cannot hold, a constraint), not for being away:
+    storing the same batch again fails again. The ingest stores its events one by one to find which."""
+
+
 @dataclass(frozen=True)
 class Incoming:
     """One event as it came from the broker: its payload bytes and the parsed object."""
@@ -165,12 +172,14 @@ class Incoming:
 
 @dataclass(frozen=True)
 class Ingested:
-    """What one batch did: new events, exact repeats, conflicting copies, copies of dropped months."""
+    """What one batch did: new events, exact repeats, conflicting copies, copies of dropped months, and
+    the (site, door, seq) whose archived copy was replaced by a conflicting one that verifies better."""
 
     stored: int
     duplicates: int
     conflicts: int
     after_retention: int
+    replaced: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -254,7 +263,7 @@ class PgArchive:
         where = f"{item.site}/{item.door}"
         seq = ev.get("seq")
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-            raise StoreError(f"{where}: event seq {seq!r} is not a positive integer")
+            raise DataRefused(f"{where}: event seq {seq!r} is not a positive integer")
         ts = _aware(ev.get("ts"), f"{where} #{seq}: ts")
         received = _aware(item.received_at, f"{where} #{seq}: received_at")
         h = str(ev.get("hash", ""))
@@ -263,25 +272,31 @@ class PgArchive:
                 str(ev.get("type", "")), h, str(ev.get("prev_hash", "")), hash_ok, item.topic,
                 bytes(item.payload), received)
 
-    def store_events(self, items: Iterable[Incoming]) -> Ingested:
+    def store_events(self, items: Iterable[Incoming], *, settle: bool = False) -> Ingested:
         """Archive a batch in one transaction (COPY into a scratch table, then set-based inserts).
 
         Each (site, door, seq) is stored once: a repeat with the same hash is a duplicate, one
         with another hash goes to ``conflicts``, as does any copy of an event whose month was
-        dropped. Raises :class:`StoreError` (nothing stored) when an event has no integer seq or
-        a time without offset.
+        dropped. With ``settle`` (the ingest's way) the copy that verifies best then stays in
+        ``events`` (:func:`.chain.copy_score`, as on the SQLite archive); without it (a migration,
+        which reports what the archive already holds) the archived copy stays. Raises
+        :class:`DataRefused` (nothing stored) when PostgreSQL refuses the batch's data (no
+        integer seq, a time without offset, a value out of range), :class:`StoreError` when it
+        cannot be reached.
         """
-        rows = [self._row(i, item) for i, item in enumerate(items)]
-        if not rows:
-            return Ingested(0, 0, 0, 0)
-        self._ensure_months(self.month_of(r[4]) for r in rows)
         try:
+            rows = [self._row(i, item) for i, item in enumerate(items)]
+            if not rows:
+                return Ingested(0, 0, 0, 0)
+            self._ensure_months(self.month_of(r[4]) for r in rows)
             with self._lock, self.conn.transaction():
-                return self._ingest(rows)
+                return self._ingest(rows, settle)
+        except (ValueError, OverflowError, psycopg.DataError, psycopg.IntegrityError) as exc:
+            raise DataRefused(f"{safe_url(self.url)}: PostgreSQL refused the data: {exc}") from None
         except psycopg.Error as exc:
             raise StoreError(f"{safe_url(self.url)}: storing {len(rows)} event(s) failed: {exc}") from None
 
-    def _ingest(self, rows: list[tuple]) -> Ingested:
+    def _ingest(self, rows: list[tuple], settle: bool) -> Ingested:
         c = self.conn
         c.execute("CREATE TEMP TABLE incoming (ord int, site text, door text, seq bigint, ts timestamptz,"
                   " local_date date, category text, type text, hash text, prev_hash text, hash_ok boolean,"
@@ -306,13 +321,93 @@ class PgArchive:
             f" INSERT INTO events ({_EVENT_COLUMNS}) SELECT {', '.join('f.' + n for n in _COLUMNS[1:])}"
             " FROM firsts f JOIN fresh USING (site, door, seq) ORDER BY f.ord").rowcount
         conflicts = 0
-        if stored + late < len(rows):   # some copies were not new: which of them differ?
+        replaced: list[tuple[str, str, int]] = []
+        if stored + late < len(rows):   # some copies were not new: which of them differ (and are not kept yet)?
             conflicts = c.execute(
                 "INSERT INTO conflicts (site, door, seq, ts, hash, stored_hash, reason, topic, payload, received_at)"
-                " SELECT i.site, i.door, i.seq, i.ts, i.hash, k.hash, 'conflicting_copy', i.topic, i.payload,"
-                " i.received_at FROM incoming i JOIN event_keys k USING (site, door, seq) WHERE i.hash <> k.hash"
-            ).rowcount
-        return Ingested(stored, len(rows) - stored - conflicts - late, conflicts, late)
+                " SELECT DISTINCT ON (i.site, i.door, i.seq, i.hash) i.site, i.door, i.seq, i.ts, i.hash, k.hash,"
+                " 'conflicting_copy', i.topic, i.payload, i.received_at"
+                " FROM incoming i JOIN event_keys k USING (site, door, seq) WHERE i.hash <> k.hash"
+                " AND NOT EXISTS (SELECT 1 FROM conflicts x WHERE x.site = i.site AND x.door = i.door"
+                " AND x.seq = i.seq AND x.hash = i.hash)"
+                " ORDER BY i.site, i.door, i.seq, i.hash, i.ord").rowcount
+        # a conflicting copy, or the new neighbour of one, may show which copy verifies best
+        for site, door, seq in [] if not settle else c.execute(
+                "SELECT DISTINCT x.site, x.door, x.seq FROM conflicts x JOIN incoming i ON x.site = i.site"
+                " AND x.door = i.door AND x.seq IN (i.seq, i.seq - 1) WHERE x.reason = 'conflicting_copy'"
+                " ORDER BY 1, 2, 3").fetchall():
+            if self._settle(site, door, seq):
+                replaced.append((site, door, seq))
+                if seq > 1 and self._settle(site, door, seq - 1):
+                    replaced.append((site, door, seq - 1))
+        return Ingested(stored, len(rows) - stored - conflicts - late, conflicts, late, tuple(replaced))
+
+    def _settle(self, site: str, door: str, seq: int) -> bool:
+        """Keep in ``events`` the copy of ``seq`` that verifies best (:func:`.chain.copy_score`, the SQLite
+        archive's rule), the other copies in ``conflicts``; True when the archived copy was replaced."""
+        c = self.conn
+        incumbent = c.execute("SELECT ts, hash, prev_hash, hash_ok, topic, payload, received_at FROM events"
+                              " WHERE site = %s AND door = %s AND seq = %s", (site, door, seq)).fetchone()
+        candidates = c.execute("SELECT id, topic, payload, received_at FROM conflicts WHERE site = %s"
+                               " AND door = %s AND seq = %s AND reason = 'conflicting_copy' ORDER BY id",
+                               (site, door, seq)).fetchall()
+        if incumbent is None or not candidates:
+            return False
+        before = c.execute("SELECT hash FROM event_keys WHERE site = %s AND door = %s AND seq = %s",
+                           (site, door, seq - 1)).fetchone()
+        after = c.execute("SELECT prev_hash FROM events WHERE site = %s AND door = %s AND seq = %s",
+                          (site, door, seq + 1)).fetchone()
+        announced = self._announced(site, door, seq)
+
+        def score(h: str, prev: str, ok: bool) -> int:
+            return copy_score(seq, h, prev, ok, before=before[0] if before else None,
+                              after_prev=after[0] if after else None, announced=announced)
+
+        ts, h, prev, ok, topic, payload, received_at = incumbent
+        best, best_score = None, score(h, prev, ok)
+        for cid, c_topic, c_payload, c_received in candidates:
+            try:
+                event = json.loads(bytes(c_payload))
+                item = Incoming(site, door, c_topic, bytes(c_payload), event, c_received.isoformat())
+                row = self._row(0, item)
+            except (ValueError, TypeError, StoreError):
+                continue  # a copy that cannot be read is no candidate
+            candidate_score = score(row[8], row[9], row[10])
+            if candidate_score > best_score:
+                best, best_score = (cid, row), candidate_score
+        if best is None:
+            return False
+        cid, row = best
+        month = self.month_of(row[4])
+        self._ensure_months([month])
+        if self._months.get(month):
+            return False  # its month was dropped after its export: the archived copy stays
+        c.execute("DELETE FROM events WHERE site = %s AND door = %s AND seq = %s", (site, door, seq))
+        c.execute(f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * (len(_COLUMNS) - 1))})",
+                  row[1:])
+        c.execute("UPDATE event_keys SET ts = %s, hash = %s WHERE site = %s AND door = %s AND seq = %s",
+                  (row[4], row[8], site, door, seq))
+        c.execute("DELETE FROM conflicts WHERE id = %s", (cid,))
+        c.execute("INSERT INTO conflicts (site, door, seq, ts, hash, stored_hash, reason, topic, payload, received_at)"
+                  " VALUES (%s, %s, %s, %s, %s, %s, 'conflicting_copy', %s, %s, %s)",
+                  (site, door, seq, ts, h, row[8], topic, payload, received_at))
+        c.execute("UPDATE conflicts SET stored_hash = %s WHERE site = %s AND door = %s AND seq = %s"
+                  " AND reason = 'conflicting_copy'", (row[8], site, door, seq))
+        return True
+
+    def _announced(self, site: str, door: str, seq: int) -> str | None:
+        """The hash the door's last status gives for ``seq`` (its ``last_hash`` when ``last_seq`` is ``seq``)."""
+        if not self.conn.execute("SELECT to_regclass('door_state') IS NOT NULL").fetchone()[0]:
+            return None  # the ingest's tables are not there (an archive written by migrate alone)
+        row = self.conn.execute("SELECT status FROM door_state WHERE site = %s AND door = %s",
+                                (site, door)).fetchone()
+        try:
+            status = json.loads(row[0]) if row and row[0] else {}
+        except ValueError:
+            return None
+        if isinstance(status, dict) and status.get("last_seq") == seq and isinstance(status.get("last_hash"), str):
+            return status["last_hash"]
+        return None
 
     def store_event(self, site: str, door: str, topic: str, payload: bytes, event: dict, received_at: str,
                     *, backfill: bool = True) -> Stored:
@@ -459,13 +554,13 @@ class PgArchive:
 
 def _aware(value: object, what: str) -> datetime:
     if not isinstance(value, str):
-        raise StoreError(f"{what} {value!r} is not an ISO 8601 string")
+        raise DataRefused(f"{what} {value!r} is not an ISO 8601 string")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise StoreError(f"{what} {value!r} is not an ISO 8601 time") from None
+        raise DataRefused(f"{what} {value!r} is not an ISO 8601 time") from None
     if parsed.tzinfo is None:
-        raise StoreError(f"{what} {value!r} has no UTC offset")
+        raise DataRefused(f"{what} {value!r} has no UTC offset")
     return parsed
 
 

@@ -54,6 +54,7 @@ import sqlite_utils
 from firmware_py.core.events import GENESIS_HASH, event_hash
 from firmware_py.core.register import COLUMNS, register_rows, write_register
 from firmware_py.errors import StoreError
+from firmware_py.station.archive.chain import copy_score
 from firmware_py.station.archive.sqlite_schema import VERSION as SCHEMA_VERSION
 from firmware_py.station.archive.sqlite_schema import prepare
 from firmware_py.storage.db import transaction
@@ -150,6 +151,18 @@ class Conflict:
     topic: str
     payload: bytes
     received_at: str
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A message the station refused as it entered (``ingest_rejects``): where it came from and why."""
+
+    received_at: str
+    site: str
+    door: str
+    topic: str
+    reason: str
+    payload: bytes
 
 
 @dataclass(frozen=True)
@@ -258,6 +271,21 @@ class Archive:
                         (site, door, seq, kind, detail, at, epoch))
         return Anomaly(site, door, seq, kind, detail, at, epoch)
 
+    def store_reject(self, reject: Reject) -> None:
+        """Keep a message the ingest refused, with the reason (the admin's page lists them per door)."""
+        with self._tx():
+            self.db.execute("INSERT INTO ingest_rejects (received_at, site, door, topic, reason, payload)"
+                            " VALUES (?, ?, ?, ?, ?, ?)", (reject.received_at, reject.site, reject.door, reject.topic,
+                                                           reject.reason, reject.payload))
+
+    def rejects(self, site: str | None = None, door: str | None = None) -> list[Reject]:
+        """The refused messages, oldest first."""
+        where, params = _scope(site, door)
+        with self._lock:
+            rows = self.db.execute("SELECT received_at, site, door, topic, reason, payload FROM ingest_rejects"
+                                   f"{where} ORDER BY id", params).fetchall()
+        return [Reject(r, s, d, t, why, bytes(p)) for r, s, d, t, why, p in rows]
+
     def note_anomaly(self, site: str, door: str, seq: int | None, kind: str, detail: str, at: str) -> Anomaly:
         """Record an anomaly the monitor found itself (a malformed message, a wrong topic …)."""
         with self._tx():
@@ -308,21 +336,13 @@ class Archive:
         return epoch
 
     def _score(self, site, door, epoch, seq, h, prev, hash_ok) -> int:
-        """How well one copy of ``seq`` verifies: its own hash first (without it, nothing else counts),
-        then its links both ways to the archived neighbours, then the door's status naming it as the head."""
-        if not hash_ok:  # its content is not what its hash says: its links vouch for nothing
-            return 0
-        score = 4
-        before = self._hash_at(site, door, epoch, seq - 1) if seq > 1 else (GENESIS_HASH, "")
-        if before and before[0] == prev:
-            score += 2
+        """How well one copy of ``seq`` verifies (:func:`~firmware_py.station.archive.chain.copy_score`)."""
+        before = self._hash_at(site, door, epoch, seq - 1) if seq > 1 else None
         after = self._hash_at(site, door, epoch, seq + 1)
-        if after and after[1] == h:
-            score += 2
         head_seq, head_hash, source = self._head(site, door, epoch)
-        if head_seq == seq and source == "status" and head_hash == h:
-            score += 1
-        return score
+        return copy_score(seq, h, prev, bool(hash_ok), before=before[0] if before else None,
+                          after_prev=after[1] if after else None,
+                          announced=head_hash if head_seq == seq and source == "status" else None)
 
     def _settle(self, site, door, epoch, seq, at, result: Stored, *, depth: int = 0) -> None:
         """Keep in ``events`` the copy of ``seq`` that verifies best; the others in ``conflicts``."""

@@ -128,7 +128,8 @@ CREATE TABLE IF NOT EXISTS ingest_rejects (
     door        TEXT NOT NULL,
     topic       TEXT NOT NULL,
     reason      TEXT NOT NULL,     -- what is wrong, for the admin's page
-    payload     BLOB NOT NULL      -- as received (at most the size limit and a little)
+    payload     BLOB NOT NULL      -- as received, ID-number-shaped text masked, cut a little past the
+                                   -- size limit; empty past the door's budget (ingest/rejects.py)
 );
 CREATE INDEX IF NOT EXISTS ingest_rejects_door ON ingest_rejects (site, door, id);
 """

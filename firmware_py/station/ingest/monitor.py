@@ -1,7 +1,11 @@
 """The supervisor's monitor: an ordinary MQTT subscriber that shows, archives and checks.
 
 It subscribes to one door, one site or every site under the topic prefix
-(DESIGN.md "MQTT"), and for each message:
+(DESIGN.md "MQTT"). Every message is first judged (:func:`firmware_py.station.ingest.judge.judge`,
+the same judge as the PostgreSQL ingest's): one it refuses (not strict JSON, over 64 KiB, outside
+the event vocabulary, another door's body on this door's topic, an event that arrives retained …)
+is kept in the archive's ``ingest_rejects`` with the reason, shown as an integrity warning, and
+acknowledged like any other. Then:
 
 - an event (``{prefix}/{site}/{door}/events/{category}/{type}``) is archived in the
   monitor's own SQLite file (:mod:`firmware_py.station.archive.sqlite`), de-duplicated by
@@ -16,10 +20,10 @@ It subscribes to one door, one site or every site under the topic prefix
   wait doubling after the second request, and at most ``max_replay_requests`` times per
   gap: then it gives up on that gap with a clear line (a forged far-future seq cannot
   make it ask forever, each request adding a ``command`` event at the door);
-- an event that arrives with the retain flag is ignored with an integrity warning: doors
-  never retain events, and the broker cannot stop a door's account from doing so, so it is
-  a stale or forged copy kept by the broker (on MQTT 5 the events are subscribed with Retain
-  As Published, so one published retained while the monitor listens is caught as well);
+- an event that arrives with the retain flag is refused: doors never retain events, and the broker
+  cannot stop a door's account from doing so, so it is a stale or forged copy kept by the broker
+  (on MQTT 5 the events are subscribed with Retain As Published, so one published retained while
+  the monitor listens is caught as well);
 - the retained ``status`` and ``occupancy`` of each door are kept and shown when they
   change; a door whose status announces a ``last_seq`` the archive lacks, with nothing
   queued, is asked for the missing tail: at once when the status came retained (on
@@ -46,7 +50,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, tzinfo
@@ -60,7 +63,10 @@ from firmware_py.core.clock import Clock, SystemClock
 from firmware_py.core.event_line import printable, render
 from firmware_py.errors import MonitorError
 from firmware_py.link.broker import BrokerSettings, connect, make_client
-from firmware_py.station.archive.sqlite import Archive, Gap, redact
+from firmware_py.station.archive.sqlite import Archive, Gap, Reject, redact
+from firmware_py.station.ingest.judge import Accepted, Rejected, judge
+from firmware_py.station.ingest.rejects import RejectBudget
+from firmware_py.station.ingest.replay import Replay, replay_decision, replay_request
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +150,7 @@ class Monitor:
         self._tail_since: dict[tuple[str, str], float] = {}
         self._publishes: dict[int, str] = {}
         self._denied_topics: set[str] = set()
+        self._budget = RejectBudget(time.monotonic)
 
     # ------------------------------------------------------------------ life cycle
     def start(self, *, wait: bool = True, timeout: float = 10.0) -> Monitor:
@@ -289,39 +296,28 @@ class Monitor:
     def _handle(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
         if not topic.startswith(self.prefix + "/"):
             return
-        parts = topic[len(self.prefix) + 1:].split("/")
-        if len(parts) < 3:
-            return
-        site, door, kind = parts[0], parts[1], parts[2]
-        if site not in self._sites:
+        verdict = judge(self.prefix, topic, payload, retained=retained)
+        if verdict.site and verdict.site not in self._sites and isinstance(verdict, Accepted):
             with self._cond:
-                self._sites.add(site)
-        if kind == "events" and len(parts) == 5 and retained:
-            a = self.archive.note_anomaly(site, door, None, "retained_event",
-                                          f"{topic}: an event arrived retained and was ignored (doors never retain "
-                                          "events: a stale or forged copy kept by the broker)", self._now_text())
-            self._alert(site, door, a.detail)
-        elif kind == "events" and len(parts) == 5:
-            self._handle_event(site, door, topic, parts[3], parts[4], payload)
-        elif kind in ("status", "occupancy") and len(parts) == 3:
-            self._handle_retained(site, door, kind, payload, retained=retained)
-        elif kind == "cmd" and parts[3:] == ["result"]:
-            self._handle_result(site, door, payload)
+                self._sites.add(verdict.site)
+        if isinstance(verdict, Rejected):
+            reason, kept = self._budget.keep(verdict.site, verdict.door, verdict.reason, payload)
+            self.archive.store_reject(Reject(self._now_text(), verdict.site, verdict.door, verdict.topic, reason,
+                                             kept))
+            self._alert(verdict.site, verdict.door, f"refused a message on {topic}: {verdict.reason}")
+        elif verdict.kind == "event":
+            self._handle_event(verdict.site, verdict.door, topic, verdict.value, payload)
+        elif verdict.kind in ("status", "occupancy"):
+            self._handle_retained(verdict.site, verdict.door, verdict.kind, verdict.value, retained=retained)
+        elif verdict.kind == "result":
+            self._handle_result(verdict.site, verdict.door, verdict.value)
 
     def _now_text(self) -> str:
         return self.clock.now().isoformat(timespec="milliseconds")
 
-    def _handle_event(self, site, door, topic, category, type_, payload: bytes) -> None:
+    def _handle_event(self, site, door, topic, event: dict, payload: bytes) -> None:
+        """Archive an event the judge accepted (:mod:`.judge`: its topic, body and vocabulary are checked)."""
         now = self._now_text()
-        try:
-            event = json.loads(payload)
-            if not isinstance(event, dict) or not isinstance(event.get("seq"), int) or event["seq"] < 1:
-                raise ValueError("no positive integer seq")
-            datetime.fromisoformat(event["ts"]).utcoffset().total_seconds()  # ts with offset
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            a = self.archive.note_anomaly(site, door, None, "malformed", f"{topic}: {exc}", now)
-            self._alert(site, door, a.detail)
-            return
         stored = self.archive.store_event(site, door, topic, payload, event, now, backfill=self.backfill)
         key = (site, door)
         problems = list(stored.anomalies)
@@ -330,14 +326,6 @@ class Monitor:
                 self._contiguous.pop(key, None)
                 self._last_advance.pop(key, None)
         if not stored.duplicate:
-            wrong = [f"{k} {event.get(k)!r}" for k, v in (("site", site), ("door", door), ("category", category),
-                                                           ("type", type_)) if event.get(k) != v]
-            if wrong:
-                problems.append(self.archive.note_anomaly(site, door, event["seq"], "wrong_topic",
-                                                          f"#{event['seq']} on {topic} says {', '.join(wrong)}", now))
-            if redact(payload.decode("utf-8", "replace")) != payload.decode("utf-8", "replace"):
-                problems.append(self.archive.note_anomaly(site, door, event["seq"], "full_id_number",
-                                                          f"#{event['seq']} carries a full resident ID number", now))
             line = render(event, colour=self.colour)  # the event's texts escaped, its colour codes ours
             self._emit(redact(line if self._single_door else f"{printable(site)}/{printable(door)}  {line}"))
         for a in problems:
@@ -355,16 +343,10 @@ class Monitor:
         if stored.contiguous < stored.expected:
             self._maybe_request_replay(site, door, stored.contiguous + 1, first=stored.new_gap is not None)
 
-    def _handle_retained(self, site, door, kind, payload: bytes, *, retained: bool = False) -> None:
-        if not payload:
+    def _handle_retained(self, site, door, kind, value: object, *, retained: bool = False) -> None:
+        if value is None:
             return  # a retained message being cleared
         now = self._now_text()
-        try:
-            value = json.loads(payload)
-        except ValueError as exc:
-            a = self.archive.note_anomaly(site, door, None, "malformed", f"{kind}: {exc}", now)
-            self._alert(site, door, a.detail)
-            return
         for a in self.archive.store_status(site, door, kind, value, now, backfill=self.backfill):
             self._alert(site, door, a.detail)
         key = (site, door)
@@ -382,12 +364,8 @@ class Monitor:
             if state:
                 self._ask_for_announced_tail(state, value, wait_s=0.0)
 
-    def _handle_result(self, site, door, payload: bytes) -> None:
-        try:
-            result = json.loads(payload)
-        except ValueError:
-            return
-        if not isinstance(result, dict) or result.get("id") not in {r["id"] for r in self.replay_requests}:
+    def _handle_result(self, site, door, result: dict) -> None:
+        if result["id"] not in {r["id"] for r in self.replay_requests}:
             return
         with self._cond:
             self.command_results[result["id"]] = result
@@ -407,20 +385,16 @@ class Monitor:
         if (gap and gap.given_up_at) or (not gap and (site, door, epoch, from_seq) in self._given_up_outside_gaps):
             return False
         sent = gap.replay_requests if gap else self._requests_outside_gaps.get((site, door, epoch, from_seq), 0)
-        wait = self.replay_interval_s * 2 ** max(0, sent - 1)  # 1, 1, 2, 4 … intervals
         with self._cond:
-            if now - self._last_request.get(key, -1e9) < wait:
-                return False
-            if not first and now - self._last_advance.get(key, -1e9) < self.replay_interval_s:
-                return False
-            if (self._status.get(key) or {}).get("online") is False:
-                return False
-            if sent >= self.max_replay_requests:
-                give_up = True
-            else:
-                give_up = False
+            decision = replay_decision(sent=sent, now=now, last_request_at=self._last_request.get(key, -1e9),
+                                       advanced_at=self._last_advance.get(key, -1e9),
+                                       interval_s=self.replay_interval_s, max_requests=self.max_replay_requests,
+                                       first=first, held=(self._status.get(key) or {}).get("online") is False)
+            if decision is Replay.ASK:
                 self._last_request[key] = now
-        if give_up:
+        if decision is Replay.WAIT:
+            return False
+        if decision is Replay.GIVE_UP:
             lo, hi = (gap.first_missing, gap.last_missing) if gap else (from_seq, from_seq)
             if gap:
                 self.archive.give_up_gap(site, door, gap.epoch, gap.first_missing, self._now_text())
@@ -433,11 +407,10 @@ class Monitor:
             return False
         if not gap:
             self._requests_outside_gaps[(site, door, epoch, from_seq)] = sent + 1
-        request = {"id": f"monitor-{uuid.uuid4().hex[:12]}", "action": "replay", "from_seq": from_seq}
-        topic = f"{self.prefix}/{site}/{door}/cmd"
-        self._publish(topic, json.dumps(request), retain=False)
+        request_id, payload = replay_request(from_seq, "monitor")
+        self._publish(f"{self.prefix}/{site}/{door}/cmd", payload, retain=False)
         with self._cond:
-            self.replay_requests.append({**request, "site": site, "door": door, "at": self._now_text()})
+            self.replay_requests.append({**json.loads(payload), "site": site, "door": door, "at": self._now_text()})
         self.archive.note_replay_request(site, door, from_seq)
         self._show(f"{site}/{door} asked for a replay from #{from_seq}", YELLOW)
         return True

@@ -35,35 +35,35 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from firmware_py.core.event_line import printable
 from firmware_py.core.events import GENESIS_HASH, describe_untrusted, event_hash
 from firmware_py.errors import StoreError
 from firmware_py.link.broker import BrokerSettings, connect, make_client
-from firmware_py.station.archive.pg import INGEST_SCHEMA, Incoming, PgArchive
+from firmware_py.station.archive.pg import INGEST_SCHEMA, DataRefused, Incoming, Ingested, PgArchive
 from firmware_py.station.config import safe_url
+from firmware_py.station.ingest.chain import DoorChain
+from firmware_py.station.ingest.judge import Rejected, judge, parse_topic
+from firmware_py.station.ingest.rejects import RejectBudget
+from firmware_py.station.ingest.replay import Replay, replay_decision, replay_request
 
 log = logging.getLogger(__name__)
 
 BATCH_MAX = 1000  # events stored per transaction, at most
 BATCH_WAIT_S = 0.005  # after the first message, gather what else arrives this quickly
-MAX_PAYLOAD = 64 * 1024  # an event is a few hundred bytes
 REPLAY_INTERVAL_S = 5.0
 BACKLOG_BATCH = 50  # a batch this large means the broker holds a backlog: gaps may close by themselves
 MAX_REPLAY_REQUESTS = 5
 CHAIN_SAVE_S = 1.0  # how often the verified chain heads are written (they can be recomputed)
 RETRY_S = (0.5, 10.0)  # PostgreSQL unreachable: first and longest wait before trying again
 
-
-
-class Rejected(ValueError):
-    """A message on an event topic that cannot be archived as an event (the reason says why)."""
 
 
 @dataclass(frozen=True)
@@ -76,55 +76,7 @@ class Received:
     topic: str
     payload: bytes
     received_at: str
-
-
-@dataclass
-class DoorChain:
-    """How far one door's hash chain is archived and verified, and what is waiting beyond a gap."""
-
-    site: str
-    door: str
-    verified_to: int = 0
-    last_hash: str = GENESIS_HASH
-    problem: str | None = None
-    pending: dict[int, tuple[str, str, bool]] = field(default_factory=dict)  # seq -> (hash, prev_hash, hash_ok)
-    advanced_at: float = field(default_factory=time.monotonic)
-    status_last_seq: int = 0
-    status_queued: int | None = None
-    hole: int | None = None  # the first missing seq being asked for
-    requests: int = 0
-    requested_at: float = 0.0
-    dirty: bool = False
-
-    def add(self, seq: int, h: str, prev: str, ok: bool) -> None:
-        if seq > self.verified_to and seq not in self.pending:  # the first copy counts, as in the archive
-            self.pending[seq] = (h, prev, ok)
-
-    def advance(self) -> None:
-        """Verify what now follows the verified part without a gap; a break stops the chain for good."""
-        while self.problem is None and self.verified_to + 1 in self.pending:
-            seq = self.verified_to + 1
-            h, prev, ok = self.pending.pop(seq)
-            if not ok:
-                self.problem = f"#{seq}: its hash is not the SHA-256 of the event (altered)"
-            elif prev != self.last_hash:
-                self.problem = f"#{seq}: prev_hash does not match #{seq - 1}" if seq > 1 else \
-                    "#1: prev_hash is not the genesis hash"
-            else:
-                self.verified_to, self.last_hash = seq, h
-                self.advanced_at = time.monotonic()
-            self.dirty = True
-            if self.problem:
-                log.error("%s/%s: hash chain broken: %s", self.site, self.door, self.problem)
-
-    @property
-    def missing_from(self) -> int | None:
-        """The first seq the archive lacks while later ones exist (or are announced), else None."""
-        if self.problem is not None:
-            return None
-        if self.pending or (self.status_last_seq > self.verified_to and self.status_queued == 0):
-            return self.verified_to + 1
-        return None
+    retain: bool = False
 
 
 class PgIngest:
@@ -165,6 +117,7 @@ class PgIngest:
         self._chains_saved_at = 0.0
         self._backlog_seen_at = 0.0
         self._down_since: float | None = None
+        self._budget = RejectBudget(time.monotonic)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -213,8 +166,11 @@ class PgIngest:
             return
         with self._lock:
             self._generation += 1
-        client.subscribe([(f"{self.prefix}/+/+/{kind}", 1) for kind in ("events/#", "status", "occupancy",
-                                                                          "cmd/result")])
+        filters = [f"{self.prefix}/+/+/{kind}" for kind in ("events/#", "status", "occupancy", "cmd/result")]
+        if self.broker.protocol == 5:  # events with Retain As Published: one published retained shows as such
+            client.subscribe([(f, SubscribeOptions(qos=1, retainAsPublished=f.endswith("/events/#"))) for f in filters])
+        else:
+            client.subscribe([(f, 1) for f in filters])
         log.info("ingest connected to %s (session %s present: %s)", self.broker.url, client._client_id.decode(),
                  getattr(flags, "session_present", "?"))
 
@@ -237,7 +193,8 @@ class PgIngest:
         with self._lock:
             generation = self._generation
         now = datetime.now().astimezone().isoformat(timespec="milliseconds")
-        self._inbox.put(Received(generation, message.mid, message.qos, message.topic, bytes(message.payload), now))
+        self._inbox.put(Received(generation, message.mid, message.qos, message.topic, bytes(message.payload), now,
+                                 bool(message.retain)))
 
     # ------------------------------------------------------------------ the writer thread
 
@@ -270,35 +227,40 @@ class PgIngest:
             self._backlog_seen_at = time.monotonic()
         events: list[Incoming] = []
         links: list[tuple[str, str, int, str, str, bool]] = []
-        rejects: list[tuple[Received, str]] = []
+        rejects: list[tuple[str, Rejected, bytes]] = []  # (received_at, verdict, payload kept)
         states: dict[tuple[str, str, str], tuple[str | None, str]] = {}  # (site, door, kind) -> (JSON, at)
         for r in batch:
-            kind, site, door = self._classify(r.topic)
-            if kind == "events":
-                try:
-                    item, link = self._parse_event(r, site, door)
-                except Rejected as exc:
-                    rejects.append((r, str(exc)))
-                    log.warning("rejected a message on %s: %s (%s)", r.topic, exc, describe_untrusted(r.payload))
-                    continue
-                events.append(item)
-                links.append(link)
-            elif kind == "status":
-                self._on_status(site, door, r.payload)
-            elif kind == "cmd/result":
-                self._on_result(site, door, r.payload)
-            if kind in ("status", "occupancy"):
-                text = _state_text(r.payload)
-                if text is not False:
-                    states[(site, door, kind)] = (text, r.received_at)
-                else:
-                    log.warning("ignored the %s of %s/%s: %s", kind, site, door, describe_untrusted(r.payload))
-        if not self._store(events, rejects, states):
+            try:
+                verdict = judge(self.prefix, r.topic, r.payload, retained=r.retain)
+                if isinstance(verdict, Rejected):
+                    rejects.append(self._reject(r.received_at, verdict, r.payload))
+                    log.warning("rejected a message on %s: %s (%s)", verdict.topic, verdict.reason,
+                                describe_untrusted(r.payload))
+                elif verdict.kind == "event":
+                    events.append(Incoming(verdict.site, verdict.door, r.topic, r.payload, verdict.value,
+                                           r.received_at))
+                    links.append(_link(verdict.site, verdict.door, verdict.value))
+                elif verdict.kind == "result":
+                    self._on_result(verdict.site, verdict.door, verdict.value)
+                else:  # status or occupancy (None: the retained message was cleared)
+                    if verdict.kind == "status" and verdict.value is not None:
+                        self._on_status(verdict.site, verdict.door, verdict.value)
+                    text = None if verdict.value is None else json.dumps(verdict.value, ensure_ascii=False)
+                    states[(verdict.site, verdict.door, verdict.kind)] = (text, r.received_at)
+            except Exception as exc:  # a defect met by one message: that message is refused, the batch goes on
+                log.exception("cannot handle the message on %s", r.topic)
+                where = parse_topic(self.prefix, r.topic)
+                rejects.append(self._reject(r.received_at, Rejected(
+                    printable(where.site), printable(where.door), printable(r.topic),
+                    f"the station could not handle it: {type(exc).__name__}"), r.payload))
+        stored = self._store(events, rejects, states)
+        if stored is None:
             return  # stopping: nothing acknowledged, the broker delivers it again
         touched: dict[tuple[str, str], DoorChain] = {}
         for site, door, seq, h, prev, ok in links:
-            chain = touched.get((site, door)) or touched.setdefault((site, door), self._chain(site, door))
-            chain.add(seq, h, prev, ok)
+            if (site, door, seq) in stored:
+                chain = touched.get((site, door)) or touched.setdefault((site, door), self._chain(site, door))
+                chain.add(seq, h, prev, ok)
         for chain in touched.values():
             chain.advance()
         now = time.time()
@@ -310,32 +272,37 @@ class PgIngest:
             if r.generation == generation and r.qos > 0:
                 self._client.ack(r.mid, r.qos)
 
-    def _store(self, events: list[Incoming], rejects: list[tuple[Received, str]],
-               states: dict[tuple[str, str, str], tuple[str | None, str]] | None = None) -> bool:
-        """Commit the batch, retrying (with a growing wait) while PostgreSQL is away; False if stopped first."""
+    def _reject(self, received_at: str, verdict: Rejected, payload: bytes) -> tuple[str, Rejected, bytes]:
+        """A refused message as ``ingest_rejects`` keeps it (its payload within the door's budget)."""
+        reason, kept = self._budget.keep(verdict.site, verdict.door, verdict.reason, payload)
+        return received_at, Rejected(verdict.site, verdict.door, verdict.topic, reason), kept
+
+    def _store(self, events: list[Incoming], rejects: list[tuple[str, Rejected, bytes]],
+               states: dict[tuple[str, str, str], tuple[str | None, str]] | None = None) -> set | None:
+        """Commit the batch, retrying (with a growing wait) while PostgreSQL is away; None if stopped first.
+
+        Returns the (site, door, seq) of the events stored. When PostgreSQL refuses the batch's data
+        (:class:`DataRefused`: not an outage, the same batch would fail again), the events are stored
+        one by one and each one refused goes to ``ingest_rejects`` with PostgreSQL's reason: one door's
+        data never holds up another's, and nothing is retried for ever.
+        """
         wait = RETRY_S[0]
         while not self._stop.is_set():
             try:
                 self._open_archive()
-                if events:
-                    done = self._archive.store_events(events)
-                    self.stored += done.stored
-                    self.duplicates += done.duplicates
-                    self.conflicts += done.conflicts + done.after_retention
-                    if done.conflicts or done.after_retention:
-                        log.warning("%d conflicting copies and %d copies of dropped months went to conflicts",
-                                    done.conflicts, done.after_retention)
+                kept = self._store_events(events, rejects)
                 if rejects:
                     with self._db.transaction():
                         self._db.cursor().executemany(
-                            "INSERT INTO ingest_rejects (received_at, topic, reason, payload) VALUES (%s, %s, %s, %s)",
-                            [(r.received_at, r.topic, reason, r.payload) for r, reason in rejects])
+                            "INSERT INTO ingest_rejects (received_at, site, door, topic, reason, payload)"
+                            " VALUES (%s, %s, %s, %s, %s, %s)",
+                            [(at, v.site, v.door, v.topic, v.reason, kept) for at, v, kept in rejects])
                     self.rejected += len(rejects)
-                self._store_door_state(events, states or {})
+                self._store_door_state(kept, states or {})
                 if self._down_since is not None:
                     log.warning("the archive is back after %.1f s", time.monotonic() - self._down_since)
                     self._down_since = None
-                return True
+                return {(e.site, e.door, e.event["seq"]) for e in kept}
             except (StoreError, psycopg.Error) as exc:
                 if self._down_since is None:
                     self._down_since = time.monotonic()
@@ -343,7 +310,40 @@ class PgIngest:
                 self._close_archive()
                 self._stop.wait(wait)
                 wait = min(wait * 2, RETRY_S[1])
-        return False
+        return None
+
+    def _store_events(self, events: list[Incoming], rejects: list[tuple[str, Rejected, bytes]]) -> list[Incoming]:
+        """Store ``events`` as one batch, or one by one when PostgreSQL refuses the batch's data (the
+        refused ones are added to ``rejects``); the events stored. Raises for an outage."""
+        if not events:
+            return []
+        try:
+            self._count(self._archive.store_events(events, settle=True))
+            return events
+        except DataRefused as exc:
+            log.warning("PostgreSQL refused a batch of %d events (%s); storing them one by one", len(events), exc)
+        kept = []
+        for item in events:
+            try:
+                self._count(self._archive.store_events([item], settle=True))
+                kept.append(item)
+            except DataRefused as exc:
+                rejects.append(self._reject(item.received_at, Rejected(item.site, item.door, item.topic,
+                                                                       f"the archive refused it: {exc}"),
+                                            item.payload))
+        return kept
+
+    def _count(self, done: Ingested) -> None:
+        for site, door, seq in done.replaced:
+            log.warning("%s/%s #%d: a conflicting copy verifies better than the archived one and replaces it;"
+                        " the other copy is kept in conflicts", site, door, seq)
+            self._rewind(site, door, seq)
+        self.stored += done.stored
+        self.duplicates += done.duplicates
+        self.conflicts += done.conflicts + done.after_retention
+        if done.conflicts or done.after_retention:
+            log.warning("%d conflicting copies and %d copies of dropped months went to conflicts",
+                        done.conflicts, done.after_retention)
 
     def _store_door_state(self, events: list[Incoming], states: dict[tuple[str, str, str], tuple[str | None, str]]):
         """Every door of the batch in ``door_state``, with the last status and occupancy it published."""
@@ -359,70 +359,21 @@ class PgIngest:
                     cur.executemany(f"UPDATE door_state SET {kind} = %s, {kind}_at = %s WHERE site = %s AND door = %s",
                                     [(text, at, s, d) for s, d, text, at in rows])
 
-    def _classify(self, topic: str) -> tuple[str | None, str, str]:
-        rest = topic[len(self.prefix) + 1:].split("/") if topic.startswith(self.prefix + "/") else []
-        if len(rest) == 5 and rest[2] == "events":
-            return "events", rest[0], rest[1]
-        if len(rest) == 3 and rest[2] in ("status", "occupancy"):
-            return rest[2], rest[0], rest[1]
-        if rest[2:] == ["cmd", "result"]:
-            return "cmd/result", rest[0], rest[1]
-        return None, "", ""
-
-    def _parse_event(self, r: Received, site: str, door: str):
-        if len(r.payload) > MAX_PAYLOAD:
-            raise Rejected(f"{len(r.payload)} bytes, more than an event ({MAX_PAYLOAD})")
-        try:
-            event = json.loads(r.payload)
-        except (ValueError, RecursionError) as exc:
-            raise Rejected(f"not JSON: {exc}") from None
-        if not isinstance(event, dict):
-            raise Rejected("not a JSON object")
-        seq = event.get("seq")
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-            raise Rejected(f"seq {seq!r} is not a positive integer")
-        ts = event.get("ts")
-        try:
-            if not isinstance(ts, str) or datetime.fromisoformat(ts).tzinfo is None:
-                raise ValueError
-        except ValueError:
-            raise Rejected(f"ts {ts!r} is not an ISO 8601 time with its offset") from None
-        if event.get("site") != site or event.get("door") != door:
-            raise Rejected(f"the event names {event.get('site')!r}/{event.get('door')!r}, the topic {site}/{door}")
-        h, prev = event.get("hash"), event.get("prev_hash")
-        if not isinstance(h, str) or not isinstance(prev, str):
-            raise Rejected("hash or prev_hash missing")
-        try:
-            ok = h == event_hash({k: v for k, v in event.items() if k != "hash"})
-        except (ValueError, TypeError):
-            ok = False
-        return Incoming(site, door, r.topic, r.payload, event, r.received_at), (site, door, seq, h, prev, ok)
-
-    def _on_result(self, site: str, door: str, payload: bytes) -> None:
+    def _on_result(self, site: str, door: str, result: dict) -> None:
         """A door's answer to a command: kept and, when it refuses a replay this station asked for, logged."""
-        try:
-            result = json.loads(payload)
-        except (ValueError, RecursionError):
-            log.warning("ignored a command result of %s/%s: %s", site, door, describe_untrusted(payload))
-            return
-        if not isinstance(result, dict) or result.get("id") not in self.replay_requests:
+        if result["id"] not in self.replay_requests:
             return  # the page's own commands, or somebody else's
         self.command_results[result["id"]] = result
         if not result.get("ok"):
             log.warning("%s/%s refused replay %s: %s", site, door, result["id"], result.get("error"))
 
-    def _on_status(self, site: str, door: str, payload: bytes) -> None:
-        try:
-            status = json.loads(payload) if payload else None
-        except ValueError:
-            return
-        if not isinstance(status, dict):
-            return
+    def _on_status(self, site: str, door: str, status: dict) -> None:
         chain = self._chain(site, door)
         last_seq, queued = status.get("last_seq"), status.get("queued")
-        if isinstance(last_seq, int) and not isinstance(last_seq, bool):
+        if last_seq is not None:
             chain.status_last_seq = last_seq
-        chain.status_queued = queued if isinstance(queued, int) else None
+        chain.status_queued = queued
+        chain.status_online = status.get("online")
 
     # ------------------------------------------------------------------ chains
 
@@ -453,6 +404,29 @@ class PgIngest:
         chain.advance()
         self.chains[key] = chain
         return chain
+
+    def _rewind(self, site: str, door: str, seq: int) -> None:
+        """The archived copy of ``seq`` was replaced: verify the door's chain again from there."""
+        to = seq - 1
+        with self._db.transaction():
+            row = self._db.execute("SELECT hash FROM event_keys WHERE site = %s AND door = %s AND seq = %s",
+                                   (site, door, to)).fetchone()
+            last_hash = row[0] if row else GENESIS_HASH
+            self._db.execute("UPDATE door_chains SET verified_to = %s, last_hash = %s, problem = NULL"
+                             " WHERE site = %s AND door = %s AND verified_to >= %s", (to, last_hash, site, door, to))
+        chain = self.chains.get((site, door))
+        if chain is None:
+            return  # read from door_chains and the events when next needed
+        if chain.verified_to >= to:
+            chain.verified_to, chain.last_hash, chain.problem = to, last_hash, None
+        chain.pending.clear()
+        for s, h, prev, ok in self._db.execute("SELECT seq, hash, prev_hash, hash_ok FROM events WHERE site = %s"
+                                               " AND door = %s AND seq > %s ORDER BY seq",
+                                               (site, door, chain.verified_to)):
+            chain.add(s, h, prev, ok)
+        self._db.commit()
+        chain.dirty = True
+        chain.advance()
 
     def _save_chains(self) -> None:
         dirty = [c for c in self.chains.values() if c.dirty]
@@ -503,24 +477,25 @@ class PgIngest:
             return
         if chain.hole != hole:
             chain.hole, chain.requests, chain.requested_at = hole, 0, 0.0
-        if now - chain.advanced_at < self.replay_interval_s:
-            return  # the door's events are still arriving
-        if now - self._backlog_seen_at < self.replay_interval_s:
-            # Catching up: messages the previous session had received and not acknowledged are
-            # delivered again after what was queued since, so a door's hole closes by itself once
-            # the backlog is through; asking now would only add a second copy of everything.
+        # Catching up (held): messages the previous session had received and not acknowledged are
+        # delivered again after what was queued since, so a door's hole closes by itself once the
+        # backlog is through; asking now would only add a second copy of everything.
+        decision = replay_decision(sent=chain.requests, now=now, last_request_at=chain.requested_at or -1e9,
+                                   advanced_at=chain.advanced_at, interval_s=self.replay_interval_s,
+                                   max_requests=self.max_replay_requests,
+                                   held=now - self._backlog_seen_at < self.replay_interval_s
+                                   or chain.status_online is False)
+        if decision is Replay.WAIT:
             return
-        if now - chain.requested_at < self.replay_interval_s * 2 ** max(0, chain.requests - 1):
-            return
-        if chain.requests >= self.max_replay_requests:
+        if decision is Replay.GIVE_UP:
             if chain.requests == self.max_replay_requests:
                 log.warning("%s/%s: gave up asking for #%d after %d replay requests (events the door no longer "
                             "has, or a forged seq); the gap stays open", chain.site, chain.door, hole, chain.requests)
                 chain.requests += 1
             return
-        request = {"id": f"station-{uuid.uuid4().hex[:12]}", "action": "replay", "from_seq": hole}
-        self.replay_requests.append(request["id"])
-        self._client.publish(f"{self.prefix}/{chain.site}/{chain.door}/cmd", json.dumps(request), qos=1)
+        request_id, payload = replay_request(hole, "station")
+        self.replay_requests.append(request_id)
+        self._client.publish(f"{self.prefix}/{chain.site}/{chain.door}/cmd", payload, qos=1)
         chain.requests += 1
         chain.requested_at = now
         self.replays_requested += 1
@@ -551,14 +526,8 @@ class PgIngest:
         self._archive = self._db = None
 
 
-def _state_text(payload: bytes) -> str | None | bool:
-    """A retained status or occupancy as JSON text to keep (None: the retained message was cleared),
-    or False when it is not a JSON document of a sane size."""
-    if not payload:
-        return None
-    if len(payload) > MAX_PAYLOAD:
-        return False
-    try:
-        return json.dumps(json.loads(payload), ensure_ascii=False)
-    except (ValueError, RecursionError):
-        return False
+def _link(site: str, door: str, event: dict) -> tuple[str, str, int, str, str, bool]:
+    """(site, door, seq, hash, prev_hash, hash right) of an accepted event, for its door's chain."""
+    h = event["hash"]
+    return site, door, event["seq"], h, event["prev_hash"], h == event_hash({k: v for k, v in event.items()
+                                                                             if k != "hash"})

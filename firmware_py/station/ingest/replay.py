@@ -1,0 +1,47 @@
+"""When to ask a door for a replay, for both ingests (DESIGN.md: the station asks a door for a replay
+when it sees a gap; ``{"id", "action": "replay", "from_seq"}`` on the door's ``cmd`` topic).
+
+A pure decision over plain numbers (monotonic seconds), so the SQLite and the PostgreSQL ingest back
+off the same way: after a request, the next one for the same hole waits one interval, then two,
+four … (``interval_s * 2 ** (sent - 1)``); no request while the door's events are still arriving
+(its sequence advanced within one interval) unless the hole was just found; none while the door
+cannot answer or the broker is still handing over a backlog (``held``); after ``max_requests``
+unanswered requests the ingest gives up on that hole (a forged far-future seq cannot make it ask
+for ever, each request adding a ``command`` event at the door).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from enum import Enum
+
+
+class Replay(Enum):
+    ASK = "ask"
+    WAIT = "wait"
+    GIVE_UP = "give_up"
+
+
+def replay_decision(*, sent: int, now: float, last_request_at: float, advanced_at: float, interval_s: float,
+                    max_requests: int, first: bool = False, held: bool = False) -> Replay:
+    """Whether to ask for a hole now.
+
+    ``sent``: requests already made for this hole; ``last_request_at``: the last request to this door;
+    ``advanced_at``: when the door's archived sequence last grew; ``first``: the hole was just found
+    (ask without waiting for the sequence to settle); ``held``: the door cannot answer now (offline)
+    or a backlog is arriving that may close the hole by itself.
+    """
+    if now - last_request_at < interval_s * 2 ** max(0, sent - 1):
+        return Replay.WAIT
+    if not first and now - advanced_at < interval_s:
+        return Replay.WAIT
+    if held:
+        return Replay.WAIT
+    return Replay.GIVE_UP if sent >= max_requests else Replay.ASK
+
+
+def replay_request(from_seq: int, asker: str) -> tuple[str, str]:
+    """(id, payload) of a replay command from ``asker`` (``monitor``, ``station``), with a fresh id."""
+    request_id = f"{asker}-{uuid.uuid4().hex[:12]}"
+    return request_id, json.dumps({"id": request_id, "action": "replay", "from_seq": from_seq})

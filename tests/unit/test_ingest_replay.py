@@ -1,0 +1,53 @@
+"""When the ingest asks a door for a replay (firmware_py/station/ingest/replay.py): one back-off for
+the SQLite and the PostgreSQL ingest alike."""
+
+from __future__ import annotations
+
+import json
+
+from firmware_py.station.ingest.replay import Replay, replay_decision, replay_request
+
+NEVER = -1e9
+
+
+def decide(**kw) -> Replay:
+    args = {"sent": 0, "now": 100.0, "last_request_at": NEVER, "advanced_at": NEVER, "interval_s": 5.0,
+            "max_requests": 5}
+    return replay_decision(**{**args, **kw})
+
+
+def test_a_hole_nobody_asked_for_is_asked_for():
+    assert decide() is Replay.ASK
+
+
+def test_no_second_request_within_one_interval_of_the_first():
+    assert decide(sent=1, last_request_at=96.0) is Replay.WAIT
+    assert decide(sent=1, last_request_at=95.0) is Replay.ASK
+
+
+def test_the_wait_doubles_from_the_third_request_on():
+    assert decide(sent=2, last_request_at=91.0) is Replay.WAIT  # 2 intervals
+    assert decide(sent=3, last_request_at=81.0) is Replay.WAIT  # 4 intervals
+    assert decide(sent=3, last_request_at=80.0) is Replay.ASK
+
+
+def test_no_request_while_the_doors_sequence_is_still_growing():
+    assert decide(advanced_at=98.0) is Replay.WAIT
+
+
+def test_a_hole_just_found_is_asked_for_even_while_the_sequence_grows():
+    assert decide(advanced_at=98.0, first=True) is Replay.ASK
+
+
+def test_no_request_while_the_door_cannot_answer_or_a_backlog_arrives():
+    assert decide(held=True) is Replay.WAIT
+
+
+def test_after_the_last_unanswered_request_the_ingest_gives_up():
+    assert decide(sent=5, last_request_at=0.0) is Replay.GIVE_UP
+
+
+def test_a_replay_request_is_the_command_doors_understand_with_a_fresh_id():
+    first_id, payload = replay_request(7, "station")
+    assert json.loads(payload) == {"id": first_id, "action": "replay", "from_seq": 7}
+    assert first_id.startswith("station-") and replay_request(7, "station")[0] != first_id
