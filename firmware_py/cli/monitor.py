@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -50,8 +49,9 @@ def add_commands(sub, common) -> None:
     p.add_argument("--ca-file", type=Path, help="the site CA certificate (for mqtts://)")
     p.add_argument("--cert-file", type=Path, help="the monitor's client certificate")
     p.add_argument("--key-file", type=Path, help="the client certificate's key")
-    p.add_argument("--client-id", help="MQTT client id, the name of the broker-side session "
-                                       "(default accessctl-monitor-HOSTNAME)")
+    p.add_argument("--client-id", help="MQTT client id, the name of the broker-side session (default: "
+                                       "accessctl-monitor- and random digits, made once and kept in ARCHIVE.client-id, "
+                                       "so no other account can guess it and take the session over)")
     p.add_argument("--protocol", type=int, choices=(5, 311), help="MQTT 5 (default) or 3.1.1")
     p.add_argument("--beacon-interval", type=positive_seconds, default=60.0, metavar="SECONDS",
                    help="publish the time beacon this often (default 60)")
@@ -81,12 +81,13 @@ def connection(args) -> tuple[BrokerSettings, str, Clock | None]:
     if one is named, the configuration file."""
     from firmware_py.config.schema import load_config, with_overrides
     from firmware_py.core.clock import SystemClock
-    from firmware_py.link.broker import BrokerSettings, read_password
+    from firmware_py.link.broker import BrokerSettings, read_password, session_client_id
 
     password = read_password(args.password_file) if args.password_file else None
     overrides = dict(username=args.username, password=password, ca_file=args.ca_file, cert_file=args.cert_file,
                      key_file=args.key_file, protocol=args.protocol,
-                     client_id=args.client_id or f"accessctl-monitor-{socket.gethostname()}")
+                     client_id=args.client_id or session_client_id(f"{args.archive}.client-id",
+                                                                   prefix="accessctl-monitor-", where="--client-id"))
     if args.config:  # --broker follows the rule of every --broker (config.schema.broker_override)
         cfg = with_overrides(load_config(args.config), broker=args.broker)
         settings = BrokerSettings.from_config(cfg.mqtt, **overrides)

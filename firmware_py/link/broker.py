@@ -131,11 +131,13 @@ def read_password(path: str | Path) -> str:
     return lines[0]
 
 
-def session_client_id(path: str | Path, *, prefix: str = "accessctl-station-") -> str:
+def session_client_id(path: str | Path, *, prefix: str = "accessctl-station-",
+                      where: str = "[broker] client_id_file") -> str:
     """The client id kept in ``path``: ``prefix`` and 128 random bits, made the first time (the file
     mode 0600) and read every time after, so the broker's session outlives a restart.
 
-    :class:`ConfigError` when the file cannot be read or written, or holds no usable client id.
+    :class:`ConfigError` when the file cannot be read or written, or holds no usable client id;
+    ``where`` names the setting that moves the file.
     """
     path = Path(path)
     try:
@@ -143,7 +145,7 @@ def session_client_id(path: str | Path, *, prefix: str = "accessctl-station-") -
     except FileNotFoundError:
         text = None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the station's MQTT client id: "
+        raise ConfigError(f"{path}: cannot read the MQTT client id kept there: "
                           f"{getattr(exc, 'strerror', None) or exc}") from None
     if text is not None:
         if not CLIENT_ID.fullmatch(text):
@@ -161,9 +163,9 @@ def session_client_id(path: str | Path, *, prefix: str = "accessctl-station-") -
         os.replace(partial, path)
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        raise ConfigError(f"{path}: cannot keep the station's MQTT client id there: {exc.strerror or exc} (set "
-                          "[broker] client_id_file to a file the station may write)") from None
-    log.warning("made the station's MQTT client id (its broker session's name), kept in %s", path)
+        raise ConfigError(f"{path}: cannot keep the MQTT client id there: {exc.strerror or exc} (set "
+                          f"{where} to a file that may be written)") from None
+    log.warning("made the MQTT client id %s… (the broker session's name), kept in %s", prefix, path)
     return client_id
 
 

@@ -152,7 +152,7 @@ def test_a_revoked_certificate_is_refused_after_the_new_crl_is_installed(mosquit
 
 @pytest.mark.parametrize("victim, intruder, client_id", [
     (SCAN_ROOM, VAULT, "accessctl-hn-archive-1-scan-room"),       # a door's default client id
-    (SUPERVISOR, SCAN_ROOM, "accessctl-monitor-supervisor-desk"),  # the monitor's default, by host name
+    (SUPERVISOR, SCAN_ROOM, "accessctl-monitor-supervisor-desk"),  # a monitor named by --client-id
 ])
 def test_another_account_connecting_with_a_client_id_does_not_kick_its_owner(mosquitto_broker, victim, intruder,
                                                                              client_id):

@@ -147,3 +147,16 @@ def test_a_station_file_may_set_the_session_expiry_to_match_its_broker(tmp_path)
     path.write_text(text)
     cfg = load_station_config(path)
     assert BrokerSettings.from_config(cfg.broker, password="x").session_expiry_s == 86400
+
+
+def test_the_monitors_client_id_is_random_kept_beside_its_archive_and_not_its_host_name(tmp_path):
+    from firmware_py.cli.main import build_parser
+    from firmware_py.cli.monitor import connection
+
+    archive = tmp_path / "monitor.db"
+    args = build_parser().parse_args(["monitor", "--broker", "mqtt://127.0.0.1:1883", "--archive", str(archive)])
+    first, _, _ = connection(args)
+    again, _, _ = connection(args)
+    assert re.fullmatch(r"accessctl-monitor-[0-9a-f]{32}", first.client_id)
+    assert again.client_id == first.client_id
+    assert (tmp_path / "monitor.db.client-id").read_text().strip() == first.client_id

@@ -350,10 +350,6 @@ def test_a_unit_test_file_starts_no_process(path):
 # --------------------------------------------------------------------------- the benchmarks stand on their own
 
 BENCH = REPO / "bench"
-# Benchmarks that still borrow the test suite's lab set-ups (PostgreSQL, RabbitMQ, a station process),
-# exactly as they do: they go when those set-ups move beside simulator/lab_broker.py, out of tests/fixtures.
-BENCH_AWAITING_MOVE = {"fleet.py": {"tests.fixtures.postgres", "tests.fixtures.rabbitmq"},
-                       "station.py": {"tests.fixtures.station"}}
 
 
 def test_the_test_import_finder_sees_both_forms():
@@ -374,7 +370,7 @@ def suite_imports(source: str) -> set[str]:
 
 @pytest.mark.parametrize("path", python_files(BENCH), ids=lambda p: p.name)
 def test_a_benchmark_imports_nothing_from_the_test_suite(path):
-    assert suite_imports(path.read_text(encoding="utf-8")) == BENCH_AWAITING_MOVE.get(path.name, set())
+    assert suite_imports(path.read_text(encoding="utf-8")) == set()
 
 
 # ---------------------------------------------------------------- the station's rooms
