@@ -8,7 +8,7 @@ import pytest
 
 from firmware_py.errors import ConfigError
 from firmware_py.station.config import load_station_config, with_overrides
-from tests.fixtures.station import REPO
+from tests.fixtures.constants import REPO
 
 EXAMPLE = REPO / "config" / "station.example.toml"
 
