@@ -66,6 +66,15 @@ def station_client_id(cfg: StationConfig) -> str:
     return cfg.broker.client_id or session_client_id(client_id_path(cfg))
 
 
+def command_key(cfg: StationConfig):
+    """The key the page signs door commands with: the roster's signing key, when the file names one."""
+    if cfg.roster.signing_key is None:
+        return None
+    from firmware_py.link.roster_keys import load_signing_key
+
+    return load_signing_key(cfg.roster.signing_key)
+
+
 def serve(cfg: StationConfig, *, ready=None) -> None:
     """Run the station until SIGINT/SIGTERM. ``ready`` is called with the listening URL once it serves."""
     import uvicorn
@@ -78,7 +87,7 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
     try:
         queries.prepare(store)
         station = Station(store, cfg.web.timezone, prefix=cfg.broker.prefix, monitor=monitor, https=cfg.web.https,
-                          session_idle_s=cfg.web.session_idle_s)
+                          session_idle_s=cfg.web.session_idle_s, command_key=command_key(cfg))
         app = create_app(station)
     except BaseException:
         store.close()

@@ -214,7 +214,7 @@ def door_action(request: Request, ctx: Ctx) -> Response:
     except commands.CommandRefused as exc:
         raise Refused(400, str(exc)) from None
     try:
-        sent = commands.send(st.monitor, st.prefix, site, door, command)
+        sent = commands.send(st.monitor, st.prefix, site, door, command, key=st.command_key, now=st.now())
     except ConnectionError as exc:
         ctx.note = f"not sent: {exc}"
         raise Refused(503, str(exc)) from None

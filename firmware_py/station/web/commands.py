@@ -4,6 +4,9 @@
 QoS 1, never retained, published through the monitor's MQTT client (the station's one
 connection). The door audits the command with ``by``; the station audits the request. A full ID
 number typed into a revoke's reason is masked before the command leaves (the door keeps the reason).
+With the station's signing key (``[roster] signing_key``) the command is signed for its one door
+with its issue time (:func:`firmware_py.link.signed_commands.sign_command`), so a door that runs
+only signed commands obeys it and nobody else's.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from firmware_py.core.commands import MAX_TEXT
+from firmware_py.link.signed_commands import sign_command
 from firmware_py.station.archive import masking
 
 ACTIONS = ("lockdown", "release_lockdown", "revoke")
@@ -43,8 +48,18 @@ def build(action: str, by: str, *, person_id: str = "", reason: str = "") -> dic
     return command
 
 
-def send(monitor, prefix: str, site: str, door: str, command: dict, *, timeout_s: float = 5.0) -> Sent:
-    """Publish ``command`` to the door and wait for the broker's acknowledgement.
+def payload(command: dict, *, site: str, door: str, key=None, now: datetime | None = None) -> bytes:
+    """What goes on the door's ``cmd`` topic: the command signed for ``site/door`` at ``now`` with ``key``
+    (an Ed25519 private key), or plain JSON without one."""
+    if key is None:
+        return json.dumps(command, ensure_ascii=False).encode("utf-8")
+    return sign_command(key, command, site=site, door=door, issued_at=now or datetime.now().astimezone())
+
+
+def send(monitor, prefix: str, site: str, door: str, command: dict, *, key=None, now: datetime | None = None,
+         timeout_s: float = 5.0) -> Sent:
+    """Publish ``command`` to the door (signed when the station has a ``key``) and wait for the broker's
+    acknowledgement.
 
     Raises :class:`ConnectionError` when the station is not connected or the broker does not
     acknowledge within ``timeout_s``.
@@ -53,7 +68,7 @@ def send(monitor, prefix: str, site: str, door: str, command: dict, *, timeout_s
     if client is None or not monitor.connected:
         raise ConnectionError("the station is not connected to the broker: nothing was sent")
     topic = f"{prefix}/{site}/{door}/cmd"
-    info = client.publish(topic, json.dumps(command, ensure_ascii=False), qos=1, retain=False)
+    info = client.publish(topic, payload(command, site=site, door=door, key=key, now=now), qos=1, retain=False)
     info.wait_for_publish(timeout_s)
     if not info.is_published():
         raise ConnectionError(f"the broker did not acknowledge the command on {topic} within {timeout_s:g} s")

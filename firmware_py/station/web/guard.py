@@ -50,6 +50,7 @@ class Station:
     tz: ZoneInfo
     prefix: str = "accessctl"
     monitor: object | None = None  # ingest.Monitor or ingest_pg.PgIngest: .connected, .client
+    command_key: object | None = None  # the station's Ed25519 signing key: door commands go signed
     https: bool = False
     session_idle_s: float = 8 * 3600
     poll_s: float = 0.1
