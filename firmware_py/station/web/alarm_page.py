@@ -99,8 +99,8 @@ def alarms_page(open_alarms: list[Alarm], total_open: int, done: list[Alarm], cl
     rows = "".join(queue_row(a, i, session) for i, a in enumerate(open_alarms))
     filtered = any(params.values())
     query = urlencode({k: v for k, v in params.items() if v})
-    shown_note = (f'<p class="muted" id="queue-note">显示 Showing {len(open_alarms)} / {total_open}'
-                  f'{" (筛选 filtered)" if filtered else ""}</p>')
+    shown_note = (f'<p class="muted" id="queue-note">显示 Showing <span id="queue-shown">{len(open_alarms)}</span> / '
+                  f'<span data-open-alarms>{total_open}</span>{" (筛选 filtered)" if filtered else ""}</p>')
     head = "".join(f"<th>{c}</th>" for c in ("时间 Time", "门 Door", "序号 Seq", "优先级 Priority", "告警 Alarm",
                                              "详情 Detail", "", ""))
     open_table = (f'<table class="alarms" id="open-alarms" data-last-id="{last_id}" data-query="{h(query)}">'

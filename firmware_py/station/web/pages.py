@@ -4,8 +4,10 @@ Every value from the archive or the request goes through :func:`h` (HTML escapin
 testing contract (DESIGN.md "The supervision station") lives here: ``data-site``, ``data-door``,
 ``data-seq``, ``data-type`` on event rows (and ``data-epoch``, the door's chain epoch);
 ``data-site``, ``data-door``, ``data-online`` on door tiles (and ``data-problems``, how many
-messages of the door were refused or kept as conflicting copies); ``data-action`` on controls that
-change state; the login form's ``username`` and ``password``.
+messages of the door were refused or kept as conflicting copies; ``data-alarm``, whether it has an
+open alarm); ``data-action`` on controls that change state; the login form's ``username`` and
+``password``; the count of open alarms in ``[data-open-alarms]`` and the title. The alarm queue's
+HTML is in :mod:`.alarm_page`.
 
 What a door stored reaches these functions as the page reads it (:mod:`.shown`): text where text is
 expected, ``?`` where the door wrote something else.

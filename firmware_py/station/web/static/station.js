@@ -129,6 +129,8 @@
       if (active && tr.contains(active)) tr.classList.add("gone");  // being typed in: left until done
       else tr.remove();
     });
+    var shown = document.getElementById("queue-shown");
+    if (shown) shown.textContent = String(rows.length);
     var none = document.getElementById("no-open-alarms");
     if (none) none.hidden = rows.length > 0;
   }
