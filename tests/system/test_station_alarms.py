@@ -82,7 +82,8 @@ def test_the_queue_filters_by_door_and_by_type(web):
     assert queue(c, f"?site={SITE}&door={DOOR}") == [(DOOR, 1, "door_forced"), (DOOR, 2, "tailgating")]
     page = c.get("/alarms").text
     assert '<option value="side-door">' in page and "(<span data-open-alarms>3</span>)" in page
-    assert page.count('list="ack-comments"') == 4 and '<datalist id="ack-comments">' in page
+    assert page.count('data-action="acknowledge"') == 3 and page.count('list="ack-comments"') == 4
+    assert '<datalist id="ack-comments">' in page
 
 
 def test_each_alarm_links_to_its_doors_events_around_it(web):
@@ -94,6 +95,8 @@ def test_each_alarm_links_to_its_doors_events_around_it(web):
     assert re.findall(r'data-seq="(\d+)"', page) == [str(n) for n in range(1, 15)]
     assert 'aria-current="true" id="the-alarm"' in page
     assert c.get(f"/alarms/{SITE}/{DOOR}/400").status == 404
+    assert c.get(f"/alarms/{SITE}/{DOOR}/{(1 << 63) - 5}").status == 404
+    assert c.get(f"/alarms/{SITE}/{DOOR}/4?epoch=x").status == 400
 
 
 # ---------------------------------------------------------------- state events close what they answer

@@ -104,7 +104,7 @@ def test_an_operator_acknowledges_the_chosen_alarms_with_a_standard_comment(mosq
     options = page.eval_on_selector_all("#ack-comments option", "os => os.map(o => o.value)")
     assert "误报 False alarm" in options
     page.locator("#bulk-ack input[name=comment]").fill("误报 False alarm")
-    page.locator("#bulk-ack [data-action=acknowledge]").click()
+    page.locator("#bulk-ack [data-action=acknowledge_chosen]").click()
     page.wait_for_url(station.url + "/alarms")
     assert page.eval_on_selector_all("#open-alarms tbody tr", "rs => rs.map(r => r.dataset.type)") == [
         "screening_alarm"]

@@ -2,10 +2,11 @@
 
 The page's contract (DESIGN.md "The control room"): each open alarm is a row of ``#open-alarms``
 with ``data-site``, ``data-door``, ``data-epoch``, ``data-seq``, ``data-type``, ``data-rank`` (its
-priority) and ``data-key`` (its name for a bulk acknowledgement); an operator's controls carry
-``data-action="acknowledge"``; the count of open alarms is in every ``[data-open-alarms]``. The rows
-are made here for the page and for the live stream alike (:mod:`.stream`), so a row that arrives live
-is the row a reload shows. Every value goes through :func:`.pages.h`.
+priority) and ``data-key`` (its name for a bulk acknowledgement); an operator's control on each
+row carries ``data-action="acknowledge"``, the one for the chosen rows ``acknowledge_chosen``;
+the count of open alarms is in every ``[data-open-alarms]``. The rows are made here for the page
+and for the live stream alike (:mod:`.stream`), so a row that arrives live is the row a reload
+shows. Every value goes through :func:`.pages.h`.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def alarms_page(open_alarms: list[Alarm], total_open: int, done: list[Alarm], cl
         bulk = ('<form id="bulk-ack" method="post" action="/alarms/acknowledge" class="bulk">'
                 f'{csrf_field(session)}<label>所选告警的处置说明 Comment for the chosen alarms '
                 '<input name="comment" list="ack-comments" required maxlength="500"></label> '
-                '<button type="submit" data-action="acknowledge" data-bulk="true">确认所选 Acknowledge chosen</button>'
+                '<button type="submit" data-action="acknowledge_chosen">确认所选 Acknowledge chosen</button>'
                 '</form>')
     pick_all = ('<input type="checkbox" id="pick-all" aria-label="全选 Choose all">' if operator else "")
     rows = "".join(queue_row(a, i, session) for i, a in enumerate(open_alarms))

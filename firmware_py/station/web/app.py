@@ -123,7 +123,7 @@ def alarm_around(request: Request, ctx: Ctx) -> Response:
     """The door's events around one of its alarms (``?epoch=``: the chain epoch, default the current)."""
     st = ctx.station
     site, door, seq = request.path_params["site"], request.path_params["door"], request.path_params["seq"]
-    if not 0 < seq < 1 << 63:
+    if not 0 < seq < 1 << 62:  # seq ± the span stays within the archives' integers
         raise Refused(404, f"no event #{seq}")
     epoch = _epoch(request.query_params.get("epoch", ""), st, site, door)
     span = 10
