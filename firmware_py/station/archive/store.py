@@ -89,6 +89,11 @@ class StationStore(ABC):
         after those named), newest received first."""
 
     @abstractmethod
+    def alarm_version(self) -> tuple[int, int, int]:
+        """What changes whenever the open alarms may have: the newest archived alarm, acknowledgement
+        and closure (their received or insertion order)."""
+
+    @abstractmethod
     def open_alarm_counts(self) -> dict[tuple[str, str], dict[str, int]]:
         """{(site, door): {type: how many}} of the open alarms (as :meth:`open_alarms`)."""
 

@@ -198,6 +198,11 @@ class PgStationStore(StationStore):
                          [*scope, *rank_params, limit])
         return [(s, d, q, _door_ts(p), t, bytes(p), 1) for s, d, q, t, p in rows]
 
+    def alarm_version(self) -> tuple[int, int, int]:
+        return self._one("SELECT (SELECT coalesce(max(received_id), 0) FROM events WHERE category = 'alarm'),"
+                         " (SELECT coalesce(max(id), 0) FROM acknowledgements),"
+                         " (SELECT coalesce(max(id), 0) FROM alarm_closures)")
+
     def open_alarm_counts(self) -> dict[tuple[str, str], dict[str, int]]:
         out: dict[tuple[str, str], dict[str, int]] = {}
         for s, d, t, n in self._all(f"SELECT e.site, e.door, e.type, count(*) FROM events e"

@@ -247,6 +247,11 @@ class SqliteStationStore(StationStore):
                           [*scope, *params, limit])
         return [(s, d, q, ts, t, _bytes(p), ep) for s, d, q, ts, t, p, ep in rows]
 
+    def alarm_version(self) -> tuple[int, int, int]:
+        return self.one("SELECT (SELECT coalesce(max(rowid), 0) FROM events WHERE category='alarm'),"
+                        " (SELECT coalesce(max(rowid), 0) FROM acknowledgements),"
+                        " (SELECT coalesce(max(rowid), 0) FROM alarm_closures)")
+
     def open_alarm_counts(self) -> dict[tuple[str, str], dict[str, int]]:
         out: dict[tuple[str, str], dict[str, int]] = {}
         for s, d, t, n in self.query(f"SELECT e.site, e.door, e.type, count(*) FROM events e WHERE e.category='alarm'"

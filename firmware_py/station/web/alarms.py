@@ -20,14 +20,18 @@ shows as strange in its own row.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
+from weakref import WeakKeyDictionary
 
 from firmware_py.errors import AlarmError
 from firmware_py.station.archive import masking
 from firmware_py.station.archive.store import StationStore
 from firmware_py.station.web import answers, queries, shown
 
+T = TypeVar("T")
 MAX_COMMENT = 500
 MAX_BULK = 500  # alarms acknowledged by one request
 QUEUE_LIMIT = 500  # open alarms shown at once
@@ -120,14 +124,35 @@ def open_alarms(store: StationStore, now: datetime, *, site: str | None = None, 
     """The queue: alarms neither acknowledged nor closed by their door (the state events received so
     far are read first), by :data:`PRIORITY`, newest first within each."""
     answers.close_answered(store, now)
-    return [alarm_from_row(s, d, q, ts, t, p, ep)
-            for s, d, q, ts, t, p, ep in store.open_alarms(limit, PRIORITY, site=site, door=door, types=types)]
+    return _cached(store, ("queue", site, door, types, limit), lambda: [
+        alarm_from_row(s, d, q, ts, t, p, ep)
+        for s, d, q, ts, t, p, ep in store.open_alarms(limit, PRIORITY, site=site, door=door, types=types)])
 
 
 def open_counts(store: StationStore, now: datetime) -> dict[tuple[str, str], dict[str, int]]:
     """{(site, door): {type: how many}} of the queue (the state events received so far read first)."""
     answers.close_answered(store, now)
-    return store.open_alarm_counts()
+    return _cached(store, ("counts",), store.open_alarm_counts)
+
+
+# The open alarms as last read, per store and question, with the store's :meth:`alarm_version` they
+# were read at: every page and stream asks every second, and the answer changes only with an
+# alarm, an acknowledgement or a closure.
+_reads: WeakKeyDictionary[StationStore, tuple[tuple, dict]] = WeakKeyDictionary()
+MAX_CACHED = 64  # questions (filters) kept per store
+
+
+def _cached(store: StationStore, question: tuple, read: Callable[[], T]) -> T:
+    version = store.alarm_version()
+    seen, answers_ = _reads.get(store, ((), {}))
+    if seen != version:
+        answers_ = {}
+        _reads[store] = (version, answers_)
+    if question not in answers_:
+        if len(answers_) >= MAX_CACHED:
+            answers_.clear()
+        answers_[question] = read()
+    return answers_[question]
 
 
 def closed_by_doors(store: StationStore, limit: int = 200) -> list[Alarm]:

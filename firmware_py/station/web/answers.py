@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
+from weakref import WeakKeyDictionary
 
 from firmware_py.station.archive.store import StationStore
 from firmware_py.station.web import queries
@@ -29,6 +30,9 @@ PAIRS = {"hardware_fault": ("hardware_fault", "hardware_fault"), "tamper": ("tam
          "door_held_open": ("door_held_open", "door_held_open"), "link": ("link_down", "link_up")}
 TYPES = ("hardware_fault", "tamper", "door_held_open", "link_down", "link_up")
 BATCH = 500  # events read at once
+# How far each store's events were read when they closed nothing: kept in memory only (the archive's
+# position moves with the closures), so that reading the queue writes nothing while nothing closes.
+_passed: WeakKeyDictionary[StationStore, int] = WeakKeyDictionary()
 
 
 def role(type_: object, detail: object) -> Role | None:
@@ -68,11 +72,12 @@ def close_answered(store: StationStore, now: datetime) -> int:
     """Close the alarms answered by the state events received since the last call; how many
     closures were kept (the ends themselves included)."""
     kept = 0
+    newest = store.last_id()  # read up to here: the events in between that answer nothing are passed over once
     while True:
-        after = store.answer_position()
-        rows = store.answer_candidates(after, TYPES, BATCH)
-        if not rows:
+        after = max(store.answer_position(), _passed.get(store, 0))
+        if after >= newest:
             return kept
+        rows = [r for r in store.answer_candidates(after, TYPES, BATCH) if r[0] <= newest]
         closures: list[tuple[str, str, int, int, int]] = []
         for _, site, door, epoch, seq, type_, payload in rows:
             found = _role_of(type_, payload)
@@ -91,7 +96,8 @@ def close_answered(store: StationStore, now: datetime) -> int:
                     if _role_of(end_type, p) == ("end", key):
                         closures.append((site, door, epoch, seq, later))
                         break
-        store.close_alarms(closures, now, rows[-1][0])
-        kept += len(closures)
-        if len(rows) < BATCH:
-            return kept
+        position = rows[-1][0] if len(rows) == BATCH else newest
+        if closures:
+            store.close_alarms(closures, now, position)
+            kept += len(closures)
+        _passed[store] = max(position, _passed.get(store, 0))
