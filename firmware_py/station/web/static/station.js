@@ -42,9 +42,13 @@
     soundSwitch.textContent = on ? "告警声音：开 Alarm sound: on" : "开启告警声音 Enable alarm sound";
   }
 
+  var lastTone = 0;
+
   function tone() {
     // Browsers let a page sound only after a click on it: the switch is that click, remembered.
-    if (!soundOn()) return;
+    // A burst of alarms sounds once (at most one tone each 1.5 s).
+    if (!soundOn() || Date.now() - lastTone < 1500) return;
+    lastTone = Date.now();
     document.body.dataset.sounds = String(Number(document.body.dataset.sounds || "0") + 1);
     try {
       var ctx = audioContext();
@@ -68,7 +72,7 @@
     soundSwitch.addEventListener("click", function () {
       try { window.localStorage.setItem(SOUND_KEY, soundOn() ? "off" : "on"); } catch (e) { return; }
       showSwitch();
-      if (soundOn()) { audioContext(); tone(); }
+      if (soundOn()) { audioContext(); lastTone = 0; tone(); }
     });
     if (soundOn()) {  // remembered: the first click or key on the page lets it sound
       var unlock = function () { audioContext(); document.removeEventListener("click", unlock, true);
