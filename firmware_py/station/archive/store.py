@@ -3,9 +3,9 @@
 The web app (:mod:`.web`, :mod:`.pages`, :mod:`.stream`) and the modules of its jobs
 (:mod:`.accounts`, :mod:`.audit`, :mod:`.alarms`, :mod:`.queries`, :mod:`.chain`) talk to the
 archive only through a :class:`StationStore`: the station's own tables (accounts, sessions,
-acknowledgements, audit) and the page's reads (doors, events by date, the live stream's cursor,
-alarms, each door's chain). Two backends implement it, each with all of its SQL, placeholders and
-dialect in its own module:
+acknowledgements, the alarms their door closed with a state event, audit) and the page's reads
+(doors, events by date, the live stream's cursor, alarms, each door's chain). Two backends
+implement it, each with all of its SQL, placeholders and dialect in its own module:
 
 - :class:`~firmware_py.station.archive.store_sqlite.SqliteStationStore` over the SQLite archive file
   (the monitor's :class:`~firmware_py.station.archive.sqlite.Archive` writes events on its own connection);

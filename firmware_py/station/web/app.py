@@ -112,7 +112,7 @@ def alarms_page(request: Request, ctx: Ctx) -> Response:
     last = queries.last_id(store)
     queue = alarms.open_alarms(store, st.now(), site=params["site"] or None, door=params["door"] or None,
                                types=(params["type"],) if params["type"] else ())
-    counts = store.open_alarm_counts()
+    counts = alarms.open_counts(store, st.now())
     total = sum(sum(types.values()) for types in counts.values())
     doors = sorted({(d.site, d.door) for d in queries.doors(store)} | set(counts))
     return html(alarm_page.alarms_page(queue, total, alarms.alarms(store, acknowledged=True),
