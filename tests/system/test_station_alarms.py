@@ -185,6 +185,18 @@ def test_an_operator_acknowledges_several_alarms_with_one_comment(web):
     assert queue(c) == []
 
 
+@pytest.mark.parametrize("back, location", [("/alarms?type=tailgating", "/alarms?type=tailgating"),
+                                            ("/register", "/alarms"), ("//elsewhere.example/", "/alarms")])
+def test_an_acknowledgement_returns_to_the_queue_as_it_was_filtered(sqlite_web, back, location):
+    archive(sqlite_web, alarms_of([("tailgating", "alarm", {}), ("tailgating", "alarm", {})]))
+    c = logged_in(sqlite_web)
+    assert 'name="next" value="/alarms?type=tailgating"' in c.get("/alarms?type=tailgating").text
+    one = c.post(f"/alarms/{SITE}/{DOOR}/1/acknowledge", {"csrf": c.csrf(), "comment": "x", "next": back})
+    chosen = c.post("/alarms/acknowledge", {"csrf": c.csrf(), "comment": "x", "next": back,
+                                            "pick-0": json.dumps([SITE, DOOR, 1, 2])})
+    assert (one.status, one.headers["location"]) == (chosen.status, chosen.headers["location"]) == (303, location)
+
+
 @pytest.mark.parametrize("picks, error", [
     ({}, "choose at least one alarm"),
     ({"pick-0": '["hn-archive-1", "scan-room", 1]'}, "does not name an alarm"),

@@ -42,9 +42,15 @@ def around_link(a: Alarm) -> str:
             f'前后事件 Events around</a>')
 
 
-def queue_row(a: Alarm, index: int, session: Session) -> str:
+def back_to(params: dict) -> str:
+    """The queue with the filter ``params``: where an acknowledgement returns to."""
+    query = urlencode({k: v for k, v in params.items() if v})
+    return "/alarms" + (f"?{query}" if query else "")
+
+
+def queue_row(a: Alarm, index: int, session: Session, back: str = "/alarms") -> str:
     """One open alarm: a box to choose it for a bulk acknowledgement, what it says, a link to its
-    door's events around it and (for an operator) its own acknowledgement."""
+    door's events around it and (for an operator) its own acknowledgement (then back to ``back``)."""
     operator = role_allows(session.role, "operator")
     pick = control = ""
     if operator:
@@ -53,6 +59,7 @@ def queue_row(a: Alarm, index: int, session: Session) -> str:
         action = f"/alarms/{q(a.site)}/{q(a.door)}/{a.seq}/acknowledge"
         control = (f'<form method="post" action="{action}" class="inline ack">'
                    f'{csrf_field(session)}<input type="hidden" name="epoch" value="{a.epoch}">'
+                   f'<input type="hidden" name="next" value="{h(back)}">'
                    '<input name="comment" list="ack-comments" placeholder="处置说明 comment" required maxlength="500" '
                    'aria-label="处置说明 Comment">'
                    '<button type="submit" data-action="acknowledge">确认 Acknowledge</button></form>')
@@ -65,9 +72,10 @@ def queue_row(a: Alarm, index: int, session: Session) -> str:
             f'<td>{around_link(a)}</td><td>{control}</td></tr>')
 
 
-def queue_rows(alarms: list[Alarm], session: Session) -> list[dict]:
-    """The queue's rows for the live stream: ``key`` and ``html`` of each, in the queue's order."""
-    return [{"key": a.key, "html": queue_row(a, i, session)} for i, a in enumerate(alarms)]
+def queue_rows(alarms: list[Alarm], session: Session, params: dict) -> list[dict]:
+    """The queue's rows for the live stream (filter ``params``): ``key`` and ``html`` of each, in order."""
+    back = back_to(params)
+    return [{"key": a.key, "html": queue_row(a, i, session, back)} for i, a in enumerate(alarms)]
 
 
 def _filter(params: dict, doors: list[tuple[str, str]]) -> str:
@@ -92,12 +100,13 @@ def alarms_page(open_alarms: list[Alarm], total_open: int, done: list[Alarm], cl
     bulk = ""
     if operator:
         bulk = ('<form id="bulk-ack" method="post" action="/alarms/acknowledge" class="bulk">'
-                f'{csrf_field(session)}<label>所选告警的处置说明 Comment for the chosen alarms '
+                f'{csrf_field(session)}<input type="hidden" name="next" value="{h(back_to(params))}">'
+                '<label>所选告警的处置说明 Comment for the chosen alarms '
                 '<input name="comment" list="ack-comments" required maxlength="500"></label> '
                 '<button type="submit" data-action="acknowledge_chosen">确认所选 Acknowledge chosen</button>'
                 '</form>')
     pick_all = ('<input type="checkbox" id="pick-all" aria-label="全选 Choose all">' if operator else "")
-    rows = "".join(queue_row(a, i, session) for i, a in enumerate(open_alarms))
+    rows = "".join(queue_row(a, i, session, back_to(params)) for i, a in enumerate(open_alarms))
     filtered = any(params.values())
     query = urlencode({k: v for k, v in params.items() if v})
     shown_note = (f'<p class="muted" id="queue-note">显示 Showing <span id="queue-shown">{len(open_alarms)}</span> / '

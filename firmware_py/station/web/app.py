@@ -282,7 +282,7 @@ def acknowledge(request: Request, ctx: Ctx) -> Response:
     except alarms.AlarmError as exc:
         raise Refused(409, str(exc)) from None
     ctx.note = f"acknowledged {site}/{door} #{seq} of epoch {epoch}"
-    return done(request, {"ok": True}, "/alarms")
+    return done(request, {"ok": True}, _back_to_alarms(ctx))
 
 
 def acknowledge_chosen(request: Request, ctx: Ctx) -> Response:
@@ -297,7 +297,13 @@ def acknowledge_chosen(request: Request, ctx: Ctx) -> Response:
     skipped = outcome["already_acknowledged"] + outcome["not_an_alarm"]
     if skipped:
         ctx.note += f"; not acknowledged: {', '.join(skipped)[:1000]}"
-    return done(request, {"ok": True, **outcome}, "/alarms")
+    return done(request, {"ok": True, **outcome}, _back_to_alarms(ctx))
+
+
+def _back_to_alarms(ctx: Ctx) -> str:
+    """Back to the queue as it was filtered (the form's ``next``, a path on /alarms)."""
+    back = safe_next(ctx.form.get("next"))
+    return back if back == "/alarms" or back.startswith("/alarms?") else "/alarms"
 
 
 def api_command(request: Request, ctx: Ctx) -> Response:

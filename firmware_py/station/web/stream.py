@@ -105,7 +105,7 @@ def alarm_summary(station: Station, session: Session, queue: dict | None) -> dic
     if queue is not None:
         rows = alarms.open_alarms(station.store, station.now(), site=queue["site"] or None,
                                   door=queue["door"] or None, types=(queue["type"],) if queue["type"] else ())
-        out["rows"] = alarm_page.queue_rows(rows, session)
+        out["rows"] = alarm_page.queue_rows(rows, session, queue)
     return out
 
 
