@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import urllib.request
 
 import pytest
@@ -250,6 +251,21 @@ def test_the_stream_sends_the_count_of_open_alarms_and_marks_new_alarms(sqlite_w
         {"site": SITE, "door": DOOR, "types": {"door_forced": 1}, "text": "告警 ALARM: 强行开门 door forced"}]
     assert [r["key"] for r in summary["rows"]] == [json.dumps([SITE, DOOR, 1, 1])]
     assert 'data-action="acknowledge"' in summary["rows"][0]["html"]
+
+
+def test_a_page_that_shows_no_events_hears_only_of_alarms_after_it_opened(sqlite_web):
+    events = alarms_of([("door_forced", "alarm", {}), ("passage", "access", {}), ("tamper", "alarm",
+                                                                                   {"device": "lid", "active": True})])
+    archive(sqlite_web, events[:2])
+    c = logged_in(sqlite_web)
+    later = threading.Timer(0.5, archive, (sqlite_web, events[2:]))
+    later.start()
+    try:
+        got = read_messages(c, "/api/stream?after=now", {"event": 1, "alarms": 2})
+    finally:
+        later.join()
+    assert [(e["seq"], e["alarm"]) for e in got["event"]] == [(3, True)]
+    assert [m["count"] for m in got["alarms"]] == [1, 2] and "rows" not in got["alarms"][0]
 
 
 def read_messages(client, path: str, want: dict[str, int], timeout: float = 10) -> dict[str, list]:
