@@ -254,6 +254,7 @@ def test_an_operator_locks_a_door_down_and_revokes_a_person_from_the_page(mosqui
     page = browser.new_page()
     log_in(page, station, "olga")
     tile(page).locator('[data-action="lockdown"]').click()
+    page.locator("#confirm-command [data-confirm]").click()  # the page asks before it sends
     (msg,) = commands.wait_for_messages(1, CMD)
     lockdown = json.loads(msg.payload)
     assert msg.topic == f"accessctl/{SITE}/{DOOR}/cmd" and not msg.retain
@@ -261,6 +262,7 @@ def test_an_operator_locks_a_door_down_and_revokes_a_person_from_the_page(mosqui
     page.wait_for_selector('.inside [data-action="revoke"]')
     tile(page).locator(".inside input[name=reason]").fill("离职 left the project")
     tile(page).locator('.inside [data-action="revoke"]').click()
+    page.locator("#confirm-command [data-confirm]").click()
     revoke = json.loads(commands.wait_for_messages(2, CMD)[1].payload)
     assert {k: revoke[k] for k in ("action", "person_id", "reason", "by")} == {
         "action": "revoke", "person_id": "P001", "reason": "离职 left the project", "by": "olga"}

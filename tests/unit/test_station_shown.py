@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from firmware_py.station.accounts.accounts import Session
 from firmware_py.station.archive import masking
 from firmware_py.station.archive.chain import ChainResult
-from firmware_py.station.web import chart, pages, queries, shown
+from firmware_py.station.web import alarm_page, alarms, chart, pages, queries, shown
 from firmware_py.station.web import register as register_export
 from tests.fixtures.constants import TZ
 
@@ -43,7 +43,8 @@ def no_full_id(text: str) -> bool:
 @given(payloads)
 def test_any_stored_payload_gives_an_event_row_a_register_line_and_the_chart(payload):
     row = queries.StreamRow(1, SITE, DOOR, queries.parse_payload(payload))
-    html = pages.event_row(SITE, DOOR, row.shown, row.epoch) + pages._detail(row.shown)
+    alarm = alarms.alarm_from_row(SITE, DOOR, 1, "", "door_forced", payload, 1)
+    html = pages.event_row(SITE, DOOR, row.shown, row.epoch) + alarm_page.queue_row(alarm, 0, ADMIN)
     csv = register_export.to_csv(register_export.rows([row])).decode("utf-8")
     chart.hours_svg(chart.entries_per_hour([row.shown], TZ))
     chart.reasons_svg(chart.denials_by_reason([row.shown]))

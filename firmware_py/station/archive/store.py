@@ -3,9 +3,9 @@
 The web app (:mod:`.web`, :mod:`.pages`, :mod:`.stream`) and the modules of its jobs
 (:mod:`.accounts`, :mod:`.audit`, :mod:`.alarms`, :mod:`.queries`, :mod:`.chain`) talk to the
 archive only through a :class:`StationStore`: the station's own tables (accounts, sessions,
-acknowledgements, audit) and the page's reads (doors, events by date, the live stream's cursor,
-alarms, each door's chain). Two backends implement it, each with all of its SQL, placeholders and
-dialect in its own module:
+acknowledgements, the alarms their door closed with a state event, audit) and the page's reads
+(doors, events by date, the live stream's cursor, alarms, each door's chain). Two backends
+implement it, each with all of its SQL, placeholders and dialect in its own module:
 
 - :class:`~firmware_py.station.archive.store_sqlite.SqliteStationStore` over the SQLite archive file
   (the monitor's :class:`~firmware_py.station.archive.sqlite.Archive` writes events on its own connection);
@@ -80,6 +80,61 @@ class StationStore(ABC):
     def alarms(self, acknowledged: bool, limit: int) -> list[tuple]:
         """(site, door, seq, ts, type, payload, epoch, by, at, comment): open alarms in received
         order, or acknowledged ones newest acknowledgement first."""
+
+    @abstractmethod
+    def open_alarms(self, limit: int, ranks: dict[str, int], *, site: str | None = None, door: str | None = None,
+                    types: tuple[str, ...] = ()) -> list[tuple[str, str, int, str, str, bytes, int]]:
+        """(site, door, seq, ts, type, payload, epoch) of the alarms neither acknowledged nor closed by
+        their door, of one site, door or types if given: by ``ranks[type]`` (a type not named ranks
+        after those named), newest received first."""
+
+    @abstractmethod
+    def alarm_version(self) -> tuple[int, int, int]:
+        """What changes whenever the open alarms may have: the newest archived alarm, acknowledgement
+        and closure (their received or insertion order)."""
+
+    @abstractmethod
+    def open_alarm_counts(self) -> dict[tuple[str, str], dict[str, int]]:
+        """{(site, door): {type: how many}} of the open alarms (as :meth:`open_alarms`)."""
+
+    @abstractmethod
+    def acknowledge_many(self, alarms: list[tuple[str, str, int, int]], by: str, at: datetime,
+                         comment: str) -> list[AckOutcome]:
+        """:meth:`acknowledge` each (site, door, epoch, seq) with one comment, in one transaction;
+        the outcome of each, in order."""
+
+    @abstractmethod
+    def closed_alarms(self, limit: int) -> list[tuple[str, str, int, str, str, bytes, int, int, str]]:
+        """(site, door, seq, ts, type, payload, epoch, closed_by seq, at) of the alarms their door closed
+        with a state event (and of those state events), newest closure first."""
+
+    @abstractmethod
+    def answer_position(self) -> int:
+        """How far (the live stream's cursor) the state events were read for the alarms they close."""
+
+    @abstractmethod
+    def answer_candidates(self, after: int, types: tuple[str, ...],
+                          limit: int) -> list[tuple[int, str, str, int, int, str, bytes]]:
+        """(id, site, door, epoch, seq, type, payload) of the events of ``types`` received after cursor
+        ``after``, in received order."""
+
+    @abstractmethod
+    def door_events_of(self, site: str, door: str, epoch: int, type_: str, *, before_seq: int | None = None,
+                       after_seq: int | None = None, open_only: bool = False,
+                       limit: int = 100) -> list[tuple[int, bytes]]:
+        """(seq, payload) of one door's events of one type in its epoch, below ``before_seq`` (highest
+        first) or above ``after_seq`` (lowest first); ``open_only``: alarms still open."""
+
+    @abstractmethod
+    def close_alarms(self, closures: list[tuple[str, str, int, int, int]], at: datetime, position: int) -> None:
+        """Keep (site, door, epoch, seq, closed_by seq) closures (never changed or deleted; one already
+        closed or acknowledged stays as it was) and move :meth:`answer_position` on to ``position``."""
+
+    @abstractmethod
+    def events_around(self, site: str, door: str, epoch: int, seq: int,
+                      span: int) -> list[tuple[int, str, str, bytes, int]]:
+        """Rows as :meth:`events_after` of the door's events of ``epoch`` from ``seq - span`` to
+        ``seq + span``, in seq order."""
 
     # ---------------------------------------------------------------- the page's reads
     @abstractmethod

@@ -35,6 +35,36 @@ INDEXES = """CREATE INDEX IF NOT EXISTS events_alarms ON events (received_id) WH
 CREATE INDEX IF NOT EXISTS conflicts_door ON conflicts (site, door, id);"""
 
 
+# Alarms their door closed with a state event, and the state events themselves (as the SQLite
+# archive keeps them, :data:`.store_sqlite.CLOSURES`); never changed or deleted.
+CLOSURES = """
+CREATE TABLE IF NOT EXISTS alarm_closures (
+    id         bigserial   NOT NULL UNIQUE,   -- the order they were made in
+    site       text        NOT NULL,
+    door       text        NOT NULL,
+    epoch      integer     NOT NULL DEFAULT 1,
+    seq        bigint      NOT NULL,
+    closed_by  bigint      NOT NULL,          -- the seq of the state event that closed it
+    at         timestamptz NOT NULL,
+    PRIMARY KEY (site, door, epoch, seq)
+);
+CREATE OR REPLACE TRIGGER alarm_closures_no_update BEFORE UPDATE ON alarm_closures
+    FOR EACH ROW EXECUTE FUNCTION accessctl_refuse_change('a closure is never changed');
+CREATE OR REPLACE TRIGGER alarm_closures_no_delete BEFORE DELETE ON alarm_closures
+    FOR EACH ROW EXECUTE FUNCTION accessctl_refuse_change('a closure is never deleted');
+CREATE OR REPLACE TRIGGER alarm_closures_no_truncate BEFORE TRUNCATE ON alarm_closures
+    FOR EACH STATEMENT EXECUTE FUNCTION accessctl_refuse_change('a closure is never deleted');
+CREATE TABLE IF NOT EXISTS answer_position (
+    one    integer PRIMARY KEY CHECK (one = 1),
+    after  bigint  NOT NULL
+);
+"""
+
+_OPEN = (" NOT EXISTS (SELECT 1 FROM acknowledgements a WHERE a.site = e.site AND a.door = e.door AND a.epoch = 1"
+         " AND a.seq = e.seq) AND NOT EXISTS (SELECT 1 FROM alarm_closures c WHERE c.site = e.site"
+         " AND c.door = e.door AND c.epoch = 1 AND c.seq = e.seq)")
+
+
 def _iso(value: datetime | None, timespec: str = "seconds") -> str | None:
     return value.isoformat(timespec=timespec) if value is not None else None
 
@@ -49,6 +79,9 @@ class PgStationStore(StationStore):
             self._connect()
             try:
                 schema_pg.create(self.conn)
+                with self.conn.transaction():
+                    self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('accessctl station schema'))")
+                    self.conn.execute(CLOSURES)
             except psycopg.Error as exc:
                 raise StoreError(f"{safe_url(url)}: cannot make the station's tables: {exc}") from None
 
@@ -155,6 +188,93 @@ class PgStationStore(StationStore):
                 " AND a.door = e.door AND a.seq = e.seq) ORDER BY e.received_id LIMIT %s", (limit,))
         # ts as the door wrote it (with its own offset), as the SQLite archive keeps it
         return [(s, d, q, _door_ts(p), t, bytes(p), ep, by, _iso(at), c) for s, d, q, t, p, ep, by, at, c in rows]
+
+    def open_alarms(self, limit: int, ranks: dict[str, int], *, site: str | None = None, door: str | None = None,
+                    types: tuple[str, ...] = ()) -> list[tuple]:
+        rank_sql, rank_params = _ranks(ranks)
+        where, scope = _alarm_scope(site, door, types)
+        rows = self._all(f"SELECT e.site, e.door, e.seq, e.type, e.payload FROM events e WHERE e.category = 'alarm'"
+                         f" AND{_OPEN}{where} ORDER BY {rank_sql}, e.received_id DESC LIMIT %s",
+                         [*scope, *rank_params, limit])
+        return [(s, d, q, _door_ts(p), t, bytes(p), 1) for s, d, q, t, p in rows]
+
+    def alarm_version(self) -> tuple[int, int, int]:
+        return self._one("SELECT (SELECT coalesce(max(received_id), 0) FROM events WHERE category = 'alarm'),"
+                         " (SELECT coalesce(max(id), 0) FROM acknowledgements),"
+                         " (SELECT coalesce(max(id), 0) FROM alarm_closures)")
+
+    def open_alarm_counts(self) -> dict[tuple[str, str], dict[str, int]]:
+        out: dict[tuple[str, str], dict[str, int]] = {}
+        for s, d, t, n in self._all(f"SELECT e.site, e.door, e.type, count(*) FROM events e"
+                                    f" WHERE e.category = 'alarm' AND{_OPEN} GROUP BY e.site, e.door, e.type"):
+            out.setdefault((s, d), {})[t] = n
+        return out
+
+    def acknowledge_many(self, alarms: list[tuple[str, str, int, int]], by: str, at: datetime,
+                         comment: str) -> list[AckOutcome]:
+        def work(c) -> list[AckOutcome]:
+            outcomes: list[AckOutcome] = []
+            for site, door, epoch, seq in alarms:
+                row = c.execute("SELECT category FROM events WHERE site = %s AND door = %s AND seq = %s LIMIT 1",
+                                (site, door, seq)).fetchone()
+                if epoch != 1 or row is None or row[0] != "alarm":
+                    outcomes.append("not_an_alarm")
+                    continue
+                added = c.execute("INSERT INTO acknowledgements (site, door, epoch, seq, by, at, comment)"
+                                  " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                                  (site, door, epoch, seq, by, at, comment)).rowcount
+                outcomes.append("ok" if added else "already_acknowledged")
+            return outcomes
+        return self._run(work)
+
+    def closed_alarms(self, limit: int) -> list[tuple]:
+        rows = self._all("SELECT e.site, e.door, e.seq, e.type, e.payload, c.closed_by, c.at FROM alarm_closures c"
+                         " JOIN events e ON e.site = c.site AND e.door = c.door AND e.seq = c.seq"
+                         " ORDER BY c.id DESC LIMIT %s", (limit,))
+        return [(s, d, q, _door_ts(p), t, bytes(p), 1, by, _iso(at)) for s, d, q, t, p, by, at in rows]
+
+    def answer_position(self) -> int:
+        row = self._one("SELECT after FROM answer_position WHERE one = 1")
+        return row[0] if row else 0
+
+    def answer_candidates(self, after: int, types: tuple[str, ...], limit: int) -> list[tuple]:
+        rows = self._all("SELECT received_id, site, door, seq, type, payload FROM events WHERE received_id > %s"
+                         " AND type = ANY(%s) ORDER BY received_id LIMIT %s", (after, list(types), limit))
+        return [(i, s, d, 1, q, t, bytes(p)) for i, s, d, q, t, p in rows]
+
+    def door_events_of(self, site: str, door: str, epoch: int, type_: str, *, before_seq: int | None = None,
+                       after_seq: int | None = None, open_only: bool = False, limit: int = 100) -> list[tuple]:
+        if epoch != 1:
+            return []
+        sql = "SELECT e.seq, e.payload FROM events e WHERE e.site = %s AND e.door = %s AND e.type = %s"
+        params: list = [site, door, type_]
+        if open_only:
+            sql += " AND" + _OPEN
+        if before_seq is not None:
+            sql += " AND e.seq < %s ORDER BY e.seq DESC"
+            params.append(before_seq)
+        else:
+            sql += " AND e.seq > %s ORDER BY e.seq"
+            params.append(after_seq or 0)
+        return [(q, bytes(p)) for q, p in self._all(sql + " LIMIT %s", [*params, limit])]
+
+    def close_alarms(self, closures: list[tuple[str, str, int, int, int]], at: datetime, position: int) -> None:
+        def work(c) -> None:
+            for site, door, epoch, seq, by in closures:
+                c.execute("INSERT INTO alarm_closures (site, door, epoch, seq, closed_by, at)"
+                          " SELECT %s, %s, %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM acknowledgements"
+                          " WHERE site = %s AND door = %s AND epoch = %s AND seq = %s) ON CONFLICT DO NOTHING",
+                          (site, door, epoch, seq, by, at, site, door, epoch, seq))
+            c.execute("INSERT INTO answer_position (one, after) VALUES (1, %s) ON CONFLICT (one)"
+                      " DO UPDATE SET after = greatest(answer_position.after, excluded.after)", (position,))
+        self._run(work)
+
+    def events_around(self, site: str, door: str, epoch: int, seq: int, span: int) -> list[tuple]:
+        if epoch != 1:
+            return []
+        return [(i, s, d, bytes(p), 1) for i, s, d, p in self._all(
+            "SELECT received_id, site, door, payload FROM events WHERE site = %s AND door = %s"
+            " AND seq BETWEEN %s AND %s ORDER BY seq", (site, door, seq - span, seq + span))]
 
     # ---------------------------------------------------------------- the page's reads
     def prepare_reads(self) -> None:
@@ -272,6 +392,27 @@ class PgChains:
     def check(self, site: str, door: str, epoch: int | None = None) -> ChainResult:
         first, verified_to, problem, missing = self.store.chain_state(site, door)
         return ChainResult(problem is None, first, verified_to, missing, problem, 1)
+
+
+def _ranks(ranks: dict[str, int]) -> tuple[str, list]:
+    """``CASE e.type WHEN %s THEN %s … END`` ordering the alarm types by rank (the others after them)."""
+    if not ranks:
+        return "0", []
+    whens = " ".join("WHEN %s THEN %s" for _ in ranks)
+    return (f"CASE e.type {whens} ELSE %s END",
+            [v for pair in ranks.items() for v in pair] + [max(ranks.values()) + 1])
+
+
+def _alarm_scope(site: str | None, door: str | None, types: tuple[str, ...]) -> tuple[str, list]:
+    sql, params = "", []
+    for column, value in (("site", site), ("door", door)):
+        if value:
+            sql += f" AND e.{column} = %s"
+            params.append(value)
+    if types:
+        sql += " AND e.type = ANY(%s)"
+        params.append(list(types))
+    return sql, params
 
 
 def _door_ts(payload: bytes) -> str:

@@ -69,6 +69,33 @@ CREATE TRIGGER IF NOT EXISTS acknowledgements_no_delete BEFORE DELETE ON acknowl
     BEGIN SELECT RAISE(ABORT, 'an acknowledgement is never deleted'); END;
 """
 
+# Alarms their door closed with a state event (a fault recovered, a tamper cleared, the link up again,
+# the held door closed), and the state events themselves: kept like acknowledgements, never changed
+# or deleted. ``answer_position`` is how far (rowid) the events were read for them.
+CLOSURES = """
+CREATE TABLE IF NOT EXISTS alarm_closures (
+    site       TEXT NOT NULL,
+    door       TEXT NOT NULL,
+    epoch      INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    closed_by  INTEGER NOT NULL,  -- the seq (same door and epoch) of the state event that closed it
+    at         TEXT NOT NULL,
+    PRIMARY KEY (site, door, epoch, seq)
+);
+CREATE TRIGGER IF NOT EXISTS alarm_closures_no_update BEFORE UPDATE ON alarm_closures
+    BEGIN SELECT RAISE(ABORT, 'a closure is never changed'); END;
+CREATE TRIGGER IF NOT EXISTS alarm_closures_no_delete BEFORE DELETE ON alarm_closures
+    BEGIN SELECT RAISE(ABORT, 'a closure is never deleted'); END;
+CREATE TABLE IF NOT EXISTS answer_position (
+    one    INTEGER PRIMARY KEY CHECK (one = 1),
+    after  INTEGER NOT NULL
+);
+"""
+
+_OPEN = (" NOT EXISTS (SELECT 1 FROM acknowledgements a WHERE a.site=e.site AND a.door=e.door AND a.epoch=e.epoch"
+         " AND a.seq=e.seq) AND NOT EXISTS (SELECT 1 FROM alarm_closures c WHERE c.site=e.site AND c.door=e.door"
+         " AND c.epoch=e.epoch AND c.seq=e.seq)")
+
 # Indexes the page's reads need on the archive's table (made once the archive exists): the register
 # of one door and one day reads (site, door, local_date) without scanning the door's other days;
 # each door's conflicting copies are read newest first (the admin's page, the tiles' counts).
@@ -101,6 +128,7 @@ class SqliteStationStore(StationStore):
         store = cls(path)
         store.script(ACCOUNTS)
         store.script(AUDIT)
+        store.script(CLOSURES)
         with store.lock:
             _prepare_acknowledgements(store.conn)
         return store
@@ -210,6 +238,89 @@ class SqliteStationStore(StationStore):
         return [(s, d, q, ts, t, bytes(p), ep, by, at, c) for s, d, q, ts, t, p, ep, by, at, c
                 in self.query(sql, (limit,))]
 
+    def open_alarms(self, limit: int, ranks: dict[str, int], *, site: str | None = None, door: str | None = None,
+                    types: tuple[str, ...] = ()) -> list[tuple]:
+        rank_sql, params = _ranks(ranks)
+        sql = "SELECT e.site, e.door, e.seq, e.ts, e.type, e.payload, e.epoch FROM events e WHERE e.category='alarm'"
+        where, scope = _alarm_scope(site, door, types)
+        rows = self.query(f"{sql} AND{_OPEN}{where} ORDER BY {rank_sql}, e.rowid DESC LIMIT ?",
+                          [*scope, *params, limit])
+        return [(s, d, q, ts, t, _bytes(p), ep) for s, d, q, ts, t, p, ep in rows]
+
+    def alarm_version(self) -> tuple[int, int, int]:
+        return self.one("SELECT (SELECT coalesce(max(rowid), 0) FROM events WHERE category='alarm'),"
+                        " (SELECT coalesce(max(rowid), 0) FROM acknowledgements),"
+                        " (SELECT coalesce(max(rowid), 0) FROM alarm_closures)")
+
+    def open_alarm_counts(self) -> dict[tuple[str, str], dict[str, int]]:
+        out: dict[tuple[str, str], dict[str, int]] = {}
+        for s, d, t, n in self.query(f"SELECT e.site, e.door, e.type, count(*) FROM events e WHERE e.category='alarm'"
+                                     f" AND{_OPEN} GROUP BY e.site, e.door, e.type"):
+            out.setdefault((s, d), {})[t] = n
+        return out
+
+    def acknowledge_many(self, alarms: list[tuple[str, str, int, int]], by: str, at: datetime,
+                         comment: str) -> list[AckOutcome]:
+        outcomes: list[AckOutcome] = []
+        with self.transaction() as conn:
+            for site, door, epoch, seq in alarms:
+                row = conn.execute("SELECT category FROM events WHERE site=? AND door=? AND epoch=? AND seq=?",
+                                   (site, door, epoch, seq)).fetchone()
+                if row is None or row[0] != "alarm":
+                    outcomes.append("not_an_alarm")
+                    continue
+                added = conn.execute("INSERT OR IGNORE INTO acknowledgements (site, door, epoch, seq, by, at, comment)"
+                                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                     (site, door, epoch, seq, by, at.isoformat(timespec="seconds"), comment)).rowcount
+                outcomes.append("ok" if added else "already_acknowledged")
+        return outcomes
+
+    def closed_alarms(self, limit: int) -> list[tuple]:
+        rows = self.query("SELECT e.site, e.door, e.seq, e.ts, e.type, e.payload, e.epoch, c.closed_by, c.at"
+                          " FROM alarm_closures c JOIN events e ON e.site=c.site AND e.door=c.door"
+                          " AND e.epoch=c.epoch AND e.seq=c.seq ORDER BY c.rowid DESC LIMIT ?", (limit,))
+        return [(s, d, q, ts, t, _bytes(p), ep, by, at) for s, d, q, ts, t, p, ep, by, at in rows]
+
+    def answer_position(self) -> int:
+        row = self.one("SELECT after FROM answer_position WHERE one=1")
+        return row[0] if row else 0
+
+    def answer_candidates(self, after: int, types: tuple[str, ...], limit: int) -> list[tuple]:
+        marks = ", ".join("?" * len(types))
+        rows = self.query(f"SELECT rowid, site, door, epoch, seq, type, payload FROM events WHERE rowid > ?"
+                          f" AND type IN ({marks}) ORDER BY rowid LIMIT ?", [after, *types, limit])
+        return [(*rest, _bytes(p)) for *rest, p in rows]
+
+    def door_events_of(self, site: str, door: str, epoch: int, type_: str, *, before_seq: int | None = None,
+                       after_seq: int | None = None, open_only: bool = False, limit: int = 100) -> list[tuple]:
+        sql = "SELECT e.seq, e.payload FROM events e WHERE e.site=? AND e.door=? AND e.epoch=? AND e.type=?"
+        params: list = [site, door, epoch, type_]
+        if open_only:
+            sql += " AND" + _OPEN
+        if before_seq is not None:
+            sql += " AND e.seq < ? ORDER BY e.seq DESC"
+            params.append(before_seq)
+        else:
+            sql += " AND e.seq > ? ORDER BY e.seq"
+            params.append(after_seq or 0)
+        return [(q, _bytes(p)) for q, p in self.query(sql + " LIMIT ?", [*params, limit])]
+
+    def close_alarms(self, closures: list[tuple[str, str, int, int, int]], at: datetime, position: int) -> None:
+        when = at.isoformat(timespec="seconds")
+        with self.transaction() as conn:
+            for site, door, epoch, seq, by in closures:
+                if conn.execute("SELECT 1 FROM acknowledgements WHERE site=? AND door=? AND epoch=? AND seq=?",
+                                (site, door, epoch, seq)).fetchone():
+                    continue
+                conn.execute("INSERT OR IGNORE INTO alarm_closures (site, door, epoch, seq, closed_by, at)"
+                             " VALUES (?, ?, ?, ?, ?, ?)", (site, door, epoch, seq, by, when))
+            conn.execute("INSERT INTO answer_position (one, after) VALUES (1, ?) ON CONFLICT (one)"
+                         " DO UPDATE SET after = max(after, excluded.after)", (position,))
+
+    def events_around(self, site: str, door: str, epoch: int, seq: int, span: int) -> list[tuple]:
+        return self.query("SELECT rowid, site, door, payload, epoch FROM events WHERE site=? AND door=? AND epoch=?"
+                          " AND seq BETWEEN ? AND ? ORDER BY seq", (site, door, epoch, seq - span, seq + span))
+
     # ---------------------------------------------------------------- the page's reads
     def prepare_reads(self) -> None:
         self.script(INDEXES)
@@ -303,6 +414,27 @@ def _within(ts: str, start: datetime, end: datetime) -> bool:
         return start <= (at if at.tzinfo else at.replace(tzinfo=start.tzinfo)) < end
     except (TypeError, ValueError, OverflowError):
         return False
+
+
+def _ranks(ranks: dict[str, int]) -> tuple[str, list]:
+    """``CASE e.type WHEN ? THEN ? … END`` ordering the alarm types by rank (the others after them)."""
+    if not ranks:
+        return "0", []
+    whens = " ".join("WHEN ? THEN ?" for _ in ranks)
+    return (f"CASE e.type {whens} ELSE ? END",
+            [v for pair in ranks.items() for v in pair] + [max(ranks.values()) + 1])
+
+
+def _alarm_scope(site: str | None, door: str | None, types: tuple[str, ...]) -> tuple[str, list]:
+    sql, params = "", []
+    for column, value in (("site", site), ("door", door)):
+        if value:
+            sql += f" AND e.{column}=?"
+            params.append(value)
+    if types:
+        sql += f" AND e.type IN ({', '.join('?' * len(types))})"
+        params.extend(types)
+    return sql, params
 
 
 def _door_scope(site: str | None, door: str | None) -> tuple[str, list]:

@@ -18,8 +18,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from firmware_py.station.accounts import accounts, audit
-from firmware_py.station.web import alarms, commands, pages, problems, queries
+from firmware_py.station.web import alarm_page, alarms, commands, pages, problems, queries
 from firmware_py.station.web import register as register_export
+from firmware_py.station.web.door_answers import DoorAnswers
 from firmware_py.station.web.guard import (
     COOKIE,
     Ctx,
@@ -88,8 +89,10 @@ def logout(request: Request, ctx: Ctx) -> Response:
 
 def overview(request: Request, ctx: Ctx) -> Response:
     st = ctx.station
-    return html(pages.overview(door_tiles(st, ctx.session), ctx.session, st.broker_connected,
-                               queries.last_id(st.store)))
+    last = queries.last_id(st.store)  # before the tiles: the stream resends what arrives while they are made
+    tiles = door_tiles(st, ctx.session)
+    return html(pages.overview(tiles, ctx.session, st.broker_connected, last,
+                               sum(t["open_alarms"] for t in tiles)))
 
 
 def events_page(request: Request, ctx: Ctx) -> Response:
@@ -98,10 +101,46 @@ def events_page(request: Request, ctx: Ctx) -> Response:
     return html(pages.events_page(queries.recent_events(st.store, 100), ctx.session, last))
 
 
+def alarm_filter(request: Request) -> dict[str, str]:
+    """The queue's filter (``site``, ``door``, ``type``) from the query."""
+    return {k: request.query_params.get(k, "")[:64] for k in ("site", "door", "type")}
+
+
 def alarms_page(request: Request, ctx: Ctx) -> Response:
-    store = ctx.station.store
-    return html(pages.alarms_page(alarms.alarms(store, acknowledged=False), alarms.alarms(store, acknowledged=True),
-                                   ctx.session))
+    st = ctx.station
+    store, params = st.store, alarm_filter(request)
+    last = queries.last_id(store)
+    queue = alarms.open_alarms(store, st.now(), site=params["site"] or None, door=params["door"] or None,
+                               types=(params["type"],) if params["type"] else ())
+    counts = alarms.open_counts(store, st.now())
+    total = sum(sum(types.values()) for types in counts.values())
+    doors = sorted({(d.site, d.door) for d in queries.doors(store)} | set(counts))
+    return html(alarm_page.alarms_page(queue, total, alarms.alarms(store, acknowledged=True),
+                                       alarms.closed_by_doors(store), params, doors, last, ctx.session))
+
+
+def alarm_around(request: Request, ctx: Ctx) -> Response:
+    """The door's events around one of its alarms (``?epoch=``: the chain epoch, default the current)."""
+    st = ctx.station
+    site, door, seq = request.path_params["site"], request.path_params["door"], request.path_params["seq"]
+    if not 0 < seq < 1 << 62:  # seq ± the span stays within the archives' integers
+        raise Refused(404, f"no event #{seq}")
+    epoch = _epoch(request.query_params.get("epoch", ""), st, site, door)
+    span = 10
+    rows = [queries.StreamRow(i, s, d, queries.parse_payload(p), ep)
+            for i, s, d, p, ep in st.store.events_around(site, door, epoch, seq, span)]
+    alarm = next((alarms.Alarm(site, door, seq, r.shown["ts"] or "", r.shown["type"] or "", r.shown, epoch,
+                               summary=alarms.describe(r.event))
+                  for r in rows if r.shown["seq"] == seq and r.shown["category"] == "alarm"), None)
+    return html(alarm_page.around_page(alarm, site, door, epoch, seq, rows, span, ctx.session),
+                200 if rows else 404)
+
+
+def _epoch(text: str, st: Station, site: str, door: str) -> int:
+    text = text.strip()
+    if text and not (text.isascii() and text.isdigit() and 0 < int(text) < 1 << 31):
+        raise Refused(400, f"epoch={text[:20]!r} is not a chain epoch (1, 2 …)")
+    return int(text) if text else queries.current_epoch(st.store, site, door)
 
 
 ALARM_COLUMNS = ("site", "door", "epoch", "seq", "ts", "type", "detail",
@@ -206,13 +245,22 @@ def door_action(request: Request, ctx: Ctx) -> Response:
     site, door, action = (request.path_params[k] for k in ("site", "door", "action"))
     if action not in commands.ACTIONS:
         raise Refused(404, f"no such door action {action[:40]!r}")
-    if not any(d.site == site and d.door == door for d in queries.doors(st.store)):
+    known = next((d for d in queries.doors(st.store) if d.site == site and d.door == door), None)
+    if known is None:
         raise Refused(404, f"no door {site}/{door} in the archive")
+    if isinstance(known.status, dict) and known.status.get("online") is False:
+        ctx.note = "not sent: the door is offline"
+        raise Refused(409, f"门离线，未发送 {site}/{door} is offline: nothing was sent (it would act on the command "
+                           "whenever it came back)")
     try:
         command = commands.build(action, ctx.session.name, person_id=ctx.form.get("person_id", ""),
                                  reason=ctx.form.get("reason", ""))
     except commands.CommandRefused as exc:
         raise Refused(400, str(exc)) from None
+    answers: DoorAnswers = request.app.state.door_answers
+    if st.monitor is not None:
+        answers.watch(st.monitor)
+    answers.sent(command["id"], site, door, action, ctx.session.name)
     try:
         sent = commands.send(st.monitor, st.prefix, site, door, command, key=st.command_key, now=st.now())
     except ConnectionError as exc:
@@ -228,16 +276,44 @@ def acknowledge(request: Request, ctx: Ctx) -> Response:
     site, door, seq = request.path_params["site"], request.path_params["door"], request.path_params["seq"]
     if not 0 < seq < 1 << 63:
         raise Refused(404, f"no alarm #{seq}")
-    text = ctx.form.get("epoch", "").strip()
-    if text and not (text.isascii() and text.isdigit() and 0 < int(text) < 1 << 31):
-        raise Refused(400, f"epoch={text[:20]!r} is not a chain epoch (1, 2 …)")
-    epoch = int(text) if text else queries.current_epoch(st.store, site, door)
+    epoch = _epoch(ctx.form.get("epoch", ""), st, site, door)
     try:
         alarms.acknowledge(st.store, site, door, epoch, seq, ctx.session.name, ctx.form.get("comment", ""), st.now())
     except alarms.AlarmError as exc:
         raise Refused(409, str(exc)) from None
     ctx.note = f"acknowledged {site}/{door} #{seq} of epoch {epoch}"
-    return done(request, {"ok": True}, "/alarms")
+    return done(request, {"ok": True}, _back_to_alarms(ctx))
+
+
+def acknowledge_chosen(request: Request, ctx: Ctx) -> Response:
+    """Acknowledge the alarms chosen on the page (form fields ``pick-…``, each an alarm's key) with one comment."""
+    st = ctx.station
+    keys = [v for k, v in ctx.form.items() if k.startswith("pick-") and v]
+    try:
+        outcome = alarms.acknowledge_many(st.store, keys, ctx.session.name, ctx.form.get("comment", ""), st.now())
+    except alarms.AlarmError as exc:
+        raise Refused(400, str(exc)) from None
+    ctx.note = f"acknowledged {len(outcome['ok'])}: {', '.join(outcome['ok'])[:2000]}"
+    skipped = outcome["already_acknowledged"] + outcome["not_an_alarm"]
+    if skipped:
+        ctx.note += f"; not acknowledged: {', '.join(skipped)[:1000]}"
+    return done(request, {"ok": True, **outcome}, _back_to_alarms(ctx))
+
+
+def _back_to_alarms(ctx: Ctx) -> str:
+    """Back to the queue as it was filtered (the form's ``next``, a path on /alarms)."""
+    back = safe_next(ctx.form.get("next"))
+    return back if back == "/alarms" or back.startswith("/alarms?") else "/alarms"
+
+
+def api_command(request: Request, ctx: Ctx) -> Response:
+    """A command the page sent, and the door's answer once it came (``answered``)."""
+    id = request.path_params["id"]
+    sent = request.app.state.door_answers.get(id)
+    if sent is None:
+        raise Refused(404, f"no command {id[:40]!r} was sent from this station since it started")
+    return JSONResponse({"id": id, "site": sent.site, "door": sent.door, "action": sent.action,
+                         "answered": sent.ok is not None, "ok": sent.ok, "error": sent.error})
 
 
 # ---------------------------------------------------------------- the app
@@ -250,6 +326,8 @@ ROUTES: list[tuple[str, str, Callable, str | None]] = [
     ("/events", "GET", events_page, "viewer"),
     ("/alarms", "GET", alarms_page, "viewer"),
     ("/alarms.csv", "GET", alarms_csv, "viewer"),
+    ("/alarms/acknowledge", "POST", acknowledge_chosen, "operator"),
+    ("/alarms/{site}/{door}/{seq:int}", "GET", alarm_around, "viewer"),
     ("/register", "GET", register_page, "viewer"),
     ("/register.csv", "GET", register_csv, "viewer"),
     ("/register/print", "GET", register_print, "viewer"),
@@ -262,6 +340,8 @@ ROUTES: list[tuple[str, str, Callable, str | None]] = [
     ("/api/stream", "GET", api_stream, "viewer"),
     ("/api/doors/{site}/{door}/{action}", "POST", door_action, "operator"),
     ("/api/alarms/{site}/{door}/{seq:int}/acknowledge", "POST", acknowledge, "operator"),
+    ("/api/alarms/acknowledge", "POST", acknowledge_chosen, "operator"),
+    ("/api/commands/{id}", "GET", api_command, "operator"),
 ]
 
 SECURITY_HEADERS = [
@@ -316,4 +396,5 @@ def create_app(station: Station) -> Starlette:
     app = Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route},
                     middleware=[Middleware(_SecurityHeaders, https=station.https)])
     app.state.station = station
+    app.state.door_answers = DoorAnswers(station.prefix)
     return app

@@ -4,8 +4,10 @@ Every value from the archive or the request goes through :func:`h` (HTML escapin
 testing contract (DESIGN.md "The supervision station") lives here: ``data-site``, ``data-door``,
 ``data-seq``, ``data-type`` on event rows (and ``data-epoch``, the door's chain epoch);
 ``data-site``, ``data-door``, ``data-online`` on door tiles (and ``data-problems``, how many
-messages of the door were refused or kept as conflicting copies); ``data-action`` on controls that
-change state; the login form's ``username`` and ``password``.
+messages of the door were refused or kept as conflicting copies; ``data-alarm``, whether it has an
+open alarm); ``data-action`` on controls that change state; the login form's ``username`` and
+``password``; the count of open alarms in ``[data-open-alarms]`` and the title. The alarm queue's
+HTML is in :mod:`.alarm_page`.
 
 What a door stored reaches these functions as the page reads it (:mod:`.shown`): text where text is
 expected, ``?`` where the door wrote something else.
@@ -22,7 +24,6 @@ from firmware_py.station.accounts.accounts import Session, role_allows
 from firmware_py.station.accounts.audit import AuditEntry
 from firmware_py.station.archive.chain import ChainResult
 from firmware_py.station.web import shown
-from firmware_py.station.web.alarms import Alarm
 from firmware_py.station.web.problems import DoorProblems, Problem
 
 TITLE = "门禁监控站 Supervision station"
@@ -36,10 +37,17 @@ def type_label(t: str | None) -> str:
     return TYPE_LABELS.get(t or "", t or "")
 
 
-def layout(title: str, body: str, session: Session | None, *, active: str = "", scripts: tuple[str, ...] = ()) -> str:
-    nav = ""
+def layout(title: str, body: str, session: Session | None, *, active: str = "", scripts: tuple[str, ...] = (),
+           open_alarms: int | None = None) -> str:
+    """The page around ``body``. With a session: the menu, the count of open alarms (``open_alarms``,
+    or filled in by the live stream) in the menu and the title, the live region that announces new
+    alarms and the switch for their sound (:file:`static/station.js` on every page)."""
+    nav = alarm_bar = ""
     if session:
-        links = [("/", "总览 Overview"), ("/events", "实时 Live events"), ("/alarms", "告警 Alarms"),
+        count = "" if open_alarms is None else str(open_alarms)
+        links = [("/", "总览 Overview"), ("/events", "实时 Live events"),
+                 ("/alarms", f'告警 Alarms <span class="count" data-open-alarms{"" if open_alarms else " hidden"}>'
+                             f'{count}</span>'),
                  ("/register", "登记簿 Register")]
         if role_allows(session.role, "admin"):
             links += [("/audit", "审计 Audit"), ("/problems", "异常消息 Rejects & conflicts")]
@@ -48,12 +56,19 @@ def layout(title: str, body: str, session: Session | None, *, active: str = "", 
         nav = (f'<nav>{items}<span class="who">{h(session.name)} ({h(session.role)})</span>'
                f'<form method="post" action="/logout" class="inline">{csrf_field(session)}'
                f'<button type="submit">退出 Log out</button></form></nav>')
+        alarm_bar = ('<div class="alarm-bar"><button type="button" id="sound-switch" aria-pressed="false">'
+                     '开启告警声音 Enable alarm sound</button>'
+                     '<span id="stream-lost" class="error" role="alert" hidden></span></div>'
+                     '<div id="alarm-news" class="sr-only" aria-live="assertive" aria-atomic="true"></div>')
+        scripts = tuple(dict.fromkeys((*scripts, "station.js")))
     csrf_meta = f'<meta name="csrf-token" content="{h(session.csrf)}">' if session else ""
     js = "".join(f'<script src="/static/{s}" defer></script>' for s in scripts)
+    counted = f"({open_alarms}) " if open_alarms else ""
     return (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">{csrf_meta}'
-            f'<title>{h(title)} — {TITLE}</title><link rel="stylesheet" href="/static/station.css">{js}</head>'
-            f'<body><header><h1>{TITLE}</h1>{nav}</header><main>{body}</main></body></html>')
+            f'<title data-title="{h(title)} — {TITLE}">{counted}{h(title)} — {TITLE}</title>'
+            f'<link rel="stylesheet" href="/static/station.css">{js}</head>'
+            f'<body><header><h1>{TITLE}</h1>{nav}{alarm_bar}</header><main>{body}</main></body></html>')
 
 
 def csrf_field(session: Session) -> str:
@@ -89,10 +104,21 @@ def tile_fields(status: dict | None, last: dict | None, chain: ChainResult) -> d
                      else shown.UNKNOWN),
         "occupancy": shown.count(s.get("occupancy")),
         "faults": shown.faults(s.get("faults")) or "无 none",
-        "queued": shown.count(s.get("queued")),
+        "queued": _backlog(s, last),
         "last_event": _last_event_text(last),
         "chain": chain.text(),
     }
+
+
+def _backlog(status: dict, last: dict | None) -> str:
+    """What the door still has to send, from its latest status: none once the station holds the
+    door's events up to the head the status announced (``last_seq``), the status's count otherwise."""
+    queued, head = status.get("queued"), status.get("last_seq")
+    seq = (last or {}).get("seq")
+    if (isinstance(head, int) and not isinstance(head, bool) and isinstance(seq, int) and seq >= head
+            and isinstance(queued, int)):
+        return "0"
+    return shown.count(queued)
 
 
 def _last_event_text(last: dict | None) -> str:
@@ -148,9 +174,13 @@ def tile(t: dict, session: Session) -> str:
     online = "true" if t["online"] else "false"
     problems = t.get("problems", 0)
     badge = problems_badge(site, door, problems, session)
+    alarm = t.get("alarm_text", "")
     return (f'<article class="tile" data-site="{h(site)}" data-door="{h(door)}" data-online="{online}" '
-            f'data-problems="{problems}">'
+            f'data-problems="{problems}" data-alarm="{"true" if alarm else "false"}">'
             f'<h3>{h(door)} <span class="badge" data-field="online">{h(t["fields"]["online"])}</span> {badge}</h3>'
+            f'<p class="alarm-line"><a data-field="alarm" href="/alarms?site={q(site)}&amp;door={q(door)}"'
+            f'{"" if alarm else " hidden"}>{h(alarm)}</a></p>'
+            f'<p class="command-state" data-command-state role="status"></p>'
             f'<table>{rows}</table><h4>在场人员 Who is inside</h4><div class="inside-list">{t["inside_html"]}</div>'
             f'{controls}</article>')
 
@@ -165,7 +195,8 @@ def problems_badge(site: str, door: str, count: int, session: Session) -> str:
     return f'<span class="badge problems" data-problems-badge{hidden}>{text}</span>'
 
 
-def overview(tiles: list[dict], session: Session, broker_connected: bool, last_id: int) -> str:
+def overview(tiles: list[dict], session: Session, broker_connected: bool, last_id: int,
+             open_alarms: int | None = None) -> str:
     by_site: dict[str, list[dict]] = {}
     for t in tiles:
         by_site.setdefault(t["site"], []).append(t)
@@ -177,7 +208,7 @@ def overview(tiles: list[dict], session: Session, broker_connected: bool, last_i
         sections = '<p class="muted">尚无门禁上报 No door has reported yet.</p>'
     body = (f'<p class="broker" id="broker" data-connected="{"true" if broker_connected else "false"}">'
             f'消息代理 Broker: {link}</p><div id="overview" data-last-id="{last_id}">{sections}</div>')
-    return layout("总览 Overview", body, session, active="/", scripts=("station.js",))
+    return layout("总览 Overview", body, session, active="/", scripts=("station.js",), open_alarms=open_alarms)
 
 
 # ---------------------------------------------------------------- events
@@ -223,59 +254,11 @@ def events_page(recent, session: Session, last_id: int) -> str:
     return layout("实时 Live events", body, session, active="/events", scripts=("station.js",))
 
 
-# ---------------------------------------------------------------- alarms
-
-def alarms_page(open_alarms: list[Alarm], done: list[Alarm], session: Session) -> str:
-    operator = role_allows(session.role, "operator")
-    rows = []
-    for a in open_alarms:
-        control = ""
-        if operator:
-            action = f"/alarms/{q(a.site)}/{q(a.door)}/{a.seq}/acknowledge"
-            control = (f'<form method="post" action="{action}" class="inline">'
-                       f'{csrf_field(session)}<input type="hidden" name="epoch" value="{a.epoch}">'
-                       '<input name="comment" placeholder="处置说明 comment" required maxlength="500">'
-                       '<button type="submit" data-action="acknowledge">确认 Acknowledge</button></form>')
-        rows.append(f'<tr class="alarm" data-site="{h(a.site)}" data-door="{h(a.door)}" data-epoch="{a.epoch}" '
-                    f'data-seq="{a.seq}" data-type="{h(a.type)}"><td>{h(a.ts)}</td><td>{h(a.site)}/{h(a.door)}</td>'
-                    f'<td>{_seq_text(a.epoch, a.seq)}</td>'
-                    f'<td>{h(type_label(a.type))}</td><td>{h(_detail(a.event))}</td><td>{control}</td></tr>')
-    open_table = ('<table class="alarms" id="open-alarms"><thead><tr>'
-                  '<th>时间 Time</th><th>门 Door</th><th>序号 Seq</th><th>告警 Alarm</th><th>详情 Detail</th><th></th>'
-                  '</tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
-    if not rows:
-        open_table = '<p class="muted" id="open-alarms">无待处理告警 No open alarms.</p>'
-    done_rows = "".join(
-        f'<tr class="acknowledged" data-site="{h(a.site)}" data-door="{h(a.door)}" data-epoch="{a.epoch}" '
-        f'data-seq="{a.seq}" data-type="{h(a.type)}">'
-        f'<td>{h(a.ts)}</td><td>{h(a.site)}/{h(a.door)}</td><td>{_seq_text(a.epoch, a.seq)}</td>'
-        f'<td>{h(type_label(a.type))}</td>'
-        f'<td data-field="by">{h(a.acknowledged_by)}</td><td data-field="at">{h(a.acknowledged_at)}</td>'
-        f'<td data-field="comment">{h(a.comment)}</td></tr>' for a in done)
-    body = (f'<h2>待处理告警 Open alarms ({len(open_alarms)})</h2>{open_table}'
-            f'<h2>已确认 Acknowledged</h2><p><a href="/alarms.csv">导出 CSV export</a></p>'
-            '<table class="alarms" id="acknowledged"><thead><tr><th>时间 Time</th><th>门 Door</th><th>序号 Seq</th>'
-            '<th>告警 Alarm</th><th>确认人 By</th><th>确认时间 At</th><th>说明 Comment</th></tr></thead>'
-            f'<tbody>{done_rows}</tbody></table>')
-    return layout("告警 Alarms", body, session, active="/alarms")
-
+# ---------------------------------------------------------------- alarms (the queue: :mod:`.alarm_page`)
 
 def _seq_text(epoch: int, seq: int) -> str:
     """``#7``, or ``#7 (epoch 2)`` for an event of a door's later chain epoch."""
     return f"#{seq}" + (f" (第 {epoch} 段 epoch {epoch})" if epoch > 1 else "")
-
-
-def _detail(event: dict) -> str:
-    parts = [f'? {event["unreadable"]}'] if event.get("unreadable") else []
-    person = event.get("person") or {}
-    if person:
-        parts.append(f'{person.get("person_id", "")} {person.get("name", "")}'.strip())
-    if event.get("reason"):
-        parts.append(REASON_LABELS.get(event["reason"], event["reason"]))
-    detail = event.get("detail") or {}
-    if isinstance(detail, dict):
-        parts.extend(f"{k}={v}" for k, v in detail.items() if isinstance(v, (str, int, float, bool)))
-    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------- register

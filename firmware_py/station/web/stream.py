@@ -1,9 +1,14 @@
-"""What changes on the page without a reload: the door tiles and the live stream (server-sent events).
+"""What changes on the page without a reload: the door tiles, the alarms and the live stream (server-sent events).
 
 The stream polls the archive for rows newer than the last one sent (the archive's rowid, its
 received order): simple, and a reconnecting browser's ``Last-Event-ID`` says exactly where to
-resume, even across a station restart. Each archived event is one ``event`` message with that id;
-the door tiles go out as a ``doors`` message (no id) whenever they change.
+resume, even across a station restart. Each archived event is one ``event`` message with that id
+(``alarm``: true for an alarm to act on, not a state event that ends one); the door tiles go out as
+a ``doors`` message (no id) whenever they change (``?doors=1``), the open alarms as an ``alarms``
+message whenever they change: their count, each door's open alarm types and, for the queue
+(``?queue=1`` with the page's ``site``, ``door``, ``type``), its rows as the page makes them
+(:mod:`.alarm_page`). ``?after=now`` starts after the newest archived event (a page that shows no
+events, only the count of alarms).
 
 Each tile is made from what its door stored as the page reads it (:mod:`.shown`); a door whose rows
 still cannot be made into a tile gets a tile saying so, and every other door's tile is made as usual.
@@ -24,7 +29,7 @@ from firmware_py.core.event_line import printable
 from firmware_py.errors import StoreError
 from firmware_py.station.accounts import accounts
 from firmware_py.station.accounts.accounts import Session
-from firmware_py.station.web import pages, queries, shown
+from firmware_py.station.web import alarm_page, alarms, answers, pages, queries, shown
 from firmware_py.station.web.problems import counts as problem_counts
 
 if TYPE_CHECKING:
@@ -33,6 +38,8 @@ if TYPE_CHECKING:
 KEEPALIVE_S = 15.0
 SESSION_RECHECK_S = 30.0
 TILES_EVERY_S = 0.5
+ALARMS_EVERY_S = 1.0  # the open alarms are read again at least this often (acknowledged elsewhere)
+ALARMS_AT_MOST_S = 0.2  # and at most this often, however fast alarms arrive
 
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,7 @@ def door_tiles(station: Station, session: Session) -> list[dict]:
     """One dict per archived door: site, door, online, the tile's field texts, who is inside, and
     how many of its messages were refused or kept apart as conflicting copies (``problems``)."""
     problems = problem_counts(station.store)
+    open_alarms = alarms.open_counts(station.store, station.now())
     tiles = []
     for d in queries.doors(station.store):
         try:
@@ -54,6 +62,9 @@ def door_tiles(station: Station, session: Session) -> list[dict]:
                     "fields": {key: shown.UNKNOWN for key, _ in pages.FIELD_LABELS} | {"online": "? 未知 unknown"},
                     "inside_html": pages.inside_list(d.site, d.door, None, session)}
         tile["problems"] = problems.get((d.site, d.door), 0)
+        types = open_alarms.get((d.site, d.door), {})
+        tile["alarms"], tile["open_alarms"] = types, sum(types.values())
+        tile["alarm_text"] = alarm_page.tile_alarm_text(types)
         tiles.append(tile)
     return tiles
 
@@ -75,31 +86,64 @@ def _message(data: dict, *, event: str, id: int | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _start_id(request: Request) -> int:
+def _start_id(request: Request, station: Station) -> int:
     for text in (request.headers.get("last-event-id"), request.query_params.get("after")):
         if text and text.isascii() and text.isdigit() and len(text) < 19:
             return int(text)
+        if text == "now":
+            return queries.last_id(station.store)
     return 0
 
 
+def alarm_summary(station: Station, session: Session, queue: dict | None) -> dict:
+    """The ``alarms`` message: how many are open, each door's open types and, for the queue's
+    filter ``queue`` (site, door, type), its rows."""
+    counts = alarms.open_counts(station.store, station.now())
+    out = {"count": sum(sum(types.values()) for types in counts.values()),
+           "doors": [{"site": s, "door": d, "types": types, "text": alarm_page.tile_alarm_text(types)}
+                     for (s, d), types in sorted(counts.items())]}
+    if queue is not None:
+        rows = alarms.open_alarms(station.store, station.now(), site=queue["site"] or None,
+                                  door=queue["door"] or None, types=(queue["type"],) if queue["type"] else ())
+        out["rows"] = alarm_page.queue_rows(rows, session, queue)
+    return out
+
+
+def _wakes_alarms(row: queries.StreamRow) -> bool:
+    return row.shown.get("category") == "alarm" or row.shown.get("type") in answers.TYPES
+
+
 def event_stream(request: Request, station: Station, session: Session, *, token: str) -> StreamingResponse:
-    after = _start_id(request)
+    after = _start_id(request, station)
     want_doors = request.query_params.get("doors") == "1"
+    queue = ({k: request.query_params.get(k, "")[:64] for k in ("site", "door", "type")}
+             if request.query_params.get("queue") == "1" else None)
 
     async def messages():
         nonlocal after
         yield "retry: 1000\n\n"
-        sent_doors = None
+        sent_doors = sent_alarms = None
         last_out = last_check = time.monotonic()
-        next_tiles = 0.0
+        next_tiles = next_alarms = alarms_at = 0.0
         while not station.stopping.is_set():
             rows = await anyio.to_thread.run_sync(queries.events_after, station.store, after)
             for r in rows:
                 e = r.shown
                 yield _message({"site": r.site, "door": r.door, "epoch": r.epoch, "seq": e.get("seq"),
                                 "type": e.get("type"), "category": e.get("category"),
+                                "alarm": e.get("category") == "alarm" and not answers.is_end(r.event),
                                 "cells": pages.event_cells(e)}, event="event", id=r.id)
                 after = r.id
+            if any(_wakes_alarms(r) for r in rows):
+                next_alarms = min(next_alarms, alarms_at + ALARMS_AT_MOST_S)
+            if time.monotonic() >= next_alarms:
+                alarms_at = time.monotonic()
+                next_alarms = alarms_at + ALARMS_EVERY_S
+                summary = await anyio.to_thread.run_sync(alarm_summary, station, session, queue)
+                if summary != sent_alarms:
+                    yield _message(summary, event="alarms")
+                    sent_alarms = summary
+                    last_out = time.monotonic()
             if want_doors and time.monotonic() >= next_tiles:
                 next_tiles = time.monotonic() + TILES_EVERY_S
                 tiles = await anyio.to_thread.run_sync(door_tiles, station, session)

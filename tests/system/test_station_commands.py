@@ -1,0 +1,64 @@
+"""A door command from the page and the door's answer, on both archives: real Mosquitto, a real door
+link, `accessctl station serve` as a child process (the SQLite monitor or the PostgreSQL ingest
+holds the MQTT connection the command goes out on and the answer comes back on)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.fixtures.station import Http, PublishingDoor
+from tests.system.test_station_pg import pg_station  # noqa: F401  (a fixture)
+
+SITE, DOOR = "hn-archive-1", "scan-room"
+CMD = f"accessctl/{SITE}/+/cmd"
+
+
+@pytest.fixture
+def door(mosquitto_broker, tmp_path):
+    d = PublishingDoor(mosquitto_broker, tmp_path)
+    d.link.publish_status({"door": "closed", "lock": "locked", "lockdown": False, "occupancy": 0, "version": "test"})
+    yield d
+    d.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def station(request, mosquitto_broker):
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_station")
+    return request.getfixturevalue("start_station")(mosquitto_broker)
+
+
+def operator(station) -> Http:
+    c = Http(station.url)
+    assert c.login("olga").status == 303
+    return c
+
+
+def answer(c: Http, id: str, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = c.get(f"/api/commands/{id}").json()
+        if got["answered"] or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def test_the_doors_answer_to_a_lockdown_reaches_the_page(station, door, mosquitto_broker):
+    commands = mosquitto_broker.connect()
+    commands.subscribe(CMD)
+    c = operator(station)
+    deadline = time.monotonic() + 10
+    while not c.get("/api/doors").json()["doors"] and time.monotonic() < deadline:  # the door's status archived
+        time.sleep(0.1)
+    sent = c.post(f"/api/doors/{SITE}/{DOOR}/lockdown", {"csrf": c.csrf()}).json()
+    assert c.get(f"/api/commands/{sent['id']}").json()["answered"] is False
+    (msg,) = commands.wait_for_messages(1, CMD)
+    assert json.loads(msg.payload)["id"] == sent["id"]
+    door.link.command_result("station-somebody-else", True, None)  # not this page's command: ignored
+    door.link.command_result(sent["id"], False, "already in lockdown")
+    assert answer(c, sent["id"]) == {"id": sent["id"], "site": SITE, "door": DOOR, "action": "lockdown",
+                                     "answered": True, "ok": False, "error": "already in lockdown"}
+    assert c.get("/api/commands/station-somebody-else").status == 404
