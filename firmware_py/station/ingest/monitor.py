@@ -135,6 +135,7 @@ class Monitor:
         self._cond = threading.Condition()
         self._connected = False
         self._subscribed = False
+        self._listening = False  # subscribed, every filter granted, on this connection
         self._refused: str | None = None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -186,7 +187,7 @@ class Monitor:
             self.client.loop_stop()
             self.client = None
         with self._cond:
-            self._connected = self._subscribed = False
+            self._connected = self._subscribed = self._listening = False
             self._refused = None
 
     def close(self) -> None:
@@ -203,7 +204,9 @@ class Monitor:
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        """Whether the monitor is listening: connected, and every subscription granted on this connection
+        (the page says "connected" only then)."""
+        return self._connected and self._listening
 
     # ------------------------------------------------------------------ queries (see Archive for more)
     def events(self, site: str, door: str, *, epoch: int | None = None) -> list[dict]:
@@ -263,7 +266,7 @@ class Monitor:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self._cond:
             was = self._connected
-            self._connected = False
+            self._connected = self._listening = False
             self._cond.notify_all()
         if was and not self._stop.is_set():
             self._show(f"connection to the broker lost ({reason_code}); reconnecting", YELLOW)
@@ -272,6 +275,7 @@ class Monitor:
         refused = [str(rc) for rc in reason_codes if rc.is_failure]
         with self._cond:
             self._subscribed = True
+            self._listening = self._connected and not refused
             self._cond.notify_all()
         if refused:
             self._show(f"the broker refused a subscription: {', '.join(refused)}", BOLD_RED)
