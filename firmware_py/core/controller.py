@@ -114,7 +114,9 @@ class DoorController:
         self.hours = WorkingHours(cfg.calendar, cfg.site.timezone)
         self.timers = Timers(clock)
         self.clock_guard = ClockGuard(clock, floor=cfg.policy.clock_floor,
-                                      max_backstep_s=cfg.policy.max_clock_backstep_s)
+                                      max_backstep_s=cfg.policy.max_clock_backstep_s,
+                                      drift_s=cfg.policy.clock_drift_s,
+                                      max_divergence_s=cfg.policy.max_clock_divergence_s)
         self.state = IDLE
         self.passage: Passage | None = None
         self.door_open = False
@@ -613,6 +615,8 @@ class DoorController:
 
     def _check_clock(self) -> None:
         verdict = self.clock_guard.check()
+        if verdict.drift is not None:  # steps each under the bound that add up (GB 50396 5.1.3)
+            self._emit("alarm", "clock_drift", detail=verdict.drift)
         if verdict.changed and not verdict.sane:
             self._emit("alarm", "clock_unsynchronised", detail=verdict.detail)
         elif verdict.changed:
