@@ -12,6 +12,11 @@ A passage, in order (DESIGN.md "Entry and exit"):
     idle ─credential→ decision ─allowed→ screening ─clear walk-through→ released
          ─door opens→ open ─door closes→ passage stored → idle
 
+The supervisor's commands are run by :mod:`firmware_py.core.command_runner`,
+and a database that refuses writes is handled by
+:mod:`firmware_py.core.storage_outage`; every denial reason is decided in
+:mod:`firmware_py.core.policy`.
+
 Denials end at "decision" or "screening". The exit button bypasses all of it:
 the press is recorded and the lock released whether or not the record could be
 written, because free egress must never wait on software.
@@ -27,10 +32,11 @@ from datetime import datetime, timedelta
 
 from firmware_py import __version__
 from firmware_py.config.schema import Config
-from firmware_py.core import commands, idnumber
+from firmware_py.core import idnumber
 from firmware_py.core.clock import Clock
 from firmware_py.core.clock_guard import ClockGuard
-from firmware_py.core.events import redact, redact_id_numbers
+from firmware_py.core.command_runner import CommandRunner
+from firmware_py.core.events import redact
 from firmware_py.core.inputs import (
     BadgeRead,
     DeviceFault,
@@ -51,9 +57,10 @@ from firmware_py.core.people import ESCORTING_ROLES, Credential, Person
 from firmware_py.core.policy import DoorContext, Entry, decide, gate_lost, refused_before, screened, screening_lapsed
 from firmware_py.core.ports import EventLog, Indicators, Lock, Roster
 from firmware_py.core.reader_guard import ReaderGuard
+from firmware_py.core.storage_outage import StorageOutage
 from firmware_py.core.timers import Timers
 from firmware_py.core.working_hours import WorkingHours
-from firmware_py.errors import RosterError, StoreError
+from firmware_py.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +143,11 @@ class DoorController:
                                     emit=self._emit)
         self.listeners: list[Callable[[dict], None]] = []  # called with every stored event
         self.status_listeners: list[Callable[[], None]] = []  # called when status() may have changed
-        self.command_results: list[Callable[[str | None, bool, str | None], None]] = []
-        self.replay_requests: list[Callable[[int], None]] = []
+        self.storage = StorageOutage(event_log, clock=clock, faults=self.faults, announce=self._announce,
+                                     status_changed=self.status_changed)
+        self.commands = CommandRunner(self, secret=secret)
+        self.command_results = self.commands.results  # called with (id, ok, error) of each command
+        self.replay_requests = self.commands.replay_requests  # called with from_seq of each replay command
         self._next_overstay_check: datetime | None = None
 
     # ------------------------------------------------------------------ life cycle
@@ -156,7 +166,7 @@ class DoorController:
                                   self.clock.now(), clock_trusted=self.clock_guard.sane)
         self._resume_screening()
         self._plan_overstay_check()
-        self._status_changed()
+        self.status_changed()
 
     def _check_anchor(self, expected: tuple[int, str] | None, found: tuple[int, str]) -> None:
         """A log shorter than the anchor beside the secret, or with another event there, was removed or replaced."""
@@ -222,7 +232,7 @@ class DoorController:
         self.lock.secure()
         self.indicators.show("idle")
         self._emit("system", "controller_stopped", detail={"reason": reason})
-        self._status_changed()
+        self.status_changed()
 
     # ------------------------------------------------------------------ the loop's entry points
 
@@ -369,7 +379,7 @@ class DoorController:
             deadline = self.clock.now() + timedelta(seconds=self.policy.screening_window_s)
             self._due_state[SCREENING_KEY] = {**_kept_passage(passage), "side": side,
                                               "deadline": deadline.isoformat(timespec="milliseconds")}
-            self._status_changed()
+            self.status_changed()
         else:
             self._grant(passage)
 
@@ -396,7 +406,7 @@ class DoorController:
         self.state, self.passage = RELEASED, passage
         self.indicators.show("granted", "outside" if passage.direction == "in" else "inside")
         self.timers.start("unlock", self.policy.unlock_window_s, self._unlock_window_over)
-        self._status_changed()
+        self.status_changed()
 
     # ------------------------------------------------------------------ screening
 
@@ -412,7 +422,7 @@ class DoorController:
             else:
                 p.screening.update({"screening": "clear", "persons": ev.count})
                 self._grant(p)
-            self._status_changed()
+            self.status_changed()
             return
         if self.state in (RELEASED, OPEN) and self.passage:
             # Someone walked through behind the person who was let in, or carried metal on a free exit.
@@ -445,7 +455,7 @@ class DoorController:
         detail = {"screening": "timeout", "window_s": self.policy.screening_window_s}
         self._deny(p.direction, p.person, p.credential, screening_lapsed().reason, detail=detail)
         self._alarm("screening_alarm", p, detail)
-        self._status_changed()
+        self.status_changed()
 
     def _screening_available(self) -> bool:
         """The gate can screen: its tamper contact is shut and it reports no fault (article 14(3))."""
@@ -462,7 +472,7 @@ class DoorController:
         else:
             p.screening["screening"] = "unavailable"
             self._grant(p)
-        self._status_changed()
+        self.status_changed()
 
     # ------------------------------------------------------------------ the door
 
@@ -472,7 +482,7 @@ class DoorController:
             log.info("unlock window over without the door opening; locked again")
             self.state, self.passage = IDLE, None
             self.indicators.show("idle")
-            self._status_changed()
+            self.status_changed()
 
     def _on_door_opened(self, ev: DoorOpened) -> None:
         self.door_open = True
@@ -486,7 +496,7 @@ class DoorController:
             self._keep_passage_open(self.passage)
         elif not self.lock.is_released:
             self._alarm("door_forced", None, {"state": self.state})
-        self._status_changed()
+        self.status_changed()
 
     def _keep_passage_open(self, p: Passage | None) -> None:
         """Store the passage in the doorway, cleared with its ``passage`` event, so a start after a crash
@@ -509,7 +519,7 @@ class DoorController:
             self._record_passage(self.passage, open_s)
             self.state, self.passage = IDLE, None
             self.indicators.show("idle")
-        self._status_changed()
+        self.status_changed()
 
     def _held_open(self) -> None:
         if self.door_open:
@@ -535,7 +545,7 @@ class DoorController:
         self.passage = Passage("out", None, None, "exit_button")
         self.timers.start("unlock", self.policy.unlock_window_s, self._unlock_window_over)
         self.indicators.show("granted", "inside")
-        self._status_changed()
+        self.status_changed()
 
     def _record_passage(self, p: Passage, open_s: float | None, *, at_shutdown: bool = False,
                         at_restart: bool = False) -> None:
@@ -595,12 +605,12 @@ class DoorController:
         self._emit("alarm", "hardware_fault", detail={"device": ev.device, "state": "fault", "fault": ev.detail})
         if _is_gate(ev.device):
             self._gate_out_of_service()
-        self._status_changed()
+        self.status_changed()
 
     def _on_recovered(self, ev: DeviceRecovered) -> None:
         if self.faults.pop(ev.device, None) is not None:
             self._emit("alarm", "hardware_fault", detail={"device": ev.device, "state": "recovered"})
-            self._status_changed()
+            self.status_changed()
 
     def _on_tamper(self, ev: TamperChanged) -> None:
         if ev.active:
@@ -653,81 +663,7 @@ class DoorController:
             self.indicators.show("denied", "outside")
         else:
             self.indicators.show("idle")
-        self._status_changed()
-
-    def _on_command(self, ev: RemoteCommand) -> None:
-        self.store_backlog()  # what waits in memory keeps its place before a revocation's roster event
-        ok, error, key = self._carry_out(ev)
-        detail = commands.audit_detail(ev, ok, error)  # ID-number-looking values masked, the sender as claimed_by
-        try:
-            try:  # the id is remembered together with its audit record
-                self._emit("system", "command", detail=detail, command_key=key)
-            except ValueError as exc:  # a value strict JSON cannot hold: audit the command without its arguments
-                log.error("command %s: its arguments cannot be stored (%s); audited without them", detail["id"],
-                          redact(str(exc))[:200])
-                detail["args"] = f"the arguments could not be stored as strict JSON: {type(exc).__name__}"
-                self._emit("system", "command", detail=detail, command_key=key)
-        finally:  # answered even when the audit could not be stored (that is then a controller fault)
-            for answer in self.command_results:
-                try:
-                    answer(detail["id"], ok, detail.get("error"))
-                except Exception:
-                    log.exception("answering command %s failed", detail["id"])
-
-    def _carry_out(self, cmd: RemoteCommand) -> tuple[bool, str | None, str | None]:
-        """Run ``cmd`` unless refused or already run; return (ok, error, key of the id to remember or None).
-
-        An unexpected error while executing becomes the answer: a command from
-        outside never ends the door's loop.
-        """
-        if cmd.error:
-            return False, cmd.error, None
-        action = self._actions.get(cmd.action)
-        if action is None:
-            return False, f"unknown action {str(cmd.action)[:64]!r}", None
-        key = commands.executed_key(self.secret, cmd.id)
-        if self.event_log.was_executed(key):
-            return False, f"command id {cmd.id!r} already executed", None
-        try:
-            ok, error = action(self, cmd, commands.claim(cmd) or "supervisor")
-        except Exception as exc:  # a command from outside must never end the door's loop
-            log.error("command %s (%s) failed: %s", redact_id_numbers(str(cmd.id)), redact_id_numbers(str(cmd.action)),
-                      redact_id_numbers(f"{type(exc).__name__}: {exc}"))
-            ok, error = False, f"the door could not carry it out: {type(exc).__name__}"
-        return ok, error, key
-
-    def _do_lockdown(self, cmd: RemoteCommand, by: str) -> tuple[bool, str | None]:
-        self.set_lockdown(True, by)
-        return True, None
-
-    def _do_release_lockdown(self, cmd: RemoteCommand, by: str) -> tuple[bool, str | None]:
-        self.set_lockdown(False, by)
-        return True, None
-
-    def _do_revoke(self, cmd: RemoteCommand, by: str) -> tuple[bool, str | None]:
-        try:
-            self.roster.revoke(cmd.args["person_id"], cmd.args["reason"], self.clock.now())
-        except RosterError as exc:
-            return False, str(exc)
-        return True, None
-
-    def _do_replay(self, cmd: RemoteCommand, by: str) -> tuple[bool, str | None]:
-        for request in self.replay_requests:
-            request(cmd.args["from_seq"])
-        return True, None
-
-    def _do_status(self, cmd: RemoteCommand, by: str) -> tuple[bool, str | None]:
-        self._status_changed()
-        return True, None
-
-    # One table from action to method (commands.ACTIONS holds each action's fields).
-    _actions: dict = {
-        "lockdown": _do_lockdown,
-        "release_lockdown": _do_release_lockdown,
-        "revoke": _do_revoke,
-        "replay": _do_replay,
-        "status": _do_status,
-    }
+        self.status_changed()
 
     # ------------------------------------------------------------------ storing events
 
@@ -746,8 +682,6 @@ class DoorController:
             self.indicators.show("idle")
             if self.lockdown:
                 self.indicators.show("denied", "outside")
-
-    _storage_trouble: dict | None = None  # since when the database refuses, and the grants it cost
 
     def _keep_due_state(self) -> None:
         """Store the kept state no event has carried yet (a screening begun); retried at every tick."""
@@ -778,60 +712,16 @@ class DoorController:
         fields = {"direction": direction, "person": person.public() if person is not None else None,
                   "credential": credential.public() if credential is not None else None,
                   "reason": reason, "detail": detail, "state": state, "command_key": command_key}
-        try:
-            stored = self.event_log.record(category, type_, **fields)
-        except StoreError as exc:
-            self._storage_failed(exc, type_)
-            if type_ in STORED_BEFORE_ACTING:
-                raise
-            deferred = self.event_log.defer(category, type_, **fields)
-            if due:
-                self._due_state = {}
-            return deferred
+        event = self.storage.record(category, type_, fields, before_acting=type_ in STORED_BEFORE_ACTING)
         if due:
-            self._due_state = {}
-        self._announce(stored)
-        self._storage_recovered()
-        return stored[-1]
+            self._due_state = {}  # stored, or kept in the backlog with the event
+        return event
+
+    emit = _emit  # for the command runner
 
     def store_backlog(self) -> None:
         """Store the events kept in memory while the database refused them (the service loop retries)."""
-        if not self.event_log.backlog:
-            return
-        try:
-            stored = self.event_log.store_backlog()
-        except StoreError:
-            return  # still refused; reported when it first failed
-        self._announce(stored)
-        self._storage_recovered()
-
-    def _storage_failed(self, exc: StoreError, type_: str) -> None:
-        if "storage" not in self.faults:
-            self.faults["storage"] = str(exc)
-            self._storage_trouble = {"since": self.clock.monotonic(), "refused": 0}
-            log.error("storage: %s. The door keeps running: the exit button releases, credentials are "
-                      "refused until they can be recorded, and the events are kept until they can be stored", exc)
-            self.event_log.defer("alarm", "hardware_fault",
-                                 detail={"device": "storage", "state": "fault", "fault": str(exc)})
-            self._status_changed()
-        if type_ in STORED_BEFORE_ACTING and self._storage_trouble is not None:
-            self._storage_trouble["refused"] += 1
-
-    def _storage_recovered(self) -> None:
-        if "storage" not in self.faults or self.event_log.backlog:
-            return
-        trouble = self._storage_trouble or {"since": self.clock.monotonic(), "refused": 0}
-        detail = {"device": "storage", "state": "recovered",
-                  "fault_s": round(self.clock.monotonic() - trouble["since"], 3), "refused": trouble["refused"]}
-        try:
-            stored = self.event_log.record("alarm", "hardware_fault", detail=detail)
-        except StoreError:
-            return  # refused again: the fault stands, the next write tries again
-        self.faults.pop("storage")
-        self._storage_trouble = None
-        log.info("storage: the database takes writes again")
-        self._announce(stored)
-        self._status_changed()
+        self.storage.store_backlog()
 
     def _announce(self, events: list[dict]) -> None:
         """Tell the listeners of events just stored."""
@@ -842,7 +732,7 @@ class DoorController:
                 except Exception:  # a listener (printer, MQTT wake-up) must never stop the door
                     log.exception("event listener failed")
 
-    def _status_changed(self) -> None:
+    def status_changed(self) -> None:
         for listener in self.status_listeners:
             try:
                 listener()
@@ -859,7 +749,7 @@ class DoorController:
         DeviceFault: _on_fault,
         DeviceRecovered: _on_recovered,
         TamperChanged: _on_tamper,
-        RemoteCommand: _on_command,
+        RemoteCommand: lambda self, ev: self.commands.handle(ev),
         LinkChanged: _on_link,
         TimeBeacon: _on_time_beacon,
     }
