@@ -239,3 +239,18 @@ def test_occupancy_is_kept_across_a_crash(door):
     assert present(again, STAFF)["reason"] == "anti_passback"
     pass_through(again, STAFF, "inside")
     assert last(again, "passage")["direction"] == "out" and again.controller.inside == {}
+
+
+def test_a_credential_let_through_to_screening_writes_nothing_until_the_loop_ticks(door):
+    writes = []
+    door.log.keep_state = lambda key, value: writes.append(key)
+    door.controller.handle(BadgeRead("outside", STAFF))
+    assert door.controller.state == "screening" and writes == [] and door.log.types() == ["controller_started"]
+    door.controller.tick()
+    assert writes == ["passage_screening"]
+
+
+def test_the_grant_clears_the_kept_screening_in_its_own_transaction(door):
+    present(door, STAFF)
+    door.controller.handle(GatePassage(count=1, metal=False))
+    assert door.log.types()[-1] == "access_granted" and door.log.saved_state["passage_screening"] is None
