@@ -243,11 +243,11 @@ def test_occupancy_is_kept_across_a_crash(door):
 
 def test_a_credential_let_through_to_screening_writes_nothing_until_the_loop_ticks(door):
     writes = []
-    door.log.keep_state = lambda key, value: writes.append(key)
+    door.log.keep_state = lambda key, value, durable=True: writes.append((key, durable))
     door.controller.handle(BadgeRead("outside", STAFF))
     assert door.controller.state == "screening" and writes == [] and door.log.types() == ["controller_started"]
     door.controller.tick()
-    assert writes == ["passage_screening"]
+    assert writes == [("passage_screening", False)]  # no fsync: the next event's commit makes it durable
 
 
 def test_the_grant_clears_the_kept_screening_in_its_own_transaction(door):
