@@ -46,7 +46,7 @@ from datetime import datetime, timedelta
 from firmware_py.core.clock import Clock
 
 CREEP_WINDOW_S = 3600.0  # the sliding window over which steps under the bound are summed
-CREEP_SAMPLE_S = 5.0  # how often the difference between the clocks is sampled into the window
+CREEP_SAMPLE_S = 60.0  # how often the difference between the clocks is sampled into the window
 
 
 @dataclass(frozen=True)
