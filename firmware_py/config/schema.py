@@ -121,6 +121,8 @@ class PolicyConfig:
     reader_lockout_s: float
     clock_drift_s: float  # beacon and own clock differ by more: clock_drift (GB 50396 5.1.3)
     clock_gross_drift_s: float  # differ by more: the clock is unsynchronised
+    # own wall and monotonic clocks parted by more since a beacon confirmed the clock: unsynchronised
+    max_clock_divergence_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -500,6 +502,12 @@ def _read_policy(sec: _Section, tz: ZoneInfo, problems: _Problems) -> PolicyConf
         floor = datetime(2026, 11, 1, tzinfo=tz)
     elif floor.tzinfo is None:
         floor = floor.replace(tzinfo=tz)
+    drift_s = sec.number("clock_drift_s", 5, minimum=1, maximum=3600)
+    divergence = sec.number("max_clock_divergence_s", 60, minimum=1, maximum=86400)
+    if isinstance(drift_s, (int, float)) and isinstance(divergence, (int, float)) and divergence < drift_s:
+        problems.add(sec.where("max_clock_divergence_s"),
+                     f"{divergence:g} is below clock_drift_s ({drift_s:g}): the clock would be refused "
+                     "before its drift is reported")
     return PolicyConfig(
         min_training_hours=sec.number("min_training_hours", 40, minimum=0, maximum=10000),
         unlock_window_s=sec.number("unlock_window_s", 5, minimum=1, maximum=60),
@@ -513,8 +521,9 @@ def _read_policy(sec: _Section, tz: ZoneInfo, problems: _Problems) -> PolicyConf
         max_failures=sec.number("max_failures", 3, integer=True, minimum=2, maximum=5),
         failure_window_s=sec.number("failure_window_s", 60, minimum=5, maximum=3600),
         reader_lockout_s=sec.number("reader_lockout_s", 60, minimum=5, maximum=3600),
-        clock_drift_s=sec.number("clock_drift_s", 5, minimum=1, maximum=3600),
+        clock_drift_s=drift_s,
         clock_gross_drift_s=sec.number("clock_gross_drift_s", 300, minimum=10, maximum=86400),
+        max_clock_divergence_s=divergence,
     )
 
 

@@ -2,8 +2,8 @@
 
 :func:`parse` turns a raw ``cmd`` payload into a :class:`RemoteCommand`, with
 ``error`` set when it is not acceptable — the controller still audits it.
-:data:`ACTIONS` is the vocabulary; the controller carries each action out
-(its one table from action to method, ``DoorController._actions``), at most
+:data:`ACTIONS` is the vocabulary; :mod:`firmware_py.core.command_runner` carries
+each action out (its one table from action to method, ``CommandRunner.ACTIONS``), at most
 once per command id (:func:`executed_key`, remembered by the event log).
 :func:`audit_detail` is what the ``command`` event records: outside input
 quoted with ID-number-looking values masked, and the sender's name as

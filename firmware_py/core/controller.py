@@ -12,6 +12,11 @@ A passage, in order (DESIGN.md "Entry and exit"):
     idle ─credential→ decision ─allowed→ screening ─clear walk-through→ released
          ─door opens→ open ─door closes→ passage stored → idle
 
+The supervisor's commands are run by :mod:`firmware_py.core.command_runner`,
+and a database that refuses writes is handled by
+:mod:`firmware_py.core.storage_outage`; every denial reason is decided in
+:mod:`firmware_py.core.policy`.
+
 Denials end at "decision" or "screening". The exit button bypasses all of it:
 the press is recorded and the lock released whether or not the record could be
 written, because free egress must never wait on software.
@@ -23,14 +28,15 @@ import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from firmware_py import __version__
 from firmware_py.config.schema import Config
-from firmware_py.core import commands, idnumber
+from firmware_py.core import idnumber
 from firmware_py.core.clock import Clock
 from firmware_py.core.clock_guard import ClockGuard
-from firmware_py.core.events import redact, redact_id_numbers
+from firmware_py.core.command_runner import CommandRunner
+from firmware_py.core.events import redact
 from firmware_py.core.inputs import (
     BadgeRead,
     DeviceFault,
@@ -48,12 +54,13 @@ from firmware_py.core.inputs import (
 )
 from firmware_py.core.link_watch import LinkWatch
 from firmware_py.core.people import ESCORTING_ROLES, Credential, Person
-from firmware_py.core.policy import DoorContext, decide
+from firmware_py.core.policy import DoorContext, Entry, decide, gate_lost, refused_before, screened, screening_lapsed
 from firmware_py.core.ports import EventLog, Indicators, Lock, Roster
 from firmware_py.core.reader_guard import ReaderGuard
+from firmware_py.core.storage_outage import StorageOutage
 from firmware_py.core.timers import Timers
 from firmware_py.core.working_hours import WorkingHours
-from firmware_py.errors import RosterError, StoreError
+from firmware_py.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,10 @@ GATE_DEVICE = "gate"  # the metal-detector gate's name in TamperChanged and Devi
 DENIED_SHOWN_S = 3.0  # red light and beeps after a denial
 ALARM_SHOWN_S = 10.0  # red light and buzzer after an alarm; the supervisor has the event
 PASSAGE_OPEN_KEY = "passage_open"  # the passage in the doorway, kept for a start after a crash
+# Rule state a restart must not change, kept in the store beside the events (DESIGN.md "Events"):
+SCREENING_KEY = "passage_screening"  # the passage being screened, with its deadline on the wall clock
+ESCORTS_KEY = "escort_entries"  # person id -> passage in, of the escorts inside
+READER_HOLDS_KEY = "reader_holds"  # reader -> its run of failures and its hold, as wall-clock times
 # Events the door acts on only once they are stored: a release always has its record.
 STORED_BEFORE_ACTING = frozenset({"access_granted"})
 
@@ -110,7 +121,9 @@ class DoorController:
         self.hours = WorkingHours(cfg.calendar, cfg.site.timezone)
         self.timers = Timers(clock)
         self.clock_guard = ClockGuard(clock, floor=cfg.policy.clock_floor,
-                                      max_backstep_s=cfg.policy.max_clock_backstep_s)
+                                      max_backstep_s=cfg.policy.max_clock_backstep_s,
+                                      drift_s=cfg.policy.clock_drift_s,
+                                      max_divergence_s=cfg.policy.max_clock_divergence_s)
         self.state = IDLE
         self.passage: Passage | None = None
         self.door_open = False
@@ -118,7 +131,10 @@ class DoorController:
         self.door_opened_at: float | None = None
         self.lockdown = bool(event_log.state("lockdown", False))
         self.inside: dict[str, dict] = event_log.state("occupancy", {})  # person_id -> {name, role, since}
-        self.last_escort_entry: datetime | None = None
+        self.escorts: dict[str, datetime] = _escorts_from(event_log.state(ESCORTS_KEY, {}))
+        # Kept state changed by an input: stored with the next event, or by the next tick() if none comes
+        # first, so keeping it adds no transaction between a credential and its decision.
+        self._due_state: dict = {}
         self.faults: dict[str, str] = {}
         self.tampered: set[str] = set()  # devices whose tamper contact is open
         self.reader_guard = ReaderGuard(max_failures=cfg.policy.max_failures, window_s=cfg.policy.failure_window_s,
@@ -127,8 +143,11 @@ class DoorController:
                                     emit=self._emit)
         self.listeners: list[Callable[[dict], None]] = []  # called with every stored event
         self.status_listeners: list[Callable[[], None]] = []  # called when status() may have changed
-        self.command_results: list[Callable[[str | None, bool, str | None], None]] = []
-        self.replay_requests: list[Callable[[int], None]] = []
+        self.storage = StorageOutage(event_log, clock=clock, faults=self.faults, announce=self._announce,
+                                     status_changed=self.status_changed)
+        self.commands = CommandRunner(self, secret=secret)
+        self.command_results = self.commands.results  # called with (id, ok, error) of each command
+        self.replay_requests = self.commands.replay_requests  # called with from_seq of each replay command
         self._next_overstay_check: datetime | None = None
 
     # ------------------------------------------------------------------ life cycle
@@ -143,8 +162,11 @@ class DoorController:
         self._check_anchor(expected, found)
         self._complete_interrupted_passage()
         self._check_clock()
+        self.reader_guard.restore(self.event_log.state(READER_HOLDS_KEY, {}), self.clock.monotonic(),
+                                  self.clock.now(), clock_trusted=self.clock_guard.sane)
+        self._resume_screening()
         self._plan_overstay_check()
-        self._status_changed()
+        self.status_changed()
 
     def _check_anchor(self, expected: tuple[int, str] | None, found: tuple[int, str]) -> None:
         """A log shorter than the anchor beside the secret, or with another event there, was removed or replaced."""
@@ -167,12 +189,37 @@ class DoorController:
         kept = self.event_log.state(PASSAGE_OPEN_KEY)
         if not kept:
             return
-        person = _PublicPerson(**kept["person"]) if kept.get("person") else None
-        credential = Credential(**kept["credential"]) if kept.get("credential") else None
-        passage = Passage(kept["direction"], person, credential, kept["via"], dict(kept.get("screening") or {}))
+        passage = _passage_from(kept)
+        person = passage.person
         log.warning("the door stopped with a passage under way (%s, %s): recorded now", passage.direction,
                     person.person_id if person else "by the exit button")
         self._record_passage(passage, None, at_restart=True)
+
+    def _resume_screening(self) -> None:
+        """A walk-through the door was waiting for when it stopped goes on until its first deadline;
+        past it (or on a clock that cannot say), it ends as a ``screening_timeout`` now."""
+        kept = self.event_log.state(SCREENING_KEY)
+        if not kept:
+            return
+        passage = _passage_from(kept)
+        remaining = 0.0
+        if self.clock_guard.sane:
+            try:
+                deadline = datetime.fromisoformat(kept["deadline"])
+                remaining = min(self.policy.screening_window_s, (deadline - self.clock.now()).total_seconds())
+            except (KeyError, TypeError, ValueError):
+                remaining = 0.0
+        if remaining > 0:
+            log.warning("the door stopped during a walk-through (%s); screening goes on for %.1f s",
+                        passage.direction, remaining)
+            self.state, self.passage = SCREENING, passage
+            self.indicators.show("screening_wait", kept.get("side") or "both")
+            self.timers.start("screening", remaining, self._screening_timed_out)
+            return
+        self._due_state[SCREENING_KEY] = None
+        detail = {"screening": "timeout", "window_s": self.policy.screening_window_s, "at_restart": True}
+        self._deny(passage.direction, passage.person, passage.credential, screening_lapsed().reason, detail=detail)
+        self._alarm("screening_alarm", passage, detail)
 
     def stop(self, reason: str = "signal") -> None:
         if self.state == OPEN and self.passage:
@@ -185,7 +232,7 @@ class DoorController:
         self.lock.secure()
         self.indicators.show("idle")
         self._emit("system", "controller_stopped", detail={"reason": reason})
-        self._status_changed()
+        self.status_changed()
 
     # ------------------------------------------------------------------ the loop's entry points
 
@@ -208,6 +255,7 @@ class DoorController:
     def tick(self) -> None:
         """Run due timers and calendar checks; the loop calls this at least once a second. Never raises."""
         try:
+            self._keep_due_state()
             self._check_clock()
             self.timers.run_due()
             if self._next_overstay_check is not None and self.clock.now() >= self._next_overstay_check:
@@ -285,17 +333,21 @@ class DoorController:
     def _on_credential(self, side: str, credential: Credential, person: Person | None) -> None:
         direction = "in" if side == "outside" else "out"
         reader = f"{'id_reader' if credential.kind == 'resident_id' else 'badge_reader'}.{side}"
-        if self.reader_guard.locked(reader, self.clock.monotonic()):
-            self._deny(direction, person, credential, "reader_locked", side=side, detail={"reader": reader})
+        busy = self.state != IDLE
+        refusal = refused_before(reader_held=self.reader_guard.locked(reader, self.clock.monotonic()),
+                                 busy_with_another=busy and not self._is_passing(person))
+        if refusal is not None:
+            # One passage at a time through one door: a second person's card is recorded, so the
+            # register names everyone at the door; the light tells them to wait.
+            detail = {"reader": reader} if refusal.reason == "reader_locked" else {"state": self.state}
+            self._deny(direction, person, credential, refusal.reason, side=side, detail=detail)
             return
-        if self.state != IDLE:
-            # One passage at a time through one door; the light tells the person to wait.
-            log.info("credential at the %s reader while a passage is under way (%s); ignored", side, self.state)
-            self._signal("denied", side, DENIED_SHOWN_S)
+        if busy:  # the card of the person passing, read again: nothing new to record
+            log.info("credential of the person passing read again at the %s reader (%s)", side, self.state)
             return
         ctx = DoorContext(inside=frozenset(self.inside), lockdown=self.lockdown,
                           clock_sane=self.clock_guard.sane, screening_available=self._screening_available(),
-                          last_escort_entry=self.last_escort_entry)
+                          escort_entries=self._escort_entries())
         try:
             decision = decide(person, credential, direction, self.clock.now(), ctx, self.policy, self.hours)
         except KeyError as exc:
@@ -305,13 +357,15 @@ class DoorController:
             self._deny(direction, person, credential, "outside_working_hours", side=side, detail={"error": error})
             return
         if not decision.allowed:
-            self._deny(direction, person, credential, decision.reason, side=side)
             run = self.reader_guard.denied(reader, credential.masked, self.clock.monotonic())
+            self._due_state[READER_HOLDS_KEY] = self.reader_guard.kept(self.clock.monotonic(), self.clock.now())
+            self._deny(direction, person, credential, decision.reason, side=side)
             if run:
                 self._alarm("repeated_failures", None, {"reader": reader, "count": len(run), "credentials": run,
                                                          "lockout_s": self.policy.reader_lockout_s})
             return
-        self.reader_guard.granted(reader)
+        if self.reader_guard.granted(reader):
+            self._due_state[READER_HOLDS_KEY] = self.reader_guard.kept(self.clock.monotonic(), self.clock.now())
         passage = Passage(direction, person, credential, "credential")
         if decision.notes:
             passage.screening["notes"] = list(decision.notes)
@@ -322,9 +376,21 @@ class DoorController:
             self.state, self.passage = SCREENING, passage
             self.indicators.show("screening_wait", side)
             self.timers.start("screening", self.policy.screening_window_s, self._screening_timed_out)
-            self._status_changed()
+            deadline = self.clock.now() + timedelta(seconds=self.policy.screening_window_s)
+            self._due_state[SCREENING_KEY] = {**_kept_passage(passage), "side": side,
+                                              "deadline": deadline.isoformat(timespec="milliseconds")}
+            self.status_changed()
         else:
             self._grant(passage)
+
+    def _is_passing(self, person: Person | None) -> bool:
+        """``person`` is the one whose passage is under way (their card read again)."""
+        p = self.passage
+        return person is not None and p is not None and p.person is not None and \
+            p.person.person_id == person.person_id
+
+    def _escort_entries(self) -> tuple[Entry, ...]:
+        return tuple(Entry(pid, self.inside[pid]["role"], at) for pid, at in self.escorts.items() if pid in self.inside)
 
     def _deny(self, direction: str, person: Person | None, credential: Credential | None, reason: str,
               *, side: str = "both", detail: dict | None = None) -> None:
@@ -340,25 +406,23 @@ class DoorController:
         self.state, self.passage = RELEASED, passage
         self.indicators.show("granted", "outside" if passage.direction == "in" else "inside")
         self.timers.start("unlock", self.policy.unlock_window_s, self._unlock_window_over)
-        self._status_changed()
+        self.status_changed()
 
     # ------------------------------------------------------------------ screening
 
     def _on_gate(self, ev: GatePassage) -> None:
         people = max(ev.count, 1)  # a gate without a transit output reports only its alarm
         if self.state == SCREENING and self.passage:
-            p = self.passage
-            self.timers.cancel("screening")
-            self.state, self.passage = IDLE, None
-            if ev.metal or people > 1:
-                reason = "metal_detected" if ev.metal else "tailgating"
-                detail = {"screening": reason, "persons": ev.count, "metal": ev.metal}
-                self._deny(p.direction, p.person, p.credential, reason, detail=detail)
+            p = self._end_screening()
+            verdict = screened(metal=ev.metal, persons=people)
+            if not verdict.allowed:
+                detail = {"screening": verdict.reason, "persons": ev.count, "metal": ev.metal}
+                self._deny(p.direction, p.person, p.credential, verdict.reason, detail=detail)
                 self._alarm("screening_alarm" if ev.metal else "tailgating", p, detail)
             else:
                 p.screening.update({"screening": "clear", "persons": ev.count})
                 self._grant(p)
-            self._status_changed()
+            self.status_changed()
             return
         if self.state in (RELEASED, OPEN) and self.passage:
             # Someone walked through behind the person who was let in, or carried metal on a free exit.
@@ -375,15 +439,23 @@ class DoorController:
         self._alarm("screening_alarm" if ev.metal else "tailgating", None,
                     {"persons": ev.count, "metal": ev.metal, "unexpected": True})
 
-    def _screening_timed_out(self) -> None:
+    def _end_screening(self) -> Passage | None:
+        """The walk-through awaited is over (screened, timed out, or stopped): the door goes idle,
+        and the kept screening is cleared with the next event."""
         p = self.passage
+        self.timers.cancel("screening")
         self.state, self.passage = IDLE, None
+        self._due_state[SCREENING_KEY] = None
+        return p
+
+    def _screening_timed_out(self) -> None:
+        p = self._end_screening()
         if p is None:
             return
         detail = {"screening": "timeout", "window_s": self.policy.screening_window_s}
-        self._deny(p.direction, p.person, p.credential, "screening_timeout", detail=detail)
+        self._deny(p.direction, p.person, p.credential, screening_lapsed().reason, detail=detail)
         self._alarm("screening_alarm", p, detail)
-        self._status_changed()
+        self.status_changed()
 
     def _screening_available(self) -> bool:
         """The gate can screen: its tamper contact is shut and it reports no fault (article 14(3))."""
@@ -393,16 +465,14 @@ class DoorController:
         """The gate went into tamper or fault: a walk-through under way can no longer be trusted."""
         if self.state != SCREENING or self.passage is None:
             return
-        p = self.passage
-        self.timers.cancel("screening")
-        self.state, self.passage = IDLE, None
-        if p.direction == "in":
-            self._deny(p.direction, p.person, p.credential, "screening_unavailable",
-                       detail={"screening": "unavailable"})
+        p = self._end_screening()
+        verdict = gate_lost(p.direction)
+        if not verdict.allowed:
+            self._deny(p.direction, p.person, p.credential, verdict.reason, detail={"screening": "unavailable"})
         else:
             p.screening["screening"] = "unavailable"
             self._grant(p)
-        self._status_changed()
+        self.status_changed()
 
     # ------------------------------------------------------------------ the door
 
@@ -412,7 +482,7 @@ class DoorController:
             log.info("unlock window over without the door opening; locked again")
             self.state, self.passage = IDLE, None
             self.indicators.show("idle")
-            self._status_changed()
+            self.status_changed()
 
     def _on_door_opened(self, ev: DoorOpened) -> None:
         self.door_open = True
@@ -426,18 +496,15 @@ class DoorController:
             self._keep_passage_open(self.passage)
         elif not self.lock.is_released:
             self._alarm("door_forced", None, {"state": self.state})
-        self._status_changed()
+        self.status_changed()
 
     def _keep_passage_open(self, p: Passage | None) -> None:
         """Store the passage in the doorway, cleared with its ``passage`` event, so a start after a crash
         records it (:meth:`_complete_interrupted_passage`). Refused by the database: only logged."""
         if p is None:
             return
-        kept = {"direction": p.direction, "via": p.via, "screening": p.screening,
-                "person": p.person.public() if p.person is not None else None,
-                "credential": p.credential.public() if p.credential is not None else None}
         try:
-            self.event_log.keep_state(PASSAGE_OPEN_KEY, kept)
+            self.event_log.keep_state(PASSAGE_OPEN_KEY, _kept_passage(p))
         except StoreError as exc:
             log.warning("could not keep the passage under way (%s); a crash before the door closes would lose it",
                         exc)
@@ -452,7 +519,7 @@ class DoorController:
             self._record_passage(self.passage, open_s)
             self.state, self.passage = IDLE, None
             self.indicators.show("idle")
-        self._status_changed()
+        self.status_changed()
 
     def _held_open(self) -> None:
         if self.door_open:
@@ -472,12 +539,13 @@ class DoorController:
             log.exception("could not store the exit-button press; releasing the lock anyway (free egress)")
         finally:
             self.lock.release()
-        self.timers.cancel("screening")
+        if self.state == SCREENING:
+            self._end_screening()
         self.state = RELEASED
         self.passage = Passage("out", None, None, "exit_button")
         self.timers.start("unlock", self.policy.unlock_window_s, self._unlock_window_over)
         self.indicators.show("granted", "inside")
-        self._status_changed()
+        self.status_changed()
 
     def _record_passage(self, p: Passage, open_s: float | None, *, at_shutdown: bool = False,
                         at_restart: bool = False) -> None:
@@ -500,10 +568,14 @@ class DoorController:
                 if person.role in ESCORTING_ROLES:
                     # The two-person rule counts from the escort's passage in, not the grant:
                     # a grant that lapses unopened escorts nobody.
-                    self.last_escort_entry = self.clock.now()
+                    self.escorts[person.person_id] = self.clock.now()
             else:
                 self.inside.pop(person.person_id, None)
             state["occupancy"] = self.inside
+        if person is not None or p.via == "exit_button":
+            # Only escorts still inside are kept: one who walked out escorts nobody.
+            self.escorts = {pid: at for pid, at in self.escorts.items() if pid in self.inside}
+            state[ESCORTS_KEY] = {pid: at.isoformat(timespec="milliseconds") for pid, at in self.escorts.items()}
         # Stored with its occupancy in one transaction; kept in memory (with it) while the database refuses.
         self._emit("access", "passage", direction=p.direction, person=person, credential=p.credential,
                    detail=detail, state=state)
@@ -533,12 +605,12 @@ class DoorController:
         self._emit("alarm", "hardware_fault", detail={"device": ev.device, "state": "fault", "fault": ev.detail})
         if _is_gate(ev.device):
             self._gate_out_of_service()
-        self._status_changed()
+        self.status_changed()
 
     def _on_recovered(self, ev: DeviceRecovered) -> None:
         if self.faults.pop(ev.device, None) is not None:
             self._emit("alarm", "hardware_fault", detail={"device": ev.device, "state": "recovered"})
-            self._status_changed()
+            self.status_changed()
 
     def _on_tamper(self, ev: TamperChanged) -> None:
         if ev.active:
@@ -553,6 +625,8 @@ class DoorController:
 
     def _check_clock(self) -> None:
         verdict = self.clock_guard.check()
+        if verdict.drift is not None:  # steps each under the bound that add up (GB 50396 5.1.3)
+            self._emit("alarm", "clock_drift", detail=verdict.drift)
         if verdict.changed and not verdict.sane:
             self._emit("alarm", "clock_unsynchronised", detail=verdict.detail)
         elif verdict.changed:
@@ -580,8 +654,7 @@ class DoorController:
         if on:
             # Lockdown stops entries only: an exit under way (screening, released, door open) completes.
             if self.state == SCREENING and self.passage and self.passage.direction == "in":
-                self.timers.cancel("screening")
-                self.state, self.passage = IDLE, None
+                self._end_screening()
             p = self.passage
             if self.state == RELEASED and p and p.via == "credential" and p.direction == "in":
                 self.timers.cancel("unlock")
@@ -590,81 +663,7 @@ class DoorController:
             self.indicators.show("denied", "outside")
         else:
             self.indicators.show("idle")
-        self._status_changed()
-
-    def _on_command(self, ev: RemoteCommand) -> None:
-        self.store_backlog()  # what waits in memory keeps its place before a revocation's roster event
-        ok, error, key = self._carry_out(ev)
-        detail = commands.audit_detail(ev, ok, error)  # ID-number-looking values masked, the sender as claimed_by
-        try:
-            try:  # the id is remembered together with its audit record
-                self._emit("system", "command", detail=detail, command_key=key)
-            except ValueError as exc:  # a value strict JSON cannot hold: audit the command without its arguments
-                log.error("command %s: its arguments cannot be stored (%s); audited without them", detail["id"],
-                          redact(str(exc))[:200])
-                detail["args"] = f"the arguments could not be stored as strict JSON: {type(exc).__name__}"
-                self._emit("system", "command", detail=detail, command_key=key)
-        finally:  # answered even when the audit could not be stored (that is then a controller fault)
-            for answer in self.command_results:
-                try:
-                    answer(detail["id"], ok, detail.get("error"))
-                except Exception:
-                    log.exception("answering command %s failed", detail["id"])
-
-    def _carry_out(self, cmd: RemoteCommand) -> tuple[bool, str | None, str | None]:
-        """Run ``cmd`` unless refused or already run; return (ok, error, key of the id to remember or None).
-
-        An unexpected error while executing becomes the answer: a command from
-        outside never ends the door's loop.
-        """
-        if cmd.error:
-            return False, cmd.error, None
-        action = self._actions.get(cmd.action)
-        if action is None:
-            return False, f"unknown action {str(cmd.action)[:64]!r}", None
-        key = commands.executed_key(self.secret, cmd.id)
-        if self.event_log.was_executed(key):
-            return False, f"command id {cmd.id!r} already executed", None
-        try:
-            ok, error = action(self, cmd, commands.claim(cmd) or "supervisor")
-        except Exception as exc:  # a command from outside must never end the door's loop
-            log.error("command %s (%s) failed: %s", redact_id_numbers(str(cmd.id)), redact_id_numbers(str(cmd.action)),
-                      redact_id_numbers(f"{type(exc).__name__}: {exc}"))
-            ok, error = False, f"the door could not carry it out: {type(exc).__name__}"
-        return ok, error, key
-
-    def _do_lockdown(self, cmd: RemoteCommand, by: str) -> tuple[bool, str | None]:
-        self.set_lockdown(True, by)
-        return True, None
-
-    def _do_release_lockdown(self, cmd: RemoteCommand, by: str) -> tuple[bool, str | None]:
-        self.set_lockdown(False, by)
-        return True, None
-
-    def _do_revoke(self, cmd: RemoteCommand, by: str) -> tuple[bool, str | None]:
-        try:
-            self.roster.revoke(cmd.args["person_id"], cmd.args["reason"], self.clock.now())
-        except RosterError as exc:
-            return False, str(exc)
-        return True, None
-
-    def _do_replay(self, cmd: RemoteCommand, by: str) -> tuple[bool, str | None]:
-        for request in self.replay_requests:
-            request(cmd.args["from_seq"])
-        return True, None
-
-    def _do_status(self, cmd: RemoteCommand, by: str) -> tuple[bool, str | None]:
-        self._status_changed()
-        return True, None
-
-    # One table from action to method (commands.ACTIONS holds each action's fields).
-    _actions: dict = {
-        "lockdown": _do_lockdown,
-        "release_lockdown": _do_release_lockdown,
-        "revoke": _do_revoke,
-        "replay": _do_replay,
-        "status": _do_status,
-    }
+        self.status_changed()
 
     # ------------------------------------------------------------------ storing events
 
@@ -684,7 +683,21 @@ class DoorController:
             if self.lockdown:
                 self.indicators.show("denied", "outside")
 
-    _storage_trouble: dict | None = None  # since when the database refuses, and the grants it cost
+    def _keep_due_state(self) -> None:
+        """Store the kept state no event has carried yet (a screening begun); retried at every tick.
+
+        Without waiting for the disk: a killed process keeps it, and a power cut once the next event
+        (a grant, a denial) is stored; what a power cut loses before that is a walk-through not yet
+        let through, so the door stays secured and the person presents the card again."""
+        while self._due_state:
+            key, value = next(iter(self._due_state.items()))
+            try:
+                self.event_log.keep_state(key, value, durable=False)
+            except StoreError as exc:
+                log.debug("could not keep %s yet: %s", key, exc)
+                return
+            if self._due_state.get(key) is value:
+                del self._due_state[key]
 
     def _emit(self, category: str, type_: str, *, direction: str | None = None, person=None,
               credential: Credential | None = None, reason: str | None = None, detail: dict | None = None,
@@ -697,58 +710,22 @@ class DoorController:
         memory with its own time and its state, and stored as soon as the
         database allows, after a ``hardware_fault`` for device ``storage``.
         """
+        due = self._due_state
+        if due:
+            state = {**due, **(state or {})}
         fields = {"direction": direction, "person": person.public() if person is not None else None,
                   "credential": credential.public() if credential is not None else None,
                   "reason": reason, "detail": detail, "state": state, "command_key": command_key}
-        try:
-            stored = self.event_log.record(category, type_, **fields)
-        except StoreError as exc:
-            self._storage_failed(exc, type_)
-            if type_ in STORED_BEFORE_ACTING:
-                raise
-            return self.event_log.defer(category, type_, **fields)
-        self._announce(stored)
-        self._storage_recovered()
-        return stored[-1]
+        event = self.storage.record(category, type_, fields, before_acting=type_ in STORED_BEFORE_ACTING)
+        if due:
+            self._due_state = {}  # stored, or kept in the backlog with the event
+        return event
+
+    emit = _emit  # for the command runner
 
     def store_backlog(self) -> None:
         """Store the events kept in memory while the database refused them (the service loop retries)."""
-        if not self.event_log.backlog:
-            return
-        try:
-            stored = self.event_log.store_backlog()
-        except StoreError:
-            return  # still refused; reported when it first failed
-        self._announce(stored)
-        self._storage_recovered()
-
-    def _storage_failed(self, exc: StoreError, type_: str) -> None:
-        if "storage" not in self.faults:
-            self.faults["storage"] = str(exc)
-            self._storage_trouble = {"since": self.clock.monotonic(), "refused": 0}
-            log.error("storage: %s. The door keeps running: the exit button releases, credentials are "
-                      "refused until they can be recorded, and the events are kept until they can be stored", exc)
-            self.event_log.defer("alarm", "hardware_fault",
-                                 detail={"device": "storage", "state": "fault", "fault": str(exc)})
-            self._status_changed()
-        if type_ in STORED_BEFORE_ACTING and self._storage_trouble is not None:
-            self._storage_trouble["refused"] += 1
-
-    def _storage_recovered(self) -> None:
-        if "storage" not in self.faults or self.event_log.backlog:
-            return
-        trouble = self._storage_trouble or {"since": self.clock.monotonic(), "refused": 0}
-        detail = {"device": "storage", "state": "recovered",
-                  "fault_s": round(self.clock.monotonic() - trouble["since"], 3), "refused": trouble["refused"]}
-        try:
-            stored = self.event_log.record("alarm", "hardware_fault", detail=detail)
-        except StoreError:
-            return  # refused again: the fault stands, the next write tries again
-        self.faults.pop("storage")
-        self._storage_trouble = None
-        log.info("storage: the database takes writes again")
-        self._announce(stored)
-        self._status_changed()
+        self.storage.store_backlog()
 
     def _announce(self, events: list[dict]) -> None:
         """Tell the listeners of events just stored."""
@@ -759,7 +736,7 @@ class DoorController:
                 except Exception:  # a listener (printer, MQTT wake-up) must never stop the door
                     log.exception("event listener failed")
 
-    def _status_changed(self) -> None:
+    def status_changed(self) -> None:
         for listener in self.status_listeners:
             try:
                 listener()
@@ -776,7 +753,7 @@ class DoorController:
         DeviceFault: _on_fault,
         DeviceRecovered: _on_recovered,
         TamperChanged: _on_tamper,
-        RemoteCommand: _on_command,
+        RemoteCommand: lambda self, ev: self.commands.handle(ev),
         LinkChanged: _on_link,
         TimeBeacon: _on_time_beacon,
     }
@@ -790,6 +767,30 @@ class _PublicPerson:
 
     def public(self) -> dict:
         return {"person_id": self.person_id, "name": self.name, "role": self.role}
+
+
+def _kept_passage(p: Passage) -> dict:
+    """A passage as the store keeps it (person and credential in their public form only)."""
+    return {"direction": p.direction, "via": p.via, "screening": p.screening,
+            "person": p.person.public() if p.person is not None else None,
+            "credential": p.credential.public() if p.credential is not None else None}
+
+
+def _passage_from(kept: dict) -> Passage:
+    person = _PublicPerson(**kept["person"]) if kept.get("person") else None
+    credential = Credential(**kept["credential"]) if kept.get("credential") else None
+    return Passage(kept["direction"], person, credential, kept["via"], dict(kept.get("screening") or {}))
+
+
+def _escorts_from(kept) -> dict[str, datetime]:
+    """The kept escort passages; an entry that is not a person id and a time is left out."""
+    escorts = {}
+    for pid, at in (kept or {}).items() if isinstance(kept, dict) else ():
+        try:
+            escorts[str(pid)] = datetime.fromisoformat(at)
+        except (TypeError, ValueError):
+            log.warning("kept escort passage of %s is not a time (%r); left out", pid, at)
+    return escorts
 
 
 def _is_gate(device: str) -> bool:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from firmware_py.core import reasons
+
 # C0 controls (with tab, CR, LF, ESC), DEL, C1 controls, bidi embeddings/overrides/isolates and marks.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -44,27 +46,7 @@ TYPE_LABELS = {
     "roster_expired": "名单包已过有效期 roster expired",
 }
 
-REASON_LABELS = {
-    "unknown_credential": "未登记证件 unknown credential",
-    "invalid_id_number": "身份证号无效 invalid ID number",
-    "revoked": "已撤销授权 revoked",
-    "not_yet_valid": "授权未生效 not yet valid",
-    "expired": "授权已过期 expired",
-    "review_missing": "未经政审 review missing",
-    "training_incomplete": "培训学时不足 training incomplete",
-    "commitment_missing": "未签保密承诺 commitment missing",
-    "outside_working_hours": "非工作时间 outside working hours",
-    "non_working_day": "非工作日 non-working day",
-    "anti_passback": "防反潜回 anti-passback",
-    "escort_required": "需要陪同 escort required",
-    "lockdown": "封锁中 lockdown",
-    "metal_detected": "检出金属 metal detected",
-    "tailgating": "尾随 tailgating",
-    "screening_timeout": "安检超时 screening timeout",
-    "clock_unsynchronised": "时钟未同步 clock unsynchronised",
-    "reader_locked": "读卡器锁定 reader locked",
-    "screening_unavailable": "安检门不可用 screening unavailable",
-}
+REASON_LABELS = reasons.LABELS  # declared once, with the reasons, in core/reasons.py
 
 DIRECTION_LABELS = {"in": "进 in", "out": "出 out"}
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 from typing import Any
 
+from firmware_py.core import reasons
 from firmware_py.core.idnumber import holds_full_id_number, mask_id_numbers
 
 GENESIS_HASH = "0" * 64
@@ -26,12 +27,7 @@ TYPES: dict[str, tuple[str, ...]] = {
 CATEGORIES = tuple(TYPES)
 CATEGORY_OF = {t: c for c, types in TYPES.items() for t in types}
 
-REASONS = (
-    "unknown_credential", "invalid_id_number", "revoked", "not_yet_valid", "expired", "review_missing",
-    "training_incomplete", "commitment_missing", "outside_working_hours", "non_working_day", "anti_passback",
-    "escort_required", "lockdown", "metal_detected", "tailgating", "screening_timeout",
-    "clock_unsynchronised", "reader_locked", "screening_unavailable",
-)
+REASONS = reasons.REASONS  # declared once, with their labels, in core/reasons.py
 DIRECTIONS = ("in", "out")
 
 

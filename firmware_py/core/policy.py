@@ -31,10 +31,12 @@ this order of precedence wins (``PRECEDENCE``):
 12. ``outside_working_hours`` -- today is worked, but not at this time.
 13. ``anti_passback`` -- entering while already inside (``hard``: denied;
     ``soft``: allowed with the note ``anti_passback``; ``off``: ignored).
-14. ``escort_required`` -- a visitor or inspector enters only within
-    ``escort_window_s`` after a staff member or supervisor passed in through
-    this door (two-person rule, articles 26-27): the escort's passage counts,
-    not the grant, so a grant that lapsed unopened escorts nobody.
+14. ``escort_required`` -- a visitor or inspector enters only while a staff
+    member or supervisor is inside who passed in through this door at most
+    ``escort_window_s`` before (two-person rule, articles 26-27): the escort's
+    passage counts, not the grant, so a grant that lapsed unopened escorts
+    nobody; one who has walked out again escorts nobody; an inspector is never
+    an escort.
 
 The person's identity (1-3) and the trust in the clock (4) come first, then
 the person's standing (5-8), the state of the door (9-10) and the time of day
@@ -51,6 +53,16 @@ after their permit ran out, or while the door is locked down, and fire safety
 needs free egress (the exit button releases the lock whatever software says).
 Reading the card on the way out still matters: it closes the person's visit in
 the register and passes them to exit screening.
+
+**The door's own reasons** are decided here too, by the functions the
+controller calls around :func:`decide`: before it, :func:`refused_before`
+(``reader_locked``: the reader is held after repeated failures, whichever way;
+then ``door_busy``: someone else's passage is under way); after it, the gate's
+verdict, :func:`screened` (``metal_detected``, then ``tailgating``), or its
+absence, :func:`screening_lapsed` (``screening_timeout``) and
+:func:`gate_lost` (``screening_unavailable`` for an entry whose walk-through
+the gate can no longer screen; an exit goes on unscreened). Every reason is
+declared once, with its label, in :mod:`firmware_py.core.reasons`.
 """
 
 from __future__ import annotations
@@ -59,7 +71,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from firmware_py.config.schema import PolicyConfig
-from firmware_py.core.people import ESCORTED_ROLES, Credential, Person
+from firmware_py.core.people import ESCORTED_ROLES, ESCORTING_ROLES, Credential, Person
+from firmware_py.core.reasons import AFTER_SCREENING, BEFORE_POLICY
 from firmware_py.core.working_hours import WorkingHours
 
 PRECEDENCE: tuple[str, ...] = (
@@ -81,8 +94,18 @@ PRECEDENCE: tuple[str, ...] = (
 )
 EXIT_PRECEDENCE: tuple[str, ...] = ("invalid_id_number", "unknown_credential", "anti_passback")
 REASONS: tuple[str, ...] = PRECEDENCE  # every denial reason decide() can give
+DOOR_REASONS: tuple[str, ...] = (*BEFORE_POLICY, *AFTER_SCREENING)  # the door's own, decided below
 
 ANTI_PASSBACK_NOTE = "anti_passback"  # on a grant under soft anti-passback
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A passage in through this door: who (``person_id``, ``role``) and when (``at``, the door closing behind)."""
+
+    person_id: str
+    role: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -95,15 +118,15 @@ class DoorContext:
     no large step either way).
     ``screening_available``: the metal-detector gate is neither in tamper nor
     in fault, so an entry can be screened.
-    ``last_escort_entry``: when a staff member or supervisor last passed in
-    through this door (the passage, not the grant), or None.
+    ``escort_entries``: the passages in (:class:`Entry`) of people who may
+    escort, as the door recorded them; only those still ``inside`` count.
     """
 
     inside: frozenset[str] = frozenset()
     lockdown: bool = False
     clock_sane: bool = True
     screening_available: bool = True
-    last_escort_entry: datetime | None = None
+    escort_entries: tuple[Entry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,11 +177,10 @@ def _vetting_reason(person: Person, at: datetime, policy: PolicyConfig, hours: W
 
 
 def _escorted(at: datetime, ctx: DoorContext, policy: PolicyConfig) -> bool:
-    """A staff member or supervisor passed in at most ``escort_window_s`` before ``at`` (inclusive)."""
-    if ctx.last_escort_entry is None:
-        return False
-    since = at - ctx.last_escort_entry
-    return timedelta(0) <= since <= timedelta(seconds=policy.escort_window_s)
+    """Someone who may escort is inside and passed in at most ``escort_window_s`` before ``at`` (inclusive)."""
+    window = timedelta(seconds=policy.escort_window_s)
+    return any(e.role in ESCORTING_ROLES and e.person_id in ctx.inside and timedelta(0) <= at - e.at <= window
+               for e in ctx.escort_entries)
 
 
 def _anti_passback(breach: bool, policy: PolicyConfig) -> tuple[str | None, tuple[str, ...]]:
@@ -210,3 +232,34 @@ def decide(person: Person | None, credential: Credential, direction: str, at: da
     if person.role in ESCORTED_ROLES and not _escorted(at, ctx, policy):
         return Decision.deny("escort_required", notes)
     return Decision.allow(notes)
+
+
+def refused_before(*, reader_held: bool, busy_with_another: bool) -> Decision | None:
+    """The door's refusal before the person is judged, or None: a held reader refuses every card
+    (``reader_locked``), and one passage at a time goes through the door (``door_busy``)."""
+    if reader_held:
+        return Decision.deny("reader_locked")
+    if busy_with_another:
+        return Decision.deny("door_busy")
+    return None
+
+
+def screened(*, metal: bool, persons: int) -> Decision:
+    """The gate's verdict on the walk-through of a person let through to screening (article 14(3)):
+    metal, then more than one person walking through."""
+    if metal:
+        return Decision.deny("metal_detected")
+    if persons > 1:
+        return Decision.deny("tailgating")
+    return Decision.allow()
+
+
+def screening_lapsed() -> Decision:
+    """Nobody walked through the gate within ``screening_window_s``."""
+    return Decision.deny("screening_timeout")
+
+
+def gate_lost(direction: str) -> Decision:
+    """The gate went into tamper or fault during a walk-through: an entry cannot be screened,
+    an exit goes on unscreened (free egress)."""
+    return Decision.deny("screening_unavailable") if direction == "in" else Decision.allow()

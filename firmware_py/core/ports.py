@@ -98,9 +98,10 @@ class EventLog(Protocol):
     def state(self, key: str, default: Any = None) -> Any:
         """A piece of door state stored with the events (``occupancy``, ``lockdown``)."""
 
-    def keep_state(self, key: str, value: Any) -> None:
-        """Store a piece of state alone, durably (the passage in the doorway, for a start after a crash);
-        StoreError when the database refuses."""
+    def keep_state(self, key: str, value: Any, *, durable: bool = True) -> None:
+        """Store a piece of state alone (the passage in the doorway, for a start after a crash);
+        StoreError when the database refuses. ``durable=False``: without waiting for the disk, so it
+        survives the process being killed, and a power cut once anything durable is stored after it."""
 
     def was_executed(self, command_key: str) -> bool:
         """Whether a command with this key already ran (stored or deferred)."""

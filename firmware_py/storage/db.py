@@ -166,11 +166,14 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
 def hold_database(path: str | Path) -> Callable[[], None]:
     """One service per database: an exclusive lock on ``DATABASE.lock``; returns the release.
 
-    The lock is the kernel's (``flock``): it ends with the process however that
-    ends, so a crashed service never blocks the next start. A second
-    ``accessctl run`` on the same database is refused with :class:`StoreError`.
+    The lock file sits beside the database file itself, its path resolved (symbolic links
+    followed, ``realpath``), so a second service reaching the same file through a link or
+    another relative path meets the same lock. The lock is the kernel's (``flock``): it ends
+    with the process however that ends, so a crashed service never blocks the next start.
+    A second ``accessctl run`` on the same database is refused with :class:`StoreError`.
     """
-    lock_path = Path(f"{path}.lock")
+    resolved = Path(os.path.realpath(path))
+    lock_path = resolved.with_name(resolved.name + ".lock")
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -181,7 +184,8 @@ def hold_database(path: str | Path) -> Callable[[], None]:
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
         os.close(fd)
-        raise StoreError(f"{path}: another door service is already running on this database"
+        through = f" (the file {resolved})" if str(resolved) != str(path) else ""
+        raise StoreError(f"{path}: another door service is already running on this database{through}"
                          f"{f' (process {holder})' if holder else ''}; two services would fight over the lock "
                          "and the lockdown state. Stop the other one first (`systemctl status accessctl`)") from None
     os.ftruncate(fd, 0)

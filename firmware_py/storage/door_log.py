@@ -89,9 +89,20 @@ class SqliteEventLog:
             # writes it once the input is handled (write_due_anchor).
             self._anchor_due = (last["seq"], last["hash"])
 
-    def keep_state(self, key: str, value: Any) -> None:
-        with transaction(self.db):
-            set_meta(self.db, key, value)
+    def keep_state(self, key: str, value: Any, *, durable: bool = True) -> None:
+        """Store ``key`` alone. ``durable=False`` commits without the fsync (``synchronous=NORMAL`` for
+        this one transaction): in the WAL, the next durable commit makes it durable too."""
+        if durable:
+            with transaction(self.db):
+                set_meta(self.db, key, value)
+            return
+        conn = self.db.conn
+        conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with transaction(self.db):
+                set_meta(self.db, key, value)
+        finally:
+            conn.execute("PRAGMA synchronous=FULL")
 
     def write_due_anchor(self) -> None:
         """Move the anchor beside the secret if the log has grown past it (the service loop calls this)."""

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from firmware_py.core import commands
-from firmware_py.core.controller import DoorController
+from firmware_py.core.command_runner import CommandRunner
 from firmware_py.core.inputs import (
     BadgeRead,
     DoorClosed,
@@ -273,7 +273,7 @@ def test_a_completed_passage_leaves_nothing_for_the_next_start(door):
 
 
 def test_the_action_table_covers_every_command_the_parser_accepts():
-    assert set(DoorController._actions) == set(commands.ACTIONS)
+    assert set(CommandRunner.ACTIONS) == set(commands.ACTIONS)
 
 
 def test_a_lockdown_command_runs_through_the_action_table_and_is_audited(door):

@@ -12,8 +12,22 @@ import pytest
 from firmware_py.config.schema import WEEKDAYS, TimeWindow, load_config
 from firmware_py.core import events
 from firmware_py.core import policy as policy_module
+from firmware_py.core import reasons as reasons_module
 from firmware_py.core.people import Credential, Person
-from firmware_py.core.policy import EXIT_PRECEDENCE, PRECEDENCE, REASONS, Decision, DoorContext, decide
+from firmware_py.core.policy import (
+    DOOR_REASONS,
+    EXIT_PRECEDENCE,
+    PRECEDENCE,
+    REASONS,
+    Decision,
+    DoorContext,
+    Entry,
+    decide,
+    gate_lost,
+    refused_before,
+    screened,
+    screening_lapsed,
+)
 from firmware_py.core.working_hours import WorkingHours
 from tests.fixtures.constants import EXAMPLE
 
@@ -205,8 +219,10 @@ def failing(*reasons: str):
         lockdown="lockdown" in reasons,
         screening_available="screening_unavailable" not in reasons,
         clock_sane="clock_unsynchronised" not in reasons,
-        last_escort_entry=None if "escort_required" in reasons else at - timedelta(seconds=10),
+        escort_entries=() if "escort_required" in reasons else (Entry("P009", "staff", at - timedelta(seconds=10)),),
     )
+    if "escort_required" not in reasons:
+        ctx = replace(ctx, inside=ctx.inside | {"P009"})
     return p, credential, at, ctx
 
 
@@ -350,8 +366,10 @@ def test_someone_else_inside_does_not_trigger_anti_passback(enter):
 # ------------------------------------------------------------------ escort window
 
 
-def escorted_at(seconds_before: float) -> DoorContext:
-    return DoorContext(last_escort_entry=MONDAY_9 - timedelta(seconds=seconds_before))
+def escorted_at(seconds_before: float, *, role: str = "staff", inside: bool = True) -> DoorContext:
+    """A door whose escort P009 passed in ``seconds_before`` the visitor's card, and is still inside."""
+    entry = Entry("P009", role, MONDAY_9 - timedelta(seconds=seconds_before))
+    return DoorContext(inside=frozenset({"P009"} if inside else ()), escort_entries=(entry,))
 
 
 def test_a_visitor_enters_exactly_at_the_end_of_the_escort_window(enter):
@@ -374,12 +392,39 @@ def test_an_inspector_enters_within_the_escort_window(enter):
     assert enter(person(role="inspector"), ctx=escorted_at(30)).allowed
 
 
+def test_an_escort_who_walked_out_again_escorts_nobody(enter):
+    assert enter(visitor(), ctx=escorted_at(30, inside=False)).reason == "escort_required"
+
+
+def test_a_supervisor_inside_escorts_a_visitor(enter):
+    assert enter(visitor(), ctx=escorted_at(30, role="supervisor")).allowed
+
+
+def test_an_inspector_inside_is_no_escort(enter):
+    assert enter(visitor(), ctx=escorted_at(10, role="inspector")).reason == "escort_required"
+
+
+def test_a_visitor_inside_is_no_escort(enter):
+    assert enter(person(role="inspector"), ctx=escorted_at(10, role="visitor")).reason == "escort_required"
+
+
+def test_one_escort_inside_within_the_window_is_enough(enter):
+    out = Entry("P008", "staff", MONDAY_9 - timedelta(seconds=5))  # walked out since
+    late = Entry("P009", "staff", MONDAY_9 - timedelta(seconds=20))
+    ctx = DoorContext(inside=frozenset({"P009"}), escort_entries=(out, late))
+    assert enter(visitor(), ctx=ctx).allowed
+
+
+def test_an_escort_inside_since_before_the_window_no_longer_escorts(enter):
+    assert enter(visitor(), ctx=escorted_at(61)).reason == "escort_required"
+
+
 def test_a_staff_member_never_needs_an_escort(enter):
-    assert enter(person(), ctx=DoorContext(last_escort_entry=None)).allowed
+    assert enter(person(), ctx=DoorContext()).allowed
 
 
 def test_a_supervisor_never_needs_an_escort(enter):
-    assert enter(person(role="supervisor"), ctx=DoorContext(last_escort_entry=None)).allowed
+    assert enter(person(role="supervisor"), ctx=DoorContext()).allowed
 
 
 # ------------------------------------------------------------------ leaving (free egress)
@@ -451,6 +496,46 @@ def test_every_policy_reason_is_a_design_denial_reason():
 
 def test_reasons_are_listed_once_each():
     assert len(REASONS) == len(set(REASONS))
+
+
+def test_every_denial_reason_is_decided_by_the_policy_or_the_doors_own_functions():
+    assert set(REASONS) | set(DOOR_REASONS) == set(events.REASONS) == set(reasons_module.LABELS)
+
+
+# ------------------------------------------------------------------ the door's own reasons
+
+
+def test_a_held_reader_refuses_before_a_busy_door():
+    assert refused_before(reader_held=True, busy_with_another=True).reason == "reader_locked"
+
+
+def test_a_credential_during_another_persons_passage_is_door_busy():
+    assert refused_before(reader_held=False, busy_with_another=True).reason == "door_busy"
+
+
+def test_a_free_reader_at_an_idle_door_is_not_refused_before_the_policy():
+    assert refused_before(reader_held=False, busy_with_another=False) is None
+
+
+def test_metal_beats_tailgating_at_the_gate():
+    assert screened(metal=True, persons=2).reason == "metal_detected"
+
+
+def test_two_people_through_the_gate_is_tailgating():
+    assert screened(metal=False, persons=2).reason == "tailgating"
+
+
+def test_one_clear_walk_through_is_allowed():
+    assert screened(metal=False, persons=1).allowed
+
+
+def test_no_walk_through_in_time_is_screening_timeout():
+    assert screening_lapsed().reason == "screening_timeout"
+
+
+def test_a_gate_lost_during_an_entry_refuses_it_and_lets_an_exit_go_on():
+    assert gate_lost("in").reason == "screening_unavailable"
+    assert gate_lost("out").allowed
 
 
 def test_exit_reasons_are_a_subset_in_the_same_order():
