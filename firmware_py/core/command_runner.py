@@ -12,15 +12,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from firmware_py.core import commands
 from firmware_py.core.events import redact, redact_id_numbers
 from firmware_py.core.inputs import RemoteCommand
 from firmware_py.errors import RosterError
 
-if TYPE_CHECKING:
-    from firmware_py.core.controller import DoorController
+
+class CommandTarget(Protocol):
+    """What the commands act on: the door controller (named by its parts, so this module does not
+    import the controller that builds it)."""
+
+    clock: Any
+    event_log: Any
+    roster: Any
+
+    def emit(self, category: str, type_: str, **fields) -> Any: ...
+    def set_lockdown(self, on: bool, by: str) -> None: ...
+    def status_changed(self) -> None: ...
+    def store_backlog(self) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +43,7 @@ class CommandRunner:
     :param secret: the device secret that keys the remembered command ids.
     """
 
-    def __init__(self, door: DoorController, *, secret: bytes):
+    def __init__(self, door: CommandTarget, *, secret: bytes):
         self.door = door
         self.secret = secret
         self.results: list[Callable[[str | None, bool, str | None], None]] = []  # (id, ok, error) of each

@@ -29,6 +29,7 @@ from firmware_py.core.controller import DoorController
 from firmware_py.errors import StoreError
 from firmware_py.storage import local_commands
 from firmware_py.storage.door_log import SqliteEventLog
+from firmware_py.storage.inspection import set_busy_timeout
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class Service:
         if not backlog:
             return
         try:
-            self.db.conn.execute(f"PRAGMA busy_timeout = {int(FINAL_STORE_WAIT_S * 1000)}")
+            set_busy_timeout(self.db, FINAL_STORE_WAIT_S)
             self.controller.store_backlog()
         except Exception as exc:  # the journal below keeps them
             log.debug("last try to store the backlog: %s", exc)
