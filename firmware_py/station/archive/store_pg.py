@@ -36,7 +36,7 @@ T = TypeVar("T")
 INDEXES = """CREATE INDEX IF NOT EXISTS events_alarms ON events (received_id) WHERE category = 'alarm';
 CREATE INDEX IF NOT EXISTS conflicts_door ON conflicts (site, door, id);
 CREATE INDEX IF NOT EXISTS events_instant ON events (ts, received_id);
-CREATE INDEX IF NOT EXISTS events_door_instant ON events (site, door, ts, received_id);
+CREATE INDEX IF NOT EXISTS events_door_instant ON events (door, site, ts, received_id);
 CREATE INDEX IF NOT EXISTS events_type_instant ON events (type, ts, received_id);"""
 
 
@@ -239,6 +239,10 @@ class PgStationStore(StationStore):
             query += " AND type = ANY(%s)"
             params.append(list(search.types))
         if search.text:
+            piece = _uncased_piece(search.text)
+            if piece:  # bytes the payload must hold, whatever the case of the rest, unless the door escaped one
+                query += " AND (position(%s IN payload) > 0 OR position('\\x5c'::bytea IN payload) > 0)"
+                params.append(piece.encode("utf-8"))
             query += " AND strpos(accessctl_person_text(accessctl_person(payload)), %s) > 0"
             params.append(search.text)
         if before is not None:
@@ -325,6 +329,20 @@ class PgChains:
     def check(self, site: str, door: str, epoch: int | None = None) -> ChainResult:
         first, verified_to, problem, missing = self.store.chain_state(site, door)
         return ChainResult(problem is None, first, verified_to, missing, problem, 1)
+
+
+def _uncased_piece(text: str) -> str:
+    """The longest run of ``text`` without a cased character (digits, Chinese, punctuation): a field
+    holding ``text`` in any case holds that run byte for byte, so the raw payload can be tried first."""
+    runs, run = [], ""
+    for c in text:
+        if c.lower() == c.upper():
+            run += c
+        else:
+            runs.append(run)
+            run = ""
+    runs.append(run)
+    return max(runs, key=len)
 
 
 def _door_ts(payload: bytes) -> str:

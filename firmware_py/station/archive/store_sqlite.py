@@ -79,7 +79,7 @@ CREATE INDEX IF NOT EXISTS station_events_category ON events (category);
 CREATE INDEX IF NOT EXISTS station_events_door_date ON events (site, door, local_date);
 CREATE INDEX IF NOT EXISTS station_conflicts_door ON conflicts (site, door, id);
 CREATE INDEX IF NOT EXISTS station_events_instant ON events (julianday(ts));
-CREATE INDEX IF NOT EXISTS station_events_door_instant ON events (site, door, julianday(ts));
+CREATE INDEX IF NOT EXISTS station_events_door_instant ON events (door, site, julianday(ts));
 CREATE INDEX IF NOT EXISTS station_events_type_instant ON events (type, julianday(ts));
 """
 
@@ -107,6 +107,7 @@ class SqliteStationStore(StationStore):
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA busy_timeout=10000")
+            self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: a search reads many pages of payloads
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open the station archive: {exc}") from None
         self.lock = threading.RLock()
@@ -295,8 +296,11 @@ class SqliteStationStore(StationStore):
             sql += f" AND type IN ({', '.join('?' * len(search.types))})"
             params += search.types
         if search.text:
-            sql += f" AND instr({PERSON_TEXT}, ?) > 0"
-            params.append(search.text)
+            # the raw payload holds the text (LIKE folds ASCII case as lower() does) unless the door
+            # escaped a character: only then, and for the rows it finds, is the JSON read
+            sql += (f" AND ({_PAYLOAD} LIKE ? ESCAPE '\\' OR instr({_PAYLOAD}, '\\') > 0)"
+                    f" AND instr({PERSON_TEXT}, ?) > 0")
+            params += ["%" + _like_escaped(search.text) + "%", search.text]
         if before is not None:
             row = self.one(f"SELECT {INSTANT} FROM events WHERE rowid=?", (before,))
             if row is None or row[0] is None:
@@ -370,6 +374,10 @@ def _within(ts: str, start: datetime, end: datetime) -> bool:
         return start <= (at if at.tzinfo else at.replace(tzinfo=start.tzinfo)) < end
     except (TypeError, ValueError, OverflowError):
         return False
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _julian_day(at: datetime) -> float:

@@ -96,16 +96,20 @@ def _span(f: Filters) -> str:
     return f.first.isoformat() if f.first == f.last else f"{f.first.isoformat()} – {f.last.isoformat()}"
 
 
-def register_page(f: Filters, rows: list[dict], next_before: int | None, doors: list[DoorRow], hours_svg: str,
-                  reasons_svg: str, session: Session, tz: ZoneInfo, today: date) -> str:
+def register_page(f: Filters, rows: list[dict], next_before: int | None, doors: list[DoorRow],
+                  charts: tuple[str, str] | None, session: Session, tz: ZoneInfo, today: date) -> str:
+    """One page of the register (rows in time order); ``charts`` (entries per hour, denials by
+    reason as SVG) on the newest page of one day."""
     query = f.params()
+    charts_html = ""
+    if charts:
+        charts_html = (f'<section class="charts"><div><h3>每小时进入 Entries per hour</h3>{charts[0]}</div>'
+                       f'<div><h3>拒绝原因 Denials by reason</h3>{charts[1]}</div></section>')
     body = (f'<h2>登记簿 Register {h(_span(f))}</h2>{search_form("/register", f, doors, register=True)}'
             f'<p class="exports"><a href="{_link("/register.csv", query)}" download>导出 CSV export</a> · '
             f'<a href="{_link("/register.csv", {**query, "lang": "zh"})}" download>导出中文 CSV (中文表头)</a> · '
             f'<a href="{_link("/register/print", query)}">打印版 Printable page</a></p>'
-            f'<section class="charts"><div><h3>每小时进入 Entries per hour</h3>{hours_svg}</div>'
-            f'<div><h3>拒绝原因 Denials by reason</h3>{reasons_svg}</div></section>'
-            + paging("/register", f, next_before, len(rows))
+            + charts_html + paging("/register", f, next_before, len(rows))
             + events_table(register_rows_html(rows, tz, today), "register")
             + paging("/register", f, next_before, len(rows)))
     return layout("登记簿 Register", body, session, active="/register")
