@@ -192,3 +192,22 @@ def test_the_printout_has_a_signature_block(day):
     page = client(day).get(f"/register/print?date={DAY}").text
     assert 'data-signature="prepared"' in page and 'data-signature="checked"' in page
     assert "制表人 Prepared by" in page and "审核人 Checked by" in page and ">victor</span>" in page
+
+
+def test_a_text_search_on_postgresql_holds_when_the_planner_goes_parallel(postgres_url):
+    """The person's fields are read in a function with an exception block (a payload that is not
+    JSON matches nothing): a parallel worker could not run it, so the search must never be planned
+    into one."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        name = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f'ALTER DATABASE "{name}" SET force_parallel_mode = on')
+    station = ThreadedStation(postgres_url)
+    try:
+        station.add_user("victor", "viewer")
+        fill(station, [event(1, f"{DAY}T08:00:00.000+08:00", person=PEOPLE[2]),
+                       event(2, f"{DAY}T08:01:00.000+08:00", person=PEOPLE[1])])
+        assert found(client(station), f"from={DAY}&q=schmidt") == [("scan-room", 1)]
+    finally:
+        station.close()

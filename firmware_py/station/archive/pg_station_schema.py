@@ -55,7 +55,7 @@ END $$;
 -- organisation in lower case. NULL for a payload that is not a JSON object: that door's row is
 -- found by no text, and the search goes on.
 CREATE OR REPLACE FUNCTION accessctl_person(payload bytea) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE PARALLEL UNSAFE AS $$  -- its exception block is a subtransaction: no parallel worker
 DECLARE
     doc jsonb;
 BEGIN
