@@ -239,10 +239,16 @@ class PgStationStore(StationStore):
             query += " AND type = ANY(%s)"
             params.append(list(search.types))
         if search.text:
+            # the raw payload is tried first, and its JSON read only where it may match: it holds the
+            # text's digits or Chinese byte for byte, or (ASCII text) the text in some case, unless
+            # the door escaped a character
             piece = _uncased_piece(search.text)
-            if piece:  # bytes the payload must hold, whatever the case of the rest, unless the door escaped one
+            if any(c.isalnum() for c in piece):
                 query += " AND (position(%s IN payload) > 0 OR position('\\x5c'::bytea IN payload) > 0)"
                 params.append(piece.encode("utf-8"))
+            elif search.text.isascii():
+                query += " AND (encode(payload, 'escape') ~* %s OR position('\\x5c'::bytea IN payload) > 0)"
+                params.append("".join(c if c.isalnum() else "\\" + c for c in search.text))
             query += " AND strpos(accessctl_person_text(accessctl_person(payload)), %s) > 0"
             params.append(search.text)
         if before is not None:
