@@ -56,30 +56,39 @@ def people(count: int, seed: int = 20) -> list[dict]:
 
 def events(*, doors: int, days: int, per_day: int, persons: int = 2000, first: date = FIRST_DAY,
            seed: int = 1) -> Iterator[tuple[str, str, dict]]:
-    """(site, door, event) for doors × days × per_day events, each door's seq from 1, in time order
-    per door (07:00 to 19:00 at the site)."""
+    """(site, door, event) for doors × days × per_day events, each door's seq from 1, in the order a
+    station receives them: by time, the doors' events interleaved (07:00 to 19:00 at the site)."""
     rnd = random.Random(seed)
     crowd = people(persons)
     step = 12 * 3600 * 1000 // per_day
-    for d in range(doors):
-        door, seq = f"door-{d:02d}", 0
-        for day in range(days):
-            on = first + timedelta(days=day)
-            start = datetime(on.year, on.month, on.day, 7, tzinfo=TZ)
+    seqs = [0] * doors
+    for day in range(days):
+        on = first + timedelta(days=day)
+        start = datetime(on.year, on.month, on.day, 7, tzinfo=TZ)
+        today = []
+        for d in range(doors):
+            door = f"door-{d:02d}"
             for i in range(per_day):
-                seq += 1
-                ts = (start + timedelta(milliseconds=i * step + rnd.randrange(step))).isoformat(timespec="milliseconds")
-                e = {"seq": seq, "ts": ts, "site": SITE, "door": door, "direction": None, "person": None,
-                     "credential": None, "reason": None, "detail": {}, "prev_hash": "0" * 64, "hash": "1" * 64}
-                if rnd.random() < 11 / 12:
-                    type_, direction, reason = rnd.choice(ACCESS)
-                    person = rnd.choice(crowd)
-                    e.update(category="access", type=type_, direction=direction, reason=reason, person=person,
-                             credential={"kind": "badge", "masked": f"****{int(person['person_id'][1:]):04d}"})
-                else:
-                    category, type_ = rnd.choice(OTHER)
-                    e.update(category=category, type=type_)
-                yield SITE, door, e
+                seqs[d] += 1
+                at = start + timedelta(milliseconds=i * step + rnd.randrange(step))
+                today.append((at, door, _event(rnd, crowd, door, seqs[d], at.isoformat(timespec="milliseconds"))))
+        today.sort(key=lambda t: t[0])
+        for _, door, e in today:
+            yield SITE, door, e
+
+
+def _event(rnd: random.Random, crowd: list[dict], door: str, seq: int, ts: str) -> dict:
+    e = {"seq": seq, "ts": ts, "site": SITE, "door": door, "direction": None, "person": None,
+         "credential": None, "reason": None, "detail": {}, "prev_hash": "0" * 64, "hash": "1" * 64}
+    if rnd.random() < 11 / 12:
+        type_, direction, reason = rnd.choice(ACCESS)
+        person = rnd.choice(crowd)
+        e.update(category="access", type=type_, direction=direction, reason=reason, person=person,
+                 credential={"kind": "badge", "masked": f"****{int(person['person_id'][1:]):04d}"})
+    else:
+        category, type_ = rnd.choice(OTHER)
+        e.update(category=category, type=type_)
+    return e
 
 
 def fill_sqlite(path: Path, items) -> float:

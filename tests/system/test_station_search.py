@@ -211,3 +211,16 @@ def test_a_text_search_on_postgresql_holds_when_the_planner_goes_parallel(postgr
         assert found(client(station), f"from={DAY}&q=schmidt") == [("scan-room", 1)]
     finally:
         station.close()
+
+
+def test_the_events_page_is_live_until_a_search_then_a_page_of_the_archive(day):
+    c = client(day)
+    live = c.get("/events").text
+    assert 'id="stream"' in live and 'data-page="earlier"' in live
+    searched = get(c, f"/events?from={DAY}&to={DAY}&q=测试员乙").text
+    assert 'id="stream"' not in searched
+    rows = re.findall(r'<tr class="access" data-id="\d+" data-site="[^"]+" data-door="([^"]+)"[^>]*data-seq="(\d+)"',
+                      searched)
+    assert rows == [("reading-room", "1"), ("scan-room", "3")]  # newest first
+    dates_only = c.get(f"/events?from={DAY}&to={DAY}").text
+    assert 'id="stream"' not in dates_only and 'data-type="door_forced"' in dates_only

@@ -104,7 +104,7 @@ def events_page(request: Request, ctx: Ctx) -> Response:
     filters = search.parse(request.query_params, today, first_default=today - timedelta(days=search.MAX_DAYS - 1)
                            if "before" in request.query_params else None)
     doors = queries.doors(st.store)
-    if filters.narrowed:
+    if filters.narrowed or any(k in request.query_params for k in ("from", "to", "date")):
         found = search.page(st.store, filters, st.tz, EVENTS_PAGE)
         return html(search_pages.events_search_page(filters, found.rows, found.before, doors, ctx.session, st.tz,
                                                     today))

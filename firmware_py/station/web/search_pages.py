@@ -71,7 +71,7 @@ def paging(path: str, f: Filters, next_before: int | None, shown: int) -> str:
         parts.append(f'<a rel="next" data-page="earlier" href="{_link(path, {**f.params(), "before": next_before})}">'
                      '← 更早 Earlier</a>')
     else:
-        parts.append('<span class="muted" data-page="first">已到最早 this is the first event</span>')
+        parts.append('<span class="muted" data-page="first">已到最早 no earlier events</span>')
     if f.before is not None:
         parts.append(f'<a data-page="newest" href="{_link(path, f.params())}">最新 Newest →</a>')
     return f'<nav class="paging" aria-label="分页 pages">{" · ".join(parts)}</nav>'
