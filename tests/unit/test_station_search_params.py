@@ -60,3 +60,14 @@ def test_a_time_is_shown_in_the_stations_zone_with_the_full_time_as_tooltip():
 def test_a_text_that_is_not_a_time_is_shown_as_it_is_escaped():
     assert times.short("yesterday", TZ, TODAY) == "yesterday"
     assert times.time_html("<b>", TZ, TODAY) == "&lt;b&gt;"
+
+
+def test_an_event_held_in_memory_is_matched_as_the_archive_would_match_it():
+    forced = {"ts": "2026-11-23T08:00:00+08:00", "type": "door_forced", "person": None}
+    overstay = {"ts": "2026-11-23T09:00:00+08:00", "type": "overstay",
+                "person": {"person_id": "P002", "name": "测试员乙", "organisation": "长沙安保"}}
+    f = search.parse({"type": "alarm", "q": "安保"}, TODAY)
+    assert not search.matches(f, "s", "d", forced, TZ) and search.matches(f, "s", "d", overstay, TZ)
+    assert search.matches(search.parse({"door": "d", "type": "door_forced"}, TODAY), "s", "d", forced, TZ)
+    assert not search.matches(search.parse({"date": "2026-11-22"}, TODAY), "s", "d", forced, TZ)
+    assert not search.matches(search.parse({}, TODAY), "s", "d", {"ts": "not a time"}, TZ)

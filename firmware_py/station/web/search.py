@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from firmware_py.core.events import TYPES
 from firmware_py.core.register import period
 from firmware_py.station.archive.store import EventSearch, StationStore
+from firmware_py.station.web import times
 from firmware_py.station.web.guard import Refused, parse_date
 from firmware_py.station.web.queries import StreamRow, parse_payload
 
@@ -87,6 +88,26 @@ def parse(query, today: date, *, first_default: date | None = None) -> Filters:
         raise Refused(400, f"type={kind[:40]!r} is not an event type (e.g. access_denied) or a category")
     return Filters(first, last, texts["site"], texts["door"], kind, texts["q"], texts["person"],
                    _cursor(get("before")))
+
+
+def matches(filters: Filters, site: str, door: str, event: dict, tz: ZoneInfo) -> bool:
+    """Whether one event (as stored or as the page reads it) passes the filters but the cursor: for
+    lists the page already holds in memory, such as the alarm queue, searched as the archive is."""
+    search = filters.search(tz)
+    at = times.parse(event.get("ts"), tz)
+    if at is None or not search.start <= at < search.end:
+        return False
+    if (search.site and site != search.site) or (search.door and door != search.door):
+        return False
+    if search.types and event.get("type") not in search.types:
+        return False
+    person = event.get("person") if isinstance(event.get("person"), dict) else {}
+    if search.person_id and person.get("person_id") != search.person_id:
+        return False
+    if search.text:
+        fields = (person.get(k) for k in ("person_id", "name", "organisation"))
+        return any(isinstance(v, str) and search.text in v.lower() for v in fields)
+    return True
 
 
 def _cursor(text: str | None) -> int | None:
