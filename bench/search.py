@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -235,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg", help="a PostgreSQL URL whose database may be filled (default: a throwaway cluster)")
     parser.add_argument("--only", choices=("sqlite", "pg"), help="one archive only")
     parser.add_argument("--out", type=Path, default=RESULTS / "search.json")
+    parser.add_argument("--keep", action="store_true", help="keep the archives (a temporary directory)")
     args = parser.parse_args(argv)
     doors, per_day = 20, 500
     days = max(1, args.events // (doors * per_day))
@@ -267,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             if cluster:
                 cluster.stop()
     result["load_after"] = _loadavg()
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     log(f"search: wrote {args.out}")
