@@ -148,7 +148,7 @@ def register_page(request: Request, ctx: Ctx) -> Response:
     found = search.page(st.store, filters, st.tz, REGISTER_PAGE, within=REGISTER_TYPES)
     charts = None
     if filters.first == filters.last and filters.before is None:  # the chart of the day, on its newest page
-        day = [r.shown for r in search.every(st.store, filters, st.tz, within=REGISTER_TYPES)]
+        day = search.chart_events(st.store, filters, st.tz, within=REGISTER_TYPES)
         charts = (chart.hours_svg(chart.entries_per_hour(day, st.tz)), chart.reasons_svg(chart.denials_by_reason(day)))
     rows = register_export.rows(reversed(found.rows))  # a page reads in time order, as a paper register
     return html(search_pages.register_page(filters, rows, found.before, queries.doors(st.store), charts, ctx.session,
