@@ -109,7 +109,8 @@ def door_to_browser(broker, root: Path, count: int, interval_s: float, browser=N
     from playwright.sync_api import sync_playwright
 
     from simulator.crash.link_child import account_config
-    from simulator.lab_station import StationProcess, add_user_cli, free_port, write_station_config
+    from simulator.lab_station import StationProcess, add_user_cli, write_station_config
+    from simulator.lab_tier import free_port
 
     door = "scan-room"
     port = free_port()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,12 +16,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery"  # lab accounts only
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_station_config(path: Path, broker, archive: Path, *, port: int, client_id: str) -> Path:

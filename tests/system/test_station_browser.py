@@ -231,7 +231,9 @@ def test_the_register_csv_matches_the_archive(mosquitto_broker, start_station, d
     assert page.locator("#register tbody tr").count() == 3
     page.screenshot(path=str(DOCS / "station-register.png"), full_page=True)
 
-    got = list(csv.reader(io.StringIO(page.request.get(f"{station.url}/register.csv?date={today}").text())))
+    body = page.request.get(f"{station.url}/register.csv?date={today}").body()
+    assert body.startswith(b"\xef\xbb\xbf")  # the byte-order mark: a spreadsheet reads UTF-8
+    got = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
     with sqlite3.connect(Path(station.config).parent / "archive.db") as conn:
         archived = [(json.loads(p), epoch) for p, epoch in conn.execute(
             "SELECT payload, epoch FROM events WHERE local_date=? ORDER BY epoch, seq", (today,))]

@@ -92,7 +92,7 @@ def test_events_a_door_publishes_appear_in_api_events_and_the_register_csv(pg_st
     assert [e["seq"] for e in c.get(f"/api/events?person=P001&{days()}").json()["events"]] == [1, 2]
     day = events[0]["ts"][:10]
     data = c.get(f"/register.csv?date={day}&site={SITE}&door={DOOR}")
-    rows = list(csv.DictReader(io.StringIO(data.body.decode("utf-8"))))
+    rows = list(csv.DictReader(io.StringIO(data.body.decode("utf-8-sig"))))  # after its byte-order mark
     assert data.status == 200 and [(r["site"], r["door"], r["seq"], r["epoch"]) for r in rows] == \
         [(SITE, DOOR, "1", "1"), (SITE, DOOR, "2", "1")]
     page = c.get(f"/register?date={day}").text

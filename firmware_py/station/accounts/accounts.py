@@ -84,6 +84,32 @@ def add_account(store: StationStore, name: str, role: str, password: str, at: da
         raise AccountError(f"account {name!r} already exists")
 
 
+def new_password() -> str:
+    """A password to hand over once (16 characters, about 96 bits)."""
+    return secrets.token_urlsafe(12)
+
+
+CHANGE_REFUSED = {
+    "no_such_account": "no such account 无此账号",
+    "last_admin": "the last admin cannot be disabled or demoted 不能停用或降级最后一个管理员账号",
+}
+
+
+def change(store: StationStore, name: str, *, role: str | None = None, disabled: bool | None = None,
+           password: str | None = None) -> None:
+    """Change one account (role, disabled, password); disabling it or setting its password ends its
+    sessions. ``AccountError`` names why nothing changed (no such account, the last admin, a bad role
+    or password)."""
+    if role is not None and role not in ROLES:
+        raise AccountError(f"{role!r} is not a role: one of {', '.join(ROLES)}")
+    if password is not None:
+        check_new_password(password)
+    outcome = store.change_account(name, role=role, disabled=disabled,
+                                   password_hash=hash_password(password) if password is not None else None)
+    if outcome != "ok":
+        raise AccountError(CHANGE_REFUSED[outcome])
+
+
 def accounts(store: StationStore) -> list[tuple[str, str, str]]:
     """(name, role, created_at) of every account."""
     return store.accounts()

@@ -18,6 +18,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     password_hash text        NOT NULL,     -- scrypt$N$r$p$salt$hash (hex)
     created_at    timestamptz NOT NULL
 );
+ALTER TABLE accounts ADD COLUMN IF NOT EXISTS last_login timestamptz;
+ALTER TABLE accounts ADD COLUMN IF NOT EXISTS disabled boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash text        PRIMARY KEY,     -- sha-256 of the cookie's token
     name       text        NOT NULL REFERENCES accounts (name),
@@ -49,6 +51,24 @@ CREATE OR REPLACE FUNCTION accessctl_refuse_change() RETURNS trigger LANGUAGE pl
 BEGIN
     RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'integrity_constraint_violation';
 END $$;
+-- The person an archived payload names, for the register's search: the id, or the id, name and
+-- organisation in lower case. NULL for a payload that is not a JSON object: that door's row is
+-- found by no text, and the search goes on.
+CREATE OR REPLACE FUNCTION accessctl_person(payload bytea) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL UNSAFE AS $$  -- its exception block is a subtransaction: no parallel worker
+DECLARE
+    doc jsonb;
+BEGIN
+    doc := convert_from(payload, 'UTF8')::jsonb;
+    RETURN CASE WHEN jsonb_typeof(doc) = 'object' AND jsonb_typeof(doc -> 'person') = 'object'
+                THEN doc -> 'person' END;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION accessctl_person_text(person jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT lower(concat_ws(chr(31), person ->> 'person_id', person ->> 'name', person ->> 'organisation'))
+$$;
 CREATE OR REPLACE TRIGGER acknowledgements_no_update BEFORE UPDATE ON acknowledgements
     FOR EACH ROW EXECUTE FUNCTION accessctl_refuse_change('an acknowledgement is never changed');
 CREATE OR REPLACE TRIGGER acknowledgements_no_delete BEFORE DELETE ON acknowledgements

@@ -20,11 +20,38 @@ stored, whatever it holds: the web side masks and reads it (:mod:`.masking`, :mo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
 AckOutcome = Literal["ok", "not_an_alarm", "already_acknowledged"]
 PAYLOAD_START = 4096  # bytes of a refused or conflicting payload read for the admin's page
+
+
+@dataclass(frozen=True)
+class EventSearch:
+    """What a search of the archive asks for (:meth:`StationStore.search_events`).
+
+    ``start``/``end``: the window [start, end) the event's ``ts`` falls in; ``types``: any of these
+    event types (none: every type); ``text``: lower-case text found in the person's id, name or
+    organisation (any part); ``person_id``: exactly this person id."""
+
+    start: datetime
+    end: datetime
+    site: str | None = None
+    door: str | None = None
+    types: tuple[str, ...] = ()
+    text: str | None = None
+    person_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    name: str
+    role: str
+    created_at: str
+    last_login: str | None
+    disabled: bool
 
 
 class ChainView(Protocol):
@@ -46,7 +73,21 @@ class StationStore(ABC):
 
     @abstractmethod
     def account(self, name: str) -> tuple[str, str] | None:
-        """(role, password_hash) of one account."""
+        """(role, password_hash) of one account that may log in (not disabled)."""
+
+    @abstractmethod
+    def account_rows(self) -> list[AccountRow]:
+        """Every account with its last login and whether it is disabled, by name."""
+
+    @abstractmethod
+    def change_account(self, name: str, *, role: str | None = None, disabled: bool | None = None,
+                       password_hash: str | None = None) -> Literal["ok", "no_such_account", "last_admin"]:
+        """Change one account in one transaction; refused (``last_admin``) when it would leave no
+        enabled admin. Disabling an account or setting its password ends its sessions."""
+
+    @abstractmethod
+    def note_login(self, name: str, at: datetime) -> None:
+        """Keep when the account last logged in."""
 
     @abstractmethod
     def add_session(self, token_hash: str, name: str, csrf: str, at: datetime) -> str:
@@ -157,6 +198,13 @@ class StationStore(ABC):
     def events_between(self, start: datetime, end: datetime, site: str | None,
                        door: str | None) -> list[tuple[int, str, str, bytes, int]]:
         """Rows as :meth:`events_after` of every event (every epoch) whose ts is in [start, end)."""
+
+    @abstractmethod
+    def search_events(self, search: EventSearch, before: int | None,
+                      limit: int) -> list[tuple[int, str, str, bytes, int]]:
+        """Rows as :meth:`events_after` of the newest ``limit`` events matching ``search``, newest first
+        (by the instant of ``ts``, then received order); with ``before`` (a row id), only those
+        older than that row: keyset paging."""
 
     @abstractmethod
     def doors(self) -> list[tuple[str, str, str | None, str | None, str | None, int]]:

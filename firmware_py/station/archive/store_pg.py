@@ -24,15 +24,20 @@ import psycopg
 from firmware_py.errors import StoreError
 from firmware_py.station.archive import pg_station_schema as schema_pg
 from firmware_py.station.archive.chain import ChainResult
-from firmware_py.station.archive.store import PAYLOAD_START, AckOutcome, StationStore
+from firmware_py.station.archive.store import PAYLOAD_START, AccountRow, AckOutcome, EventSearch, StationStore
 from firmware_py.station.config import safe_url
 
 T = TypeVar("T")
 
 # What the page's reads need beyond the archive's own indexes: the open alarms in received order,
 # each door's conflicting copies newest first (the admin's page, the tiles' counts).
+# The register's search reads newest first by (ts, received_id) within a window, of every door, one
+# door or one type.
 INDEXES = """CREATE INDEX IF NOT EXISTS events_alarms ON events (received_id) WHERE category = 'alarm';
-CREATE INDEX IF NOT EXISTS conflicts_door ON conflicts (site, door, id);"""
+CREATE INDEX IF NOT EXISTS conflicts_door ON conflicts (site, door, id);
+CREATE INDEX IF NOT EXISTS events_instant ON events (ts, received_id);
+CREATE INDEX IF NOT EXISTS events_door_instant ON events (door, site, ts, received_id);
+CREATE INDEX IF NOT EXISTS events_type_instant ON events (type, ts, received_id);"""
 
 
 # Alarms their door closed with a state event, and the state events themselves (as the SQLite
@@ -129,8 +134,35 @@ class PgStationStore(StationStore):
         return [(n, r, _iso(at)) for n, r, at in self._all("SELECT name, role, created_at FROM accounts ORDER BY name")]
 
     def account(self, name: str) -> tuple[str, str] | None:
-        row = self._one("SELECT role, password_hash FROM accounts WHERE name = %s", (name,))
+        row = self._one("SELECT role, password_hash FROM accounts WHERE name = %s AND NOT disabled", (name,))
         return tuple(row) if row else None
+
+    def account_rows(self) -> list[AccountRow]:
+        return [AccountRow(n, r, _iso(c), _iso(last), off) for n, r, c, last, off in self._all(
+            "SELECT name, role, created_at, last_login, disabled FROM accounts ORDER BY name")]
+
+    def change_account(self, name: str, *, role: str | None = None, disabled: bool | None = None,
+                       password_hash: str | None = None) -> str:
+        def work(c) -> str:
+            c.execute("LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE")  # two admins demoting each other
+            row = c.execute("SELECT role, disabled FROM accounts WHERE name = %s", (name,)).fetchone()
+            if row is None:
+                return "no_such_account"
+            new_role, new_disabled = role or row[0], row[1] if disabled is None else disabled
+            if row[0] == "admin" and not row[1] and (new_role != "admin" or new_disabled):
+                others = c.execute("SELECT count(*) FROM accounts WHERE role = 'admin' AND NOT disabled"
+                                   " AND name <> %s", (name,)).fetchone()[0]
+                if not others:
+                    return "last_admin"
+            c.execute("UPDATE accounts SET role = %s, disabled = %s, password_hash = coalesce(%s, password_hash)"
+                      " WHERE name = %s", (new_role, new_disabled, password_hash, name))
+            if new_disabled or password_hash:
+                c.execute("DELETE FROM sessions WHERE name = %s", (name,))
+            return "ok"
+        return self._run(work)
+
+    def note_login(self, name: str, at: datetime) -> None:
+        self._do("UPDATE accounts SET last_login = %s WHERE name = %s", (at, name))
 
     def add_session(self, token_hash: str, name: str, csrf: str, at: datetime) -> str:
         def work(c):
@@ -142,7 +174,7 @@ class PgStationStore(StationStore):
 
     def session(self, token_hash: str) -> tuple[str, str, str, str] | None:
         row = self._one("SELECT s.name, a.role, s.csrf, s.last_seen FROM sessions s JOIN accounts a"
-                        " ON a.name = s.name WHERE s.token_hash = %s", (token_hash,))
+                        " ON a.name = s.name WHERE s.token_hash = %s AND NOT a.disabled", (token_hash,))
         return (row[0], row[1], row[2], _iso(row[3])) if row else None
 
     def touch_session(self, token_hash: str, at: datetime) -> None:
@@ -315,6 +347,37 @@ class PgStationStore(StationStore):
             params.append(door)
         return [(i, s, d, bytes(p), 1) for i, s, d, p in self._all(query, params)]
 
+    def search_events(self, search: EventSearch, before: int | None, limit: int) -> list[tuple]:
+        query = "SELECT received_id, site, door, payload FROM events WHERE ts >= %s AND ts < %s"  # prunes partitions
+        params: list = [search.start, search.end]
+        for column, value in (("site", search.site), ("door", search.door),
+                              ("accessctl_person(payload) ->> 'person_id'", search.person_id)):
+            if value:
+                query += f" AND {column} = %s"
+                params.append(value)
+        if search.types:
+            query += " AND type = ANY(%s)"
+            params.append(list(search.types))
+        if search.text:
+            # the raw payload is tried first, and its JSON read only where it may match: it holds the
+            # text's digits or Chinese byte for byte, or (ASCII text) the text in some case, unless
+            # the door escaped a character
+            piece = _uncased_piece(search.text)
+            if any(c.isalnum() for c in piece):
+                query += " AND (position(%s IN payload) > 0 OR position('\\x5c'::bytea IN payload) > 0)"
+                params.append(piece.encode("utf-8"))
+            elif search.text.isascii():
+                query += " AND (encode(payload, 'escape') ~* %s OR position('\\x5c'::bytea IN payload) > 0)"
+                params.append("".join(c if c.isalnum() else "\\" + c for c in search.text))
+            query += " AND strpos(accessctl_person_text(accessctl_person(payload)), %s) > 0"
+            params.append(search.text)
+        if before is not None:
+            query += (" AND (ts, received_id) < (SELECT ts, received_id FROM events WHERE received_id = %s"
+                      " AND ts < %s LIMIT 1)")
+            params += [before, search.end]
+        query += " ORDER BY ts DESC, received_id DESC LIMIT %s"
+        return [(i, s, d, bytes(p), 1) for i, s, d, p in self._all(query, [*params, limit])]
+
     def doors(self) -> list[tuple]:
         rows = self._all("SELECT site, door, status, occupancy, status_at FROM door_state ORDER BY site, door")
         return [(s, d, st, oc, _iso(at, "milliseconds"), 1) for s, d, st, oc, at in rows]
@@ -413,6 +476,20 @@ def _alarm_scope(site: str | None, door: str | None, types: tuple[str, ...]) -> 
         sql += " AND e.type = ANY(%s)"
         params.append(list(types))
     return sql, params
+
+
+def _uncased_piece(text: str) -> str:
+    """The longest run of ``text`` without a cased character (digits, Chinese, punctuation): a field
+    holding ``text`` in any case holds that run byte for byte, so the raw payload can be tried first."""
+    runs, run = [], ""
+    for c in text:
+        if c.lower() == c.upper():
+            run += c
+        else:
+            runs.append(run)
+            run = ""
+    runs.append(run)
+    return max(runs, key=len)
 
 
 def _door_ts(payload: bytes) -> str:

@@ -17,14 +17,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from firmware_py.errors import StoreError
-from firmware_py.station.archive.store import PAYLOAD_START, AckOutcome, StationStore
+from firmware_py.station.archive.store import PAYLOAD_START, AccountRow, AckOutcome, EventSearch, StationStore
 
 ACCOUNTS = """
 CREATE TABLE IF NOT EXISTS accounts (
     name          TEXT PRIMARY KEY,
     role          TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
     password_hash TEXT NOT NULL,      -- scrypt$N$r$p$salt$hash (hex)
-    created_at    TEXT NOT NULL
+    created_at    TEXT NOT NULL,
+    last_login    TEXT,
+    disabled      INTEGER NOT NULL DEFAULT 0  -- 1: may not log in (its sessions were ended)
 );
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash  TEXT PRIMARY KEY,     -- sha-256 of the cookie's token
@@ -103,7 +105,22 @@ INDEXES = """
 CREATE INDEX IF NOT EXISTS station_events_category ON events (category);
 CREATE INDEX IF NOT EXISTS station_events_door_date ON events (site, door, local_date);
 CREATE INDEX IF NOT EXISTS station_conflicts_door ON conflicts (site, door, id);
+CREATE INDEX IF NOT EXISTS station_events_instant ON events (julianday(ts));
+CREATE INDEX IF NOT EXISTS station_events_door_instant ON events (door, site, julianday(ts));
+CREATE INDEX IF NOT EXISTS station_events_type_instant ON events (type, julianday(ts));
 """
+
+# The search's order: the instant of ts (SQLite reads its offset) as a Julian day number, the same
+# expression as the indexes above so they serve the order and the window.
+INSTANT = "julianday(ts)"
+_PAYLOAD = "CAST(payload AS TEXT)"
+# The person's id, name and organisation in lower case (NULL for a payload that is not JSON: that
+# door's row is found by no text, and the search goes on).
+PERSON_TEXT = (f"CASE WHEN json_valid({_PAYLOAD}) THEN lower("
+               + " || char(31) || ".join(f"coalesce(json_extract({_PAYLOAD}, '$.person.{f}'), '')"
+                                         for f in ("person_id", "name", "organisation")) + ") END")
+PERSON_ID = f"CASE WHEN json_valid({_PAYLOAD}) THEN json_extract({_PAYLOAD}, '$.person.person_id') END"
+UNIX_EPOCH_JD_MS = 210866760000000  # 1970-01-01T00:00Z as SQLite's Julian day in milliseconds
 
 
 class SqliteStationStore(StationStore):
@@ -117,6 +134,7 @@ class SqliteStationStore(StationStore):
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA busy_timeout=10000")
+            self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: a search reads many pages of payloads
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open the station archive: {exc}") from None
         self.lock = threading.RLock()
@@ -129,6 +147,8 @@ class SqliteStationStore(StationStore):
         store.script(ACCOUNTS)
         store.script(AUDIT)
         store.script(CLOSURES)
+        with store.lock:
+            _prepare_accounts(store.conn)
         with store.lock:
             _prepare_acknowledgements(store.conn)
         return store
@@ -175,8 +195,34 @@ class SqliteStationStore(StationStore):
         return [tuple(r) for r in self.query("SELECT name, role, created_at FROM accounts ORDER BY name")]
 
     def account(self, name: str) -> tuple[str, str] | None:
-        row = self.one("SELECT role, password_hash FROM accounts WHERE name=?", (name,))
+        row = self.one("SELECT role, password_hash FROM accounts WHERE name=? AND disabled=0", (name,))
         return tuple(row) if row else None
+
+    def account_rows(self) -> list[AccountRow]:
+        return [AccountRow(n, r, c, last, bool(off)) for n, r, c, last, off in self.query(
+            "SELECT name, role, created_at, last_login, disabled FROM accounts ORDER BY name")]
+
+    def change_account(self, name: str, *, role: str | None = None, disabled: bool | None = None,
+                       password_hash: str | None = None) -> str:
+        with self.transaction() as conn:
+            row = conn.execute("SELECT role, disabled FROM accounts WHERE name=?", (name,)).fetchone()
+            if row is None:
+                return "no_such_account"
+            new_role, new_disabled = role or row[0], bool(row[1]) if disabled is None else disabled
+            if row[0] == "admin" and not row[1] and (new_role != "admin" or new_disabled):
+                others = conn.execute("SELECT count(*) FROM accounts WHERE role='admin' AND disabled=0 AND name<>?",
+                                      (name,)).fetchone()[0]
+                if not others:
+                    return "last_admin"
+            conn.execute("UPDATE accounts SET role=?, disabled=?, password_hash=coalesce(?, password_hash)"
+                         " WHERE name=?", (new_role, int(new_disabled), password_hash, name))
+            if new_disabled or password_hash:
+                conn.execute("DELETE FROM sessions WHERE name=?", (name,))
+        return "ok"
+
+    def note_login(self, name: str, at: datetime) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE accounts SET last_login=? WHERE name=?", (at.isoformat(timespec="seconds"), name))
 
     def add_session(self, token_hash: str, name: str, csrf: str, at: datetime) -> str:
         now = at.isoformat(timespec="seconds")
@@ -188,7 +234,7 @@ class SqliteStationStore(StationStore):
 
     def session(self, token_hash: str) -> tuple[str, str, str, str] | None:
         row = self.one("SELECT s.name, a.role, s.csrf, s.last_seen FROM sessions s JOIN accounts a"
-                       " ON a.name = s.name WHERE s.token_hash=?", (token_hash,))
+                       " ON a.name = s.name WHERE s.token_hash=? AND a.disabled=0", (token_hash,))
         return tuple(row) if row else None
 
     def touch_session(self, token_hash: str, at: datetime) -> None:
@@ -350,6 +396,31 @@ class SqliteStationStore(StationStore):
             params.append(door)
         return [(i, s, d, p, ep) for i, s, d, p, ep, ts in self.query(sql, params) if _within(ts, start, end)]
 
+    def search_events(self, search: EventSearch, before: int | None, limit: int) -> list[tuple]:
+        sql = (f"SELECT rowid, site, door, payload, epoch FROM events WHERE {INSTANT} >= ? AND {INSTANT} < ?")
+        params: list = [_julian_day(search.start), _julian_day(search.end)]
+        for column, value in (("site", search.site), ("door", search.door), (PERSON_ID, search.person_id)):
+            if value:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        if search.types:
+            sql += f" AND type IN ({', '.join('?' * len(search.types))})"
+            params += search.types
+        if search.text:
+            # the raw payload holds the text (LIKE folds ASCII case as lower() does) unless the door
+            # escaped a character: only then, and for the rows it finds, is the JSON read
+            sql += (f" AND ({_PAYLOAD} LIKE ? ESCAPE '\\' OR instr({_PAYLOAD}, '\\') > 0)"
+                    f" AND instr({PERSON_TEXT}, ?) > 0")
+            params += ["%" + _like_escaped(search.text) + "%", search.text]
+        if before is not None:
+            row = self.one(f"SELECT {INSTANT} FROM events WHERE rowid=?", (before,))
+            if row is None or row[0] is None:
+                return []
+            sql += f" AND ({INSTANT}, rowid) < (?, ?)"
+            params += [row[0], before]
+        sql += f" ORDER BY {INSTANT} DESC, rowid DESC LIMIT ?"
+        return [(i, s, d, _bytes(p), ep) for i, s, d, p, ep in self.query(sql, [*params, limit])]
+
     def doors(self) -> list[tuple]:
         return self.query("SELECT site, door, status, occupancy, status_at, epoch FROM doors ORDER BY site, door")
 
@@ -437,6 +508,16 @@ def _alarm_scope(site: str | None, door: str | None, types: tuple[str, ...]) -> 
     return sql, params
 
 
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _julian_day(at: datetime) -> float:
+    """``at`` as SQLite's ``julianday()`` gives it (whole milliseconds over the same divisor, so a
+    window's bound equals an event's instant exactly)."""
+    return (round(at.timestamp() * 1000) + UNIX_EPOCH_JD_MS) / 86400000.0
+
+
 def _door_scope(site: str | None, door: str | None) -> tuple[str, list]:
     clauses, params = [], []
     for column, value in (("site", site), ("door", door)):
@@ -449,6 +530,14 @@ def _door_scope(site: str | None, door: str | None) -> tuple[str, list]:
 def _bytes(value: object) -> bytes:
     """A payload column as bytes (an old row may hold it as text)."""
     return value.encode("utf-8", "replace") if isinstance(value, str) else bytes(value or b"")
+
+
+def _prepare_accounts(conn: sqlite3.Connection) -> None:
+    """Add the columns a station before the accounts page lacks (last login, disabled)."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(accounts)")}
+    for column, kind in (("last_login", "TEXT"), ("disabled", "INTEGER NOT NULL DEFAULT 0")):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE accounts ADD COLUMN {column} {kind}")
 
 
 def _prepare_acknowledgements(conn: sqlite3.Connection) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
@@ -17,8 +18,19 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from firmware_py.core.register import REGISTER_TYPES
 from firmware_py.station.accounts import accounts, audit
-from firmware_py.station.web import alarm_page, alarms, commands, pages, problems, queries
+from firmware_py.station.web import (
+    accounts_page,
+    alarm_page,
+    alarms,
+    commands,
+    pages,
+    problems,
+    queries,
+    search,
+    search_pages,
+)
 from firmware_py.station.web import register as register_export
 from firmware_py.station.web.door_answers import DoorAnswers
 from firmware_py.station.web.guard import (
@@ -30,12 +42,14 @@ from firmware_py.station.web.guard import (
     done,
     guarded,
     html,
-    parse_date,
     safe_next,
 )
 from firmware_py.station.web.stream import door_tiles, event_stream
 
 STATIC = Path(__file__).parent / "static"
+REGISTER_PAGE = 200  # rows of one register page
+EVENTS_PAGE = 100  # of one searched page of /events
+API_LIMIT = 5000  # events of one /api/events answer
 
 
 # ---------------------------------------------------------------- log in and out
@@ -69,6 +83,7 @@ def login(request: Request, ctx: Ctx) -> Response:
         ctx.note = "wrong user name or password"
         return HTMLResponse(pages.login_page("用户名或密码错误 Wrong user name or password", next_path, name), 401)
     station.throttle.succeeded(name_key, address_key)
+    station.store.note_login(name, station.now())
     accounts.close_session(station.store, request.cookies.get(COOKIE, ""))  # one session per browser
     session = accounts.open_session(station.store, name, station.now())
     ctx.note = f"logged in as {role}"
@@ -96,9 +111,21 @@ def overview(request: Request, ctx: Ctx) -> Response:
 
 
 def events_page(request: Request, ctx: Ctx) -> Response:
+    """The live list; with filters or a cursor, one page of the archive searched (:mod:`.search`)."""
     st = ctx.station
+    today = st.now().date()
+    filters = search.parse(request.query_params, today, first_default=today - timedelta(days=search.MAX_DAYS - 1)
+                           if "before" in request.query_params else None)
+    doors = queries.doors(st.store)
+    if filters.narrowed or any(k in request.query_params for k in ("from", "to", "date")):
+        found = search.page(st.store, filters, st.tz, EVENTS_PAGE)
+        return html(search_pages.events_search_page(filters, found.rows, found.before, doors, ctx.session, st.tz,
+                                                    today))
     last = queries.last_id(st.store)
-    return html(pages.events_page(queries.recent_events(st.store, 100), ctx.session, last))
+    recent = queries.recent_events(st.store, 100)
+    back = search.Filters(today - timedelta(days=search.MAX_DAYS - 1), today)
+    above, below = search_pages.events_live_extras(back, doors, recent[0].id if recent else None)
+    return html(pages.events_page(recent, ctx.session, last, above, below))
 
 
 def alarm_filter(request: Request) -> dict[str, str]:
@@ -158,48 +185,58 @@ def alarms_csv(request: Request, ctx: Ctx) -> Response:
                     headers={"Content-Disposition": 'attachment; filename="alarms.csv"'})
 
 
-def _register_query(request: Request, st: Station) -> tuple[dict, list[queries.StreamRow]]:
-    day = parse_date(request.query_params.get("date"), st.now().date(), "date")
-    params = {"date": day.isoformat(), **{k: request.query_params.get(k, "")[:64] for k in ("site", "door", "person")}}
-    events = queries.events_between(st.store, day, day, st.tz, site=params["site"] or None,
-                                    door=params["door"] or None, person=params["person"] or None)
-    return params, events
+def _register_filters(request: Request, st: Station) -> search.Filters:
+    return search.parse(request.query_params, st.now().date())
 
 
 def register_page(request: Request, ctx: Ctx) -> Response:
     from firmware_py.station.web import chart
 
     st = ctx.station
-    params, events = _register_query(request, st)
-    rows = register_export.rows(events)
-    plain = [r.shown for r in events]
-    return html(pages.register_page(params, rows, chart.hours_svg(chart.entries_per_hour(plain, st.tz)),
-                                     chart.reasons_svg(chart.denials_by_reason(plain)), ctx.session))
+    filters = _register_filters(request, st)
+    found = search.page(st.store, filters, st.tz, REGISTER_PAGE, within=REGISTER_TYPES)
+    charts = None
+    if filters.first == filters.last and filters.before is None:  # the chart of the day, on its newest page
+        day = search.chart_events(st.store, filters, st.tz, within=REGISTER_TYPES)
+        charts = (chart.hours_svg(chart.entries_per_hour(day, st.tz)), chart.reasons_svg(chart.denials_by_reason(day)))
+    rows = register_export.rows(reversed(found.rows))  # a page reads in time order, as a paper register
+    return html(search_pages.register_page(filters, rows, found.before, queries.doors(st.store), charts, ctx.session,
+                                           st.tz, st.now().date()))
+
+
+def _span_name(filters: search.Filters) -> str:
+    first, last = filters.first.isoformat(), filters.last.isoformat()
+    return first if first == last else f"{first}_{last}"
 
 
 def register_csv(request: Request, ctx: Ctx) -> Response:
-    params, events = _register_query(request, ctx.station)
-    data = register_export.to_csv(register_export.rows(events))
+    """The register of the filters' days as CSV (BOM; ``?lang=zh``: Chinese headers and labels)."""
+    st = ctx.station
+    filters = _register_filters(request, st)
+    chinese = request.query_params.get("lang") == "zh"
+    rows = register_export.rows(search.every(st.store, filters, st.tz, within=REGISTER_TYPES))
+    data = register_export.to_csv(register_export.in_chinese(rows) if chinese else rows,
+                                  headers=register_export.CHINESE_HEADERS if chinese else None)
+    name = f"register-{_span_name(filters)}{'-zh' if chinese else ''}.csv"
     return Response(data, media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="register-{params["date"]}.csv"',
-        "X-Content-SHA256": register_export.digest(data)})
+        "Content-Disposition": f'attachment; filename="{name}"', "X-Content-SHA256": register_export.digest(data)})
 
 
 def register_print(request: Request, ctx: Ctx) -> Response:
     st = ctx.station
-    params, events = _register_query(request, st)
-    rows = register_export.rows(events)
+    filters = _register_filters(request, st)
+    rows = register_export.rows(search.every(st.store, filters, st.tz, within=REGISTER_TYPES))
     data = register_export.to_csv(rows)
     doors = sorted({(d.site, d.door, d.epoch) for d in queries.doors(st.store)
-                    if (not params["site"] or d.site == params["site"])
-                    and (not params["door"] or d.door == params["door"])})
+                    if (not filters.site or d.site == filters.site)
+                    and (not filters.door or d.door == filters.door)})
     chains = [(s, d, queries.chain(st.chains, s, d, epoch)) for s, d, epoch in doors]  # each door's current epoch
-    return html(pages.register_print(params, rows, chains, register_export.digest(data), len(data), st.now(),
-                                      ctx.session))
+    return html(search_pages.register_print(filters, rows, chains, register_export.digest(data), len(data), st.now(),
+                                            ctx.session, st.tz))
 
 
 def audit_page(request: Request, ctx: Ctx) -> Response:
-    return html(pages.audit_page(audit.entries(ctx.station.store), ctx.session))
+    return html(pages.audit_page(audit.entries(ctx.station.store), ctx.session, ctx.station.tz))
 
 
 def problems_page(request: Request, ctx: Ctx) -> Response:
@@ -213,18 +250,18 @@ def problems_page(request: Request, ctx: Ctx) -> Response:
 
 
 def api_events(request: Request, ctx: Ctx) -> Response:
+    """``{"events": [...]}`` of the filters (:mod:`.search`), oldest first: the newest ``limit`` (default
+    and most :data:`API_LIMIT`) before the cursor; ``"before"``, the next page's cursor, when there are more."""
     st = ctx.station
-    today = st.now().date()
-    first = parse_date(request.query_params.get("from"), today, "from")
-    last = parse_date(request.query_params.get("to"), first if request.query_params.get("from") else today, "to")
-    if last < first:
-        raise Refused(400, f"to={last} is before from={first}")
-    if (last - first).days > 366:
-        raise Refused(400, "ask for at most 366 days at once")
-    p = request.query_params
-    events = queries.events_between(st.store, first, last, st.tz, site=p.get("site") or None,
-                                    door=p.get("door") or None, person=p.get("person") or None)
-    return JSONResponse({"events": [r.event for r in events]})
+    filters = search.parse(request.query_params, st.now().date())
+    text = request.query_params.get("limit") or str(API_LIMIT)
+    if not (text.isascii() and text.isdigit() and 0 < int(text) <= API_LIMIT):
+        raise Refused(400, f"limit={text[:20]!r} is not a number from 1 to {API_LIMIT}")
+    found = search.page(st.store, filters, st.tz, int(text))
+    body: dict = {"events": [r.event for r in reversed(found.rows)]}
+    if found.before is not None:
+        body["before"] = found.before
+    return JSONResponse(body)
 
 
 def api_doors(request: Request, ctx: Ctx) -> Response:
@@ -331,6 +368,9 @@ ROUTES: list[tuple[str, str, Callable, str | None]] = [
     ("/register", "GET", register_page, "viewer"),
     ("/register.csv", "GET", register_csv, "viewer"),
     ("/register/print", "GET", register_print, "viewer"),
+    ("/accounts", "GET", accounts_page.page, "admin"),
+    ("/accounts", "POST", accounts_page.add, "admin"),
+    ("/accounts/{name}/{change}", "POST", accounts_page.change, "admin"),
     ("/audit", "GET", audit_page, "admin"),
     ("/problems", "GET", problems_page, "admin"),
     ("/doors/{site}/{door}/{action}", "POST", door_action, "operator"),

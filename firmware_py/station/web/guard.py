@@ -37,7 +37,7 @@ COOKIE = "station_session"
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)  # the dates a request may name
 # The form fields the routes read, the ones the audit trail keeps: never a password or the CSRF
 # token, nor whatever else a sender adds (an anonymous flood of fields would fill a trail nobody may delete).
-AUDITED_FIELDS = ("username", "next", "person_id", "reason", "comment", "epoch")
+AUDITED_FIELDS = ("username", "role", "next", "person_id", "reason", "comment", "epoch")
 MAX_BODY = 64 * 1024
 
 

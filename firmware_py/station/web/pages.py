@@ -15,15 +15,15 @@ expected, ``?`` where the door wrote something else.
 
 from __future__ import annotations
 
-from datetime import datetime
 from html import escape
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from firmware_py.core.event_line import DIRECTION_LABELS, REASON_LABELS, TYPE_LABELS
 from firmware_py.station.accounts.accounts import Session, role_allows
 from firmware_py.station.accounts.audit import AuditEntry
 from firmware_py.station.archive.chain import ChainResult
-from firmware_py.station.web import shown
+from firmware_py.station.web import shown, times
 from firmware_py.station.web.problems import DoorProblems, Problem
 
 TITLE = "门禁监控站 Supervision station"
@@ -50,7 +50,8 @@ def layout(title: str, body: str, session: Session | None, *, active: str = "", 
                              f'{count}</span>'),
                  ("/register", "登记簿 Register")]
         if role_allows(session.role, "admin"):
-            links += [("/audit", "审计 Audit"), ("/problems", "异常消息 Rejects & conflicts")]
+            links += [("/accounts", "账号 Accounts"), ("/audit", "审计 Audit"),
+                      ("/problems", "异常消息 Rejects & conflicts")]
         items = "".join(f'<a href="{href}"{" class=active" if href == active else ""}>{label}</a>'
                         for href, label in links)
         nav = (f'<nav>{items}<span class="who">{h(session.name)} ({h(session.role)})</span>'
@@ -219,7 +220,7 @@ def event_cells(event: dict) -> list[str]:
     cred = event.get("credential") or {}
     seq = event.get("seq")
     return [
-        event.get("ts") or "",
+        times.short(event.get("ts") or ""),
         f'{event.get("site") or ""}/{event.get("door") or ""}',
         f'#{seq}' if seq is not None else "",
         f'? {event["unreadable"]}' if event.get("unreadable") else type_label(event.get("type")),
@@ -235,7 +236,8 @@ EVENT_HEADERS = ("时间 Time", "门 Door", "序号 Seq", "事件 Event", "方�
 
 
 def event_row(site: str, door: str, event: dict, epoch: int = 1) -> str:
-    cells = "".join(f"<td>{h(c)}</td>" for c in event_cells(event))
+    cells = f'<td class="time">{times.time_html(event.get("ts") or "")}</td>' + "".join(
+        f"<td>{h(c)}</td>" for c in event_cells(event)[1:])
     cls = f' class="{h(event.get("category"))}"' if event.get("category") else ""
     return (f'<tr{cls} data-site="{h(site)}" data-door="{h(door)}" data-epoch="{h(epoch)}" '
             f'data-seq="{h(event.get("seq"))}" data-type="{h(event.get("type"))}">{cells}</tr>')
@@ -247,10 +249,12 @@ def events_table(rows: str, table_id: str = "", extra: str = "") -> str:
     return f'<table class="events"{ident}{extra}><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
-def events_page(recent, session: Session, last_id: int) -> str:
+def events_page(recent, session: Session, last_id: int, above: str = "", below: str = "") -> str:
+    """The live list (newest first); ``above`` and ``below`` it the search form and the way back
+    (:mod:`.search_pages`)."""
     rows = "".join(event_row(r.site, r.door, r.shown, r.epoch) for r in reversed(recent))
-    body = ('<h2>实时事件 Live events</h2><p class="muted" id="stream-state">连接中 connecting…</p>'
-            + events_table(rows, "stream", f' data-last-id="{last_id}"'))
+    body = (f'<h2>实时事件 Live events</h2>{above}<p class="muted" id="stream-state">连接中 connecting…</p>'
+            + events_table(rows, "stream", f' data-last-id="{last_id}"') + below)
     return layout("实时 Live events", body, session, active="/events", scripts=("station.js",))
 
 
@@ -261,63 +265,30 @@ def _seq_text(epoch: int, seq: int) -> str:
     return f"#{seq}" + (f" (第 {epoch} 段 epoch {epoch})" if epoch > 1 else "")
 
 
-# ---------------------------------------------------------------- register
-
-def register_filter(params: dict) -> str:
-    fields = (("date", "日期 Date", "date"), ("site", "场所 Site", "text"), ("door", "门 Door", "text"),
-              ("person", "人员编号 Person", "text"))
-    inputs = "".join(f'<label>{label} <input name="{name}" type="{kind}" value="{h(params.get(name, ""))}"></label>'
-                     for name, label, kind in fields)
-    return (f'<form method="get" action="/register" class="filter">{inputs}'
-            '<button type="submit">查询 Show</button></form>')
-
-
-def register_rows_html(rows: list[dict]) -> str:
-    out = []
-    for r in rows:
-        cells = [r["time"], f'{r["site"]}/{r["door"]}', _seq_text(r["epoch"], r["seq"]), type_label(r["decision"]),
-                 DIRECTION_LABELS.get(r["direction"], r["direction"]), f'{r["person_id"]} {r["name"]}'.strip(),
-                 f'{r["credential_kind"]} {r["credential"]}'.strip(), REASON_LABELS.get(r["reason"], r["reason"])]
-        tds = "".join(f"<td>{h(c)}</td>" for c in cells)
-        out.append(f'<tr data-site="{h(r["site"])}" data-door="{h(r["door"])}" data-epoch="{h(r["epoch"])}" '
-                   f'data-seq="{h(r["seq"])}" data-type="{h(r["decision"])}">{tds}</tr>')
-    return "".join(out)
-
-
-def register_page(params: dict, rows: list[dict], hours_svg: str, reasons_svg: str, session: Session) -> str:
-    query = urlencode({k: v for k, v in params.items() if v})
-    body = (f'<h2>登记簿 Register {h(params["date"])}</h2>{register_filter(params)}'
-            f'<p><a href="/register.csv?{h(query)}" download>导出 CSV export</a> · '
-            f'<a href="/register/print?{h(query)}">打印版 Printable page</a> · {len(rows)} 条 rows</p>'
-            f'<section class="charts"><div><h3>每小时进入 Entries per hour</h3>{hours_svg}</div>'
-            f'<div><h3>拒绝原因 Denials by reason</h3>{reasons_svg}</div></section>'
-            + events_table(register_rows_html(rows), "register"))
-    return layout("登记簿 Register", body, session, active="/register")
-
-
-def register_print(params: dict, rows: list[dict], chains: list[tuple[str, str, ChainResult]], digest: str,
-                   csv_bytes: int, generated: datetime, session: Session) -> str:
-    chain_rows = "".join(f'<tr data-site="{h(s)}" data-door="{h(d)}" data-chain-ok="{"true" if c.ok else "false"}">'
-                         f'<td>{h(s)}/{h(d)}</td><td>{h(c.text())}</td></tr>' for s, d, c in chains)
-    scope = ", ".join(f"{k}={v}" for k, v in params.items() if v)
-    body = (f'<section class="print"><h2>出入登记簿 Entry register — {h(params["date"])}</h2>'
-            f'<p>范围 Scope: {h(scope)}</p><p>生成 Generated {h(generated.isoformat(timespec="seconds"))} '
-            f'by {h(session.name)}</p>'
-            f'<h3>链校验 Chain verification</h3><table class="chains">{chain_rows}</table>'
-            f'<p>CSV SHA-256 (<span id="csv-bytes">{csv_bytes}</span> bytes): <code id="csv-digest">{digest}</code></p>'
-            + events_table(register_rows_html(rows), "register") + "</section>")
-    return layout("登记簿打印 Printable register", body, session)
 
 
 # ---------------------------------------------------------------- audit
 
-def audit_page(entries: list[AuditEntry], session: Session) -> str:
-    rows = "".join(f"<tr><td>{h(e.at)}</td><td>{h(e.who)}</td><td>{h(e.address)}</td><td>{h(e.action)}</td>"
-                   f"<td>{h(e.detail)}</td><td>{h(e.result)}</td></tr>" for e in entries)
+def audit_page(entries: list[AuditEntry], session: Session, tz: ZoneInfo | None = None) -> str:
+    """The audit trail, every time in the station's zone ``tz``, each detail as ``field: value`` lines."""
+    rows = "".join(f'<tr data-id="{e.id}"><td class="time">{times.time_html(e.at, tz)}</td><td>{h(e.who)}</td>'
+                   f"<td>{h(e.address)}</td><td>{h(e.action)}</td>"
+                   f'<td class="detail">{_audit_detail(e.detail)}</td><td>{h(e.result)}</td></tr>' for e in entries)
     body = ('<h2>审计记录 Audit trail</h2><table class="audit"><thead><tr><th>时间 At</th><th>账号 Who</th>'
             '<th>地址 Address</th><th>操作 What</th><th>参数 Detail</th><th>结果 Result</th></tr></thead>'
             f"<tbody>{rows}</tbody></table>")
     return layout("审计 Audit", body, session, active="/audit")
+
+
+def _audit_detail(detail: dict) -> str:
+    """A request's fields as ``name: value`` lines (a nested value as compact JSON)."""
+    import json
+
+    lines = []
+    for key, value in detail.items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        lines.append(f'<span class="field"><b>{h(key)}</b>: {h(text)}</span>')
+    return "<br>".join(lines)
 
 
 # ---------------------------------------------------------------- rejects and conflicts
