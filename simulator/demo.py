@@ -46,12 +46,15 @@ DEFAULT_WORKDIR = Path("var/demo")
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEMO_USER = "demo"
 DEMO_ROLE = "operator"
+# Besides the operator, one account of each other role, so a newcomer sees what each may do.
+DEMO_ACCOUNTS = ((DEMO_USER, DEMO_ROLE), ("viewer", "viewer"), ("admin", "admin"))
 START_TIMEOUT_S = 30.0
 ARCHIVE_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 # What a run leaves in the work directory, and the only names a new run deletes.
 RUN_FILES = ("mosquitto.conf", "mosquitto.log", "mosquitto", "station.toml", "station.log", "archive.db",
-             "archive.db-wal", "archive.db-shm", "door.db", "door.db-wal", "door.db-shm", "door.db.key")
+             "archive.db-wal", "archive.db-shm", "door.db", "door.db-wal", "door.db-shm", "door.db.key",
+             "door.db.key.head", "door.db.lock")
 LOCK_FILE = "demo.lock"
 
 
@@ -212,21 +215,24 @@ timezone = "Asia/Shanghai"
     return path
 
 
-def add_demo_account(archive: Path) -> str:
-    """The demo's operator account with a fresh random password (returned)."""
+def add_demo_accounts(archive: Path) -> list[tuple[str, str, str]]:
+    """The demo's accounts (:data:`DEMO_ACCOUNTS`), each with a fresh random password: (name, role, password)."""
     from firmware_py.station.accounts import accounts, audit
     from firmware_py.station.archive.open import open_station_store
 
-    password = secrets.token_urlsafe(9)
+    made = []
     store = open_station_store(archive)
     try:
         now = datetime.now().astimezone()
-        accounts.add_account(store, DEMO_USER, DEMO_ROLE, password, now)
-        audit.record(store, at=now, who="accessctl-sim demo", address="local", action="station user add",
-                     detail={"name": DEMO_USER, "role": DEMO_ROLE}, result="ok")
+        for name, role in DEMO_ACCOUNTS:
+            password = secrets.token_urlsafe(9)
+            accounts.add_account(store, name, role, password, now)
+            audit.record(store, at=now, who="accessctl-sim demo", address="local", action="station user add",
+                         detail={"name": name, "role": role}, result="ok")
+            made.append((name, role, password))
     finally:
         store.close()
-    return password
+    return made
 
 
 def start_station(workdir: Path, config: Path, url: str) -> Child:
@@ -319,13 +325,15 @@ def run_demo(*, workdir: Path = DEFAULT_WORKDIR, listen: str | None = None, exit
         broker, broker_url = start_lab_broker(workdir)
         children.append(broker)
         archive = workdir / "archive.db"
-        password = add_demo_account(archive)
+        logins = add_demo_accounts(archive)
+        password = logins[0][2]
         station = start_station(workdir, write_station_config(workdir, broker_url, address), url)
         children.append(station)
         out(f"demo work directory {workdir} (emptied of the previous demo's files at each start)")
         out(f"  broker   {broker_url}  lab broker: loopback, anonymous, no TLS; not the production config")
         out(f"  station  {url}{note}  archive {archive}, log {station.log}")
-        out(f"  login    {DEMO_USER} / {password}  ({DEMO_ROLE})")
+        for name, role, secret in logins:
+            out(f"  login    {name} / {secret}  ({role})")
         out("")
         result = play_morning(scenario, broker_url, workdir, out)
         held = wait_archived(archive, result.events, station)

@@ -85,6 +85,8 @@ def assert_morning_archived(done: subprocess.CompletedProcess, workdir: Path) ->
 def test_the_demo_plays_the_morning_into_the_station_and_stops_after_it(tmp_path):
     done = run_demo(tmp_path / "demo", free_port())
     assert ADDRESS.search(done.stdout) and LOGIN.search(done.stdout), done.stdout
+    assert re.search(r"^  login    viewer / \S+  \(viewer\)$", done.stdout, re.M), done.stdout
+    assert re.search(r"^  login    admin / \S+  \(admin\)$", done.stdout, re.M), done.stdout
     assert_morning_archived(done, tmp_path / "demo")
 
 
@@ -110,6 +112,7 @@ def test_a_second_demo_in_the_same_work_directory_starts_afresh(tmp_path):
     assert first.returncode == 0, first.stdout + first.stderr
     second = run_demo(workdir, free_port())
     assert_morning_archived(second, workdir)  # the first morning's events are gone, not a second epoch
+    assert "tamper" not in {e["type"] for _, _, _, e in archived_events(workdir)}  # no stale anchor of the first
     assert LOGIN.search(second.stdout).group(2) != LOGIN.search(first.stdout).group(2)
 
 
