@@ -373,8 +373,7 @@ class PgArchive:
         rows, current = self._epochs(rows, anomalies)
         c.execute("CREATE TEMP TABLE incoming (ord int, site text, door text, seq bigint, ts timestamptz,"
                   " local_date date, category text, type text, hash text, prev_hash text, hash_ok boolean,"
-                  " topic text, payload bytea, received_at timestamptz, epoch int, fresh boolean NOT NULL DEFAULT"
-                  " false) ON COMMIT DROP")
+                  " topic text, payload bytea, received_at timestamptz, epoch int) ON COMMIT DROP")
         with c.cursor() as cur, cur.copy(f"COPY incoming ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
@@ -385,16 +384,16 @@ class PgArchive:
             " INSERT INTO conflicts (site, door, epoch, seq, ts, hash, stored_hash, reason, topic, payload,"
             " received_at) SELECT site, door, epoch, seq, ts, hash, NULL, 'after_retention', topic, payload,"
             " received_at FROM late").rowcount
-        stored = c.execute(
+        fresh = [o for (o,) in c.execute(   # the ord of each copy stored as a new event
             "WITH firsts AS (SELECT DISTINCT ON (site, door, epoch, seq) * FROM incoming"
             "                ORDER BY site, door, epoch, seq, ord),"
             " fresh AS (INSERT INTO event_keys (site, door, epoch, seq, ts, hash)"
             "           SELECT site, door, epoch, seq, ts, hash FROM firsts ON CONFLICT DO NOTHING"
             "           RETURNING site, door, epoch, seq),"
-            " marked AS (UPDATE incoming i SET fresh = true FROM firsts f JOIN fresh USING (site, door, epoch, seq)"
-            "            WHERE i.ord = f.ord)"
-            f" INSERT INTO events ({_EVENT_COLUMNS}) SELECT {', '.join('f.' + n for n in _COLUMNS[1:])}"
-            " FROM firsts f JOIN fresh USING (site, door, epoch, seq) ORDER BY f.ord").rowcount
+            f" stored AS (INSERT INTO events ({_EVENT_COLUMNS}) SELECT {', '.join('f.' + n for n in _COLUMNS[1:])}"
+            "            FROM firsts f JOIN fresh USING (site, door, epoch, seq) ORDER BY f.ord)"
+            " SELECT f.ord FROM firsts f JOIN fresh USING (site, door, epoch, seq)")]
+        stored = len(fresh)
         conflicts = 0
         replaced: list[tuple[str, str, int, int]] = []
         if stored + late < len(rows):
@@ -406,8 +405,9 @@ class PgArchive:
                 " SELECT DISTINCT ON (i.site, i.door, i.epoch, i.seq, i.hash, i.payload) i.site, i.door, i.epoch,"
                 " i.seq, i.ts, i.hash, k.hash, 'conflicting_copy', i.topic, i.payload, i.received_at"
                 " FROM incoming i JOIN event_keys k USING (site, door, epoch, seq)"
-                " WHERE NOT i.fresh AND (i.hash <> k.hash OR EXISTS (SELECT 1 FROM events e WHERE e.site = i.site"
+                " WHERE (i.hash <> k.hash OR EXISTS (SELECT 1 FROM events e WHERE e.site = i.site"
                 " AND e.door = i.door AND e.epoch = i.epoch AND e.seq = i.seq AND e.ts = k.ts"
+                " AND e.payload <> i.payload"
                 " AND convert_from(e.payload, 'UTF8')::jsonb <> convert_from(i.payload, 'UTF8')::jsonb))"
                 " AND NOT EXISTS (SELECT 1 FROM conflicts x WHERE x.site = i.site AND x.door = i.door"
                 " AND x.epoch = i.epoch AND x.seq = i.seq AND x.hash = i.hash AND x.payload = i.payload)"
@@ -419,7 +419,7 @@ class PgArchive:
                     site, door, epoch, seq, "conflicting_copy",
                     f"a second copy of #{seq} differs from the archived one (hash {h[:12]}… vs {archived[:12]}…);"
                     " both are kept", at))
-        self._heads(anomalies)
+        self._heads(fresh, anomalies)
         # a conflicting copy, or the new neighbour of one, may show which copy verifies best
         for site, door, epoch, seq in [] if not settle else c.execute(
                 "SELECT DISTINCT x.site, x.door, x.epoch, x.seq FROM conflicts x JOIN incoming i ON x.site = i.site"
@@ -432,25 +432,25 @@ class PgArchive:
         return Ingested(stored, len(rows) - stored - conflicts - late, conflicts, late, tuple(replaced),
                         tuple(r[-1] for r in sorted(rows)), current, tuple(anomalies))
 
-    def _heads(self, anomalies: list[Anomaly]) -> None:
-        """Each epoch's head after a batch: the highest new seq whose hash and link verify; a new event that is
-        not the copy the door's status announced for its seq is a ``head_mismatch`` (as on SQLite)."""
+    def _heads(self, fresh: list[int], anomalies: list[Anomaly]) -> None:
+        """Each epoch's head after a batch: its highest new seq, when its hash and link verify; a new event that
+        is not the copy the door's status announced for its seq is a ``head_mismatch`` (as on SQLite)."""
         c = self.conn
         for site, door, epoch, seq, h, announced, at in c.execute(
                 "SELECT i.site, i.door, i.epoch, i.seq, i.hash, e.head_hash, i.received_at FROM incoming i"
-                " JOIN epochs e USING (site, door, epoch) WHERE i.fresh AND e.head_seq = i.seq"
-                " AND e.head_source = 'status' AND e.head_hash <> i.hash ORDER BY i.ord").fetchall():
+                " JOIN epochs e USING (site, door, epoch) WHERE i.ord = ANY (%s) AND e.head_seq = i.seq"
+                " AND e.head_source = 'status' AND e.head_hash <> i.hash ORDER BY i.ord", (fresh,)).fetchall():
             anomalies.append(self._anomaly(site, door, epoch, seq, "head_mismatch",
                                            event_head_mismatch(seq, h, announced), at))
         c.execute(
-            "WITH linked AS (SELECT DISTINCT ON (i.site, i.door, i.epoch) i.site, i.door, i.epoch, i.seq, i.hash"
-            "  FROM incoming i LEFT JOIN event_keys p ON p.site = i.site AND p.door = i.door AND p.epoch = i.epoch"
-            "  AND p.seq = i.seq - 1 WHERE i.fresh AND i.hash_ok"
-            "  AND i.prev_hash = CASE WHEN i.seq = 1 THEN %s ELSE p.hash END"
-            "  ORDER BY i.site, i.door, i.epoch, i.seq DESC)"
+            "WITH top AS (SELECT DISTINCT ON (site, door, epoch) * FROM incoming WHERE ord = ANY (%s)"
+            "             ORDER BY site, door, epoch, seq DESC),"
+            " linked AS (SELECT i.site, i.door, i.epoch, i.seq, i.hash FROM top i LEFT JOIN event_keys p"
+            "  ON p.site = i.site AND p.door = i.door AND p.epoch = i.epoch AND p.seq = i.seq - 1"
+            "  WHERE i.hash_ok AND i.prev_hash = CASE WHEN i.seq = 1 THEN %s ELSE p.hash END)"
             " UPDATE epochs e SET head_seq = l.seq, head_hash = l.hash, head_source = 'event' FROM linked l"
             " WHERE e.site = l.site AND e.door = l.door AND e.epoch = l.epoch"
-            " AND (l.seq > e.head_seq OR (l.seq = e.head_seq AND e.head_hash IS NULL))", (GENESIS_HASH,))
+            " AND (l.seq > e.head_seq OR (l.seq = e.head_seq AND e.head_hash IS NULL))", (fresh, GENESIS_HASH))
 
     def _epochs(self, rows: list[tuple], anomalies: list[Anomaly]) -> tuple[list[tuple], dict[tuple[str, str], int]]:
         """``rows`` with the epoch of each (:func:`.chain.epoch_for`, the SQLite archive's rule), in the batch's
