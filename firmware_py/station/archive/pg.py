@@ -5,21 +5,32 @@ Same meaning as :mod:`firmware_py.station.archive.sqlite` for what the station c
 ingest at fleet rates, monthly export and retention.
 
 Tables
-  ``events``      one row per (site, door, seq), partitioned by month on ``ts`` (declarative
+  ``events``      one row per (site, door, epoch, seq), partitioned by month on ``ts`` (declarative
                   range partitioning; month bounds in the archive's zone, Asia/Shanghai by
                   default); a month's partition is made when its first event arrives.
                   ``received_id`` numbers the events in the order they were stored: writers take
                   one lock for it per batch, so the numbers become visible in order and the web
                   page's live stream can resume after the last one it sent.
-  ``event_keys``  (site, door, seq) PRIMARY KEY, with the event's ts and hash.
-  ``conflicts``   copies that are not the archived event: same key, different hash
-                  (``conflicting_copy``), or an event of a month already dropped
-                  (``after_retention``). Never in ``events``.
+  ``event_keys``  (site, door, epoch, seq) PRIMARY KEY, with the event's ts and hash.
+  ``conflicts``   copies that are not the archived event: same key, another hash or the same
+                  hash with another content (``conflicting_copy``), or an event of a month
+                  already dropped (``after_retention``). Never in ``events``.
+  ``epochs``      each door's chains: a door whose log was reset starts again at seq 1 in a new
+                  epoch, decided by the SQLite archive's rule (:func:`.chain.epoch_for`); the
+                  current one marked, and the head the door published in each (a linked event,
+                  or its status's ``last_seq``/``last_hash``, :meth:`PgArchive.store_status`).
+  ``anomalies``   what the archive found, as the SQLite archive's table: ``new_epoch``,
+                  ``epoch_resumed``, ``conflicting_copy``, ``copy_replaced``, ``head_mismatch``,
+                  ``head_regressed``.
   ``months``      every month that has (or had) a partition, and when it was dropped.
   ``exports``     every export of a month: when, how many rows, their SHA-256, where to.
 
+An archive written before epochs upgrades in place when opened: the tables gain ``epoch`` (its rows
+are epoch 1), the primary keys of ``event_keys`` and ``events`` gain it, and each door gets its
+epoch 1 in ``epochs``.
+
 Why ``event_keys``: PostgreSQL requires a unique constraint on a partitioned table to include
-the partition key, so ``events`` can only be unique on (site, door, seq, ts) -- the same seq with
+the partition key, so ``events`` can only be unique on (site, door, epoch, seq, ts) -- the same seq with
 a ts in another month would land in another partition as a second row. ``event_keys`` is not
 partitioned and holds the real key; every event is inserted into it first (``ON CONFLICT DO
 NOTHING``) and into ``events`` only when that insert made a new key, in the same transaction, so
@@ -740,7 +751,7 @@ class PgArchive:
 
     # ------------------------------------------------------------------ export and retention
     def export_month(self, month: date, out: IO[bytes], *, target: str, now: datetime | None = None) -> int:
-        """Write every event of ``month`` to ``out`` as JSON lines (in site, door, seq order) and
+        """Write every event of ``month`` to ``out`` as JSON lines (in site, door, epoch, seq order) and
         record the export (rows, SHA-256, ``target``: where the file is kept). Returns the rows."""
         month = date(month.year, month.month, 1)
         info = self._query("SELECT partition, dropped_at FROM months WHERE month = %s", (month,))
@@ -754,7 +765,8 @@ class PgArchive:
             # The count recorded is of the rows written; drop_expired compares it with the
             # partition's count at drop time, so rows that arrive after this export block the drop.
             with self.conn.cursor(name="export_month") as cur:
-                cur.execute(sql.SQL("SELECT payload FROM {} ORDER BY site, door, seq").format(sql.Identifier(name)))
+                cur.execute(sql.SQL("SELECT payload FROM {} ORDER BY site, door, epoch, seq").format(
+                    sql.Identifier(name)))
                 for (payload,) in cur:
                     line = json.dumps(json.loads(payload), ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
                     out.write(line)

@@ -16,16 +16,20 @@ message ids of a connection that dropped meanwhile may name other messages on th
 those are never acknowledged (the broker delivers the messages again).
 
 Each door's chain (:class:`DoorChain`) is verified as it grows: the hash of every event and its
-link to the previous one, from seq 1. A missing seq is a gap: after :data:`REPLAY_INTERVAL_S`
-without progress (and without a backlog arriving from the broker) the door is asked for a replay on
-``{prefix}/{site}/{door}/cmd``
+link to the previous one, from seq 1. A door whose log was reset starts a new epoch (the archive
+decides, by the SQLite archive's rule); the ingest then verifies the door's current epoch. Each
+status's ``last_seq``/``last_hash`` is checked against the archive
+(:meth:`~firmware_py.station.archive.pg.PgArchive.store_status`): a head that went back or names
+another hash is kept in ``anomalies`` and logged, as the SQLite monitor does. A missing seq is a
+gap: after :data:`REPLAY_INTERVAL_S` without progress (and without a backlog arriving from the
+broker) the door is asked for a replay on ``{prefix}/{site}/{door}/cmd``
 (``{"id", "action": "replay", "from_seq"}``), again with a doubling wait, at most
 :data:`MAX_REPLAY_REQUESTS` times per gap. The same is asked when the door's status announces
 events (``last_seq``) the archive lacks while nothing is queued at the door. How far each chain
-is verified is kept in ``door_chains`` so a restarted station picks up where it was; every door seen, with its
-last retained status and occupancy, in ``door_state`` (the web page's door tiles); malformed
-messages are kept, with the reason, in ``ingest_rejects`` (audited, acknowledged, never stored
-as events).
+is verified is kept in ``door_chains`` (per epoch) so a restarted station picks up where it was;
+every door seen, with its last retained status and occupancy, in ``door_state`` (the web page's
+door tiles); malformed messages are kept, with the reason, in ``ingest_rejects`` (audited,
+acknowledged, never stored as events).
 """
 
 from __future__ import annotations
