@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from firmware_py.core.events import GENESIS_HASH, event_hash
-from firmware_py.station.archive.pg import PgArchive
+from firmware_py.station.archive.pg import INGEST_SCHEMA, Incoming, PgArchive
 from firmware_py.station.archive.sqlite import Archive
 
 SITE = "hn-archive-1"
@@ -118,6 +118,26 @@ def test_the_old_chain_growing_again_makes_its_epoch_current_again(archive):
     assert archive.current_epoch(SITE, DOOR) == 1
 
 
+def test_one_batch_decides_epochs_as_one_event_at_a_time(archive):
+    """PostgreSQL stores what arrived together in one batch (store_events): a reset, a forged #1, the old
+    chain resumed and a second reset inside one batch give the epochs SQLite gives event by event."""
+    genuine = chain(4, "2026-11-23T09:00:00.000+08:00")
+    forged = chain(1, "2026-11-23T09:30:00.000+08:00", person="P002")[0]
+    reset = chain(2, "2026-11-23T10:00:00.000+08:00", person="P003")
+    sequence = [*genuine[:3], forged, genuine[3], *reset]
+    if isinstance(archive, PgArchive):
+        archive.store_events([Incoming(SITE, DOOR, "t", json.dumps(e).encode(), e, AT) for e in sequence],
+                             settle=True)
+    else:
+        for e in sequence:
+            store(archive, e)
+    assert epochs(archive) == [(1, [e["hash"] for e in genuine]), (2, [forged["hash"]]),
+                               (3, [e["hash"] for e in reset])]
+    assert kinds(archive) == ["new_epoch", "epoch_resumed", "new_epoch"]
+    assert archive.current_epoch(SITE, DOOR) == 3
+    assert archive.conflicts(SITE, DOOR) == []
+
+
 def test_a_repeated_copy_is_a_duplicate_on_both_archives(archive):
     e = chain(1, "2026-11-23T09:00:00.000+08:00")[0]
     store(archive, e)
@@ -194,6 +214,13 @@ def test_a_postgresql_archive_of_one_chain_per_door_upgrades_in_place(backend, r
                          " 'access_granted', %s, %s, true, 't', %s, %s)",
                          (SITE, DOOR, e["seq"], e["ts"], e["ts"][:10], e["hash"], e["prev_hash"],
                           json.dumps(e, ensure_ascii=False).encode(), AT))
+        conn.execute("CREATE TABLE door_chains (site text NOT NULL, door text NOT NULL, verified_to bigint NOT NULL,"
+                     " last_hash text NOT NULL, problem text, PRIMARY KEY (site, door))")
+        conn.execute("INSERT INTO door_chains VALUES (%s, %s, 2, %s, NULL)", (SITE, DOOR, old[1]["hash"]))
+        conn.execute(INGEST_SCHEMA)  # as the ingest does when it opens the archive
+        assert conn.execute("SELECT epoch, verified_to FROM door_chains").fetchall() == [(1, 2)]
+        conn.execute("INSERT INTO door_chains (site, door, epoch, verified_to, last_hash) VALUES (%s, %s, 2, 0, %s)",
+                     (SITE, DOOR, GENESIS_HASH))  # a second chain of the door beside the first
     archive.close()
     archive = PgArchive(archive.url)
     try:

@@ -490,6 +490,8 @@ class PgArchive:
             key = (site, door)
             if highest[key] == 1 and not (seq == 1 and prev == GENESIS_HASH and ok):
                 epoch = 1   # one chain, and not the start of another: nothing to decide
+            elif seq > 1 and batch.get((site, door, current[key], seq - 1), ("",))[0] == prev:
+                epoch = current[key]   # it follows the current chain's event just before it in the batch
             else:
                 choice = epoch_for(current[key], seq, ts, h, prev, ok, _PgEpochs(c, site, door, batch))
                 epoch = choice.epoch
