@@ -107,6 +107,20 @@ def epoch_for(current: int, seq: int, ts: datetime, h: str, prev: str, hash_ok: 
     return EpochChoice(current)
 
 
+def is_repeat(archived_hash: str, archived_payload: bytes, h: str, event: dict) -> bool:
+    """Is an incoming copy of an archived seq the archived event again (a duplicate), rather than a
+    conflicting copy? Its hash must be the archived one *and* it must say the same (perhaps formatted
+    otherwise): with the same hash and other content one of the two is not what its hash vouches for,
+    and both are kept. The rule of both archives (the PostgreSQL archive compares the payloads as
+    ``jsonb`` in its batch)."""
+    if archived_hash != h:
+        return False
+    try:
+        return json.loads(archived_payload) == event
+    except ValueError:
+        return False
+
+
 def new_epoch_detail(epoch: int, current: int, last_seq: int) -> str:
     return (f"#1 starts a new hash chain (epoch {epoch}): the door's log was reset or replaced; epoch {current} "
             f"(up to #{last_seq}) stays in the archive")

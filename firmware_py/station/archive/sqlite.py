@@ -58,6 +58,7 @@ from firmware_py.station.archive.chain import (
     copy_score,
     epoch_for,
     event_head_mismatch,
+    is_repeat,
     new_epoch_detail,
     resumed_detail,
     status_head,
@@ -396,7 +397,7 @@ class Archive:
                                        (site, door, epoch, seq)).fetchone()
             if archived is not None:
                 result.duplicate = True
-                if archived[0] == h and _same_event(archived[1], event):
+                if is_repeat(archived[0], archived[1], h, event):
                     self._count_duplicate(site, door)
                 else:
                     self._conflicting_copy(site, door, epoch, seq, h, archived[0], values, received_at, result)
@@ -746,14 +747,6 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
         raise StoreError(f"{path}: written by an older monitor; open it once with the current one "
                          "(accessctl monitor export, as its owner) to upgrade it, then check again")
     return conn
-
-
-def _same_event(payload: bytes, event: dict) -> bool:
-    """Is the archived payload the same event (a re-sent copy, perhaps formatted otherwise)?"""
-    try:
-        return json.loads(payload) == event
-    except ValueError:
-        return False
 
 
 def _instant(ts: str) -> datetime:
