@@ -146,6 +146,16 @@ class SqliteStation(Station):
         state = self.archive.door_state(SITE, door)
         return state.status if state else None
 
+    def epochs(self, door: str) -> list[tuple[int, list[str]]]:
+        return [(e.epoch, [x["hash"] for x in self.archive.events(SITE, door, epoch=e.epoch)])
+                for e in self.archive.epochs(SITE, door)]
+
+    def current_epoch(self, door: str) -> int:
+        return self.archive.current_epoch(SITE, door)
+
+    def anomalies(self, door: str) -> list[tuple[str, int | None]]:
+        return [(a.kind, a.seq) for a in self.archive.anomalies(SITE, door)]
+
     def close(self) -> None:
         super().close()
         self.archive.close()
@@ -177,6 +187,20 @@ class PostgresStation(Station):
     def status(self, door: str) -> dict | None:
         row = self.db.execute("SELECT status FROM door_state WHERE site = %s AND door = %s", (SITE, door)).fetchone()
         return json.loads(row[0]) if row and row[0] else None
+
+    def epochs(self, door: str) -> list[tuple[int, list[str]]]:
+        rows = self.db.execute("SELECT epoch, hash FROM events WHERE site = %s AND door = %s ORDER BY epoch, seq",
+                               (SITE, door)).fetchall()
+        return [(epoch, [h for e, h in rows if e == epoch]) for epoch in sorted({e for e, _ in rows})]
+
+    def current_epoch(self, door: str) -> int:
+        row = self.db.execute("SELECT epoch FROM epochs WHERE site = %s AND door = %s AND current",
+                              (SITE, door)).fetchone()
+        return row[0] if row else 1
+
+    def anomalies(self, door: str) -> list[tuple[str, int | None]]:
+        return list(self.db.execute("SELECT kind, seq FROM anomalies WHERE site = %s AND door = %s ORDER BY id",
+                                    (SITE, door)))
 
     def close(self) -> None:
         super().close()
@@ -285,6 +309,44 @@ def test_of_two_conflicting_copies_the_one_that_verifies_best_stays_and_the_othe
                "the genuine copy in events")
     assert station.conflicts("scan-room") == [(2, forged["hash"])]
     wait_until(lambda: station.chain("scan-room") == (True, 3, None), 10, "the chain verified to #3")
+    station.next_vault_event_is_archived()
+
+
+def publish_chain(station, door: Door, count: int, hour: int) -> list[dict]:
+    """``count`` linked events of ``door`` from seq 1, at ``hour`` o'clock (a reset log starts again at 1)."""
+    out = []
+    for _ in range(count):
+        e = door.advance(door.event(ts=f"2026-11-23T{hour:02d}:00:{door.seq + 1:02d}.000+08:00"))
+        station.publish_event(door.name, e)
+        out.append(e)
+    return out
+
+
+def test_a_door_whose_log_was_reset_opens_a_new_epoch_on_both_archives(station):
+    """The door's chain restarts at #1 (its database was reset) twice: each restart is a new epoch on both
+    archives, the old chains stay, and the page verifies the current one."""
+    first = publish_chain(station, Door("scan-room"), 2, 11)
+    second = publish_chain(station, Door("scan-room"), 3, 12)
+    wait_until(lambda: station.epochs("scan-room")[-1:] == [(station.current_epoch("scan-room"),
+                                                             [e["hash"] for e in second])], 15, "the second restart")
+    (a, hashes_a), (b, hashes_b) = station.epochs("scan-room")[-2:]
+    assert (hashes_a, b) == ([e["hash"] for e in first], a + 1)
+    assert [k for k, _ in station.anomalies("scan-room")].count("new_epoch") >= 1
+    assert not [c for c in station.conflicts("scan-room") if c[1] in {e["hash"] for e in first + second}]
+    wait_until(lambda: station.chain("scan-room") == (True, 3, None), 10, "the current epoch verified to #3")
+    station.next_vault_event_is_archived()
+
+
+def test_a_status_whose_head_went_back_raises_head_regressed_on_both_archives(station):
+    door = Door("scan-room")
+    events = publish_chain(station, door, 2, 13)  # a fresh epoch of two events
+    wait_until(lambda: station.epochs("scan-room")[-1][1] == [e["hash"] for e in events], 15, "the new epoch")
+    station.publish("scan-room", good_status(last_seq=2, last_hash=events[1]["hash"]), "status", retain=True)
+    station.publish("scan-room", good_status(last_seq=1, last_hash=events[0]["hash"]), "status", retain=True)
+    wait_until(lambda: ("head_regressed", 1) in station.anomalies("scan-room"), 15, "head_regressed")
+    station.publish("scan-room", good_status(last_seq=2, last_hash="ab" * 32), "status", retain=True)
+    wait_until(lambda: ("head_mismatch", 2) in station.anomalies("scan-room"), 15, "head_mismatch")
+    station.publish("scan-room", good_status(), "status", retain=True)  # the broker keeps a good one again
     station.next_vault_event_is_archived()
 
 

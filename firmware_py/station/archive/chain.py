@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from firmware_py.core.events import GENESIS_HASH, event_hash
@@ -58,6 +59,96 @@ def copy_score(seq: int, h: str, prev: str, hash_ok: bool, *, before: str | None
     if announced is not None and announced == h:
         score += 1
     return score
+
+
+class EpochLookups(Protocol):
+    """What :func:`epoch_for` reads of one door's archive (both archives answer it from their own tables)."""
+
+    def epoch_with(self, seq: int, h: str) -> int | None:
+        """The newest epoch whose archived ``seq`` has hash ``h``, or None."""
+
+    def newest(self, epoch: int) -> tuple[int, datetime] | None:
+        """(seq, ts) of the highest archived seq of ``epoch``, or None when it has none."""
+
+    def expected(self, epoch: int) -> int:
+        """The highest seq known to exist in ``epoch`` (archived, or announced by the door's status)."""
+
+
+@dataclass(frozen=True)
+class EpochChoice:
+    """Where an incoming event belongs: ``epoch`` (None: a new epoch, numbered by the archive), and whether
+    it makes that epoch the door's current one again (``resumed``)."""
+
+    epoch: int | None
+    resumed: bool = False
+
+
+def epoch_for(current: int, seq: int, ts: datetime, h: str, prev: str, hash_ok: bool,
+              look: EpochLookups) -> EpochChoice:
+    """The epoch of an incoming event, the same rule on both archives (DESIGN.md: evidence).
+
+    A well-hashed seq 1 linked to the genesis hash is the start of a chain: the epoch that already
+    holds it, else a new epoch when it is newer than everything of the current epoch (the door's log
+    was reset), else a conflicting copy of the current epoch's seq 1 (an old or forged seq 1 does not
+    open an epoch). A later seq goes to the epoch whose archived ``seq - 1`` it links to; when that is an
+    older epoch whose chain grows with it, that epoch is the door's again (a forged seq 1 does not divert
+    the door's real chain). Anything else belongs to the current epoch.
+    """
+    if seq == 1 and prev == GENESIS_HASH and hash_ok:
+        known = look.epoch_with(1, h)
+        if known is not None:
+            return EpochChoice(known)
+        newest = look.newest(current)
+        return EpochChoice(None if newest is not None and ts > newest[1] else current)
+    if seq > 1:
+        linked = look.epoch_with(seq - 1, prev)
+        if linked is not None and linked != current:
+            return EpochChoice(linked, resumed=seq > look.expected(linked))
+    return EpochChoice(current)
+
+
+def is_repeat(archived_hash: str, archived_payload: bytes, h: str, event: dict) -> bool:
+    """Is an incoming copy of an archived seq the archived event again (a duplicate), rather than a
+    conflicting copy? Its hash must be the archived one *and* it must say the same (perhaps formatted
+    otherwise): with the same hash and other content one of the two is not what its hash vouches for,
+    and both are kept. The rule of both archives (the PostgreSQL archive compares the payloads as
+    ``jsonb`` in its batch)."""
+    if archived_hash != h:
+        return False
+    try:
+        return json.loads(archived_payload) == event
+    except ValueError:
+        return False
+
+
+def new_epoch_detail(epoch: int, current: int, last_seq: int) -> str:
+    return (f"#1 starts a new hash chain (epoch {epoch}): the door's log was reset or replaced; epoch {current} "
+            f"(up to #{last_seq}) stays in the archive")
+
+
+def resumed_detail(seq: int, epoch: int, current: int) -> str:
+    return (f"#{seq} continues the chain of epoch {epoch} after epoch {current} began: the seq 1 that started "
+            f"epoch {current} was not this door's chain; epoch {epoch} is current again")
+
+
+def status_head(last_seq: int, last_hash: str | None, head_seq: int, head_hash: str | None,
+                archived: str | None) -> tuple[str, str] | None:
+    """What a door's status says against the archive (None: nothing wrong): ``head_regressed`` when its
+    ``last_seq`` is below the head the door already published (its log was cut or reset),
+    ``head_mismatch`` when its ``last_hash`` is not the hash of the archived ``last_seq``. The one rule
+    and wording of both archives; ``archived`` is the archived copy's hash after the door's word
+    settled which copy stays."""
+    if last_seq < head_seq:
+        return "head_regressed", (f"the door's status says its last event is #{last_seq}, but it published up to "
+                                  f"#{head_seq}: its log was cut or its database reset")
+    if last_hash and archived and archived != last_hash:
+        return "head_mismatch", (f"the door's status says #{last_seq} has hash {last_hash[:12]}…, the archived "
+                                 f"#{last_seq} has {archived[:12]}…")
+    return None
+
+
+def event_head_mismatch(seq: int, h: str, announced: str) -> str:
+    return f"#{seq} has hash {h[:12]}… but the door's status announced {announced[:12]}… for it"
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,7 @@
 The counterpart of the tables :mod:`.store_sqlite` keeps in the SQLite file, beside the archive's
 tables (:mod:`.archive_pg`) and the ingest's (:mod:`.ingest_pg`: ``door_chains``, ``door_state``).
 Acknowledgements and the audit trail are never changed or deleted: a trigger raises on UPDATE,
-DELETE and TRUNCATE. ``epoch`` is kept on acknowledgements for the SQLite archive's key; the
-PostgreSQL archive has one chain per door, epoch 1.
+DELETE and TRUNCATE. Acknowledgements are per (site, door, epoch, seq), as on the SQLite archive.
 """
 
 from __future__ import annotations

@@ -54,7 +54,15 @@ import sqlite_utils
 from firmware_py.core.events import GENESIS_HASH, event_hash
 from firmware_py.core.register import COLUMNS, register_rows, write_register
 from firmware_py.errors import StoreError
-from firmware_py.station.archive.chain import copy_score
+from firmware_py.station.archive.chain import (
+    copy_score,
+    epoch_for,
+    event_head_mismatch,
+    is_repeat,
+    new_epoch_detail,
+    resumed_detail,
+    status_head,
+)
 from firmware_py.station.archive.sqlite_schema import VERSION as SCHEMA_VERSION
 from firmware_py.station.archive.sqlite_schema import prepare
 from firmware_py.storage.db import transaction
@@ -292,34 +300,20 @@ class Archive:
             return self._anomaly(site, door, seq, kind, detail, at)
 
     def _epoch_for(self, site, door, current, seq, ts, h, prev, hash_ok, at, result: Stored) -> int:
-        """The epoch an incoming event belongs to; opens a new epoch for a door's restarted chain."""
-        if seq == 1 and prev == GENESIS_HASH and hash_ok:
-            known = self.db.execute("SELECT epoch FROM events WHERE site=? AND door=? AND seq=1 AND hash=?"
-                                    " ORDER BY epoch DESC LIMIT 1", (site, door, h)).fetchone()
-            if known:
-                return known[0]
-            # a restarted chain is newer than everything of the current epoch; an old seq 1 (a backfill)
-            # or a copy claiming the same time is a conflicting copy of this epoch's seq 1
-            newest = self.db.execute("SELECT seq, ts FROM events WHERE site=? AND door=? AND epoch=?"
-                                     " ORDER BY seq DESC LIMIT 1", (site, door, current)).fetchone()
-            if newest is not None and _instant(ts) > _instant(newest[1]):
-                return self._open_epoch(site, door, current, newest[0], at, result)
-            return current
-        if seq > 1:
-            linked = self.db.execute("SELECT epoch FROM events WHERE site=? AND door=? AND seq=? AND hash=?"
-                                     " ORDER BY epoch DESC LIMIT 1", (site, door, seq - 1, prev)).fetchone()
-            if linked and linked[0] != current:
-                epoch = linked[0]
-                if seq > self._sequence(site, door, epoch)[2]:  # that older chain is growing: it is the door's
-                    self.db.execute("UPDATE doors SET epoch=? WHERE site=? AND door=?", (epoch, site, door))
-                    result.epoch_changed = True
-                    result.anomalies.append(self._anomaly(
-                        site, door, seq, "epoch_resumed",
-                        f"#{seq} continues the chain of epoch {epoch} after epoch {current} began: the seq 1 "
-                        f"that started epoch {current} was not this door's chain; epoch {epoch} is current again",
-                        at, epoch))
-                return epoch
-        return current
+        """The epoch an incoming event belongs to (:func:`.chain.epoch_for`); opens a new epoch for a door's
+        restarted chain, makes an older one current again when its chain grows."""
+        choice = epoch_for(current, seq, _instant(ts), h, prev, hash_ok, _SqliteEpochs(self, site, door))
+        if choice.epoch is None:
+            last = self.db.execute("SELECT max(seq) FROM events WHERE site=? AND door=? AND epoch=?",
+                                   (site, door, current)).fetchone()[0]
+            return self._open_epoch(site, door, current, last, at, result)
+        if choice.resumed:
+            epoch = choice.epoch
+            self.db.execute("UPDATE doors SET epoch=? WHERE site=? AND door=?", (epoch, site, door))
+            result.epoch_changed = True
+            result.anomalies.append(self._anomaly(site, door, seq, "epoch_resumed",
+                                                  resumed_detail(seq, epoch, current), at, epoch))
+        return choice.epoch
 
     def _open_epoch(self, site, door, current, last_seq, at, result: Stored) -> int:
         epoch = self.db.execute("SELECT max(epoch) FROM epochs WHERE site=? AND door=?", (site, door)).fetchone()[0] + 1
@@ -329,10 +323,8 @@ class Archive:
         self.db.execute("UPDATE gaps SET given_up_at=? WHERE site=? AND door=? AND epoch=? AND closed_at IS NULL"
                         " AND given_up_at IS NULL", (at, site, door, current))
         result.epoch_changed = True
-        result.anomalies.append(self._anomaly(
-            site, door, 1, "new_epoch",
-            f"#1 starts a new hash chain (epoch {epoch}): the door's log was reset or replaced; epoch {current} "
-            f"(up to #{last_seq}) stays in the archive", at, epoch))
+        result.anomalies.append(self._anomaly(site, door, 1, "new_epoch", new_epoch_detail(epoch, current, last_seq),
+                                              at, epoch))
         return epoch
 
     def _score(self, site, door, epoch, seq, h, prev, hash_ok) -> int:
@@ -405,7 +397,7 @@ class Archive:
                                        (site, door, epoch, seq)).fetchone()
             if archived is not None:
                 result.duplicate = True
-                if archived[0] == h and _same_event(archived[1], event):
+                if is_repeat(archived[0], archived[1], h, event):
                     self._count_duplicate(site, door)
                 else:
                     self._conflicting_copy(site, door, epoch, seq, h, archived[0], values, received_at, result)
@@ -455,9 +447,8 @@ class Archive:
     def _advance_head(self, site, door, epoch, seq, h, prev, hash_ok, at, result: Stored) -> None:
         head_seq, head_hash, source = self._head(site, door, epoch)
         if seq == head_seq and source == "status" and head_hash and head_hash != h:
-            result.anomalies.append(self._anomaly(
-                site, door, seq, "head_mismatch",
-                f"#{seq} has hash {h[:12]}… but the door's status announced {head_hash[:12]}… for it", at, epoch))
+            result.anomalies.append(self._anomaly(site, door, seq, "head_mismatch",
+                                                  event_head_mismatch(seq, h, head_hash), at, epoch))
             return
         before = (GENESIS_HASH, "") if seq == 1 else self._hash_at(site, door, epoch, seq - 1)
         linked = hash_ok and before is not None and before[0] == prev
@@ -554,29 +545,27 @@ class Archive:
 
     def _status_head(self, site, door, epoch, last_seq, last_hash, at, result: Stored) -> None:
         head_seq, head_hash, _ = self._head(site, door, epoch)
-        if last_seq < head_seq:
-            result.anomalies.append(self._anomaly(
-                site, door, last_seq, "head_regressed",
-                f"the door's status says its last event is #{last_seq}, but it published up to #{head_seq}: its log "
-                "was cut or its database reset", at, epoch))
-            return
         archived = self._hash_at(site, door, epoch, last_seq)
-        if last_seq > head_seq or not head_hash or (last_hash and archived and archived[0] != last_hash):
-            self._set_head(site, door, epoch, last_seq, last_hash or (head_hash if last_seq == head_seq else None),
-                           "status" if last_hash or last_seq > head_seq else "event")
-        if last_hash and archived and archived[0] != last_hash:
-            self._settle(site, door, epoch, last_seq, at, result)  # the door vouches for one of the copies
-            archived = self._hash_at(site, door, epoch, last_seq)
-            if archived[0] != last_hash:
-                result.anomalies.append(self._anomaly(
-                    site, door, last_seq, "head_mismatch",
-                    f"the door's status says #{last_seq} has hash {last_hash[:12]}…, the archived #{last_seq} has "
-                    f"{archived[0][:12]}…", at, epoch))
+        if last_seq >= head_seq:
+            if last_seq > head_seq or not head_hash or (last_hash and archived and archived[0] != last_hash):
+                self._set_head(site, door, epoch, last_seq, last_hash or (head_hash if last_seq == head_seq else None),
+                               "status" if last_hash or last_seq > head_seq else "event")
+            if last_hash and archived and archived[0] != last_hash:
+                self._settle(site, door, epoch, last_seq, at, result)  # the door vouches for one of the copies
+                archived = self._hash_at(site, door, epoch, last_seq)
+        found = status_head(last_seq, last_hash, head_seq, head_hash, archived[0] if archived else None)
+        if found:
+            result.anomalies.append(self._anomaly(site, door, last_seq, *found, at, epoch))
 
     # ------------------------------------------------------------------ reading
     def _current(self, site: str, door: str) -> int:
         row = self.db.execute("SELECT epoch FROM doors WHERE site=? AND door=?", (site, door)).fetchone()
         return row[0] if row else 1
+
+    def current_epoch(self, site: str, door: str) -> int:
+        """The door's current epoch (1 for a door not seen yet)."""
+        with self._lock:
+            return self._current(site, door)
 
     def events(self, site: str, door: str, from_seq: int = 1, to_seq: int | None = None, *,
                epoch: int | None = None) -> list[dict]:
@@ -720,6 +709,27 @@ class Archive:
         return iter(items)
 
 
+class _SqliteEpochs:
+    """One door's archived epochs, as :func:`.chain.epoch_for` reads them (inside the archive's transaction)."""
+
+    def __init__(self, archive: Archive, site: str, door: str):
+        self.db, self.site, self.door = archive.db, site, door
+
+    def epoch_with(self, seq: int, h: str) -> int | None:
+        row = self.db.execute("SELECT max(epoch) FROM events WHERE site=? AND door=? AND seq=? AND hash=?",
+                              (self.site, self.door, seq, h)).fetchone()
+        return row[0]
+
+    def newest(self, epoch: int) -> tuple[int, datetime] | None:
+        row = self.db.execute("SELECT seq, ts FROM events WHERE site=? AND door=? AND epoch=? ORDER BY seq DESC"
+                              " LIMIT 1", (self.site, self.door, epoch)).fetchone()
+        return (row[0], _instant(row[1])) if row else None
+
+    def expected(self, epoch: int) -> int:
+        return self.db.execute("SELECT expected FROM epochs WHERE site=? AND door=? AND epoch=?",
+                               (self.site, self.door, epoch)).fetchone()[0]
+
+
 def _open_read_only(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise StoreError(f"{path}: no such archive")
@@ -737,14 +747,6 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
         raise StoreError(f"{path}: written by an older monitor; open it once with the current one "
                          "(accessctl monitor export, as its owner) to upgrade it, then check again")
     return conn
-
-
-def _same_event(payload: bytes, event: dict) -> bool:
-    """Is the archived payload the same event (a re-sent copy, perhaps formatted otherwise)?"""
-    try:
-        return json.loads(payload) == event
-    except ValueError:
-        return False
 
 
 def _instant(ts: str) -> datetime:

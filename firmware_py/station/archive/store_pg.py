@@ -7,8 +7,8 @@ PostgreSQL dropped is opened again on the next call (that call fails with :class
 
 Dialect differences stay here: ``%s`` placeholders; times are ``timestamptz`` and come back as
 ISO 8601 text in the station's zone; the live stream's cursor is ``events.received_id`` (the
-SQLite archive's rowid); a door has one chain (epoch 1), verified by the ingest as it stores
-(``door_chains``) rather than by the page.
+SQLite archive's rowid); a door's chains are its epochs (``epochs``, the current one marked), each
+verified by the ingest as it stores (``door_chains``) rather than by the page.
 """
 
 from __future__ import annotations
@@ -197,9 +197,9 @@ class PgStationStore(StationStore):
     def acknowledge(self, site: str, door: str, epoch: int, seq: int, by: str, at: datetime,
                     comment: str) -> AckOutcome:
         def work(c) -> AckOutcome:
-            row = c.execute("SELECT category FROM events WHERE site = %s AND door = %s AND seq = %s LIMIT 1",
-                            (site, door, seq)).fetchone()
-            if epoch != 1 or row is None or row[0] != "alarm":
+            row = c.execute("SELECT category FROM events WHERE site = %s AND door = %s AND epoch = %s AND seq = %s"
+                            " LIMIT 1", (site, door, epoch, seq)).fetchone()
+            if row is None or row[0] != "alarm":
                 return "not_an_alarm"
             added = c.execute("INSERT INTO acknowledgements (site, door, epoch, seq, by, at, comment)"
                               " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -211,13 +211,15 @@ class PgStationStore(StationStore):
         if acknowledged:
             rows = self._all(
                 "SELECT e.site, e.door, e.seq, e.type, e.payload, a.epoch, a.by, a.at, a.comment"
-                " FROM acknowledgements a JOIN events e ON e.site = a.site AND e.door = a.door AND e.seq = a.seq"
+                " FROM acknowledgements a JOIN events e ON e.site = a.site AND e.door = a.door AND e.epoch = a.epoch"
+                " AND e.seq = a.seq"
                 " ORDER BY a.at DESC, a.id DESC LIMIT %s", (limit,))
         else:
             rows = self._all(
-                "SELECT e.site, e.door, e.seq, e.type, e.payload, 1, NULL, NULL, NULL FROM events e"
+                "SELECT e.site, e.door, e.seq, e.type, e.payload, e.epoch, NULL, NULL, NULL FROM events e"
                 " WHERE e.category = 'alarm' AND NOT EXISTS (SELECT 1 FROM acknowledgements a WHERE a.site = e.site"
-                " AND a.door = e.door AND a.seq = e.seq) ORDER BY e.received_id LIMIT %s", (limit,))
+                " AND a.door = e.door AND a.epoch = e.epoch AND a.seq = e.seq) ORDER BY e.received_id LIMIT %s",
+                (limit,))
         # ts as the door wrote it (with its own offset), as the SQLite archive keeps it
         return [(s, d, q, _door_ts(p), t, bytes(p), ep, by, _iso(at), c) for s, d, q, t, p, ep, by, at, c in rows]
 
@@ -327,17 +329,17 @@ class PgStationStore(StationStore):
         return self._one("SELECT coalesce(max(received_id), 0) FROM events")[0]
 
     def events_after(self, after: int, limit: int) -> list[tuple]:
-        return [(i, s, d, bytes(p), 1) for i, s, d, p in self._all(
-            "SELECT received_id, site, door, payload FROM events WHERE received_id > %s ORDER BY received_id LIMIT %s",
-            (after, limit))]
+        return [(i, s, d, bytes(p), e) for i, s, d, p, e in self._all(
+            "SELECT received_id, site, door, payload, epoch FROM events WHERE received_id > %s ORDER BY received_id"
+            " LIMIT %s", (after, limit))]
 
     def recent_events(self, limit: int) -> list[tuple]:
-        rows = self._all("SELECT received_id, site, door, payload FROM events ORDER BY received_id DESC LIMIT %s",
-                         (limit,))
-        return [(i, s, d, bytes(p), 1) for i, s, d, p in reversed(rows)]
+        rows = self._all("SELECT received_id, site, door, payload, epoch FROM events ORDER BY received_id DESC"
+                         " LIMIT %s", (limit,))
+        return [(i, s, d, bytes(p), e) for i, s, d, p, e in reversed(rows)]
 
     def events_between(self, start: datetime, end: datetime, site: str | None, door: str | None) -> list[tuple]:
-        query = "SELECT received_id, site, door, payload FROM events WHERE ts >= %s AND ts < %s"  # prunes partitions
+        query = "SELECT received_id, site, door, payload, epoch FROM events WHERE ts >= %s AND ts < %s"  # prunes
         params: list = [start, end]
         if site:
             query += " AND site = %s"
@@ -345,7 +347,7 @@ class PgStationStore(StationStore):
         if door:
             query += " AND door = %s"
             params.append(door)
-        return [(i, s, d, bytes(p), 1) for i, s, d, p in self._all(query, params)]
+        return [(i, s, d, bytes(p), e) for i, s, d, p, e in self._all(query, params)]
 
     def search_events(self, search: EventSearch, before: int | None, limit: int) -> list[tuple]:
         query = "SELECT received_id, site, door, payload FROM events WHERE ts >= %s AND ts < %s"  # prunes partitions
@@ -379,17 +381,18 @@ class PgStationStore(StationStore):
         return [(i, s, d, bytes(p), 1) for i, s, d, p in self._all(query, [*params, limit])]
 
     def doors(self) -> list[tuple]:
-        rows = self._all("SELECT site, door, status, occupancy, status_at FROM door_state ORDER BY site, door")
-        return [(s, d, st, oc, _iso(at, "milliseconds"), 1) for s, d, st, oc, at in rows]
+        rows = self._all("SELECT s.site, s.door, s.status, s.occupancy, s.status_at, coalesce(e.epoch, 1)"
+                         " FROM door_state s LEFT JOIN epochs e ON e.site = s.site AND e.door = s.door AND e.current"
+                         " ORDER BY s.site, s.door")
+        return [(s, d, st, oc, _iso(at, "milliseconds"), ep) for s, d, st, oc, at, ep in rows]
 
     def current_epoch(self, site: str, door: str) -> int:
-        return 1
+        row = self._one("SELECT epoch FROM epochs WHERE site = %s AND door = %s AND current", (site, door))
+        return row[0] if row else 1
 
     def last_payload(self, site: str, door: str, epoch: int) -> bytes | None:
-        if epoch != 1:
-            return None
-        row = self._one("SELECT payload FROM events WHERE site = %s AND door = %s ORDER BY seq DESC LIMIT 1",
-                        (site, door))
+        row = self._one("SELECT payload FROM events WHERE site = %s AND door = %s AND epoch = %s"
+                        " ORDER BY seq DESC LIMIT 1", (site, door, epoch))
         return bytes(row[0]) if row else None
 
     # ---------------------------------------------------------------- what the ingest refused or set apart
@@ -427,20 +430,21 @@ class PgStationStore(StationStore):
     def chains(self) -> PgChains:
         return PgChains(self)
 
-    def chain_state(self, site: str, door: str) -> tuple[int | None, int, str | None, int | None]:
+    def chain_state(self, site: str, door: str, epoch: int) -> tuple[int | None, int, str | None, int | None]:
         """(first archived seq, verified_to, problem, the first missing seq after verified_to while later
-        ones are archived) of one door."""
+        ones are archived) of one door's epoch."""
         def work(c):
-            first, last = c.execute("SELECT min(seq), max(seq) FROM event_keys WHERE site = %s AND door = %s",
-                                    (site, door)).fetchone()
+            first, last = c.execute("SELECT min(seq), max(seq) FROM event_keys WHERE site = %s AND door = %s"
+                                    " AND epoch = %s", (site, door, epoch)).fetchone()
             verified_to, problem = c.execute("SELECT verified_to, problem FROM door_chains WHERE site = %s"
-                                             " AND door = %s", (site, door)).fetchone() or (0, None)
+                                             " AND door = %s AND epoch = %s", (site, door, epoch)).fetchone() \
+                or (0, None)
             missing = None
             if problem is None and last is not None and last > verified_to:
                 # the ingest verifies in seq order and saves how far about every second: its chain
                 # waits only when the next seq is not archived
-                if not c.execute("SELECT 1 FROM event_keys WHERE site = %s AND door = %s AND seq = %s",
-                                 (site, door, verified_to + 1)).fetchone():
+                if not c.execute("SELECT 1 FROM event_keys WHERE site = %s AND door = %s AND epoch = %s"
+                                 " AND seq = %s", (site, door, epoch, verified_to + 1)).fetchone():
                     missing = verified_to + 1
             return first, verified_to, problem, missing
         return self._run(work)
@@ -453,8 +457,10 @@ class PgChains:
         self.store = store
 
     def check(self, site: str, door: str, epoch: int | None = None) -> ChainResult:
-        first, verified_to, problem, missing = self.store.chain_state(site, door)
-        return ChainResult(problem is None, first, verified_to, missing, problem, 1)
+        """The chain of one epoch of the door (default: its current epoch)."""
+        epoch = epoch or self.store.current_epoch(site, door)
+        first, verified_to, problem, missing = self.store.chain_state(site, door, epoch)
+        return ChainResult(problem is None, first, verified_to, missing, problem, epoch)
 
 
 def _ranks(ranks: dict[str, int]) -> tuple[str, list]:

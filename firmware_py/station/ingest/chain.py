@@ -22,6 +22,7 @@ class DoorChain:
 
     site: str
     door: str
+    epoch: int = 1  # the door's chain this is (a door whose log was reset starts the next one)
     verified_to: int = 0
     last_hash: str = GENESIS_HASH
     problem: str | None = None

@@ -16,16 +16,20 @@ message ids of a connection that dropped meanwhile may name other messages on th
 those are never acknowledged (the broker delivers the messages again).
 
 Each door's chain (:class:`DoorChain`) is verified as it grows: the hash of every event and its
-link to the previous one, from seq 1. A missing seq is a gap: after :data:`REPLAY_INTERVAL_S`
-without progress (and without a backlog arriving from the broker) the door is asked for a replay on
-``{prefix}/{site}/{door}/cmd``
+link to the previous one, from seq 1. A door whose log was reset starts a new epoch (the archive
+decides, by the SQLite archive's rule); the ingest then verifies the door's current epoch. Each
+status's ``last_seq``/``last_hash`` is checked against the archive
+(:meth:`~firmware_py.station.archive.pg.PgArchive.store_status`): a head that went back or names
+another hash is kept in ``anomalies`` and logged, as the SQLite monitor does. A missing seq is a
+gap: after :data:`REPLAY_INTERVAL_S` without progress (and without a backlog arriving from the
+broker) the door is asked for a replay on ``{prefix}/{site}/{door}/cmd``
 (``{"id", "action": "replay", "from_seq"}``), again with a doubling wait, at most
 :data:`MAX_REPLAY_REQUESTS` times per gap. The same is asked when the door's status announces
 events (``last_seq``) the archive lacks while nothing is queued at the door. How far each chain
-is verified is kept in ``door_chains`` so a restarted station picks up where it was; every door seen, with its
-last retained status and occupancy, in ``door_state`` (the web page's door tiles); malformed
-messages are kept, with the reason, in ``ingest_rejects`` (audited, acknowledged, never stored
-as events).
+is verified is kept in ``door_chains`` (per epoch) so a restarted station picks up where it was;
+every door seen, with its last retained status and occupancy, in ``door_state`` (the web page's
+door tiles); malformed messages are kept, with the reason, in ``ingest_rejects`` (audited,
+acknowledged, never stored as events).
 """
 
 from __future__ import annotations
@@ -226,7 +230,7 @@ class PgIngest:
         if len(batch) >= BACKLOG_BATCH:
             self._backlog_seen_at = time.monotonic()
         events: list[Incoming] = []
-        links: list[tuple[str, str, int, str, str, bool]] = []
+        statuses: list[tuple[str, str, dict, str]] = []  # (site, door, status, received_at), in order
         rejects: list[tuple[str, Rejected, bytes]] = []  # (received_at, verdict, payload kept)
         states: dict[tuple[str, str, str], tuple[str | None, str]] = {}  # (site, door, kind) -> (JSON, at)
         for r in batch:
@@ -239,12 +243,12 @@ class PgIngest:
                 elif verdict.kind == "event":
                     events.append(Incoming(verdict.site, verdict.door, r.topic, r.payload, verdict.value,
                                            r.received_at))
-                    links.append(_link(verdict.site, verdict.door, verdict.value))
                 elif verdict.kind == "result":
                     self._on_result(verdict.site, verdict.door, verdict.value)
                 else:  # status or occupancy (None: the retained message was cleared)
                     if verdict.kind == "status" and verdict.value is not None:
                         self._on_status(verdict.site, verdict.door, verdict.value)
+                        statuses.append((verdict.site, verdict.door, verdict.value, r.received_at))
                     text = None if verdict.value is None else json.dumps(verdict.value, ensure_ascii=False)
                     states[(verdict.site, verdict.door, verdict.kind)] = (text, r.received_at)
             except Exception as exc:  # a defect met by one message: that message is refused, the batch goes on
@@ -253,14 +257,15 @@ class PgIngest:
                 rejects.append(self._reject(r.received_at, Rejected(
                     printable(where.site), printable(where.door), printable(r.topic),
                     f"the station could not handle it: {type(exc).__name__}"), r.payload))
-        stored = self._store(events, rejects, states)
+        stored = self._store(events, rejects, states, statuses)
         if stored is None:
             return  # stopping: nothing acknowledged, the broker delivers it again
         touched: dict[tuple[str, str], DoorChain] = {}
-        for site, door, seq, h, prev, ok in links:
-            if (site, door, seq) in stored:
-                chain = touched.get((site, door)) or touched.setdefault((site, door), self._chain(site, door))
-                chain.add(seq, h, prev, ok)
+        for item, epoch in stored:
+            site, door = item.site, item.door
+            chain = touched.get((site, door)) or touched.setdefault((site, door), self._chain(site, door))
+            if chain.epoch == epoch:  # the page verifies the door's current chain; an older one stays as it was
+                chain.add(*_link(item.event))
         for chain in touched.values():
             chain.advance()
         now = time.time()
@@ -278,10 +283,12 @@ class PgIngest:
         return received_at, Rejected(verdict.site, verdict.door, verdict.topic, reason), kept
 
     def _store(self, events: list[Incoming], rejects: list[tuple[str, Rejected, bytes]],
-               states: dict[tuple[str, str, str], tuple[str | None, str]] | None = None) -> set | None:
+               states: dict[tuple[str, str, str], tuple[str | None, str]] | None = None,
+               statuses: list[tuple[str, str, dict, str]] = ()) -> list[tuple[Incoming, int]] | None:
         """Commit the batch, retrying (with a growing wait) while PostgreSQL is away; None if stopped first.
 
-        Returns the (site, door, seq) of the events stored. When PostgreSQL refuses the batch's data
+        Returns the events stored, each with its epoch; then checks the head each status publishes
+        (:meth:`PgArchive.store_status`, as the SQLite archive does). When PostgreSQL refuses the batch's data
         (:class:`DataRefused`: not an outage, the same batch would fail again), the events are stored
         one by one and each one refused goes to ``ingest_rejects`` with PostgreSQL's reason: one door's
         data never holds up another's, and nothing is retried for ever.
@@ -298,11 +305,13 @@ class PgIngest:
                             " VALUES (%s, %s, %s, %s, %s, %s)",
                             [(at, v.site, v.door, v.topic, v.reason, kept) for at, v, kept in rejects])
                     self.rejected += len(rejects)
-                self._store_door_state(kept, states or {})
+                self._store_door_state([item for item, _ in kept], states or {})
+                for site, door, status, at in statuses:
+                    self._anomalies(self._archive.store_status(site, door, "status", status, at))
                 if self._down_since is not None:
                     log.warning("the archive is back after %.1f s", time.monotonic() - self._down_since)
                     self._down_since = None
-                return {(e.site, e.door, e.event["seq"]) for e in kept}
+                return kept
             except (StoreError, psycopg.Error) as exc:
                 if self._down_since is None:
                     self._down_since = time.monotonic()
@@ -312,21 +321,24 @@ class PgIngest:
                 wait = min(wait * 2, RETRY_S[1])
         return None
 
-    def _store_events(self, events: list[Incoming], rejects: list[tuple[str, Rejected, bytes]]) -> list[Incoming]:
+    def _store_events(self, events: list[Incoming],
+                      rejects: list[tuple[str, Rejected, bytes]]) -> list[tuple[Incoming, int]]:
         """Store ``events`` as one batch, or one by one when PostgreSQL refuses the batch's data (the
-        refused ones are added to ``rejects``); the events stored. Raises for an outage."""
+        refused ones are added to ``rejects``); the events stored, each with its epoch. Raises for an outage."""
         if not events:
             return []
         try:
-            self._count(self._archive.store_events(events, settle=True))
-            return events
+            done = self._archive.store_events(events, settle=True)
+            self._count(done)
+            return list(zip(events, done.epochs, strict=True))
         except DataRefused as exc:
             log.warning("PostgreSQL refused a batch of %d events (%s); storing them one by one", len(events), exc)
         kept = []
         for item in events:
             try:
-                self._count(self._archive.store_events([item], settle=True))
-                kept.append(item)
+                done = self._archive.store_events([item], settle=True)
+                self._count(done)
+                kept.append((item, done.epochs[0]))
             except DataRefused as exc:
                 rejects.append(self._reject(item.received_at, Rejected(item.site, item.door, item.topic,
                                                                        f"the archive refused it: {exc}"),
@@ -334,16 +346,31 @@ class PgIngest:
         return kept
 
     def _count(self, done: Ingested) -> None:
-        for site, door, seq in done.replaced:
-            log.warning("%s/%s #%d: a conflicting copy verifies better than the archived one and replaces it;"
-                        " the other copy is kept in conflicts", site, door, seq)
-            self._rewind(site, door, seq)
+        for (site, door), epoch in done.current.items():
+            chain = self.chains.get((site, door))
+            if chain is not None and chain.epoch != epoch:  # a new epoch, or an older one resumed
+                self._retire(chain)
+        self._anomalies(done.anomalies)
         self.stored += done.stored
         self.duplicates += done.duplicates
         self.conflicts += done.conflicts + done.after_retention
         if done.conflicts or done.after_retention:
             log.warning("%d conflicting copies and %d copies of dropped months went to conflicts",
                         done.conflicts, done.after_retention)
+
+    def _anomalies(self, anomalies) -> None:
+        """Say what the archive found (kept in its ``anomalies``, as on the SQLite archive); a copy that
+        replaced the archived one makes its door's chain be verified again from there."""
+        for a in anomalies:
+            log.error("%s/%s #%s (epoch %s): %s: %s", a.site, a.door, a.seq, a.epoch, a.kind, a.detail)
+            if a.kind == "copy_replaced":
+                self._rewind(a.site, a.door, a.epoch, a.seq)
+
+    def _retire(self, chain: DoorChain) -> None:
+        """The door's current epoch changed: keep how far its old chain was verified, read the new one."""
+        self._save_chains()
+        if not chain.dirty:
+            self.chains.pop((chain.site, chain.door), None)
 
     def _store_door_state(self, events: list[Incoming], states: dict[tuple[str, str, str], tuple[str | None, str]]):
         """Every door of the batch in ``door_state``, with the last status and occupancy it published."""
@@ -388,13 +415,16 @@ class PgIngest:
         if self._db is None:
             return chain  # the archive is away: read again next time
         try:
+            row = self._db.execute("SELECT epoch FROM epochs WHERE site = %s AND door = %s AND current",
+                                   key).fetchone()
+            chain.epoch = row[0] if row else 1
             row = self._db.execute("SELECT verified_to, last_hash, problem FROM door_chains WHERE site = %s"
-                                   " AND door = %s", key).fetchone()
+                                   " AND door = %s AND epoch = %s", (site, door, chain.epoch)).fetchone()
             if row:
                 chain.verified_to, chain.last_hash, chain.problem = row
             for seq, h, prev, ok in self._db.execute(
-                    "SELECT seq, hash, prev_hash, hash_ok FROM events WHERE site = %s AND door = %s AND seq > %s"
-                    " ORDER BY seq", (site, door, chain.verified_to)):
+                    "SELECT seq, hash, prev_hash, hash_ok FROM events WHERE site = %s AND door = %s AND epoch = %s"
+                    " AND seq > %s ORDER BY seq", (site, door, chain.epoch, chain.verified_to)):
                 chain.add(seq, h, prev, ok)
             self._db.commit()
         except psycopg.Error as exc:  # the archive is away: this door's chain is read again later
@@ -405,24 +435,25 @@ class PgIngest:
         self.chains[key] = chain
         return chain
 
-    def _rewind(self, site: str, door: str, seq: int) -> None:
-        """The archived copy of ``seq`` was replaced: verify the door's chain again from there."""
+    def _rewind(self, site: str, door: str, epoch: int, seq: int) -> None:
+        """The archived copy of ``seq`` of ``epoch`` was replaced: verify that chain again from there."""
         to = seq - 1
         with self._db.transaction():
-            row = self._db.execute("SELECT hash FROM event_keys WHERE site = %s AND door = %s AND seq = %s",
-                                   (site, door, to)).fetchone()
+            row = self._db.execute("SELECT hash FROM event_keys WHERE site = %s AND door = %s AND epoch = %s"
+                                   " AND seq = %s", (site, door, epoch, to)).fetchone()
             last_hash = row[0] if row else GENESIS_HASH
             self._db.execute("UPDATE door_chains SET verified_to = %s, last_hash = %s, problem = NULL"
-                             " WHERE site = %s AND door = %s AND verified_to >= %s", (to, last_hash, site, door, to))
+                             " WHERE site = %s AND door = %s AND epoch = %s AND verified_to >= %s",
+                             (to, last_hash, site, door, epoch, to))
         chain = self.chains.get((site, door))
-        if chain is None:
+        if chain is None or chain.epoch != epoch:
             return  # read from door_chains and the events when next needed
         if chain.verified_to >= to:
             chain.verified_to, chain.last_hash, chain.problem = to, last_hash, None
         chain.pending.clear()
         for s, h, prev, ok in self._db.execute("SELECT seq, hash, prev_hash, hash_ok FROM events WHERE site = %s"
-                                               " AND door = %s AND seq > %s ORDER BY seq",
-                                               (site, door, chain.verified_to)):
+                                               " AND door = %s AND epoch = %s AND seq > %s ORDER BY seq",
+                                               (site, door, epoch, chain.verified_to)):
             chain.add(s, h, prev, ok)
         self._db.commit()
         chain.dirty = True
@@ -436,10 +467,11 @@ class PgIngest:
             self._open_archive()
             with self._db.transaction():
                 self._db.cursor().executemany(
-                    "INSERT INTO door_chains (site, door, verified_to, last_hash, problem) VALUES (%s, %s, %s, %s, %s)"
-                    " ON CONFLICT (site, door) DO UPDATE SET verified_to = excluded.verified_to,"
-                    " last_hash = excluded.last_hash, problem = excluded.problem",
-                    [(c.site, c.door, c.verified_to, c.last_hash, c.problem) for c in dirty])
+                    "INSERT INTO door_chains (site, door, epoch, verified_to, last_hash, problem)"
+                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (site, door, epoch) DO UPDATE"
+                    " SET verified_to = excluded.verified_to, last_hash = excluded.last_hash,"
+                    " problem = excluded.problem",
+                    [(c.site, c.door, c.epoch, c.verified_to, c.last_hash, c.problem) for c in dirty])
         except (StoreError, psycopg.Error) as exc:  # recomputed from the events table after a restart
             log.warning("cannot save the chain heads (%s); will try again", exc)
             self._close_archive()
@@ -526,8 +558,7 @@ class PgIngest:
         self._archive = self._db = None
 
 
-def _link(site: str, door: str, event: dict) -> tuple[str, str, int, str, str, bool]:
-    """(site, door, seq, hash, prev_hash, hash right) of an accepted event, for its door's chain."""
+def _link(event: dict) -> tuple[int, str, str, bool]:
+    """(seq, hash, prev_hash, hash right) of an accepted event, for its door's chain."""
     h = event["hash"]
-    return site, door, event["seq"], h, event["prev_hash"], h == event_hash({k: v for k, v in event.items()
-                                                                             if k != "hash"})
+    return event["seq"], h, event["prev_hash"], h == event_hash({k: v for k, v in event.items() if k != "hash"})
