@@ -18,8 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery"  # lab accounts only
 
 
-def write_station_config(path: Path, broker, archive: Path, *, port: int, client_id: str) -> Path:
-    """A station.toml for a ``MosquittoBroker``: the supervisor account, no time beacon."""
+def write_station_config(path: Path, broker, archive: Path, *, port: int, client_id: str,
+                         signing_key: Path | None = None) -> Path:
+    """A station.toml for a ``MosquittoBroker``: the supervisor account, no time beacon; with
+    ``signing_key``, the station signs its door commands."""
     s = broker.supervisor
     path.write_text(f"""[broker]
 url = "{broker.url}"
@@ -37,7 +39,7 @@ path = "{archive}"
 [web]
 listen = "127.0.0.1:{port}"
 timezone = "Asia/Shanghai"
-""")
+""" + (f'\n[roster]\nsigning_key = "{signing_key}"\n' if signing_key else ""))
     return path
 
 

@@ -39,6 +39,14 @@ def sign_command(private_key, command: dict, *, site: str, door: str, issued_at:
     return _canonical({**body, "sig": base64.b64encode(signature).decode("ascii")})
 
 
+def command_payload(command: dict, *, site: str, door: str, key=None, now: datetime | None = None) -> bytes:
+    """What a station puts on a door's ``cmd`` topic: ``command`` signed for ``site/door`` at ``now`` with
+    ``key`` (the station's Ed25519 private key), or plain JSON from a station without a key."""
+    if key is None:
+        return json.dumps(command, ensure_ascii=False).encode("utf-8")
+    return sign_command(key, command, site=site, door=door, issued_at=now or datetime.now().astimezone())
+
+
 def open_command(payload: bytes, public_key, *, site: str, door: str, now: datetime,
                  claimed_by: str | None = None) -> RemoteCommand:
     """The command inside a signed payload, or the payload refused (``error`` says why); never raises."""

@@ -46,7 +46,7 @@ def _sqlite_side(cfg: StationConfig, settings: BrokerSettings):
     archive = Archive(cfg.archive.path)  # creates the archive's tables before the station reads them
     store = open_station_store(cfg.archive.path)
     monitor = Monitor(settings, archive, prefix=cfg.broker.prefix, clock=SystemClock(cfg.web.timezone),
-                      beacon_interval_s=cfg.broker.beacon_interval_s or None)
+                      beacon_interval_s=cfg.broker.beacon_interval_s or None, command_key=command_key(cfg))
     return store, monitor, lambda: monitor.start(wait=False), monitor.close
 
 
@@ -56,7 +56,7 @@ def _postgres_side(cfg: StationConfig, settings: BrokerSettings):
 
     store = open_station_store(cfg.archive.url, zone=cfg.web.timezone.key)
     ingest = PgIngest(settings, cfg.archive.url, prefix=cfg.broker.prefix,
-                      beacon_interval_s=cfg.broker.beacon_interval_s)
+                      beacon_interval_s=cfg.broker.beacon_interval_s, command_key=command_key(cfg))
     return store, ingest, ingest.start, ingest.close
 
 

@@ -62,3 +62,29 @@ def test_the_doors_answer_to_a_lockdown_reaches_the_page(station, door, mosquitt
     assert answer(c, sent["id"]) == {"id": sent["id"], "site": SITE, "door": DOOR, "action": "lockdown",
                                      "answered": True, "ok": False, "error": "already in lockdown"}
     assert c.get("/api/commands/station-somebody-else").status == 404
+
+
+def test_a_station_with_its_signing_key_sends_the_page_lockdown_signed_for_that_door(start_station, door,
+                                                                                     mosquitto_broker, tmp_path):
+    from datetime import datetime
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from firmware_py.link.signed_commands import open_command
+    from tests.fixtures.roster_bundle import write_keys
+
+    key = Ed25519PrivateKey.generate()
+    private, _, _ = write_keys(tmp_path / "keys", key)
+    station = start_station(mosquitto_broker, signing_key=private)
+    commands = mosquitto_broker.connect()
+    commands.subscribe(CMD)
+    c = operator(station)
+    deadline = time.monotonic() + 10
+    while not c.get("/api/doors").json()["doors"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    sent = c.post(f"/api/doors/{SITE}/{DOOR}/lockdown", {"csrf": c.csrf()}).json()
+    (msg,) = commands.wait_for_messages(1, CMD)
+    now = datetime.now().astimezone()
+    opened = open_command(msg.payload, key.public_key(), site=SITE, door=DOOR, now=now)
+    assert (opened.error, opened.action, opened.id) == (None, "lockdown", sent["id"])
+    assert "signed for door" in open_command(msg.payload, key.public_key(), site=SITE, door="vault", now=now).error

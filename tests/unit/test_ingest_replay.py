@@ -48,6 +48,23 @@ def test_after_the_last_unanswered_request_the_ingest_gives_up():
 
 
 def test_a_replay_request_is_the_command_doors_understand_with_a_fresh_id():
-    first_id, payload = replay_request(7, "station")
+    first_id, payload = replay_request(7, "station", site="hn-archive-1", door="scan-room")
     assert json.loads(payload) == {"id": first_id, "action": "replay", "from_seq": 7}
-    assert first_id.startswith("station-") and replay_request(7, "station")[0] != first_id
+    assert first_id.startswith("station-")
+    assert replay_request(7, "station", site="hn-archive-1", door="scan-room")[0] != first_id
+
+
+def test_a_replay_request_from_a_station_with_its_key_is_run_by_a_door_that_runs_only_signed_ones():
+    from datetime import datetime
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from firmware_py.link.signed_commands import open_command
+
+    key = Ed25519PrivateKey.generate()
+    request_id, payload = replay_request(7, "station", site="hn-archive-1", door="scan-room", key=key)
+    opened = open_command(payload, key.public_key(), site="hn-archive-1", door="scan-room",
+                          now=datetime.now().astimezone())
+    assert opened.error is None and opened.action == "replay" and opened.id == request_id
+    assert "signed for door" in open_command(payload, key.public_key(), site="hn-archive-1", door="vault",
+                                             now=datetime.now().astimezone()).error

@@ -103,6 +103,7 @@ class Monitor:
     ``False`` starts at the first seq seen. ``clock``: the monitor's wall clock (its ``now()`` for the
     beacon and receipt times; rate limits always run on real time, as the network does).
     ``client_factory``: builds the paho client from ``broker`` (default :func:`make_client`).
+    ``command_key``: the station's Ed25519 signing key; replay requests go signed for their door with it.
     """
 
     def __init__(self, broker: BrokerSettings, archive: str | Path | Archive, *,
@@ -110,7 +111,7 @@ class Monitor:
                  out: Callable[[str], None] | None = None, colour: bool = False,
                  beacon_interval_s: float | None = 60.0, replay_interval_s: float = 5.0,
                  max_replay_requests: int = 5, backfill: bool = True, clock: Clock | None = None,
-                 client_factory: Callable[[BrokerSettings], mqtt.Client] = make_client):
+                 client_factory: Callable[[BrokerSettings], mqtt.Client] = make_client, command_key=None):
         if door and not site:
             raise MonitorError("a door is named within a site: give the site as well")
         self.broker = broker
@@ -125,6 +126,7 @@ class Monitor:
         self.backfill = backfill
         self.clock = clock or SystemClock(local_timezone())
         self.client_factory = client_factory
+        self.command_key = command_key  # the station's signing key: replay requests go signed
         scope = f"{prefix}/{site or '+'}/{door or '+'}"
         self.topic_filters = [f"{scope}/events/#", f"{scope}/status", f"{scope}/occupancy", f"{scope}/cmd/result"]
         self.client: mqtt.Client | None = None
@@ -411,7 +413,7 @@ class Monitor:
             return False
         if not gap:
             self._requests_outside_gaps[(site, door, epoch, from_seq)] = sent + 1
-        request_id, payload = replay_request(from_seq, "monitor")
+        request_id, payload = replay_request(from_seq, "monitor", site=site, door=door, key=self.command_key)
         self._publish(f"{self.prefix}/{site}/{door}/cmd", payload, retain=False)
         with self._cond:
             self.replay_requests.append({**json.loads(payload), "site": site, "door": door, "at": self._now_text()})
@@ -419,7 +421,7 @@ class Monitor:
         self._show(f"{site}/{door} asked for a replay from #{from_seq}", YELLOW)
         return True
 
-    def _publish(self, topic: str, payload: str, *, retain: bool) -> None:
+    def _publish(self, topic: str, payload: str | bytes, *, retain: bool) -> None:
         client = self.client
         if client is None:
             return

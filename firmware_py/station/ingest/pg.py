@@ -95,8 +95,9 @@ class PgIngest:
 
     def __init__(self, broker: BrokerSettings, url: str, *, prefix: str = "accessctl",
                  beacon_interval_s: float = 60.0, replay_interval_s: float = REPLAY_INTERVAL_S,
-                 max_replay_requests: int = MAX_REPLAY_REQUESTS):
+                 max_replay_requests: int = MAX_REPLAY_REQUESTS, command_key=None):
         self.broker = broker
+        self.command_key = command_key  # the station's signing key: replay requests go signed
         self.url = url
         self.prefix = prefix
         self.beacon_interval_s = beacon_interval_s
@@ -525,7 +526,8 @@ class PgIngest:
                             "has, or a forged seq); the gap stays open", chain.site, chain.door, hole, chain.requests)
                 chain.requests += 1
             return
-        request_id, payload = replay_request(hole, "station")
+        request_id, payload = replay_request(hole, "station", site=chain.site, door=chain.door,
+                                             key=self.command_key)
         self.replay_requests.append(request_id)
         self._client.publish(f"{self.prefix}/{chain.site}/{chain.door}/cmd", payload, qos=1)
         chain.requests += 1

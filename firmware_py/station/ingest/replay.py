@@ -12,9 +12,10 @@ for ever, each request adding a ``command`` event at the door).
 
 from __future__ import annotations
 
-import json
 import uuid
 from enum import Enum
+
+from firmware_py.link.signed_commands import command_payload
 
 
 class Replay(Enum):
@@ -41,7 +42,9 @@ def replay_decision(*, sent: int, now: float, last_request_at: float, advanced_a
     return Replay.GIVE_UP if sent >= max_requests else Replay.ASK
 
 
-def replay_request(from_seq: int, asker: str) -> tuple[str, str]:
-    """(id, payload) of a replay command from ``asker`` (``monitor``, ``station``), with a fresh id."""
+def replay_request(from_seq: int, asker: str, *, site: str, door: str, key=None) -> tuple[str, bytes]:
+    """(id, payload) of a replay command from ``asker`` (``monitor``, ``station``) to ``site/door``, with
+    a fresh id; signed for that door when the station has its ``key`` (as the page's commands are)."""
     request_id = f"{asker}-{uuid.uuid4().hex[:12]}"
-    return request_id, json.dumps({"id": request_id, "action": "replay", "from_seq": from_seq})
+    command = {"id": request_id, "action": "replay", "from_seq": from_seq}
+    return request_id, command_payload(command, site=site, door=door, key=key)

@@ -11,13 +11,12 @@ only signed commands obeys it and nobody else's.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from firmware_py.core.commands import MAX_TEXT
-from firmware_py.link.signed_commands import sign_command
+from firmware_py.link.signed_commands import command_payload
 from firmware_py.station.archive import masking
 
 ACTIONS = ("lockdown", "release_lockdown", "revoke")
@@ -48,14 +47,6 @@ def build(action: str, by: str, *, person_id: str = "", reason: str = "") -> dic
     return command
 
 
-def payload(command: dict, *, site: str, door: str, key=None, now: datetime | None = None) -> bytes:
-    """What goes on the door's ``cmd`` topic: the command signed for ``site/door`` at ``now`` with ``key``
-    (an Ed25519 private key), or plain JSON without one."""
-    if key is None:
-        return json.dumps(command, ensure_ascii=False).encode("utf-8")
-    return sign_command(key, command, site=site, door=door, issued_at=now or datetime.now().astimezone())
-
-
 def send(monitor, prefix: str, site: str, door: str, command: dict, *, key=None, now: datetime | None = None,
          timeout_s: float = 5.0) -> Sent:
     """Publish ``command`` to the door (signed when the station has a ``key``) and wait for the broker's
@@ -68,7 +59,7 @@ def send(monitor, prefix: str, site: str, door: str, command: dict, *, key=None,
     if client is None or not monitor.connected:
         raise ConnectionError("the station is not connected to the broker: nothing was sent")
     topic = f"{prefix}/{site}/{door}/cmd"
-    info = client.publish(topic, payload(command, site=site, door=door, key=key, now=now), qos=1, retain=False)
+    info = client.publish(topic, command_payload(command, site=site, door=door, key=key, now=now), qos=1, retain=False)
     info.wait_for_publish(timeout_s)
     if not info.is_published():
         raise ConnectionError(f"the broker did not acknowledge the command on {topic} within {timeout_s:g} s")
