@@ -245,13 +245,24 @@ def test_an_upload_without_the_csrf_token_is_refused(make_station):
     assert 'href="/roster"' in c.get("/").text
 
 
-def test_an_upload_over_the_size_limit_is_refused(make_station):
+def test_an_upload_over_the_size_limit_is_refused_before_it_is_read(make_station):
+    import http.client
+
     from firmware_py.station.web.roster_page import UPLOAD_BYTES
 
     station = make_station(connected=False)
     c = logged_in(station, "ada")
-    answer = upload(c, csv_of(person(1)) + b"#" * UPLOAD_BYTES)
-    assert answer.status == 413
+    body, headers = multipart({"csrf": c.csrf()}, {"roster": ("roster.csv", csv_of(person(1)))})
+    conn = http.client.HTTPConnection("127.0.0.1", station.port, timeout=10)
+    conn.putrequest("POST", "/roster/check")
+    for k, v in {**headers, "Content-Length": str(UPLOAD_BYTES + 1),
+                 "Cookie": "; ".join(f"{k.name}={k.value}" for k in c.jar)}.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    conn.send(body)  # the rest never comes: the declared length is refused at once
+    answer = conn.getresponse()
+    assert answer.status == 413 and str(UPLOAD_BYTES) in answer.read().decode()
+    conn.close()
 
 
 # ---------------------------------------------------------------- not configured, not connected
