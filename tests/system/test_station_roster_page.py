@@ -304,8 +304,15 @@ def _archive(station, door, events, version):
     for e in events:
         station.archive.store_event(SITE, door, f"accessctl/{SITE}/{door}/events/system/{e['type']}",
                                     json.dumps(e).encode(), e, "2026-11-23T09:00:00+08:00")
-    station.archive.store_status(SITE, door, "status", {"online": True, "roster_version": version,
-                                                        "last_seq": len(events)}, "2026-11-23T09:10:00+08:00")
+    status = {"online": True, "roster_version": version, "last_seq": len(events)}
+    station.archive.store_status(SITE, door, "status", status, "2026-11-23T09:10:00+08:00")
+    if str(station.where).startswith("postgres"):  # on PostgreSQL the ingest keeps each door's status
+        import psycopg
+
+        with psycopg.connect(station.where) as conn:
+            conn.execute("INSERT INTO door_state (site, door, status, status_at) VALUES (%s, %s, %s, now())"
+                         " ON CONFLICT (site, door) DO UPDATE SET status = excluded.status",
+                         (SITE, door, json.dumps(status)))
 
 
 def test_each_door_shows_the_version_it_applied_and_when_and_a_door_that_rejected_one_its_reason(make_station):
