@@ -32,7 +32,7 @@ from firmware_py.station.roster.publish import ClientLink, publish_rows, roster_
 from firmware_py.station.web import roster_view
 from firmware_py.station.web.guard import Ctx, Refused, html
 
-UPLOAD_BYTES = 16 * 1024 * 1024  # about 60,000 persons; a larger roster goes by `accessctl station roster publish`
+UPLOAD_BYTES = 16 * 1024 * 1024  # about 100,000 persons; a larger roster goes by `accessctl station roster publish`
 KEPT_S = 3600.0  # how long a checked upload waits to be published
 KEPT_UPLOADS = 8  # checked uploads kept at once (the oldest goes first)
 FIELD = "roster"  # the form's file field
