@@ -87,7 +87,7 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
     try:
         queries.prepare(store)
         station = Station(store, cfg.web.timezone, prefix=cfg.broker.prefix, monitor=monitor, https=cfg.web.https,
-                          session_idle_s=cfg.web.session_idle_s, command_key=command_key(cfg))
+                          session_idle_s=cfg.web.session_idle_s, command_key=command_key(cfg), config=cfg)
         app = create_app(station)
     except BaseException:
         store.close()

@@ -368,9 +368,9 @@ def test_a_benchmark_imports_nothing_from_the_test_suite(path):
 
 # ---------------------------------------------------------------- the station's rooms
 # What each room of the station may import of the others: the archive only stores, the ingest and
-# the web side use it, and neither uses the other.
-STATION_ROOMS = {"web": {"accounts", "archive"}, "ingest": {"archive"}, "accounts": {"archive"}, "archive": set(),
-                 "roster": {"archive"}}
+# the web side use it, and neither uses the other; the web side publishes the roster through its room.
+STATION_ROOMS = {"web": {"accounts", "archive", "roster"}, "ingest": {"archive"}, "accounts": {"archive"},
+                 "archive": set(), "roster": {"archive"}}
 
 def station_room(path) -> str | None:
     rel = path.relative_to(STATION).parts

@@ -1,4 +1,5 @@
-"""The station's own tables in a PostgreSQL archive: accounts, sessions, acknowledgements, audit.
+"""The station's own tables in a PostgreSQL archive: accounts, sessions, acknowledgements, audit, the
+published roster.
 
 The counterpart of the tables :mod:`.store_sqlite` keeps in the SQLite file, beside the archive's
 tables (:mod:`.archive_pg`) and the ingest's (:mod:`.ingest_pg`: ``door_chains``, ``door_state``).
@@ -45,6 +46,17 @@ CREATE TABLE IF NOT EXISTS audit (
     action  text        NOT NULL,           -- e.g. 'POST /doors/hn-archive-1/scan-room/lockdown'
     detail  text        NOT NULL,           -- JSON: the request's arguments (never a password)
     result  text        NOT NULL            -- e.g. '303 sent', '403 csrf', '429 throttled'
+);
+-- The roster bundle the station last published per site (rows masked and hashed, compressed JSON lines).
+CREATE TABLE IF NOT EXISTS published_roster (
+    site         text        PRIMARY KEY,
+    version      bigint      NOT NULL,
+    published_at timestamptz NOT NULL,
+    published_by text        NOT NULL,
+    count        integer     NOT NULL,
+    chunks       integer     NOT NULL,
+    sha256       text        NOT NULL,
+    rows         bytea       NOT NULL
 );
 CREATE OR REPLACE FUNCTION accessctl_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

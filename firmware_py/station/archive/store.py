@@ -54,6 +54,21 @@ class AccountRow:
     disabled: bool
 
 
+@dataclass(frozen=True)
+class PublishedRoster:
+    """The roster bundle this station last published for a site: its version, what it was made of and
+    its rows in bundle form (masked ID number and keyed hash, never the number), compressed."""
+
+    site: str
+    version: int
+    published_at: str
+    published_by: str
+    count: int
+    chunks: int
+    sha256: str  # of the bundle's payload, as its manifest names it
+    rows: bytes
+
+
 class ChainView(Protocol):
     def check(self, site: str, door: str, epoch: int | None = None):  # -> chain.ChainResult
         ...
@@ -110,6 +125,15 @@ class StationStore(ABC):
     @abstractmethod
     def audit_entries(self, limit: int) -> list[tuple[int, str, str, str, str, str, str]]:
         """(id, at, who, address, action, detail JSON, result), newest first."""
+
+    # ---------------------------------------------------------------- the published roster
+    @abstractmethod
+    def published_roster(self, site: str) -> PublishedRoster | None:
+        """What this station last published as ``site``'s roster (None: nothing yet)."""
+
+    @abstractmethod
+    def keep_published_roster(self, roster: PublishedRoster) -> None:
+        """Keep ``roster`` as the site's last published one (replacing the one before)."""
 
     # ---------------------------------------------------------------- alarms
     @abstractmethod

@@ -24,7 +24,14 @@ import psycopg
 from firmware_py.errors import StoreError
 from firmware_py.station.archive import pg_station_schema as schema_pg
 from firmware_py.station.archive.chain import ChainResult
-from firmware_py.station.archive.store import PAYLOAD_START, AccountRow, AckOutcome, EventSearch, StationStore
+from firmware_py.station.archive.store import (
+    PAYLOAD_START,
+    AccountRow,
+    AckOutcome,
+    EventSearch,
+    PublishedRoster,
+    StationStore,
+)
 from firmware_py.station.config import safe_url
 
 T = TypeVar("T")
@@ -192,6 +199,24 @@ class PgStationStore(StationStore):
         rows = self._all("SELECT id, at, who, address, action, detail, result FROM audit ORDER BY id DESC LIMIT %s",
                          (limit,))
         return [(i, _iso(at, "milliseconds"), *rest) for i, at, *rest in rows]
+
+    # ---------------------------------------------------------------- the published roster
+    def published_roster(self, site: str) -> PublishedRoster | None:
+        row = self._one("SELECT site, version, published_at, published_by, count, chunks, sha256, rows"
+                        " FROM published_roster WHERE site = %s", (site,))
+        if row is None:
+            return None
+        s, version, at, by, count, chunks, sha256, rows = row
+        return PublishedRoster(s, version, _iso(at), by, count, chunks, sha256, bytes(rows))
+
+    def keep_published_roster(self, roster: PublishedRoster) -> None:
+        self._do("INSERT INTO published_roster (site, version, published_at, published_by, count, chunks, sha256,"
+                 " rows) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (site) DO UPDATE SET"
+                 " version = excluded.version, published_at = excluded.published_at,"
+                 " published_by = excluded.published_by, count = excluded.count, chunks = excluded.chunks,"
+                 " sha256 = excluded.sha256, rows = excluded.rows",
+                 (roster.site, roster.version, datetime.fromisoformat(roster.published_at), roster.published_by,
+                  roster.count, roster.chunks, roster.sha256, roster.rows))
 
     # ---------------------------------------------------------------- alarms
     def acknowledge(self, site: str, door: str, epoch: int, seq: int, by: str, at: datetime,

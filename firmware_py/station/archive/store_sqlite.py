@@ -17,7 +17,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from firmware_py.errors import StoreError
-from firmware_py.station.archive.store import PAYLOAD_START, AccountRow, AckOutcome, EventSearch, StationStore
+from firmware_py.station.archive.store import (
+    PAYLOAD_START,
+    AccountRow,
+    AckOutcome,
+    EventSearch,
+    PublishedRoster,
+    StationStore,
+)
 
 ACCOUNTS = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -51,6 +58,20 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is never changed'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is never deleted'); END;
+"""
+
+# The roster bundle the station last published per site (rows masked and hashed, compressed JSON lines).
+PUBLISHED_ROSTER = """
+CREATE TABLE IF NOT EXISTS published_roster (
+    site          TEXT PRIMARY KEY,
+    version       INTEGER NOT NULL,
+    published_at  TEXT NOT NULL,
+    published_by  TEXT NOT NULL,
+    count         INTEGER NOT NULL,
+    chunks        INTEGER NOT NULL,
+    sha256        TEXT NOT NULL,
+    rows          BLOB NOT NULL
+);
 """
 
 _ACK_TABLE = """
@@ -147,6 +168,7 @@ class SqliteStationStore(StationStore):
         store.script(ACCOUNTS)
         store.script(AUDIT)
         store.script(CLOSURES)
+        store.script(PUBLISHED_ROSTER)
         with store.lock:
             _prepare_accounts(store.conn)
         with store.lock:
@@ -255,6 +277,19 @@ class SqliteStationStore(StationStore):
     def audit_entries(self, limit: int) -> list[tuple]:
         return self.query("SELECT id, at, who, address, action, detail, result FROM audit ORDER BY id DESC LIMIT ?",
                           (limit,))
+
+    # ---------------------------------------------------------------- the published roster
+    def published_roster(self, site: str) -> PublishedRoster | None:
+        row = self.one("SELECT site, version, published_at, published_by, count, chunks, sha256, rows"
+                       " FROM published_roster WHERE site=?", (site,))
+        return PublishedRoster(*row[:7], bytes(row[7])) if row else None
+
+    def keep_published_roster(self, roster: PublishedRoster) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO published_roster (site, version, published_at, published_by, count,"
+                         " chunks, sha256, rows) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (roster.site, roster.version, roster.published_at, roster.published_by, roster.count,
+                          roster.chunks, roster.sha256, roster.rows))
 
     # ---------------------------------------------------------------- alarms
     def acknowledge(self, site: str, door: str, epoch: int, seq: int, by: str, at: datetime,

@@ -43,11 +43,20 @@ def read_roster(path: str | Path, *, site_key: bytes, schedule_groups: Iterable[
     """Every row of the CSV, checked; :class:`RosterError` listing every problem with its line otherwise."""
     path = Path(path)
     try:
-        text = decode(path.read_bytes())
+        data = path.read_bytes()
     except OSError as exc:
         raise RosterError(f"{path}: cannot read the roster file: {exc.strerror or exc}") from None
+    return check_roster(data, str(path), site_key=site_key, schedule_groups=schedule_groups, today=today)
+
+
+def check_roster(data: bytes, name: str, *, site_key: bytes, schedule_groups: Iterable[str],
+                 today: date) -> list[CheckedRow]:
+    """Every row of the CSV ``data`` (a file called ``name``), checked as the door's import checks it;
+    :class:`RosterError` listing every problem with its line otherwise."""
+    try:
+        text = decode(data)
     except ValueError as exc:
-        raise _refused(path, [Problem(0, "file", str(exc))]) from None
+        raise _refused(name, [Problem(0, "file", str(exc))]) from None
     rows: list[CheckedRow] = []
     keys: list[RowKeys] = []
     problems: list[Problem] = []
@@ -62,15 +71,15 @@ def read_roster(path: str | Path, *, site_key: bytes, schedule_groups: Iterable[
     if not rows and not problems:
         problems.append(Problem(2, "row", "the file has no persons; after the header, one line per person"))
     if problems:
-        raise _refused(path, sorted(problems, key=lambda p: p.line))
+        raise _refused(name, sorted(problems, key=lambda p: p.line))
     return rows
 
 
-def _refused(path: Path, problems: list[Problem]) -> RosterError:
+def _refused(name: str, problems: list[Problem]) -> RosterError:
     lines = len({p.line for p in problems})
     shown, more = problems[:MAX_LISTED], len(problems) - MAX_LISTED
     tail = f"\n  … and {more} more not listed" if more > 0 else ""
-    return RosterError(f"{path}: publish refused, nothing was published ({len(problems)} problem"
+    return RosterError(f"{name}: publish refused, nothing was published ({len(problems)} problem"
                        f"{'s' if len(problems) != 1 else ''} on {lines} line{'s' if lines != 1 else ''}):\n"
                        + "\n".join(f"  {p}" for p in shown) + tail)
 

@@ -1,7 +1,8 @@
 """Publishing a site's signed roster bundle, retained at QoS 1, on ``{prefix}/{site}/roster``.
 
-:func:`publish_roster` reads the CSV (:func:`~.bundle.read_roster`: all or nothing), learns the
-version at the broker from its retained manifest, signs a newer one and publishes its chunks
+:func:`publish_roster` reads the CSV (:func:`~.bundle.read_roster`: all or nothing) and hands the
+rows to :func:`publish_rows`, the one publishing path of the command line and the page: it learns
+the version retained now, signs a newer one and publishes its chunks
 (``{prefix}/{site}/roster/chunks/N``) before its manifest, so a door that has the manifest can
 find every chunk. Chunk topics an older, longer bundle left behind are cleared. It returns
 what it published, for the command line to say.
@@ -20,6 +21,7 @@ from firmware_py.errors import BundleError, ConfigError, MonitorError
 from firmware_py.link import roster_bundle, roster_keys
 from firmware_py.link.broker import BrokerSettings, connect, make_client
 from firmware_py.station.roster.bundle import SignedBundle, make_bundle, next_version, read_roster
+from firmware_py.storage.roster_csv import CheckedRow
 
 log = logging.getLogger(__name__)
 
@@ -51,42 +53,113 @@ class Published:
                 + (f"; replaces version {self.previous}" if self.previous else ""))
 
 
+def roster_keys_missing(cfg) -> str | None:
+    """What the station's ``[roster]`` section lacks to publish (None: nothing)."""
+    r = cfg.roster
+    if r.signing_key is None or r.site_key is None:
+        return (f"{cfg.path}: [roster] signing_key and site_key are both needed to publish a roster "
+                "(docs/commissioning.md, 'Roster keys')")
+    if not r.schedules:
+        return (f"{cfg.path}: [roster.schedule.NAME]: no schedule group; list each group the doors "
+                "have (as in their [calendar.schedule.NAME]) so that rows naming them can be checked")
+    return None
+
+
+def site_roster_key(cfg) -> bytes:
+    """The site roster key the CSV's ID numbers are hashed under (:class:`ConfigError` if not configured)."""
+    missing = roster_keys_missing(cfg)
+    if missing:
+        raise ConfigError(missing)
+    return roster_keys.load_site_key(cfg.roster.site_key)
+
+
 def publish_roster(cfg, csv_path: str | Path, *, site: str | None = None, valid_for_days: float | None = None,
                    now: datetime | None = None) -> Published:
-    """Check, sign and publish ``csv_path`` as the roster of ``site`` with the station's ``cfg``."""
-    r = cfg.roster
-    site = site or r.site
-    if not site:
-        raise ConfigError(f"{cfg.path}: [roster] site is not set; give --site SITE")
-    if r.signing_key is None or r.site_key is None:
-        raise ConfigError(f"{cfg.path}: [roster] signing_key and site_key are both needed to publish a roster "
-                          "(docs/commissioning.md, 'Roster keys')")
-    if not r.schedules:
-        raise ConfigError(f"{cfg.path}: [roster.schedule.NAME]: no schedule group; list each group the doors "
-                          "have (as in their [calendar.schedule.NAME]) so that rows naming them can be checked")
-    signing_key = roster_keys.load_signing_key(r.signing_key)
-    site_key = roster_keys.load_site_key(r.site_key)
+    """Check, sign and publish ``csv_path`` as the roster of ``site`` with the station's ``cfg``,
+    on a connection of its own (the command line)."""
+    site = _site(cfg, site)
+    site_key = site_roster_key(cfg)
     now = now or datetime.now(cfg.web.timezone)
-    rows = read_roster(csv_path, site_key=site_key, schedule_groups=r.schedules, today=now.date())
-    days = valid_for_days if valid_for_days is not None else r.valid_for_days
-    if not 0 < days <= 3660:
-        raise ConfigError(f"--valid-for {days}: give a number of days from 1 to 3660")
+    rows = read_roster(csv_path, site_key=site_key, schedule_groups=cfg.roster.schedules, today=now.date())
+    _days(cfg, valid_for_days)
+    signing_key = roster_keys.load_signing_key(cfg.roster.signing_key)
     with _Publisher(cfg.broker, signing_key.public_key()) as pub:
-        topic = roster_topic(cfg.broker.prefix, site)
-        previous, previous_chunks = pub.retained(topic)
-        bundle = make_bundle(rows, site=site, version=next_version(previous, now), made_at=now,
-                             valid_for=timedelta(days=days), signing_key=signing_key, site_key=site_key,
-                             schedules=r.schedules, chunk_bytes=r.chunk_bytes)
-        pub.check_size(bundle)
-        for i, chunk in enumerate(bundle.chunks):
-            pub.publish(chunk_topic(cfg.broker.prefix, site, i), chunk)
-        pub.wait()  # every chunk is at the broker before the manifest that names them
-        pub.publish(topic, bundle.manifest)
-        for i in range(len(bundle.chunks), previous_chunks):
-            pub.publish(chunk_topic(cfg.broker.prefix, site, i), b"")  # an empty retained message clears it
-        pub.wait()
+        return publish_rows(cfg, rows, link=pub, site=site, valid_for_days=valid_for_days, now=now)
+
+
+def publish_rows(cfg, rows: list[CheckedRow], *, link, site: str | None = None,
+                 valid_for_days: float | None = None, now: datetime | None = None) -> Published:
+    """Sign the checked ``rows`` as the next version of ``site``'s roster and publish it over ``link``.
+
+    The one publishing path of the command line (:func:`publish_roster`, its own connection) and
+    of the page (:class:`ClientLink`, the station's connection). ``link`` tells the version and
+    chunk count retained now (``retained``), checks a bundle's size (``check_size``), publishes
+    retained at QoS 1 (``publish``) and waits for the broker's acknowledgements (``wait``)."""
+    site = _site(cfg, site)
+    site_key = site_roster_key(cfg)
+    days = _days(cfg, valid_for_days)
+    signing_key = roster_keys.load_signing_key(cfg.roster.signing_key)
+    now = now or datetime.now(cfg.web.timezone)
+    topic = roster_topic(cfg.broker.prefix, site)
+    previous, previous_chunks = link.retained(topic)
+    bundle = make_bundle(rows, site=site, version=next_version(previous, now), made_at=now,
+                         valid_for=timedelta(days=days), signing_key=signing_key, site_key=site_key,
+                         schedules=cfg.roster.schedules, chunk_bytes=cfg.roster.chunk_bytes)
+    link.check_size(bundle)
+    for i, chunk in enumerate(bundle.chunks):
+        link.publish(chunk_topic(cfg.broker.prefix, site, i), chunk)
+    link.wait()  # every chunk is at the broker before the manifest that names them
+    link.publish(topic, bundle.manifest)
+    for i in range(len(bundle.chunks), previous_chunks):
+        link.publish(chunk_topic(cfg.broker.prefix, site, i), b"")  # an empty retained message clears it
+    link.wait()
     log.info("roster version %d for %s published (%d persons)", bundle.version, site, bundle.count)
     return Published(bundle, topic, previous)
+
+
+def _site(cfg, site: str | None) -> str:
+    site = site or cfg.roster.site
+    if not site:
+        raise ConfigError(f"{cfg.path}: [roster] site is not set; give --site SITE")
+    return site
+
+
+def _days(cfg, valid_for_days: float | None) -> float:
+    days = valid_for_days if valid_for_days is not None else cfg.roster.valid_for_days
+    if not 0 < days <= 3660:
+        raise ConfigError(f"--valid-for {days}: give a number of days from 1 to 3660")
+    return days
+
+
+class ClientLink:
+    """Publishing over a client that is already connected (the running station's own connection, so that
+    its broker account is not logged in twice). What is retained now is what this station last published,
+    as its archive keeps it: ``previous`` (version, chunk count)."""
+
+    def __init__(self, client, previous: tuple[int, int] = (0, 0), *, timeout_s: float = PUBLISH_TIMEOUT_S):
+        self.client, self.previous, self.timeout_s = client, previous, timeout_s
+        self.pending: list = []
+
+    def retained(self, topic: str) -> tuple[int, int]:
+        return self.previous
+
+    def check_size(self, bundle: SignedBundle) -> None:
+        return None  # the chunks are at most [roster] chunk_bytes, below the venue broker's packet limit
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=True)
+        if info.rc != 0:
+            raise MonitorError(f"could not publish on {topic}: {info.rc}; the doors keep the roster they have")
+        self.pending.append((topic, info))
+
+    def wait(self) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        for topic, info in self.pending:
+            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            if not info.is_published():
+                raise MonitorError(f"the broker did not acknowledge {topic} within {self.timeout_s:.0f} s; "
+                                   "the doors keep the roster they have")
+        self.pending = []
 
 
 class _Publisher:

@@ -28,6 +28,7 @@ from firmware_py.station.web import (
     pages,
     problems,
     queries,
+    roster_page,
     search,
     search_pages,
 )
@@ -371,6 +372,9 @@ ROUTES: list[tuple[str, str, Callable, str | None]] = [
     ("/accounts", "GET", accounts_page.page, "admin"),
     ("/accounts", "POST", accounts_page.add, "admin"),
     ("/accounts/{name}/{change}", "POST", accounts_page.change, "admin"),
+    ("/roster", "GET", roster_page.page, "admin"),
+    ("/roster/check", "POST", roster_page.check, "admin"),
+    ("/roster/publish", "POST", roster_page.publish, "admin"),
     ("/audit", "GET", audit_page, "admin"),
     ("/problems", "GET", problems_page, "admin"),
     ("/doors/{site}/{door}/{action}", "POST", door_action, "operator"),

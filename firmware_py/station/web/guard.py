@@ -51,6 +51,7 @@ class Station:
     prefix: str = "accessctl"
     monitor: object | None = None  # ingest.Monitor or ingest_pg.PgIngest: .connected, .client
     command_key: object | None = None  # the station's Ed25519 signing key: door commands go signed
+    config: object | None = None  # the StationConfig (the roster page's [roster] keys and broker prefix)
     https: bool = False
     session_idle_s: float = 8 * 3600
     poll_s: float = 0.1
@@ -77,6 +78,7 @@ class Ctx:
     form: dict[str, str]
     who: str = "-"
     note: str = ""  # what happened, for the audit trail
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # field -> (file name, bytes): uploads
 
 
 class Refused(Exception):
@@ -89,6 +91,10 @@ class Refused(Exception):
 
 
 def guarded(handler: Callable, role: str | None, station: Station) -> Callable:
+    """``handler`` behind the guard; a handler with an ``upload_bytes`` attribute also takes a
+    multipart form (a file upload) of at most that many bytes, its files in ``ctx.files``."""
+    upload_bytes = getattr(handler, "upload_bytes", 0)
+
     async def endpoint(request: Request) -> Response:
         changing = request.method not in ("GET", "HEAD")
         api = request.url.path.startswith("/api/")
@@ -101,7 +107,7 @@ def guarded(handler: Callable, role: str | None, station: Station) -> Callable:
             if role and ctx.session is None:  # before the body: nothing is read for nobody
                 raise Refused(401 if api or not changing else 403, "not logged in 未登录")
             if changing:
-                ctx.form = await _read_form(request)
+                ctx.form = await _read_form(request, upload_bytes, ctx.files)
                 _check_same_origin(request)
                 if role and (ctx.session is None or not _csrf_ok(ctx.session, request, ctx.form)):
                     raise Refused(403, "missing or invalid CSRF token 跨站请求校验失败")
@@ -138,15 +144,25 @@ def _refusal(request: Request, ctx: Ctx, r: Refused, api: bool) -> Response:
     return HTMLResponse(pages.message_page(f"{r.status}", r.message, ctx.session), r.status)
 
 
-async def _read_form(request: Request) -> dict[str, str]:
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
-        raise Refused(413, f"the request is over {MAX_BODY} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise Refused(413, f"the request is over {MAX_BODY} bytes")
+async def _read_form(request: Request, upload_bytes: int = 0,
+                     files: dict[str, tuple[str, bytes]] | None = None) -> dict[str, str]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    limit = max(MAX_BODY, upload_bytes) if kind == "multipart/form-data" else MAX_BODY
+    try:
+        declared = int(request.headers.get("content-length") or 0)
+    except ValueError:
+        raise Refused(400, "the request's Content-Length is not a number") from None
+    if declared > limit:
+        raise Refused(413, f"the request is over {limit} bytes")
+    parts, size = [], 0
+    async for chunk in request.stream():
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise Refused(413, f"the request is over {limit} bytes")
+    body = b"".join(parts)
+    if kind == "multipart/form-data" and upload_bytes and files is not None:
+        return _multipart(request.headers.get("content-type", ""), body, files)
     try:
         if kind == "application/json":
             data = json.loads(body or b"{}")
@@ -160,6 +176,29 @@ async def _read_form(request: Request) -> dict[str, str]:
     except RecursionError:
         raise Refused(400, "the request body cannot be read: JSON nested too deeply") from None
     raise Refused(415, f"send a form or JSON, not {kind}")
+
+
+def _multipart(content_type: str, body: bytes, files: dict[str, tuple[str, bytes]]) -> dict[str, str]:
+    """A ``multipart/form-data`` body: its text fields (returned) and its files (into ``files``)."""
+    from email import policy
+    from email.parser import BytesParser
+
+    message = BytesParser(policy=policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body)
+    if not message.is_multipart() or message.defects:
+        raise Refused(400, "the request body cannot be read: not a multipart form")
+    form: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = str(part.get_param("name", "", header="content-disposition"))[:64]
+        data = part.get_payload(decode=True) or b""
+        if part.get_filename() is not None:
+            files[name] = (str(part.get_filename())[:200], data)
+            continue
+        try:
+            form[name] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refused(400, f"the request body cannot be read: the field {name!r} is not UTF-8") from None
+    return form
 
 
 def _check_same_origin(request: Request) -> None:

@@ -50,7 +50,7 @@ def layout(title: str, body: str, session: Session | None, *, active: str = "", 
                              f'{count}</span>'),
                  ("/register", "登记簿 Register")]
         if role_allows(session.role, "admin"):
-            links += [("/accounts", "账号 Accounts"), ("/audit", "审计 Audit"),
+            links += [("/accounts", "账号 Accounts"), ("/roster", "名单 Roster"), ("/audit", "审计 Audit"),
                       ("/problems", "异常消息 Rejects & conflicts")]
         items = "".join(f'<a href="{href}"{" class=active" if href == active else ""}>{label}</a>'
                         for href, label in links)
