@@ -150,7 +150,8 @@ def inside_list(site: str, door: str, people: list[dict] | None, session: Sessio
         if operator and pid:
             control = (f'<form method="post" action="/doors/{q(site)}/{q(door)}/revoke" class="inline revoke">'
                        f'{csrf_field(session)}<input type="hidden" name="person_id" value="{h(pid)}">'
-                       f'<input name="reason" placeholder="撤销原因 reason" required maxlength="256">'
+                       f'<input name="reason" placeholder="撤销原因 reason" required maxlength="256" '
+                       f'aria-label="撤销 {h(pid)} 的原因 Reason to revoke {h(pid)}">'
                        f'<button type="submit" data-action="revoke">撤销授权 Revoke</button></form>')
         items.append(f'<li data-person="{h(pid or shown.UNKNOWN)}"><span class="person">{h(pid or shown.UNKNOWN)} '
                      f'{h(p["name"])}</span> <span class="since">自 since {h(p["since"])}</span>{control}</li>')
