@@ -254,7 +254,8 @@ def events_page(recent, session: Session, last_id: int, above: str = "", below: 
     """The live list (newest first); ``above`` and ``below`` it the search form and the way back
     (:mod:`.search_pages`)."""
     rows = "".join(event_row(r.site, r.door, r.shown, r.epoch) for r in reversed(recent))
-    body = (f'<h2>实时事件 Live events</h2>{above}<p class="muted" id="stream-state">连接中 connecting…</p>'
+    body = (f'<h2>实时事件 Live events</h2>{above}'
+            '<p class="muted" id="stream-state" role="status" aria-live="polite">连接中 connecting…</p>'
             + events_table(rows, "stream", f' data-last-id="{last_id}"') + below)
     return layout("实时 Live events", body, session, active="/events", scripts=("station.js",))
 
