@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roster", default=str(REPO / "config" / "roster.example.csv"))
     p.add_argument("--start", help="simulated start time (ISO 8601 with offset; default: now)")
     p.add_argument("--db", type=Path)
+    p.add_argument("--broker", help="also publish the door's events over MQTT to mqtt[s]://host:port (e.g. the "
+                                    "broker a station watches); a plain mqtt:// broker is reached without TLS or "
+                                    "login")
     p.add_argument("--verbose", "-v", action="store_true")
     from .fleet import add_command as add_fleet
 

@@ -13,6 +13,7 @@ import re
 import shlex
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,9 +25,10 @@ from firmware_py.core.event_line import printable, render
 from .door_sim import SimulatedDoor, SimulationError
 from .id_card_device import IdCard
 from .pcsc_stack import badge_stack
-from .runner import prepare_database, read_people
+from .runner import prepare_database, read_people, simulation_broker, wait_for_link
 from .scenario import Scenario
 
+FLUSH_TIMEOUT_S = 10.0  # at quit, how long the door may take to publish what it still holds
 _DURATION = re.compile(r"^(\d+)([smh])$")
 
 
@@ -152,6 +154,8 @@ class DoorConsole(cmd.Cmd):
 
 
 def run_console(args) -> int:
+    """The console on a fresh simulated door; with ``args.broker`` the door publishes there (its
+    events, status and occupancy), so a station or monitor watching that broker archives them."""
     tz_cfg = load_config(args.config)
     if args.start:
         start = datetime.fromisoformat(args.start)
@@ -159,17 +163,35 @@ def run_console(args) -> int:
         start = datetime.now(tz_cfg.site.timezone).replace(microsecond=0)
     with tempfile.TemporaryDirectory(prefix="accessctl-console-") as tmp:
         cfg = with_overrides(tz_cfg, database=args.db or Path(tmp) / "events.db")
-        cfg = replace(cfg, storage=replace(cfg.storage, secret=Path(tmp) / "device.key"),
-                      mqtt=replace(cfg.mqtt, enabled=False))
+        cfg = replace(cfg, storage=replace(cfg.storage, secret=Path(tmp) / "device.key"))
+        cfg = simulation_broker(cfg, args.broker)
         clock = SimulatedClock(start)
         roster = Path(args.roster)
         prepare_database(cfg, Scenario(Path("console"), "console", start, cfg.path, roster, ()), clock)
         with badge_stack() as badges:
             if not badges.available:
                 print(f"note: badges are not simulated here: {badges.why}", file=sys.stderr)
-            with SimulatedDoor(cfg, clock=clock, badges=badges.available) as door:
+            # On simulated time: a station's wall-clock beacons would only make the door report drift.
+            with SimulatedDoor(cfg, clock=clock, badges=badges.available, broker_beacons=False) as door:
+                if args.broker and not wait_for_link(door):
+                    print(f"note: the door is not connected to {args.broker} yet; its events stay queued "
+                          "and go out once it is", file=sys.stderr)
                 console = DoorConsole(door, read_people(roster), colour=sys.stdout.isatty())
                 if not sys.stdin.isatty():
                     console.prompt = ""
                 console.cmdloop()
+                if args.broker:
+                    flush_outbox(door)
     return 0
+
+
+def flush_outbox(door: SimulatedDoor, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+    """Before the door stops: give its link up to ``timeout_s`` (real time) to publish what is queued,
+    and say what is left (it is lost with the console's temporary database)."""
+    deadline = time.monotonic() + timeout_s
+    while door.store.queued() and time.monotonic() < deadline:
+        door.pump()
+        time.sleep(0.05)
+    if door.store.queued():
+        print(f"note: {door.store.queued()} event(s) were not published within {timeout_s:.0f} s",
+              file=sys.stderr)

@@ -92,6 +92,19 @@ def simulation_broker(cfg: Config, broker: str | None, *, keep_mqtt: bool = Fals
     return cfg
 
 
+def wait_for_link(door: SimulatedDoor, timeout_s: float = LINK_UP_TIMEOUT_S) -> bool:
+    """After ``door.start()``: wait (real time) for its MQTT link to come up; False when the door has no
+    link or the link is not up within ``timeout_s``."""
+    if door.service.link is None:
+        return False
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(isinstance(i, LinkChanged) and i.up for i in door.pump()):
+            return True
+        time.sleep(0.01)
+    return False
+
+
 class ScenarioRunner:
     """Runs one scenario; see :func:`simulation_broker` for ``broker`` and ``keep_mqtt``."""
 
@@ -204,13 +217,7 @@ class ScenarioRunner:
         """
         self.door = SimulatedDoor(self.cfg, clock=self.clock, badges=self.badges, broker_beacons=False)
         self.door.start()
-        if self.door.service.link is None:
-            return
-        deadline = time.monotonic() + LINK_UP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if any(isinstance(i, LinkChanged) and i.up for i in self.door.pump()):
-                return
-            time.sleep(0.01)
+        wait_for_link(self.door)
 
     def _do_broker_down(self):
         self._link().suspend()

@@ -35,6 +35,7 @@ def hours_svg(hours: list[int]) -> str:
     top = max(hours + [1])
     parts = [f'<svg class="chart" role="img" aria-label="entries per hour" width="{width}" height="{height + 30}" '
              f'viewBox="0 0 {width} {height + 30}" xmlns="http://www.w3.org/2000/svg">',
+             "<title>每小时进入 Entries per hour</title>",
              f'<text x="0" y="12" class="axis">{top}</text>']
     for h, n in enumerate(hours):
         x = 30 + h * 22
@@ -54,7 +55,8 @@ def reasons_svg(reasons: list[tuple[str, int]]) -> str:
     row, label_w, width = 22, 260, 560
     top = max(n for _, n in reasons)
     parts = [f'<svg class="chart" role="img" aria-label="denials by reason" width="{width}" '
-             f'height="{row * len(reasons) + 4}" xmlns="http://www.w3.org/2000/svg">']
+             f'height="{row * len(reasons) + 4}" viewBox="0 0 {width} {row * len(reasons) + 4}" '
+             'xmlns="http://www.w3.org/2000/svg"><title>拒绝原因 Denials by reason</title>']
     for i, (reason, n) in enumerate(reasons):
         y = i * row
         w = round(n / top * (width - label_w - 40))

@@ -150,7 +150,8 @@ def inside_list(site: str, door: str, people: list[dict] | None, session: Sessio
         if operator and pid:
             control = (f'<form method="post" action="/doors/{q(site)}/{q(door)}/revoke" class="inline revoke">'
                        f'{csrf_field(session)}<input type="hidden" name="person_id" value="{h(pid)}">'
-                       f'<input name="reason" placeholder="撤销原因 reason" required maxlength="256">'
+                       f'<input name="reason" placeholder="撤销原因 reason" required maxlength="256" '
+                       f'aria-label="撤销 {h(pid)} 的原因 Reason to revoke {h(pid)}">'
                        f'<button type="submit" data-action="revoke">撤销授权 Revoke</button></form>')
         items.append(f'<li data-person="{h(pid or shown.UNKNOWN)}"><span class="person">{h(pid or shown.UNKNOWN)} '
                      f'{h(p["name"])}</span> <span class="since">自 since {h(p["since"])}</span>{control}</li>')
@@ -253,7 +254,8 @@ def events_page(recent, session: Session, last_id: int, above: str = "", below: 
     """The live list (newest first); ``above`` and ``below`` it the search form and the way back
     (:mod:`.search_pages`)."""
     rows = "".join(event_row(r.site, r.door, r.shown, r.epoch) for r in reversed(recent))
-    body = (f'<h2>实时事件 Live events</h2>{above}<p class="muted" id="stream-state">连接中 connecting…</p>'
+    body = (f'<h2>实时事件 Live events</h2>{above}'
+            '<p class="muted" id="stream-state" role="status" aria-live="polite">连接中 connecting…</p>'
             + events_table(rows, "stream", f' data-last-id="{last_id}"') + below)
     return layout("实时 Live events", body, session, active="/events", scripts=("station.js",))
 
