@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from firmware_py.core.people import ROLES
 from firmware_py.errors import ConfigError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -123,6 +124,11 @@ class PolicyConfig:
     clock_gross_drift_s: float  # differ by more: the clock is unsynchronised
     # own wall and monotonic clocks parted by more since a beacon confirmed the clock: unsynchronised
     max_clock_divergence_s: float = 60.0
+    # Second factor (GB/T 37078 §6.3): who must enter a PIN after the credential, on the way in.
+    pin_required: bool = False  # everyone at this door
+    pin_schedule_groups: tuple[str, ...] = ()  # people of these schedule groups
+    pin_roles: tuple[str, ...] = ()  # people with these roles
+    pin_timeout_s: float = 15.0  # from the credential to the PIN's closing '#'
 
 
 @dataclass(frozen=True)
@@ -524,7 +530,26 @@ def _read_policy(sec: _Section, tz: ZoneInfo, problems: _Problems) -> PolicyConf
         clock_drift_s=drift_s,
         clock_gross_drift_s=sec.number("clock_gross_drift_s", 300, minimum=10, maximum=86400),
         max_clock_divergence_s=divergence,
+        pin_required=sec.boolean("pin_required", False),
+        pin_schedule_groups=tuple(sec.strings("pin_schedule_groups", None)),
+        pin_roles=tuple(_pin_roles(sec, problems)),
+        pin_timeout_s=sec.number("pin_timeout_s", 15, minimum=3, maximum=120),
     )
+
+
+def _pin_roles(sec: _Section, problems: _Problems) -> list[str]:
+    roles = sec.strings("pin_roles", None)
+    for role in roles:
+        if role not in ROLES:
+            problems.add(sec.where("pin_roles"), f"{role!r} is not a role; roles are {', '.join(ROLES)}")
+    return roles
+
+
+def _check_pin_groups(policy: PolicyConfig, calendar: CalendarConfig, where: str, problems: _Problems) -> None:
+    for group in policy.pin_schedule_groups:
+        if group not in calendar.schedules:
+            problems.add(where, f"{group!r} is not a schedule group of [calendar.schedule]; "
+                                f"groups are {', '.join(sorted(calendar.schedules))}")
 
 
 def _read_mqtt(sec: _Section, base: Path, site: str, door: str, problems: _Problems) -> MqttConfig:
@@ -609,6 +634,7 @@ def load_config(path: str | Path) -> Config:
     s = top.sub("calendar")
     calendar = _read_calendar(s, problems)
     s.finish()
+    _check_pin_groups(policy, calendar, "[policy] pin_schedule_groups", problems)
 
     s = top.sub("mqtt", required=False)
     mqtt = _read_mqtt(s, base, site.site, site.door, problems)

@@ -158,3 +158,27 @@ def test_config_check_prints_the_warnings_and_still_succeeds(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{path}: ok" in out
     assert out.count("warning:") == 2 and "not encrypted" in out and "not checked" in out
+
+
+def test_a_door_asks_no_pin_unless_the_config_says_so():
+    policy = load_config(EXAMPLE).policy
+    assert (policy.pin_required, policy.pin_schedule_groups, policy.pin_roles) == (False, (), ())
+
+
+def test_pin_settings_name_schedule_groups_and_roles(tmp_path):
+    path = write_variant(tmp_path, "pin_required = false",
+                         'pin_required = false\npin_schedule_groups = ["extended"]\npin_roles = ["visitor"]')
+    policy = load_config(path).policy
+    assert (policy.pin_schedule_groups, policy.pin_roles) == (("extended",), ("visitor",))
+
+
+def test_a_pin_schedule_group_not_in_the_calendar_is_an_error(tmp_path):
+    path = write_variant(tmp_path, "pin_required = false", 'pin_schedule_groups = ["nights"]')
+    with pytest.raises(ConfigError, match=r"\[policy\] pin_schedule_groups: 'nights' is not a schedule group"):
+        load_config(path)
+
+
+def test_a_pin_role_that_is_not_a_role_is_an_error(tmp_path):
+    path = write_variant(tmp_path, "pin_required = false", 'pin_roles = ["cleaner"]')
+    with pytest.raises(ConfigError, match="'cleaner' is not a role"):
+        load_config(path)
