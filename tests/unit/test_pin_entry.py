@@ -197,3 +197,21 @@ def test_a_person_without_a_duress_pin_has_no_second_pin_that_opens():
     door = memory_door(person("P001", badge=BADGE, pin_hash=pin_hash), cfg=pin_config())
     card_and_pin(door, f"{DURESS_PIN}#")
     assert door.log.events[-1]["reason"] == "pin_incorrect"
+
+
+def test_no_pin_typed_reaches_an_event_the_log_or_the_kept_state(caplog):
+    secret_pin, secret_duress, wrong = "58209731", "58209732", "91735820"
+    who = person("P001", badge=BADGE, pin_hash=hash_pin(secret_pin), duress_pin_hash=hash_pin(secret_duress))
+    door = memory_door(who, cfg=pin_config())
+    with caplog.at_level("DEBUG"):
+        for keys in (f"{wrong}#", f"{secret_duress}#", f"{secret_pin}#"):
+            walk_in(door, keys)
+        door.controller.handle(KeypadKeys("outside", f"{secret_pin}#"))  # with no PIN asked for
+        door.controller.handle(BadgeRead("outside", BADGE))
+        door.controller.handle(KeypadKeys("outside", secret_pin))  # left to time out
+        door.clock.advance(60)
+        door.controller.tick()
+    seen = repr(door.log.events) + repr(door.log.saved_state) + caplog.text + repr(door.controller.status())
+    assert [e["type"] for e in door.log.events].count("duress") == 1
+    for pin in (secret_pin, secret_duress, wrong):
+        assert pin not in seen
