@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 
 import osdp
 import osdp_sys  # libosdp's C binding: the panel is driven on this driver's own thread
 import serial
 
-from firmware_py.core.inputs import SIDES, BadgeRead, DeviceFault, DeviceRecovered, Post, Side, TamperChanged
+from firmware_py.core.inputs import SIDES, BadgeRead, DeviceFault, DeviceRecovered, KeypadKeys, Post, TamperChanged
 from firmware_py.core.ports import PATTERNS
 
 log = logging.getLogger(__name__)
@@ -36,21 +35,6 @@ _PATTERNS = {
     "screening_wait": ((_GREEN, _BLACK, 2, 3), None),
 }
 assert set(_PATTERNS) == set(PATTERNS)
-
-
-@dataclass(frozen=True)
-class KeypadKeys:
-    """Keys pressed on the keypad of the reader on ``side``, in order: ``0``-``9``, ``*``, ``#``.
-
-    The keys may be a PIN: never log or publish them (``repr`` hides them).
-    Proposed for ``firmware_py.core.inputs``; it lives here until the core takes it.
-    """
-
-    side: Side
-    keys: str
-
-    def __repr__(self) -> str:
-        return f"KeypadKeys(side={self.side!r}, keys=<{len(self.keys)} redacted>)"
 
 
 def parse_scbk(value: bytes | str) -> bytes:
@@ -144,7 +128,7 @@ class KeypadReader:
       with the card number in upper-case hex (the bits the reader sends, padded
       with zeros to whole bytes); configure the reader to send the card's UID
       (CSN) as raw bits, the same value the PC/SC badge reader reads;
-    - keys pressed: one :class:`KeypadKeys` per keypad report (``0``-``9``,
+    - keys pressed: one :class:`~firmware_py.core.inputs.KeypadKeys` per keypad report (``0``-``9``,
       ``*``, ``#``; the standard's DEL and CR for ``*`` and ``#`` are
       translated); the keys are never logged;
     - the reader's tamper switch: :class:`~firmware_py.core.inputs.TamperChanged`

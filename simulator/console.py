@@ -69,6 +69,31 @@ class DoorConsole(cmd.Cmd):
         uid = person.badges[0] if person and person.badges else words[0]
         self.door.present_badge(uid, side)
 
+    def do_keys(self, arg):
+        """keys 2580# [inside]       type at the keypad reader (# ends a PIN, * starts again)"""
+        from firmware_py.core.inputs import KeypadKeys
+
+        words = shlex.split(arg)
+        if not words or not set(words[0]) <= set("0123456789*#"):
+            raise SimulationError("keys needs the keys to type: digits, * and #, e.g. keys 2580#")
+        self.door.inputs.put(KeypadKeys("inside" if "inside" in words[1:] else "outside", words[0]))
+        self.door.pump(until=KeypadKeys)
+
+    def do_pin(self, arg):
+        """pin PERSON 2580 [duress]  set PERSON's PIN (or duress PIN), as `accessctl roster pin set` does"""
+        from firmware_py.errors import RosterError
+        from firmware_py.storage import roster
+
+        words = shlex.split(arg)
+        if len(words) < 2 or words[0] not in self.people:
+            raise SimulationError(f"pin PERSON DIGITS [duress]; people: {', '.join(self.people)}")
+        duress = "duress" in words[2:]
+        try:
+            roster.set_pin(self.door.db, self.door.store, words[0], words[1], duress=duress)
+        except RosterError as exc:
+            raise SimulationError(str(exc)) from None
+        print(f"  {'duress PIN' if duress else 'PIN'} of {words[0]} set", file=self.stdout)
+
     def do_walk(self, arg):
         """walk [metal] [N]          walk through the metal detector gate (N people at once)"""
         words = shlex.split(arg)

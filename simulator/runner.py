@@ -265,6 +265,17 @@ class ScenarioRunner:
             device.resume()
             self.door.pump(until=DeviceRecovered, timeout=10)
 
+    def _do_set_pin(self, person, pin, duress):
+        self._person(person)
+        roster.set_pin(self.door.db, self.door.store, person, pin, duress=duress)
+
+    def _do_enter_pin(self, pin, side, end):
+        """The keys reach the controller as the keypad reader's driver posts them."""
+        from firmware_py.core.inputs import KeypadKeys
+
+        self.door.inputs.put(KeypadKeys(side, pin + ("#" if end else "")))
+        self.door.pump(until=KeypadKeys)
+
     def _person(self, person_id: str):
         try:
             return self.people[person_id]

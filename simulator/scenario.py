@@ -40,6 +40,10 @@ ACTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], object]]] = {
     "reader_silent": {"side": (str, "outside"), "silent": (bool, True)},
     # the supervisor's time beacon on simulated time (beacons from a real broker are not taken)
     "time_beacon": {"offset_s": ((int, float), 0)},
+    # the second factor (GB/T 37078 §6.3-6.4): a technician sets a PIN (`accessctl roster pin set`),
+    # a person types one on the keypad reader (ended with '#' unless end = false)
+    "set_pin": {"person": (str, ...), "pin": (str, ...), "duress": (bool, False)},
+    "enter_pin": {"pin": (str, ...), "side": (str, "outside"), "end": (bool, True)},  # pin: the keys, '*' too
 }
 EXPECT_KEYS = ("type", "person", "reason", "direction", "category")
 
@@ -57,6 +61,8 @@ class Step:
             params = dict(self.params)
             if params.get("person"):
                 params.pop("name", None)  # the roster's name is used, not the default
+            if params.get("pin"):
+                params["pin"] = "*" * len(params["pin"])  # a PIN is not printed, even a made-up one
             args = ", ".join(f"{k}={v!r}" for k, v in params.items() if v is not None)
             return f"step {self.number}: {self.do}({args})"
         return f"step {self.number}: expect"
@@ -202,6 +208,11 @@ def _read_step(path: Path, number: int, raw: dict, start: datetime, problems: li
                                         and abs(params["offset_s"]) <= 10 * 365 * 86400):
         problems.append(f"{where}: offset_s: {params['offset_s']!r} is not a number of seconds "
                         "(within ten years) the supervisor's clock is ahead of the door's")
+    keys = "0123456789*" if action == "enter_pin" else "0123456789"  # '*' on the keypad starts again
+    if action in ("set_pin", "enter_pin") and not (isinstance(params.get("pin"), str) and params["pin"]
+                                                   and set(params["pin"]) <= set(keys)):
+        problems.append(f"{where}: pin: must be digits in quotes, like \"2580\""
+                        + (" ('*' starts again)" if action == "enter_pin" else ""))
     if action == "advance" and parse_offset(params.get("by", "")) is None:
         problems.append(f"{where}: by: {params.get('by')!r} is not a duration like \"+00:10:00\"")
     return Step(number, at, action, params)

@@ -5,10 +5,14 @@
     accessctl roster revoke PERSON --reason "left the project"
     accessctl roster reinstate PERSON --reason "cleared by the review board"
     accessctl roster list
+    accessctl roster pin set PERSON [--duress]
 
 ``add`` asks for the ID number without echo when ``--id-number`` is not
 given (on a terminal; otherwise it reads one line from standard input), so
 the number need not end up in the shell history or the process list.
+``pin set`` never takes the PIN as an argument: it asks twice without echo on
+a terminal, or reads one line from standard input (a script); only its slow
+hash is stored, and nothing prints or logs the PIN.
 Output shows masked ID numbers only. A refused change prints the reason and
 exits with status 2; nothing was written.
 """
@@ -26,6 +30,7 @@ from pathlib import Path
 
 from firmware_py.config.schema import Config, load_config, with_overrides
 from firmware_py.core.people import EMPLOYER_TYPES, ROLES, Person
+from firmware_py.errors import RosterError
 from firmware_py.storage import roster
 from firmware_py.storage.door_database import open_store
 from firmware_py.storage.eventstore import EventStore
@@ -83,6 +88,15 @@ def add_roster_commands(subparsers, common: Callable[[argparse.ArgumentParser], 
     lst = sub.add_parser("list", help="show the roster (masked ID numbers only)")
     common(lst)
     lst.set_defaults(handler=_shell(cmd_roster_list))
+
+    pin = sub.add_parser("pin", help="a person's PIN for doors that ask for one (GB/T 37078 §6.3)")
+    pin_sub = pin.add_subparsers(dest="pin_action", required=True, metavar="ACTION")
+    pin_set = pin_sub.add_parser("set", help="set a person's PIN (asked twice, not shown), or their duress PIN")
+    common(pin_set)
+    pin_set.add_argument("person_id", metavar="PERSON")
+    pin_set.add_argument("--duress", action="store_true",
+                         help="set the duress PIN: it opens the door like the PIN and alerts the supervisor")
+    pin_set.set_defaults(handler=_shell(cmd_roster_pin_set))
 
 
 def _shell(handler: Handler) -> Callable[[argparse.Namespace], int]:
@@ -213,6 +227,26 @@ def cmd_roster_list(args, cfg: Config, db, store: EventStore) -> int:
     print(format_table(persons, today))
     active = sum(p.status == "active" for p in persons)
     print(f"{len(persons)} persons, {active} active, {len(persons) - active} revoked")
+    return 0
+
+
+def _read_pin(name: str) -> str:
+    """The new PIN: asked twice without echo on a terminal, else one line of standard input."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().strip()
+    first = getpass.getpass(f"new {name} (not shown): ")
+    if getpass.getpass(f"the {name} again: ") != first:
+        raise RosterError(f"the two {name}s differ; nothing was changed")
+    return first.strip()
+
+
+def cmd_roster_pin_set(args, cfg: Config, db, store: EventStore) -> int:
+    name = "duress PIN" if args.duress else "PIN"
+    if roster.get(db, args.person_id) is None:  # before asking for a PIN that could not be stored
+        raise RosterError(f"cannot set the {name} of {args.person_id}: no such person in the roster")
+    roster.set_pin(db, store, args.person_id, _read_pin(name), duress=args.duress)
+    print(f"{name} of {args.person_id} set")
+    _bundle_note(cfg, f"this {name} unless the bundle carries it")
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from firmware_py.core.people import ROLES
 from firmware_py.errors import ConfigError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -95,6 +96,17 @@ class BadgeReaderConfig:
 
 
 @dataclass(frozen=True)
+class KeypadReaderConfig:
+    """An OSDP card reader with a PIN keypad (docs/osdp-readers.md), on an RS-485 adapter."""
+
+    side: str
+    port: str
+    scbk_file: Path  # the reader's secure channel key: 32 hex digits, mode 0600
+    address: int
+    baudrate: int
+
+
+@dataclass(frozen=True)
 class HardwareConfig:
     lock: LockConfig
     door_contact: InputPinConfig
@@ -103,6 +115,7 @@ class HardwareConfig:
     gate: GateConfig
     id_readers: tuple[IdReaderConfig, ...]
     badge_readers: tuple[BadgeReaderConfig, ...]
+    keypad_readers: tuple[KeypadReaderConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +136,11 @@ class PolicyConfig:
     clock_gross_drift_s: float  # differ by more: the clock is unsynchronised
     # own wall and monotonic clocks parted by more since a beacon confirmed the clock: unsynchronised
     max_clock_divergence_s: float = 60.0
+    # Second factor (GB/T 37078 §6.3): who must enter a PIN after the credential, on the way in.
+    pin_required: bool = False  # everyone at this door
+    pin_schedule_groups: tuple[str, ...] = ()  # people of these schedule groups
+    pin_roles: tuple[str, ...] = ()  # people with these roles
+    pin_timeout_s: float = 15.0  # from the credential to the PIN's closing '#'
 
 
 @dataclass(frozen=True)
@@ -381,7 +399,7 @@ def _read_calendar(sec: _Section, problems: _Problems) -> CalendarConfig:
     return CalendarConfig(schedules, holidays, working, adjusted)
 
 
-def _read_hardware(sec: _Section, problems: _Problems) -> HardwareConfig:
+def _read_hardware(sec: _Section, base: Path, problems: _Problems) -> HardwareConfig:
     def input_pin(name: str) -> InputPinConfig:
         s = sec.sub(name)
         cfg = InputPinConfig(s.pin("pin"), s.boolean("pull_up", True), s.number("bounce_s", 0.02, minimum=0, maximum=1))
@@ -432,16 +450,31 @@ def _read_hardware(sec: _Section, problems: _Problems) -> HardwareConfig:
             tamper_pin=r.pin("tamper_pin", None),
         ))
         r.finish()
-    for kind, readers in (("id_reader", id_readers), ("badge_reader", badge_readers)):
+    keypad_readers = []
+    raw = sec._get("keypad_reader", [])
+    for i, item in enumerate(raw if isinstance(raw, list) else []):
+        r = _Section(item, f"hardware.keypad_reader #{i + 1}", problems)
+        keypad_readers.append(KeypadReaderConfig(
+            side=r.string("side", choices=("outside", "inside")),
+            port=r.string("port"),
+            scbk_file=r.path("scbk_file", base),
+            address=r.number("address", 0, integer=True, minimum=0, maximum=126),
+            baudrate=r.number("baudrate", 9600, integer=True, minimum=9600, maximum=115200),
+        ))
+        r.finish()
+    for kind, readers in (("id_reader", id_readers), ("badge_reader", badge_readers),
+                          ("keypad_reader", keypad_readers)):
         sides = [r.side for r in readers]
         for side in set(sides):
             if sides.count(side) > 1:
                 problems.add(f"[[hardware.{kind}]]", f"two readers on the {side} side; one per side")
     _check_serial_ports_unique(id_readers, problems)
-    if not any(r.side == "outside" for r in id_readers + badge_readers):
+    _check_keypad_ports(id_readers, keypad_readers, problems)
+    if not any(r.side == "outside" for r in id_readers + badge_readers + keypad_readers):
         problems.add("[hardware]", "no reader on the outside: nobody could enter. Add [[hardware.id_reader]] "
                                    "or [[hardware.badge_reader]] with side = \"outside\"")
-    hw = HardwareConfig(lock, door_contact, exit_button, indicators, gate, tuple(id_readers), tuple(badge_readers))
+    hw = HardwareConfig(lock, door_contact, exit_button, indicators, gate, tuple(id_readers), tuple(badge_readers),
+                        tuple(keypad_readers))
     _check_pins_unique(hw, problems)
     return hw
 
@@ -466,6 +499,26 @@ def _check_serial_ports_unique(id_readers: list[IdReaderConfig], problems: _Prob
         problems.add("[[hardware.id_reader]] port",
                      f"the {first.side} and {r.side} ID card readers are {names}: one port answers one "
                      "reader, so each reader needs its own port (see `ls -l /dev/serial/by-id/`)")
+
+
+def _check_keypad_ports(id_readers: list[IdReaderConfig], keypads: list[KeypadReaderConfig],
+                        problems: _Problems) -> None:
+    """Keypad readers share a bus only at one speed and with different addresses; an ID card reader's port
+    is its own."""
+    id_ports = {_serial_device(r.port) for r in id_readers if isinstance(r.port, str) and r.port}
+    seen: dict[str, KeypadReaderConfig] = {}
+    for r in keypads:
+        if not isinstance(r.port, str) or not r.port:
+            continue
+        port = _serial_device(r.port)
+        if port in id_ports:
+            problems.add("[[hardware.keypad_reader]] port", f"{r.port} is an ID card reader's port; the keypad "
+                                                            "readers need an RS-485 adapter of their own")
+        first = seen.setdefault(port, r)
+        if first is not r and (first.address == r.address or first.baudrate != r.baudrate):
+            problems.add("[[hardware.keypad_reader]] address",
+                         f"the {first.side} and {r.side} keypad readers share {r.port}: give them different "
+                         "addresses and the same baudrate")
 
 
 def _check_pins_unique(hw: HardwareConfig, problems: _Problems) -> None:
@@ -524,7 +577,31 @@ def _read_policy(sec: _Section, tz: ZoneInfo, problems: _Problems) -> PolicyConf
         clock_drift_s=drift_s,
         clock_gross_drift_s=sec.number("clock_gross_drift_s", 300, minimum=10, maximum=86400),
         max_clock_divergence_s=divergence,
+        pin_required=sec.boolean("pin_required", False),
+        pin_schedule_groups=tuple(sec.strings("pin_schedule_groups", None)),
+        pin_roles=tuple(_pin_roles(sec, problems)),
+        pin_timeout_s=sec.number("pin_timeout_s", 15, minimum=3, maximum=120),
     )
+
+
+def asks_for_pins(policy: PolicyConfig) -> bool:
+    """Whether anyone at this door is asked for a PIN."""
+    return bool(policy.pin_required or policy.pin_schedule_groups or policy.pin_roles)
+
+
+def _pin_roles(sec: _Section, problems: _Problems) -> list[str]:
+    roles = sec.strings("pin_roles", None)
+    for role in roles:
+        if role not in ROLES:
+            problems.add(sec.where("pin_roles"), f"{role!r} is not a role; roles are {', '.join(ROLES)}")
+    return roles
+
+
+def _check_pin_groups(policy: PolicyConfig, calendar: CalendarConfig, where: str, problems: _Problems) -> None:
+    for group in policy.pin_schedule_groups:
+        if group not in calendar.schedules:
+            problems.add(where, f"{group!r} is not a schedule group of [calendar.schedule]; "
+                                f"groups are {', '.join(sorted(calendar.schedules))}")
 
 
 def _read_mqtt(sec: _Section, base: Path, site: str, door: str, problems: _Problems) -> MqttConfig:
@@ -599,7 +676,7 @@ def load_config(path: str | Path) -> Config:
     s.finish()
 
     s = top.sub("hardware")
-    hardware = _read_hardware(s, problems)
+    hardware = _read_hardware(s, base, problems)
     s.finish()
 
     s = top.sub("policy", required=False)
@@ -609,6 +686,10 @@ def load_config(path: str | Path) -> Config:
     s = top.sub("calendar")
     calendar = _read_calendar(s, problems)
     s.finish()
+    _check_pin_groups(policy, calendar, "[policy] pin_schedule_groups", problems)
+    if asks_for_pins(policy) and not any(r.side == "outside" for r in hardware.keypad_readers):
+        problems.add("[policy] pin_required", "the door asks for a PIN but has no keypad reader outside: nobody "
+                                              "could enter. Add [[hardware.keypad_reader]] with side = \"outside\"")
 
     s = top.sub("mqtt", required=False)
     mqtt = _read_mqtt(s, base, site.site, site.door, problems)

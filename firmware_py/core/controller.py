@@ -9,7 +9,7 @@ before the lock moves.
 
 A passage, in order (DESIGN.md "Entry and exit"):
 
-    idle ─credential→ decision ─allowed→ screening ─clear walk-through→ released
+    idle ─credential→ decision ─allowed→ [PIN, where asked: core/pin_entry.py] → screening ─clear walk-through→ released
          ─door opens→ open ─door closes→ passage stored → idle
 
 The supervisor's commands are run by :mod:`firmware_py.core.command_runner`,
@@ -47,6 +47,7 @@ from firmware_py.core.inputs import (
     GatePassage,
     IdCardRead,
     InputEvent,
+    KeypadKeys,
     LinkChanged,
     RemoteCommand,
     TamperChanged,
@@ -54,7 +55,17 @@ from firmware_py.core.inputs import (
 )
 from firmware_py.core.link_watch import LinkWatch
 from firmware_py.core.people import ESCORTING_ROLES, Credential, Person
-from firmware_py.core.policy import DoorContext, Entry, decide, gate_lost, refused_before, screened, screening_lapsed
+from firmware_py.core.pin_entry import PIN_WAIT, PinEntry
+from firmware_py.core.policy import (
+    DoorContext,
+    Entry,
+    decide,
+    gate_lost,
+    pin_required,
+    refused_before,
+    screened,
+    screening_lapsed,
+)
 from firmware_py.core.ports import EventLog, Indicators, Lock, Roster
 from firmware_py.core.reader_guard import ReaderGuard
 from firmware_py.core.storage_outage import StorageOutage
@@ -146,6 +157,7 @@ class DoorController:
         self.storage = StorageOutage(event_log, clock=clock, faults=self.faults, announce=self._announce,
                                      status_changed=self.status_changed)
         self.commands = CommandRunner(self, secret=secret)
+        self.pin_entry = PinEntry(self)
         self.command_results = self.commands.results  # called with (id, ok, error) of each command
         self.replay_requests = self.commands.replay_requests  # called with from_seq of each replay command
         self._next_overstay_check: datetime | None = None
@@ -357,18 +369,31 @@ class DoorController:
             self._deny(direction, person, credential, "outside_working_hours", side=side, detail={"error": error})
             return
         if not decision.allowed:
-            run = self.reader_guard.denied(reader, credential.masked, self.clock.monotonic())
-            self._due_state[READER_HOLDS_KEY] = self.reader_guard.kept(self.clock.monotonic(), self.clock.now())
-            self._deny(direction, person, credential, decision.reason, side=side)
-            if run:
-                self._alarm("repeated_failures", None, {"reader": reader, "count": len(run), "credentials": run,
-                                                         "lockout_s": self.policy.reader_lockout_s})
+            self._deny_counted(reader, direction, person, credential, decision.reason, side=side)
             return
+        if pin_required(person, direction, self.policy):
+            self.pin_entry.wait(side, reader, direction, person, credential, decision.notes)
+            return
+        self._let_through(side, reader, direction, person, credential, decision.notes)
+
+    def _deny_counted(self, reader: str, direction: str, person: Person | None, credential: Credential,
+                      reason: str, *, side: str, detail: dict | None = None) -> None:
+        """A denial that counts toward the reader's repeated failures (GB 50396 5.1.5-1)."""
+        run = self.reader_guard.denied(reader, credential.masked, self.clock.monotonic())
+        self._due_state[READER_HOLDS_KEY] = self.reader_guard.kept(self.clock.monotonic(), self.clock.now())
+        self._deny(direction, person, credential, reason, side=side, detail=detail)
+        if run:
+            self._alarm("repeated_failures", None, {"reader": reader, "count": len(run), "credentials": run,
+                                                     "lockout_s": self.policy.reader_lockout_s})
+
+    def _let_through(self, side: str, reader: str, direction: str, person: Person, credential: Credential,
+                     notes: tuple[str, ...]) -> None:
+        """The person is allowed (and has entered their PIN where asked): on to screening, or released."""
         if self.reader_guard.granted(reader):
             self._due_state[READER_HOLDS_KEY] = self.reader_guard.kept(self.clock.monotonic(), self.clock.now())
         passage = Passage(direction, person, credential, "credential")
-        if decision.notes:
-            passage.screening["notes"] = list(decision.notes)
+        if notes:
+            passage.screening["notes"] = list(notes)
         if direction == "out" and self.policy.screen_on_exit and not self._screening_available():
             passage.screening["screening"] = "unavailable"  # exits stay free; the tamper/fault alarm stands
             self._grant(passage)
@@ -385,9 +410,9 @@ class DoorController:
 
     def _is_passing(self, person: Person | None) -> bool:
         """``person`` is the one whose passage is under way (their card read again)."""
-        p = self.passage
-        return person is not None and p is not None and p.person is not None and \
-            p.person.person_id == person.person_id
+        waiting = self.pin_entry.waiting
+        p = self.passage.person if self.passage is not None else waiting.person if waiting is not None else None
+        return person is not None and p is not None and p.person_id == person.person_id
 
     def _escort_entries(self) -> tuple[Entry, ...]:
         return tuple(Entry(pid, self.inside[pid]["role"], at) for pid, at in self.escorts.items() if pid in self.inside)
@@ -541,6 +566,8 @@ class DoorController:
             self.lock.release()
         if self.state == SCREENING:
             self._end_screening()
+        elif self.state == PIN_WAIT:  # someone inside opens the door: the one outside waits their turn
+            self.pin_entry.cancel("door_busy")
         self.state = RELEASED
         self.passage = Passage("out", None, None, "exit_button")
         self.timers.start("unlock", self.policy.unlock_window_s, self._unlock_window_over)
@@ -655,6 +682,8 @@ class DoorController:
             # Lockdown stops entries only: an exit under way (screening, released, door open) completes.
             if self.state == SCREENING and self.passage and self.passage.direction == "in":
                 self._end_screening()
+            elif self.state == PIN_WAIT:
+                self.pin_entry.cancel("lockdown")
             p = self.passage
             if self.state == RELEASED and p and p.via == "credential" and p.direction == "in":
                 self.timers.cancel("unlock")
@@ -746,6 +775,7 @@ class DoorController:
     _handlers: dict = {
         IdCardRead: _on_id_card,
         BadgeRead: _on_badge,
+        KeypadKeys: lambda self, ev: self.pin_entry.keys(ev),
         GatePassage: _on_gate,
         DoorOpened: _on_door_opened,
         DoorClosed: _on_door_closed,

@@ -34,6 +34,7 @@ TYPE_LABELS = {
     "tamper": "防拆报警 tamper",
     "link_down": "通信中断 link down",
     "clock_drift": "时钟偏差 clock drift",
+    "duress": "胁迫报警 duress",
     "controller_started": "控制器启动 controller started",
     "controller_stopped": "控制器停止 controller stopped",
     "lockdown_on": "封锁 lockdown on",

@@ -20,7 +20,7 @@ TYPES: dict[str, tuple[str, ...]] = {
     "access": ("access_granted", "access_denied", "passage", "exit_button"),
     "alarm": ("screening_alarm", "tailgating", "door_forced", "door_held_open", "overstay",
               "clock_unsynchronised", "hardware_fault", "repeated_failures", "tamper", "link_down",
-              "clock_drift"),
+              "clock_drift", "duress"),
     "system": ("controller_started", "controller_stopped", "lockdown_on", "lockdown_off",
                "roster_changed", "command", "link_up", "roster_applied", "roster_rejected", "roster_expired"),
 }

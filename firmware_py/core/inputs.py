@@ -51,6 +51,22 @@ class BadgeRead:
 
 
 @dataclass(frozen=True)
+class KeypadKeys:
+    """Keys pressed on the keypad of the reader on ``side``, in order: ``0``-``9``, ``*``, ``#``.
+
+    One report may hold a few keys or one; the controller gathers them into a PIN
+    (``#`` ends it, ``*`` starts it again). The keys may be a PIN: never log or
+    publish them (``repr`` hides them).
+    """
+
+    side: Side
+    keys: str
+
+    def __repr__(self) -> str:
+        return f"KeypadKeys(side={self.side!r}, keys=<{len(self.keys)} redacted>)"
+
+
+@dataclass(frozen=True)
 class DoorOpened:
     """The door contact reports the door open."""
 
@@ -142,6 +158,7 @@ class TimeBeacon:
 InputEvent = (
     IdCardRead
     | BadgeRead
+    | KeypadKeys
     | DoorOpened
     | DoorClosed
     | ExitButtonPressed

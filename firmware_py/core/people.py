@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 ROLES = ("staff", "supervisor", "visitor", "inspector")
@@ -38,6 +38,9 @@ class Person:
     status: str = "active"
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
+    # Second factor (GB/T 37078 §6.3-6.4): slow salted hashes (core/pin.py), never the PINs; not public.
+    pin_hash: str | None = field(default=None, repr=False)
+    duress_pin_hash: str | None = field(default=None, repr=False)
 
     def public(self) -> dict:
         """What events and MQTT may carry about this person."""

@@ -63,6 +63,14 @@ absence, :func:`screening_lapsed` (``screening_timeout``) and
 :func:`gate_lost` (``screening_unavailable`` for an entry whose walk-through
 the gate can no longer screen; an exit goes on unscreened). Every reason is
 declared once, with its label, in :mod:`firmware_py.core.reasons`.
+
+**The second factor** (GB/T 37078 §6.3) comes after an allowed entry:
+:func:`pin_required` says whether this person must also enter their PIN at this
+door (the door asks it of everyone, or of their schedule group, or of their role;
+never on the way out, so that nobody is kept in), and :func:`pin_checked` /
+:func:`pin_lapsed` turn the PIN entered, or none in ``pin_timeout_s``, into the
+decision (``pin_incorrect``, ``pin_timeout``). A duress PIN is allowed like the
+right one; the controller raises the ``duress`` alarm beside the grant.
 """
 
 from __future__ import annotations
@@ -72,7 +80,8 @@ from datetime import datetime, timedelta
 
 from firmware_py.config.schema import PolicyConfig
 from firmware_py.core.people import ESCORTED_ROLES, ESCORTING_ROLES, Credential, Person
-from firmware_py.core.reasons import AFTER_SCREENING, BEFORE_POLICY
+from firmware_py.core.pin import WRONG
+from firmware_py.core.reasons import AFTER_PIN, AFTER_SCREENING, BEFORE_POLICY
 from firmware_py.core.working_hours import WorkingHours
 
 PRECEDENCE: tuple[str, ...] = (
@@ -94,7 +103,7 @@ PRECEDENCE: tuple[str, ...] = (
 )
 EXIT_PRECEDENCE: tuple[str, ...] = ("invalid_id_number", "unknown_credential", "anti_passback")
 REASONS: tuple[str, ...] = PRECEDENCE  # every denial reason decide() can give
-DOOR_REASONS: tuple[str, ...] = (*BEFORE_POLICY, *AFTER_SCREENING)  # the door's own, decided below
+DOOR_REASONS: tuple[str, ...] = (*BEFORE_POLICY, *AFTER_SCREENING, *AFTER_PIN)  # the door's own, decided below
 
 ANTI_PASSBACK_NOTE = "anti_passback"  # on a grant under soft anti-passback
 
@@ -263,3 +272,21 @@ def gate_lost(direction: str) -> Decision:
     """The gate went into tamper or fault during a walk-through: an entry cannot be screened,
     an exit goes on unscreened (free egress)."""
     return Decision.deny("screening_unavailable") if direction == "in" else Decision.allow()
+
+
+def pin_required(person: Person, direction: str, policy: PolicyConfig) -> bool:
+    """Whether ``person``, allowed through, must enter their PIN as well: on the way in only, where the
+    door asks everyone (``pin_required``), or their schedule group or role is listed."""
+    return direction == "in" and (policy.pin_required or person.schedule_group in policy.pin_schedule_groups
+                                  or person.role in policy.pin_roles)
+
+
+def pin_checked(verdict: str) -> Decision:
+    """The PIN entered (:func:`firmware_py.core.pin.judge_pin`'s verdict): the right one or the duress one
+    lets the person on, any other is ``pin_incorrect``."""
+    return Decision.deny("pin_incorrect") if verdict == WRONG else Decision.allow()
+
+
+def pin_lapsed() -> Decision:
+    """No PIN was ended with ``#`` within ``pin_timeout_s``."""
+    return Decision.deny("pin_timeout")

@@ -34,6 +34,8 @@ LABELS: dict[str, str] = {
     "reader_locked": "读卡器锁定 reader locked",
     "door_busy": "他人通行中 door busy",
     "screening_unavailable": "安检门不可用 screening unavailable",
+    "pin_incorrect": "密码错误 PIN incorrect",
+    "pin_timeout": "密码输入超时 PIN timeout",
 }
 
 REASONS: tuple[str, ...] = tuple(LABELS)
@@ -42,3 +44,5 @@ REASONS: tuple[str, ...] = tuple(LABELS)
 BEFORE_POLICY: tuple[str, ...] = ("reader_locked", "door_busy")
 # Decided by the gate's verdict on a walk-through (or its absence), after a credential was let through.
 AFTER_SCREENING: tuple[str, ...] = ("metal_detected", "tailgating", "screening_timeout", "screening_unavailable")
+# Decided on the PIN asked for after a credential the policy allowed (GB/T 37078 §6.3).
+AFTER_PIN: tuple[str, ...] = ("pin_incorrect", "pin_timeout")

@@ -17,6 +17,7 @@ from firmware_py.core.clock import Clock, SystemClock
 from firmware_py.core.controller import DoorController
 from firmware_py.core.inputs import LinkChanged
 from firmware_py.link.roster_keys import door_keys
+from firmware_py.service.keypads import IndicatorsWithKeypads, build_keypad_readers
 from firmware_py.service.loop import Service
 from firmware_py.storage import roster
 from firmware_py.storage.db import hold_database
@@ -93,11 +94,14 @@ def real_hardware(cfg: Config):
                 badge = BadgeReader(r.reader_name, side=r.side, post=post)
                 badge.start()
                 closers.append(badge.close)
+            keypads = build_keypad_readers(cfg.hardware.keypad_readers, post)
+            closers.extend(k.close for k in keypads)
         except Exception:
             for close in reversed(closers):
                 close()
             raise
-        return hw.lock, hw.indicators, closers
+        indicators = IndicatorsWithKeypads(hw.indicators, keypads) if keypads else hw.indicators
+        return hw.lock, indicators, closers
 
     return build
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import sqlite_utils
 
 from firmware_py.errors import StoreError
+from firmware_py.storage.roster_pin import add_pin_columns
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -60,7 +61,9 @@ CREATE TABLE IF NOT EXISTS persons (
     schedule_group  TEXT NOT NULL,
     status          TEXT NOT NULL DEFAULT 'active',
     revoked_at      TEXT,
-    revoked_reason  TEXT
+    revoked_reason  TEXT,
+    pin_hash        TEXT,          -- scrypt hashes of the PINs (storage/roster_pin.py), never a PIN
+    duress_pin_hash TEXT
 );
 CREATE TABLE IF NOT EXISTS badges (
     uid        TEXT PRIMARY KEY,
@@ -99,6 +102,7 @@ def open_db(path: str | Path, *, busy_timeout_s: float = 10.0) -> sqlite_utils.D
         conn.execute("PRAGMA foreign_keys=ON")
         conn.executescript(SCHEMA)
         _index_badges_by_person(conn)
+        add_pin_columns(conn)  # a database made before PINs existed
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"{path}: cannot open the database: {explain(exc)}") from None
     return sqlite_utils.Database(conn)

@@ -35,6 +35,7 @@ from pathlib import Path
 import sqlite_utils
 
 from firmware_py.core.people import Person
+from firmware_py.core.pin import check_new_pin, hash_pin, verify_pin
 from firmware_py.errors import RosterError
 from firmware_py.storage.db import transaction
 from firmware_py.storage.eventstore import EventStore
@@ -79,7 +80,7 @@ class ImportResult:
 
 _PERSON_COLUMNS = ("person_id", "name", "role", "organisation", "employer_type", "id_hash", "id_masked",
                    "review_date", "training_hours", "commitment_date", "valid_from", "valid_until",
-                   "schedule_group", "status", "revoked_at", "revoked_reason")
+                   "schedule_group", "status", "revoked_at", "revoked_reason", "pin_hash", "duress_pin_hash")
 _SELECT = f"SELECT {', '.join(_PERSON_COLUMNS)} FROM persons"
 
 
@@ -96,7 +97,7 @@ def _person(row: dict, badges: Iterable[str]) -> Person:
         valid_from=date.fromisoformat(row["valid_from"]), valid_until=date.fromisoformat(row["valid_until"]),
         schedule_group=row["schedule_group"], status=row["status"],
         revoked_at=datetime.fromisoformat(row["revoked_at"]) if row["revoked_at"] else None,
-        revoked_reason=row["revoked_reason"],
+        revoked_reason=row["revoked_reason"], pin_hash=row["pin_hash"], duress_pin_hash=row["duress_pin_hash"],
     )
 
 
@@ -272,6 +273,34 @@ def reinstate(db: sqlite_utils.Database, store: EventStore, person_id: str, reas
                              "was_revoked_at": person.revoked_at.isoformat(), "count": 1})
     log.info("roster: reinstated %s (%s)", person_id, reason)
     return get(db, person_id)
+
+
+def set_pin(db: sqlite_utils.Database, store: EventStore, person_id: str, pin: str, *, duress: bool = False) -> None:
+    """Store the hash of ``person_id``'s PIN (``duress``: of their duress PIN); :class:`RosterError` when refused.
+
+    The PIN and the duress PIN must differ, or the duress PIN could never be told from the PIN.
+    The hash is made before the transaction, so the door's writes never wait on it. The
+    ``roster_changed`` event says whose PIN was set and which one, never the PIN or its hash.
+    """
+    which, other = ("duress_pin_hash", "pin_hash") if duress else ("pin_hash", "duress_pin_hash")
+    name = "duress PIN" if duress else "PIN"
+    try:
+        check_new_pin(pin)
+    except ValueError as exc:
+        raise RosterError(f"cannot set the {name} of {person_id}: {exc}") from None
+    stored = hash_pin(pin)
+    row = db.execute(f"SELECT name, role, {other} FROM persons WHERE person_id = ?", (person_id,)).fetchone()
+    if row is None:
+        raise RosterError(f"cannot set the {name} of {person_id}: no such person in the roster")
+    if verify_pin(pin, row[2]):
+        raise RosterError(f"cannot set the {name} of {person_id}: it is the same as their "
+                          f"{'PIN' if duress else 'duress PIN'}; the two must differ")
+    with _writing(db):
+        db.execute(f"UPDATE persons SET {which} = ? WHERE person_id = ?", (stored, person_id))
+        store.append("system", "roster_changed", person={"person_id": person_id, "name": row[0], "role": row[1]},
+                     detail={"action": "duress_pin_set" if duress else "pin_set", "person_id": person_id,
+                             "count": 1})
+    log.info("roster: %s of %s set", name, person_id)
 
 
 # --------------------------------------------------------------------------- import

@@ -88,7 +88,7 @@ def apply_bundle(db: sqlite_utils.Database, store: EventStore, manifest: Manifes
 
 
 def _build(stage, rows, groups: tuple[str, ...]) -> None:
-    """The rows into ``persons_next``/``badges_next`` in short write steps; then the local revocations."""
+    """The rows into ``persons_next``/``badges_next`` in short write steps; then the local revocations and PINs."""
     conn = stage.conn
     persons_sql = (f"INSERT INTO main.persons_next ({', '.join(STORED_COLUMNS)}) "
                    f"VALUES ({', '.join('?' * len(STORED_COLUMNS))})")
@@ -120,6 +120,11 @@ def _build(stage, rows, groups: tuple[str, ...]) -> None:
         conn.execute("UPDATE main.persons_next SET status = 'revoked', revoked_at = r.revoked_at, "
                      "revoked_reason = r.revoked_reason FROM (SELECT person_id, revoked_at, revoked_reason "
                      "FROM main.persons WHERE status = 'revoked') AS r WHERE persons_next.person_id = r.person_id")
+        # PINs are set at the door (`accessctl roster pin set`); a bundle, which carries none, keeps them.
+        conn.execute("UPDATE main.persons_next SET pin_hash = p.pin_hash, duress_pin_hash = p.duress_pin_hash "
+                     "FROM (SELECT person_id, pin_hash, duress_pin_hash FROM main.persons "
+                     "WHERE pin_hash IS NOT NULL OR duress_pin_hash IS NOT NULL) AS p "
+                     "WHERE persons_next.person_id = p.person_id")
 
 
 def _duplicate(stage, batch) -> BundleError:

@@ -78,3 +78,16 @@ def test_names_are_printed_without_terminal_control_codes(tmp_path):
     assert "\\x1b[2J" in text
     assert not any(line.startswith(fake) for line in text.splitlines())
     assert text.count("测试甲") >= 3  # the intro, the events and the status line all show it, escaped
+
+
+def test_a_pin_is_set_and_typed_at_the_keypad_through_the_console(pcscd):
+    proc = subprocess.run([sys.executable, "-c", "from simulator.cli import main; raise SystemExit(main())",
+                           "console", "--start", "2026-11-23T09:00:00+08:00",
+                           "--config", str(REPO / "scenarios" / "config" / "pin_door.toml")],
+                          input="pin P001 739146\npin P001 739164 duress\nbadge P001\nkeys 739164#\nwalk\nquit\n",
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "duress PIN of P001 set" in proc.stdout
+    assert ", pin, " in proc.stdout  # the door's state while it waits for the PIN
+    assert "胁迫报警 duress" in proc.stdout and "准许通行 granted  进 in  P001" in proc.stdout
+    assert "keys needs" not in proc.stdout

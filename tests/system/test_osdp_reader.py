@@ -7,8 +7,8 @@ import time
 import osdp
 import pytest
 
-from drivers.osdp_reader import SCBK_D, KeypadKeys, KeypadReader, ReaderKeyError, parse_scbk, provision
-from firmware_py.core.inputs import BadgeRead, DeviceFault, DeviceRecovered, TamperChanged
+from drivers.osdp_reader import SCBK_D, KeypadReader, ReaderKeyError, parse_scbk, provision
+from firmware_py.core.inputs import BadgeRead, DeviceFault, DeviceRecovered, KeypadKeys, TamperChanged
 from simulator.osdp_device import OsdpReaderDevice
 
 KEY = bytes.fromhex("5d0c9e2a7b41f3865ac2e19b04d7736f")  # this door's key for the reader (synthetic)

@@ -158,3 +158,58 @@ def test_config_check_prints_the_warnings_and_still_succeeds(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{path}: ok" in out
     assert out.count("warning:") == 2 and "not encrypted" in out and "not checked" in out
+
+
+def test_a_door_asks_no_pin_unless_the_config_says_so():
+    policy = load_config(EXAMPLE).policy
+    assert (policy.pin_required, policy.pin_schedule_groups, policy.pin_roles) == (False, (), ())
+
+
+def test_pin_settings_name_schedule_groups_and_roles(tmp_path):
+    path = write_variant(tmp_path, "pin_required = false",
+                         'pin_required = false\npin_schedule_groups = ["extended"]\npin_roles = ["visitor"]')
+    path.write_text(path.read_text(encoding="utf-8").replace("[policy]\n", KEYPAD + "\n[policy]\n"), encoding="utf-8")
+    policy = load_config(path).policy
+    assert (policy.pin_schedule_groups, policy.pin_roles) == (("extended",), ("visitor",))
+
+
+def test_a_pin_schedule_group_not_in_the_calendar_is_an_error(tmp_path):
+    path = write_variant(tmp_path, "pin_required = false", 'pin_schedule_groups = ["nights"]')
+    with pytest.raises(ConfigError, match=r"\[policy\] pin_schedule_groups: 'nights' is not a schedule group"):
+        load_config(path)
+
+
+def test_a_pin_role_that_is_not_a_role_is_an_error(tmp_path):
+    path = write_variant(tmp_path, "pin_required = false", 'pin_roles = ["cleaner"]')
+    with pytest.raises(ConfigError, match="'cleaner' is not a role"):
+        load_config(path)
+
+
+KEYPAD = '''
+[[hardware.keypad_reader]]
+side = "outside"
+port = "/dev/ttyUSB7"
+scbk_file = "keys/keypad-outside.scbk"
+address = 3
+'''
+
+
+def test_a_keypad_reader_is_read_with_its_key_file_beside_the_config(tmp_path):
+    path = write_variant(tmp_path, "[policy]\n", KEYPAD + "\n[policy]\n")
+    (reader,) = load_config(path).hardware.keypad_readers
+    assert (reader.side, reader.port, reader.address, reader.baudrate) == ("outside", "/dev/ttyUSB7", 3, 9600)
+    assert reader.scbk_file == tmp_path / "keys" / "keypad-outside.scbk"
+
+
+def test_a_keypad_reader_on_an_id_card_readers_port_is_an_error(tmp_path):
+    path = write_variant(tmp_path, "[policy]\n", KEYPAD.replace("/dev/ttyUSB7", "/dev/ttyUSB0") + "\n[policy]\n")
+    with pytest.raises(ConfigError, match="/dev/ttyUSB0 is an ID card reader's port"):
+        load_config(path)
+
+
+def test_a_door_asking_for_pins_without_a_keypad_outside_is_an_error(tmp_path):
+    path = write_variant(tmp_path, "pin_required = false", "pin_required = true")
+    with pytest.raises(ConfigError, match="asks for a PIN but has no keypad reader outside"):
+        load_config(path)
+    path.write_text(path.read_text(encoding="utf-8").replace("[policy]\n", KEYPAD + "\n[policy]\n"), encoding="utf-8")
+    assert load_config(path).policy.pin_required

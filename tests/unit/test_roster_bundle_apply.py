@@ -133,3 +133,12 @@ def test_persons_added_locally_after_a_bundle_are_replaced_by_the_next_bundle(ro
                schedule_group="office", secret=SITE_KEY, schedule_groups=GROUPS)
     apply(roster_world, [person(1), person(2)], version=2)
     assert ids(roster_world) == ["P00001", "P00002"]
+
+
+def test_a_pin_set_at_the_door_stays_when_a_bundle_lists_the_person(roster_world):
+    from firmware_py.core.pin import verify_pin
+
+    apply(roster_world, [person(1), person(2)])
+    roster.set_pin(roster_world.db, roster_world.store, "P00002", "739146")
+    apply(roster_world, [person(1), person(2)], version=2)
+    assert verify_pin("739146", roster.get(roster_world.db, "P00002").pin_hash)

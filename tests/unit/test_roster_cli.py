@@ -112,3 +112,55 @@ def test_reinstate_lifts_a_revocation(config_file, capsys):
 
 def test_the_example_roster_has_the_documented_columns():
     assert EXAMPLE_ROSTER.read_text(encoding="utf-8").splitlines()[0] == HEADER
+
+
+# ---------------------------------------------------------------------- PINs
+
+PIN = "739146"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_pin_set_reads_the_pin_from_standard_input_and_stores_only_its_hash(config_file, tmp_path, monkeypatch,
+                                                                            capsys, caplog):
+    run(config_file, "import", str(EXAMPLE_ROSTER))
+    monkeypatch.setattr("sys.stdin", io.StringIO(PIN + "\n"))
+    with caplog.at_level("DEBUG"):
+        assert run(config_file, "pin", "set", "P001") == 0
+    out = capsys.readouterr()
+    assert "PIN of P001 set" in out.out
+    assert PIN not in out.out + out.err + caplog.text
+    for path in (tmp_path / "state").iterdir():  # the database, its WAL, the secret
+        assert PIN.encode() not in path.read_bytes()
+
+
+def test_pin_set_on_a_terminal_asks_twice_without_echo(config_file, monkeypatch, capsys):
+    run(config_file, "import", str(EXAMPLE_ROSTER))
+    asked = []
+    monkeypatch.setattr("sys.stdin", _Terminal())
+    monkeypatch.setattr("getpass.getpass", lambda prompt: asked.append(prompt) or PIN)
+    assert run(config_file, "pin", "set", "P001", "--duress") == 0
+    assert len(asked) == 2 and "duress PIN" in asked[0]
+    assert "duress PIN of P001 set" in capsys.readouterr().out
+
+
+def test_pin_set_refuses_two_different_entries_and_changes_nothing(config_file, tmp_path, monkeypatch, capsys):
+    run(config_file, "import", str(EXAMPLE_ROSTER))
+    answers = iter([PIN, "739147"])
+    monkeypatch.setattr("sys.stdin", _Terminal())
+    monkeypatch.setattr("getpass.getpass", lambda prompt: next(answers))
+    assert run(config_file, "pin", "set", "P001") == 2
+    assert "the two PINs differ" in capsys.readouterr().err
+    db = open_db(tmp_path / "state" / "events.db")
+    assert db.execute("SELECT pin_hash FROM persons WHERE person_id = 'P001'").fetchone()[0] is None
+
+
+def test_pin_set_for_someone_not_in_the_roster_asks_nothing(config_file, monkeypatch, capsys):
+    run(config_file, "import", str(EXAMPLE_ROSTER))
+    monkeypatch.setattr("getpass.getpass", lambda prompt: pytest.fail("asked for a PIN that cannot be stored"))
+    monkeypatch.setattr("sys.stdin", _Terminal())
+    assert run(config_file, "pin", "set", "P404") == 2
+    assert "no such person" in capsys.readouterr().err
