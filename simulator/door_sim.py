@@ -91,7 +91,8 @@ class SimulatedDoor:
         self.card_ports = {side: card_ports[reader] for side, reader in VPCD_READERS.items()}
         self.badge_sides = {r.side for r in self.cfg.hardware.badge_readers} if badges else set()
         self.hardware = None
-        self.service: Service = build_service(self.cfg, clock=clock, hardware=self._build_hardware)
+        self.service: Service = build_service(self.cfg, clock=clock, hardware=self._build_hardware,
+                                              pin_checks_on_loop=True)  # pump() steps the loop: no race
         self.controller = self.service.controller
         self.db = self.service.db  # the door's SQLite database, and its event store, for checks and tests
         self.store = self.service.event_log.store

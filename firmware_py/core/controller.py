@@ -49,13 +49,14 @@ from firmware_py.core.inputs import (
     InputEvent,
     KeypadKeys,
     LinkChanged,
+    PinChecked,
     RemoteCommand,
     TamperChanged,
     TimeBeacon,
 )
 from firmware_py.core.link_watch import LinkWatch
 from firmware_py.core.people import ESCORTING_ROLES, Credential, Person
-from firmware_py.core.pin_entry import PIN_WAIT, PinEntry
+from firmware_py.core.pin_entry import PIN_WAIT, CheckOnTheLoop, PinEntry
 from firmware_py.core.policy import (
     DoorContext,
     Entry,
@@ -66,7 +67,7 @@ from firmware_py.core.policy import (
     screened,
     screening_lapsed,
 )
-from firmware_py.core.ports import EventLog, Indicators, Lock, Roster
+from firmware_py.core.ports import EventLog, Indicators, Lock, PinChecker, Roster
 from firmware_py.core.reader_guard import ReaderGuard
 from firmware_py.core.storage_outage import StorageOutage
 from firmware_py.core.timers import Timers
@@ -112,6 +113,8 @@ class DoorController:
     :param indicators: the lights and buzzer outside and inside.
     :param clock: wall and monotonic time (simulated in tests and scenarios).
     :param secret: the device secret that keys ID-number hashes and command ids.
+    :param pin_checker: judges PINs off the loop (:class:`~firmware_py.core.ports.PinChecker`); without
+        one, PINs are judged at once on the caller's thread.
 
     Feed it with :meth:`handle` (one input at a time) and :meth:`tick`; it
     tells :attr:`listeners` of each stored event, :attr:`status_listeners`
@@ -120,7 +123,7 @@ class DoorController:
     """
 
     def __init__(self, cfg: Config, *, roster: Roster, event_log: EventLog, lock: Lock, indicators: Indicators,
-                 clock: Clock, secret: bytes):
+                 clock: Clock, secret: bytes, pin_checker: PinChecker | None = None):
         self.cfg = cfg
         self.policy = cfg.policy
         self.roster = roster
@@ -158,6 +161,7 @@ class DoorController:
                                      status_changed=self.status_changed)
         self.commands = CommandRunner(self, secret=secret)
         self.pin_entry = PinEntry(self)
+        self.pin_checker = pin_checker or CheckOnTheLoop(self.handle)
         self.command_results = self.commands.results  # called with (id, ok, error) of each command
         self.replay_requests = self.commands.replay_requests  # called with from_seq of each replay command
         self._next_overstay_check: datetime | None = None
@@ -776,6 +780,7 @@ class DoorController:
         IdCardRead: _on_id_card,
         BadgeRead: _on_badge,
         KeypadKeys: lambda self, ev: self.pin_entry.keys(ev),
+        PinChecked: lambda self, ev: self.pin_entry.checked(ev),
         GatePassage: _on_gate,
         DoorOpened: _on_door_opened,
         DoorClosed: _on_door_closed,

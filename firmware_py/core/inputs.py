@@ -155,6 +155,15 @@ class TimeBeacon:
     retained: bool = False
 
 
+@dataclass(frozen=True)
+class PinChecked:
+    """The verdict on a PIN the controller asked its :class:`~firmware_py.core.ports.PinChecker` to judge:
+    :data:`~firmware_py.core.pin.MATCH`, ``DURESS`` or ``WRONG`` for the check numbered ``ticket``."""
+
+    ticket: int
+    verdict: str
+
+
 InputEvent = (
     IdCardRead
     | BadgeRead
@@ -169,6 +178,7 @@ InputEvent = (
     | RemoteCommand
     | LinkChanged
     | TimeBeacon
+    | PinChecked
 )
 
 Post = Callable[[InputEvent], None]

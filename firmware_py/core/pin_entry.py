@@ -12,6 +12,14 @@ credential, so it counts toward the repeated-failures lockout like any other.
 The PIN is held only while it is typed and never logged, stored or published:
 the check runs against the roster's slow hashes (:mod:`firmware_py.core.pin`).
 
+That check is slow (both hashes, always: half a second on a Pi), so it runs off
+the controller's loop: ``#`` hands the PIN to the door's
+:class:`~firmware_py.core.ports.PinChecker` and the wait goes on until its
+verdict comes back as a :class:`~firmware_py.core.inputs.PinChecked` input. The
+loop handles every other input meanwhile (the exit button releases at once); a
+verdict for a wait that has ended (the exit button, a lockdown, the time limit,
+started again at ``#`` to bound the check) changes nothing.
+
 The duress PIN leaves the door exactly as the right one would (the same lights,
 sounds, lock moves and access events); only the supervisor hears of it, by the
 ``duress`` alarm, which the door does not show.
@@ -19,13 +27,14 @@ sounds, lock moves and access events); only the supervisor hears of it, by the
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from firmware_py.core.inputs import KeypadKeys
+from firmware_py.core.inputs import KeypadKeys, PinChecked
 from firmware_py.core.people import Credential, Person
-from firmware_py.core.pin import DURESS, MAX_LENGTH, judge_pin
+from firmware_py.core.pin import DURESS, MATCH, MAX_LENGTH, WRONG, judge_pin
 from firmware_py.core.policy import pin_checked, pin_lapsed
 
 
@@ -38,6 +47,7 @@ class PinTarget(Protocol):
     policy: Any
     timers: Any
     indicators: Any
+    pin_checker: Any
 
     def status_changed(self) -> None: ...
     def _emit(self, category: str, type_: str, **fields) -> Any: ...
@@ -63,6 +73,7 @@ class _Waiting:
     credential: Credential
     notes: tuple[str, ...]
     keys: str = ""
+    ticket: int | None = None  # the check asked for, once '#' ended the PIN
 
     def __repr__(self) -> str:  # the keys typed so far are a part of the PIN
         return f"_Waiting(side={self.side!r}, reader={self.reader!r}, person={self.person.person_id!r})"
@@ -74,6 +85,7 @@ class PinEntry:
     def __init__(self, door: PinTarget):
         self.door = door
         self.waiting: _Waiting | None = None
+        self._tickets = itertools.count(1)
 
     def wait(self, side: str, reader: str, direction: str, person: Person, credential: Credential,
              notes: tuple[str, ...]) -> None:
@@ -89,6 +101,9 @@ class PinEntry:
         w = self.waiting
         if w is None or ev.side != w.side:
             log.info("keys pressed at the %s keypad with no PIN asked for there: ignored", ev.side)
+            return
+        if w.ticket is not None:
+            log.info("keys pressed at the %s keypad while the PIN is checked: ignored", ev.side)
             return
         for key in ev.keys:
             if key == "*":
@@ -108,9 +123,24 @@ class PinEntry:
             self.door._deny(w.direction, w.person, w.credential, reason, side=w.side, detail={"state": PIN_WAIT})
 
     def _entered(self) -> None:
-        w = self._end()
-        verdict = judge_pin(w.keys, w.person.pin_hash, w.person.duress_pin_hash)
-        w.keys = ""
+        """Ask for the check; the wait (and its time limit) goes on until the verdict comes back."""
+        w, door = self.waiting, self.door
+        w.ticket, pin, w.keys = next(self._tickets), w.keys, ""
+        # '#' came in time: the limit starts again as the bound for the check (a checker that never answers).
+        door.timers.start(TIMER, door.policy.pin_timeout_s, self._timed_out)
+        door.pin_checker.check(w.ticket, pin, w.person.pin_hash, w.person.duress_pin_hash)
+
+    def checked(self, ev: PinChecked) -> None:
+        """The verdict on the PIN entered: let the person on, or deny them; for an ended wait, nothing."""
+        w = self.waiting
+        if w is None or w.ticket is None or ev.ticket != w.ticket:
+            log.info("a PIN verdict came after its wait ended: ignored")
+            return
+        self._end()
+        verdict = ev.verdict
+        if verdict not in (MATCH, DURESS, WRONG):
+            log.error("a PIN check answered %r, not a verdict: counted as a wrong PIN", verdict)
+            verdict = WRONG
         decision = pin_checked(verdict)
         door = self.door
         if not decision.allowed:
@@ -137,3 +167,15 @@ class PinEntry:
         if w is not None and door.state == PIN_WAIT:
             door.state = "idle"
         return w
+
+
+class CheckOnTheLoop:
+    """A :class:`~firmware_py.core.ports.PinChecker` that judges at once, on the caller's thread, and hands
+    the verdict straight back: for a controller built without a checker (tools, tests). The door's service
+    checks on a worker thread instead (:mod:`firmware_py.service.pin_checks`)."""
+
+    def __init__(self, handle):
+        self.handle = handle  # the controller's handle(event)
+
+    def check(self, ticket: int, pin: str, pin_hash: str | None, duress_hash: str | None) -> None:
+        self.handle(PinChecked(ticket, judge_pin(pin, pin_hash, duress_hash)))

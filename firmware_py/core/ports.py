@@ -54,6 +54,18 @@ class Roster(Protocol):
         """Revoke from ``at`` and record ``roster_changed``; :class:`~firmware_py.errors.RosterError` when refused."""
 
 
+class PinChecker(Protocol):
+    """Judges a PIN against a person's two slow hashes away from the controller's loop.
+
+    A check takes up to half a second on a Pi; the loop must handle inputs meanwhile (the
+    exit button releases at once). :meth:`check` returns at once; the verdict comes back
+    later as a :class:`~firmware_py.core.inputs.PinChecked` input in the controller's queue.
+    """
+
+    def check(self, ticket: int, pin: str, pin_hash: str | None, duress_hash: str | None) -> None:
+        """Judge ``pin`` with :func:`~firmware_py.core.pin.judge_pin` (both checks, always); post the verdict."""
+
+
 class EventLog(Protocol):
     """The door's durable, hash-chained event log, and the small state stored with its events.
 

@@ -19,6 +19,7 @@ from firmware_py.core.inputs import LinkChanged
 from firmware_py.link.roster_keys import door_keys
 from firmware_py.service.keypads import IndicatorsWithKeypads, build_keypad_readers
 from firmware_py.service.loop import Service
+from firmware_py.service.pin_checks import PinWorker
 from firmware_py.storage import roster
 from firmware_py.storage.db import hold_database
 from firmware_py.storage.door_database import open_store
@@ -32,8 +33,13 @@ log = logging.getLogger(__name__)
 STORE_WAIT_S = 0.05
 
 
-def build_service(cfg: Config, *, clock: Clock | None = None, hardware=None) -> Service:
-    """Build the service on real hardware, or on ``hardware`` (a callable ``post -> (lock, indicators, closers)``)."""
+def build_service(cfg: Config, *, clock: Clock | None = None, hardware=None,
+                  pin_checks_on_loop: bool = False) -> Service:
+    """Build the service on real hardware, or on ``hardware`` (a callable ``post -> (lock, indicators, closers)``).
+
+    PINs are checked on a worker thread (:mod:`firmware_py.service.pin_checks`); ``pin_checks_on_loop``
+    judges them at once on the loop instead, for a simulation that steps the loop itself and must not race.
+    """
     clock = clock or SystemClock(cfg.site.timezone)
     inputs: queue.Queue = queue.Queue()
     release = hold_database(cfg.storage.database)
@@ -49,8 +55,11 @@ def build_service(cfg: Config, *, clock: Clock | None = None, hardware=None) -> 
         release()
         raise
     event_log = SqliteEventLog(store, anchor=ChainAnchor.beside(cfg.storage.secret))
+    pin_checker = None if pin_checks_on_loop else PinWorker(inputs.put)
+    if pin_checker is not None:
+        closers.append(pin_checker.close)
     controller = DoorController(cfg, roster=roster.SqliteRoster(db, store), event_log=event_log, lock=lock,
-                                indicators=indicators, clock=clock, secret=secret)
+                                indicators=indicators, clock=clock, secret=secret, pin_checker=pin_checker)
     service = Service(cfg, controller, inputs, db, event_log, closers)
     if cfg.mqtt.enabled:
         from firmware_py.link.door_link import MqttLink
