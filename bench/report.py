@@ -17,7 +17,7 @@ from .common import REPO, RESULTS, describe_machine
 DOC = REPO / "docs" / "performance.md"
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
-ORDER = ("decision", "backlog", "storage", "memory")
+ORDER = ("decision", "backlog", "storage", "memory", "pin")
 PROFILE_ENTRIES = 12
 
 
@@ -113,6 +113,23 @@ def _memory(r: dict) -> list[str]:
     return lines
 
 
+def _pin(r: dict) -> list[str]:
+    d = r["details"]
+    h = d["hash"]
+    p = h["params"]
+    return [f"Milliseconds, p50 / p99 (nearest rank) over {d['release_card']['n']} entries of each kind:", "",
+            "| entry | wall: credential → release | of which the PIN check | CPU time of the door's loop |",
+            "|---|---|---|---|",
+            f"| badge alone (baseline) | {_pair(d['release_card'])} | — | {_pair(d['cpu_card'])} |",
+            f"| badge + PIN | {_pair(d['release_card_pin'])} | {_pair(d['pin_check_on_loop'])} | "
+            f"{_pair(d['cpu_card_pin'])} |", "",
+            f"One PIN check (scrypt N={p['n']:,}, r={p['r']}, p={p['p']}, {p['memory_mib']:g} MiB), {h['samples']} "
+            f"samples: CPU time best / median / worst {h['cpu']['best_ms']} / {h['cpu']['median_ms']} / "
+            f"{h['cpu']['worst_ms']} ms, wall {h['wall']['best_ms']} / {h['wall']['median_ms']} / "
+            f"{h['wall']['worst_ms']} ms; on a Raspberry Pi 4 (×{h['pi4_factor']:g}) {h['pi4_ms']} ms "
+            f"(from the median: {h['pi4_median_ms']} ms)."]
+
+
 def _trim(profile: str, entries: int = PROFILE_ENTRIES) -> str:
     """The profile's header and its first ``entries`` rows."""
     lines = profile.splitlines()
@@ -123,7 +140,7 @@ def _trim(profile: str, entries: int = PROFILE_ENTRIES) -> str:
     return "\n".join(kept + lines[header:header + 1 + entries])
 
 
-DETAILS = {"decision": _decision, "backlog": _backlog, "storage": _storage, "memory": _memory}
+DETAILS = {"decision": _decision, "backlog": _backlog, "storage": _storage, "memory": _memory, "pin": _pin}
 
 
 def render(results: list[dict]) -> str:

@@ -26,6 +26,9 @@ TYPES: dict[str, tuple[str, ...]] = {
 }
 CATEGORIES = tuple(TYPES)
 CATEGORY_OF = {t: c for c, types in TYPES.items() for t in types}
+# Published ahead of the rest of the outbox (DESIGN.md "PIN and duress": the supervisor learns of a
+# duress "at once, ahead of any backlog"); a station may see these seqs before the ones below them.
+URGENT_TYPES = ("duress",)
 
 REASONS = reasons.REASONS  # declared once, with their labels, in core/reasons.py
 DIRECTIONS = ("in", "out")

@@ -20,6 +20,14 @@ again from its oldest row. On MQTT 5 a PUBACK with a failure reason code (135
 event stays queued and is retried with back-off. Subscribers de-duplicate by
 ``seq``. Network timing (back-off, batching, the status interval) runs on real
 time, not on the injected clock, because the broker lives in real time.
+
+The urgent lane: an urgent event (``URGENT_TYPES``, the ``duress`` alarm) is handed
+to paho before anything else the sender has to send, ahead of the outbox's
+backlog and without waiting for room in the window, so the supervisor learns of
+it at once however many events are queued. It is still stored first, still
+published at QoS 1 and still leaves the outbox only on the broker's PUBACK; the
+ordinary pass over the outbox skips it while it is in flight. A station sees its
+seq before the ones below it and de-duplicates by seq as ever.
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ log = logging.getLogger(__name__)
 MAX_INFLIGHT = 100  # paho's window of unacknowledged QoS 1 messages (Mosquitto advertises 20; 100 measured faster)
 WINDOW = 200  # events handed to paho and not yet acknowledged, at most
 REFILL = WINDOW // 2  # top the window up once this much room is free
+URGENT_MAX = 50  # urgent events (duress) handed to paho per pass, ahead of the window
 ACK_BATCH = 200  # delete acknowledged outbox rows in batches of this many ...
 ACK_DELAY_S = 0.05  # ... or once the oldest has waited this long
 BACKOFF_S = (1.0, 30.0)  # reconnect and refused-publish retry: first and longest wait
@@ -109,6 +118,7 @@ class MqttLink:
         self._refused: list[tuple[int, str]] = []
         self._refused_batch: list[tuple[int, str]] = []
         self._next_seq = 0  # the outbox is read from here on; 0 = from its oldest row
+        self._urgent_sent: set[int] = set()  # urgent seqs handed to paho ahead of _next_seq
         self._blocked_until: float | None = None  # refused events: wait, then read the outbox again
         self._retry_s = backoff[0]
         # replay of stored events, status, occupancy, command results
@@ -395,6 +405,7 @@ class MqttLink:
         self._handle_refusals()
         if not self._up:
             return
+        self._send_urgent()
         now = time.monotonic()
         with self._lock:
             announce, self._announce = self._announce, False
@@ -427,6 +438,21 @@ class MqttLink:
         self._published_queued = status["queued"]
         self._next_status_at = time.monotonic() + self.cfg.mqtt.status_interval_s
 
+    def _send_urgent(self) -> None:
+        """Hand paho the urgent events the outbox holds beyond the ordinary pass, before anything else.
+
+        Not held back by the window: urgent events are few, and each waits behind at most the
+        window's messages paho already holds. A refused event blocks them too (the broker
+        refuses, retrying sooner would not help); the outbox is then read again from its
+        oldest row, urgent events first.
+        """
+        if self._blocked_until is not None:
+            return
+        for seq, category, type_, body, h in self._store.urgent_rows(self._next_seq, URGENT_MAX):
+            if seq not in self._urgent_sent:
+                self._publish(f"{self.events_topic}/{category}/{type_}", published_event(body, h), seq=seq)
+                self._urgent_sent.add(seq)
+
     def _send_outbox(self) -> bool:
         """Hand the next outbox rows to paho; True when nothing is left to send or in flight."""
         if self._blocked_until is not None:
@@ -438,8 +464,11 @@ class MqttLink:
             return False
         rows = self._store.outbox_rows(self._next_seq, room)
         for seq, category, type_, body, h in rows:
-            self._publish(f"{self.events_topic}/{category}/{type_}", published_event(body, h), seq=seq)
+            if seq not in self._urgent_sent:  # an urgent one went ahead: in flight or acknowledged already
+                self._publish(f"{self.events_topic}/{category}/{type_}", published_event(body, h), seq=seq)
             self._next_seq = seq + 1
+        if self._urgent_sent:
+            self._urgent_sent = {seq for seq in self._urgent_sent if seq >= self._next_seq}
         return not rows and idle
 
     def _send_replay(self) -> None:
@@ -499,6 +528,7 @@ class MqttLink:
         elif self._blocked_until is not None and idle and now >= self._blocked_until:
             self._blocked_until = None
             self._next_seq = 0  # read the outbox again from its oldest row
+            self._urgent_sent.clear()  # nothing is in flight: the urgent ones go first again
 
 
 # ---------------------------------------------------------------------- helpers

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from firmware_py.core.events import URGENT_TYPES
 from firmware_py.errors import StoreError
 from firmware_py.storage.roster_pin import add_pin_columns
 
@@ -45,6 +46,7 @@ CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE TABLE IF NOT EXISTS outbox (
     seq        INTEGER PRIMARY KEY REFERENCES events (seq)
 );
+CREATE INDEX IF NOT EXISTS events_urgent ON events (seq) WHERE {urgent};  -- the outbox's urgent lane
 CREATE TABLE IF NOT EXISTS persons (
     person_id       TEXT PRIMARY KEY,
     name            TEXT NOT NULL,
@@ -83,6 +85,10 @@ CREATE TABLE IF NOT EXISTS executed_commands (  -- keyed hashes of the command i
     key  TEXT NOT NULL UNIQUE
 );
 """
+# The events published ahead of the outbox's backlog (storage/eventstore.py ``urgent_rows``); the
+# partial index keeps finding them cheap whatever the backlog, and the query must say the same words.
+URGENT_EVENTS = "type IN ({})".format(", ".join(f"'{t}'" for t in URGENT_TYPES))
+SCHEMA = SCHEMA.replace("{urgent}", URGENT_EVENTS)
 
 
 def open_db(path: str | Path, *, busy_timeout_s: float = 10.0) -> sqlite_utils.Database:

@@ -3,7 +3,9 @@
 Each event is stored with ``seq`` (1, 2, 3 … no gaps) and a SHA-256 chain:
 ``prev_hash`` is the previous event's ``hash`` (64 zeros for the first).
 An event enters the outbox in the same transaction that stores it, and leaves
-it only when the broker has acknowledged it (DESIGN.md "MQTT"). Nothing here
+it only when the broker has acknowledged it (DESIGN.md "MQTT"). The outbox is
+read in seq order, except that its urgent events (a ``duress`` alarm) are read
+first (:meth:`EventStore.urgent_rows`). Nothing here
 deletes an event: the log is kept permanently.
 
 The door's own log, with what it keeps in memory while the database refuses
@@ -28,7 +30,7 @@ import sqlite_utils
 
 from firmware_py.core.clock import Clock
 from firmware_py.core.events import GENESIS_HASH, canonical, check_vocabulary, event_hash, refuse_full_id_numbers
-from firmware_py.storage.db import get_meta, set_meta, transaction
+from firmware_py.storage.db import URGENT_EVENTS, get_meta, set_meta, transaction
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +204,14 @@ class EventStore:
         return self.db.execute(
             "SELECT o.seq, e.category, e.type, e.body, e.hash FROM outbox o JOIN events e ON e.seq = o.seq "
             "WHERE o.seq >= ? ORDER BY o.seq LIMIT ?", (from_seq, max(limit, 0))).fetchall()
+
+    def urgent_rows(self, from_seq: int, limit: int) -> list[tuple[int, str, str, str, str]]:
+        """Like :meth:`outbox_rows`, only the urgent events (``URGENT_TYPES``: a ``duress`` alarm), which the
+        link publishes ahead of the rest of the outbox. Found through a partial index of the urgent events,
+        so the cost does not grow with the backlog."""
+        return self.db.execute(
+            "SELECT o.seq, e.category, e.type, e.body, e.hash FROM events e JOIN outbox o ON o.seq = e.seq "
+            f"WHERE e.{URGENT_EVENTS} AND e.seq >= ? ORDER BY e.seq LIMIT ?", (from_seq, max(limit, 0))).fetchall()
 
     def stored_rows(self, first: int, last: int) -> list[tuple[int, str, str, str, str]]:
         """``(seq, category, type, body, hash)`` of the stored events ``first..last`` (a replay)."""

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from bench import backlog, decision, memory, report, storage
+from bench import backlog, decision, memory, pin, report, storage
 from bench.common import Result, check
 from bench.data import Workspace
 
@@ -80,6 +80,15 @@ def test_the_memory_benchmark_measures_the_running_controller_and_a_bare_process
     (case,) = doc["details"]["cases"]
     assert case["controller_started_stored"] == 1
     assert case["product"][0]["exit_code"] == 0
+
+
+def test_the_pin_benchmark_times_entries_with_and_without_a_pin_and_the_hash(workspace, tmp_path):
+    doc = written(pin.run(workspace, quick=True, persons=10, cycles=2, hash_samples=2), tmp_path)
+    d = doc["details"]
+    assert d["release_card"]["n"] == d["release_card_pin"]["n"] == 2
+    assert d["pin_check_on_loop"]["p50_ms"] > 0 and d["hash"]["cpu"]["best_ms"] > 0
+    assert d["hash"]["params"] == {"n": 2**14, "r": 8, "p": 1, "memory_mib": 16.0}
+    assert "card + PIN → release" in report.render([doc])
 
 
 def test_a_figure_rounded_to_zero_on_a_fast_machine_passes_the_shape_check(tmp_path):

@@ -165,13 +165,13 @@ def small_disk(tmp_path):
 
 def fill(directory: Path) -> Path:
     filler = directory / "filler"
-    with open(filler, "wb") as f:
-        try:
+    try:
+        with open(filler, "wb") as f:
             while True:
                 f.write(b"\0" * 65536)
                 f.flush()
-        except OSError:
-            pass
+    except OSError:  # full; what the last write left in the buffer may only fail when the file closes
+        pass
     return filler
 
 

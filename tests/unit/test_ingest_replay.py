@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from firmware_py.station.ingest.replay import Replay, replay_decision, replay_request
+from firmware_py.station.ingest.replay import Replay, replay_decision, replay_request, sent_ahead
 
 NEVER = -1e9
 
@@ -45,6 +45,16 @@ def test_no_request_while_the_door_cannot_answer_or_a_backlog_arrives():
 
 def test_after_the_last_unanswered_request_the_ingest_gives_up():
     assert decide(sent=5, last_request_at=0.0) is Replay.GIVE_UP
+
+
+def test_a_duress_above_a_hole_was_sent_ahead_of_the_doors_backlog():
+    assert sent_ahead({"seq": 301, "type": "duress"}, contiguous=100)
+
+
+def test_a_duress_next_in_sequence_or_any_other_event_above_a_hole_was_not_sent_ahead():
+    assert not sent_ahead({"seq": 101, "type": "duress"}, contiguous=100)
+    assert not sent_ahead({"seq": 301, "type": "door_forced"}, contiguous=100)
+    assert not sent_ahead({"seq": 301, "type": "access_granted"}, contiguous=100)
 
 
 def test_a_replay_request_is_the_command_doors_understand_with_a_fresh_id():

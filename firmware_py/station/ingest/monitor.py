@@ -15,7 +15,9 @@ acknowledged like any other. Then:
   best stays in the register) and raises an integrity alarm; a door whose chain restarts
   at seq 1 after a database reset is archived as a new epoch;
 - a gap in a door's sequence makes the monitor ask that door for a replay on its
-  ``cmd`` topic (``{"id", "action": "replay", "from_seq"}``), at most once per
+  ``cmd`` topic (``{"id", "action": "replay", "from_seq"}``), at once (a gap below an urgent
+  event, which a door sends ahead of its backlog, only once the backlog stopped coming for
+  ``replay_interval_s``: :func:`.replay.sent_ahead`), at most once per
   ``replay_interval_s`` per door, again only if the replay makes no progress, with the
   wait doubling after the second request, and at most ``max_replay_requests`` times per
   gap: then it gives up on that gap with a clear line (a forged far-future seq cannot
@@ -66,7 +68,7 @@ from firmware_py.link.broker import BrokerSettings, connect, make_client
 from firmware_py.station.archive.sqlite import Archive, Gap, Reject, redact
 from firmware_py.station.ingest.judge import Accepted, Rejected, judge
 from firmware_py.station.ingest.rejects import RejectBudget
-from firmware_py.station.ingest.replay import Replay, replay_decision, replay_request
+from firmware_py.station.ingest.replay import Replay, replay_decision, replay_request, sent_ahead
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +328,7 @@ class Monitor:
         now = self._now_text()
         stored = self.archive.store_event(site, door, topic, payload, event, now, backfill=self.backfill)
         key = (site, door)
+        ahead = not stored.duplicate and sent_ahead(event, stored.contiguous)  # a duress before the backlog
         problems = list(stored.anomalies)
         if stored.epoch_changed:
             with self._cond:  # the sequence of another chain: progress is measured afresh
@@ -340,14 +343,18 @@ class Monitor:
             if stored.contiguous > self._contiguous.get(key, -1):
                 self._contiguous[key] = stored.contiguous
                 self._last_advance[key] = time.monotonic()
+            if ahead:  # the door's backlog is behind it: give it one interval, as to a moving sequence
+                self._last_advance[key] = time.monotonic()
             self._tail_since.pop(key, None)
         if stored.new_gap:
             g = stored.new_gap
-            self._show(f"{site}/{door} gap: #{g.first_missing}–#{g.last_missing} missing", YELLOW)
+            why = f" (#{event['seq']} {event['type']} came ahead of the door's backlog)" if ahead else ""
+            self._show(f"{site}/{door} gap: #{g.first_missing}–#{g.last_missing} missing{why}", YELLOW)
         for g in stored.closed_gaps:
             self._show(f"{site}/{door} gap #{g.first_missing}–#{g.last_missing} closed", GREEN)
         if stored.contiguous < stored.expected:
-            self._maybe_request_replay(site, door, stored.contiguous + 1, first=stored.new_gap is not None)
+            self._maybe_request_replay(site, door, stored.contiguous + 1,
+                                       first=stored.new_gap is not None and not ahead)
 
     def _handle_retained(self, site, door, kind, value: object, *, retained: bool = False) -> None:
         if value is None:

@@ -22,7 +22,9 @@ status's ``last_seq``/``last_hash`` is checked against the archive
 (:meth:`~firmware_py.station.archive.pg.PgArchive.store_status`): a head that went back or names
 another hash is kept in ``anomalies`` and logged, as the SQLite monitor does. A missing seq is a
 gap: after :data:`REPLAY_INTERVAL_S` without progress (and without a backlog arriving from the
-broker) the door is asked for a replay on ``{prefix}/{site}/{door}/cmd``
+broker, and counting an urgent event that came ahead of its door's backlog as progress: see
+:func:`~firmware_py.station.ingest.replay.sent_ahead`) the door is asked for a replay on
+``{prefix}/{site}/{door}/cmd``
 (``{"id", "action": "replay", "from_seq"}``), again with a doubling wait, at most
 :data:`MAX_REPLAY_REQUESTS` times per gap. The same is asked when the door's status announces
 events (``last_seq``) the archive lacks while nothing is queued at the door. How far each chain
@@ -56,7 +58,7 @@ from firmware_py.station.config import safe_url
 from firmware_py.station.ingest.chain import DoorChain
 from firmware_py.station.ingest.judge import Rejected, judge, parse_topic
 from firmware_py.station.ingest.rejects import RejectBudget
-from firmware_py.station.ingest.replay import Replay, replay_decision, replay_request
+from firmware_py.station.ingest.replay import Replay, replay_decision, replay_request, sent_ahead
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +269,8 @@ class PgIngest:
             chain = touched.get((site, door)) or touched.setdefault((site, door), self._chain(site, door))
             if chain.epoch == epoch:  # the page verifies the door's current chain; an older one stays as it was
                 chain.add(*_link(item.event))
+                if sent_ahead(item.event, chain.verified_to):  # a duress before the door's backlog
+                    chain.advanced_at = time.monotonic()  # the backlog is behind it: wait, as for a moving chain
         for chain in touched.values():
             chain.advance()
         now = time.time()

@@ -8,6 +8,11 @@ four … (``interval_s * 2 ** (sent - 1)``); no request while the door's events 
 cannot answer or the broker is still handing over a backlog (``held``); after ``max_requests``
 unanswered requests the ingest gives up on that hole (a forged far-future seq cannot make it ask
 for ever, each request adding a ``command`` event at the door).
+
+A door publishes its urgent events (a ``duress`` alarm) ahead of its outbox's backlog
+(docs/contracts.md, the urgent lane), so such a seq may arrive above a hole that the backlog
+behind it is about to fill: :func:`sent_ahead` tells the ingests to count it as the door's
+sequence moving (wait one interval, then ask as for any hole) rather than as a hole just found.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import uuid
 from enum import Enum
 
+from firmware_py.core.events import URGENT_TYPES
 from firmware_py.link.signed_commands import command_payload
 
 
@@ -40,6 +46,13 @@ def replay_decision(*, sent: int, now: float, last_request_at: float, advanced_a
     if held:
         return Replay.WAIT
     return Replay.GIVE_UP if sent >= max_requests else Replay.ASK
+
+
+def sent_ahead(event: dict, contiguous: int) -> bool:
+    """Whether ``event`` is an urgent one the door sent ahead of its backlog, above the door's archived
+    sequence (``contiguous``: every seq up to it is archived): the hole below it is most likely that
+    backlog, still on its way."""
+    return event.get("type") in URGENT_TYPES and event["seq"] > contiguous + 1
 
 
 def replay_request(from_seq: int, asker: str, *, site: str, door: str, key=None) -> tuple[str, bytes]:
