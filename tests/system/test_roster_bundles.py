@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware_py.config.schema import RosterKeysConfig
+from firmware_py.config.schema import RosterKeysConfig, load_config
 from firmware_py.core import idnumber
 from firmware_py.core.clock import SimulatedClock
 from firmware_py.link.signed_commands import sign_command
@@ -344,3 +344,26 @@ def test_a_forged_command_from_a_door_account_is_refused_by_the_broker_and_chang
     assert answer["id"] == "after" and answer["ok"] is False  # the door saw only the supervisor's, refused unsigned
     assert not keyed_door.controller.status()["lockdown"]
     assert [a["id"] for a in audits(supervisor, 1)] == ["after"]
+
+
+def test_a_door_whose_config_still_has_the_retired_switch_starts_and_logs_that_it_is_ignored(
+        tmp_path, mosquitto_broker, keys, caplog):
+    _, _, public, site = keys
+    config = tmp_path / "venue.toml"
+    config.write_text((REPO / "config" / "venue.example.toml").read_text(encoding="utf-8")
+                      + f'\n[roster]\nstation_public_key = "{public}"\nsite_key = "{site}"\nsigned_commands = false\n',
+                      encoding="utf-8")
+    notes = load_config(config).roster.notes
+    cfg = account_config(mosquitto_broker, mosquitto_broker.door(DOOR), tmp_path / "old" / "events.db")
+    service = build_service(replace(cfg, roster=RosterKeysConfig(public, site, notes=notes)),
+                            clock=SimulatedClock(datetime.now(TZ)),
+                            hardware=lambda post: (RelayLock(), DarkIndicators(), []))
+    try:
+        service.start()
+        wait_until(lambda: service.link.connected, 10, "the door's link")
+    finally:
+        service.request_stop()
+        service.shutdown()
+    warned = [r.getMessage() for r in caplog.records if "signed_commands" in r.getMessage()]
+    assert warned == [f"{cfg.path}: [roster] signed_commands = false is no longer read and is ignored: a door with "
+                      "station_public_key runs only commands the station signed for it, always. Remove the line"]
