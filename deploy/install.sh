@@ -20,6 +20,12 @@ Usage: deploy/install.sh [options]
   --no-apt           do not install Debian packages (e.g. offline: install them from the site's mirror first)
   --no-venv          leave the virtual environment as it is (configuration steps only)
   --python PY        interpreter for the virtual environment (default python3)
+  --station-public-key FILE
+                     install the station's public roster key (roster-signing.pub, from
+                     `accessctl station roster keygen` on the station) as
+                     /etc/accessctl/roster-signing.pub, 0640 root:accessctl
+  --site-key FILE    install the site roster key (site-roster.key, 32 bytes, from the station) as
+                     /etc/accessctl/site-roster.key, 0600 accessctl:accessctl (nobody else reads it)
   -h, --help         this text
 
 What it does:
@@ -28,6 +34,8 @@ What it does:
   /opt/accessctl/venv            the package, from this checkout (/usr/local/bin/accessctl links to it)
   /etc/accessctl/                0750 root:accessctl; venue.toml (0640) from config/venue.example.toml
   /etc/accessctl/tls/            0750 root:accessctl, for ca.crt, door.crt, door.key
+  /etc/accessctl/roster-signing.pub, site-roster.key   when given (docs/commissioning.md §5);
+                                 modes and owners put right on every run once they are there
   /var/lib/accessctl/            0700 accessctl:accessctl: database and device key
   /etc/systemd/system/accessctl.service   enabled, not started
 It never installs vsmartcard-vpcd (the test set-up's virtual card reader: it listens on the
@@ -40,7 +48,7 @@ say() { printf '==> %s\n' "$*"; }
 warn() { printf 'WARNING: %s\n' "$*" >&2; }
 
 SOURCE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ROOT="" DRY=false APT=true VENV_STEP=true PYTHON=python3 WHEELS=""
+ROOT="" DRY=false APT=true VENV_STEP=true PYTHON=python3 WHEELS="" STATION_PUB="" SITE_KEY=""
 EXTRA_PACKAGES=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -51,6 +59,8 @@ while [[ $# -gt 0 ]]; do
         --no-apt) APT=false; shift ;;
         --no-venv) VENV_STEP=false; shift ;;
         --python) PYTHON="${2:?--python needs an interpreter}"; shift 2 ;;
+        --station-public-key) STATION_PUB="${2:?--station-public-key needs a file}"; shift 2 ;;
+        --site-key) SITE_KEY="${2:?--site-key needs a file}"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $1" ;;
     esac
@@ -66,6 +76,9 @@ UNIT=/etc/systemd/system/accessctl.service
 UDEV_RULE=/etc/udev/rules.d/60-accessctl-gpio.rules
 POLKIT_RULE=/etc/polkit-1/rules.d/60-accessctl-pcscd.rules
 LINK=/usr/local/bin/accessctl
+STATION_PUB_PATH=$ETC/roster-signing.pub
+SITE_KEY_PATH=$ETC/site-roster.key
+SITE_KEY_SIZE=32
 APT_PACKAGES=(python3-venv python3-dev gcc swig libpcsclite-dev pcscd chrony)
 
 # Never the test set-up's virtual card reader on the door.
@@ -75,6 +88,24 @@ for pkg in "${EXTRA_PACKAGES[@]}"; do
 interface; it belongs to the development and test set-up, never to the door's Pi"
     fi
 done
+
+# The roster keys, checked before anything is changed: a door must never get the station's private key.
+if [[ -n "$STATION_PUB" ]]; then
+    [[ -f "$STATION_PUB" && -r "$STATION_PUB" ]] || die "--station-public-key $STATION_PUB: no such readable file"
+    if grep -q -- "PRIVATE KEY" "$STATION_PUB"; then
+        die "--station-public-key $STATION_PUB is a PRIVATE key: the station's signing key never leaves the \
+station. Give its public half, roster-signing.pub (accessctl station roster keygen makes both)"
+    fi
+    [[ "$(head -n 1 "$STATION_PUB")" == "-----BEGIN PUBLIC KEY-----" ]] \
+        || die "--station-public-key $STATION_PUB is not a PEM public key (-----BEGIN PUBLIC KEY-----): copy \
+roster-signing.pub from the station"
+fi
+if [[ -n "$SITE_KEY" ]]; then
+    [[ -f "$SITE_KEY" && -r "$SITE_KEY" ]] || die "--site-key $SITE_KEY: no such readable file"
+    size=$(wc -c < "$SITE_KEY")
+    [[ "$size" -eq $SITE_KEY_SIZE ]] || die "--site-key $SITE_KEY is $size bytes, not $SITE_KEY_SIZE: copy the \
+site's site-roster.key from the station; never make a new one for one door"
+fi
 
 if [[ -n "$ROOT" ]]; then
     $DRY || mkdir -p "$ROOT"
@@ -205,6 +236,29 @@ fi
 own root "$SERVICE_USER" 0640 "$ETC/venue.toml"
 own "$SERVICE_USER" "$SERVICE_USER" 0700 "$STATE"
 
+# ------------------------------------------------------------------ roster keys from the station
+say "roster keys"
+# The public key: the service reads it, nobody but root changes it. The site roster key: the
+# service must read it and refuses it when anyone else may (group or others), so it is the service
+# user's own, 0600, in a directory only root and the service's group can enter.
+if [[ -n "$STATION_PUB" ]]; then install_file 0640 "$STATION_PUB" "$STATION_PUB_PATH"; fi
+if [[ -e "$(r "$STATION_PUB_PATH")" ]]; then own root "$SERVICE_USER" 0640 "$STATION_PUB_PATH"; fi
+if [[ -n "$SITE_KEY" ]]; then install_file 0600 "$SITE_KEY" "$SITE_KEY_PATH"; fi
+if [[ -e "$(r "$SITE_KEY_PATH")" ]]; then own "$SERVICE_USER" "$SERVICE_USER" 0600 "$SITE_KEY_PATH"; fi
+if [[ -z "$STATION_PUB$SITE_KEY" && ! -e "$(r "$STATION_PUB_PATH")" && ! -e "$(r "$SITE_KEY_PATH")" ]]; then
+    echo "  none given (a door whose station publishes the roster: --station-public-key and --site-key)"
+fi
+ROSTER_NEXT=""
+if [[ -e "$(r "$STATION_PUB_PATH")" || -e "$(r "$SITE_KEY_PATH")" || -n "$STATION_PUB$SITE_KEY" ]] \
+        && ! grep -qE '^[[:space:]]*station_public_key[[:space:]]*=' "$(r "$ETC/venue.toml")" 2>/dev/null; then
+    ROSTER_NEXT="
+     The roster keys are in $ETC: name them in venue.toml (then the door takes the station's
+     signed roster and runs only commands the station signed for it):
+       [roster]
+       station_public_key = \"$STATION_PUB_PATH\"
+       site_key = \"$SITE_KEY_PATH\""
+fi
+
 # ------------------------------------------------------------------ service, device and PC/SC access
 say "systemd service, udev and polkit rules"
 install_file 0644 "$SOURCE/deploy/accessctl.service" "$UNIT"
@@ -235,7 +289,7 @@ cat <<EOF
 
 Next:
   1. Edit $ETC/venue.toml (site, door, pins, readers, broker); check it:
-       accessctl config check --config $ETC/venue.toml
+       accessctl config check --config $ETC/venue.toml$ROSTER_NEXT
   2. Put the broker's files in $ETC/tls/ (ca.crt, door.crt, and door.key owned by $SERVICE_USER,
      mode 0600) and the MQTT password in $ETC/mqtt.password (0640 root:$SERVICE_USER).
   3. Apply deploy/pi/config.txt.snippet (no Wi-Fi, no Bluetooth, the RTC) and chrony: deploy/pi/README.md.

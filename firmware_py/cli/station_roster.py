@@ -1,4 +1,4 @@
-"""`accessctl station roster publish FILE.csv`: the thin shell over :mod:`firmware_py.station.roster`."""
+"""`accessctl station roster publish FILE.csv` and `keygen`: the thin shell over :mod:`firmware_py.station.roster`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import os
 
 DEFAULT_CONFIG = "/etc/accessctl/station.toml"
+DEFAULT_KEY_DIR = "/etc/accessctl"
 
 
 def add_roster_command(ssub) -> None:
@@ -27,6 +28,18 @@ def add_roster_command(ssub) -> None:
     p.add_argument("--protocol", type=int, choices=(5, 311), help="MQTT 5, or 311 (MQTT 3.1.1, e.g. RabbitMQ)")
     p.set_defaults(handler=cmd_publish)
 
+    k = rsub.add_parser("keygen", help="make the station's signing key pair and the site roster key",
+                        description="Make roster-signing.key (the station's Ed25519 signing key, 0600), "
+                                    "roster-signing.pub (its public half, for every door) and site-roster.key "
+                                    "(32 random bytes, 0600, for the station and every door) in DIR. Never "
+                                    "overwrites a file: to rotate, make the new keys in another directory "
+                                    "(docs/commissioning.md, 'Roster keys').")
+    k.add_argument("--dir", dest="directory", default=DEFAULT_KEY_DIR, metavar="DIR",
+                   help=f"where to write them (default {DEFAULT_KEY_DIR}); run as the user that runs the station")
+    k.add_argument("--only", choices=("signing", "site"),
+                   help="make only the signing pair, or only the site roster key (rotating one of them)")
+    k.set_defaults(handler=cmd_keygen)
+
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from firmware_py.station.config import load_station_config, with_overrides
@@ -34,4 +47,21 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     cfg = with_overrides(load_station_config(args.config), broker=args.broker, protocol=args.protocol)
     print(publish_roster(cfg, args.file, site=args.site, valid_for_days=args.valid_for), flush=True)
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from firmware_py.station.roster.keys import KINDS, make_keys
+
+    made = make_keys(args.directory, kinds=(args.only,) if args.only else KINDS)
+    for path in made.written:
+        print(f"wrote {path} ({path.stat().st_mode & 0o777:04o})")
+    if made.public_key_id:
+        print(f"station public key fingerprint {made.public_key_id}")
+    if made.site_key_id:
+        print(f"site roster key id {made.site_key_id}")
+    print("next: name them in the station's [roster] (signing_key, site_key); install the public key and the "
+          "site roster key on every door (deploy/install.sh --station-public-key FILE --site-key FILE); back "
+          "them up (docs/commissioning.md, 'Roster keys'). `accessctl doctor` at a door shows the same "
+          "fingerprints.", flush=True)
     return 0

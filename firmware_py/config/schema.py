@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -184,11 +184,15 @@ class MqttConfig:
 
 @dataclass(frozen=True)
 class RosterKeysConfig:
-    """The keys of a station-signed roster (docs/commissioning.md, "Roster keys"); both or neither."""
+    """The keys of a station-signed roster (docs/commissioning.md, "Roster keys"); both or neither.
 
-    station_public_key: Path | None = None  # the station's Ed25519 public key (PEM): bundles must verify with it
+    With them the door applies only bundles that verify with ``station_public_key`` and runs only
+    commands from the broker the station signed for this door (DESIGN.md "Roster bundles").
+    """
+
+    station_public_key: Path | None = None  # the station's Ed25519 key (PEM): bundles, commands verify with it
     site_key: Path | None = None  # the site roster key (32 bytes, 0600): ID numbers are hashed under it
-    signed_commands: bool = False  # refuse (and audit) any command from the broker not signed by the station
+    notes: tuple[str, ...] = ()  # settings of the section read and no longer used (config_warnings says them)
 
     @property
     def enabled(self) -> bool:
@@ -696,11 +700,9 @@ def load_config(path: str | Path) -> Config:
     s.finish()
 
     s = top.sub("roster", required=False)
-    roster = RosterKeysConfig(s.path("station_public_key", base, ""), s.path("site_key", base, ""),
-                              s.boolean("signed_commands", False))
-    if roster.signed_commands and roster.station_public_key is None:
-        problems.add(s.where("signed_commands"), "needs station_public_key (and site_key): the key commands are "
-                                                 "checked with")
+    roster = RosterKeysConfig(s.path("station_public_key", base, ""), s.path("site_key", base, ""))
+    if "signed_commands" in s.data:
+        roster = replace(roster, notes=_signed_commands_note(s, roster, problems))
     if (roster.station_public_key is None) != (roster.site_key is None):
         problems.add(s.where("site_key"), "station_public_key and site_key go together: set both (a roster "
                                           "signed by the station) or neither (a roster imported at the door)")
@@ -710,6 +712,25 @@ def load_config(path: str | Path) -> Config:
     problems.raise_if_any()
     return Config(path=path, digest=hashlib.sha256(raw_bytes).hexdigest(), site=site, storage=storage,
                   hardware=hardware, policy=policy, calendar=calendar, mqtt=mqtt, roster=roster)
+
+
+def _signed_commands_note(s: _Section, roster: RosterKeysConfig, problems: _Problems) -> tuple[str, ...]:
+    """The retired ``[roster] signed_commands`` switch: the station's key alone decides now.
+
+    With ``station_public_key`` the line is read and ignored (a note, not an error: a door must not stay
+    down after an upgrade over a line that asks for what it now does anyway, or for less). ``true``
+    without the key is an error: it asks for signed commands the door could not check.
+    """
+    value = s.boolean("signed_commands", False)
+    if roster.station_public_key is None:
+        if value:
+            problems.add(s.where("signed_commands"), "commands are checked with the station's public key: set "
+                                                     "station_public_key and site_key (docs/commissioning.md, "
+                                                     "'Roster keys') and remove this line")
+        return (f"{s.where('signed_commands')} is no longer read and is ignored: without station_public_key "
+                "the door runs commands from the broker unsigned, as before. Remove the line",)
+    return (f"{s.where('signed_commands')} = {str(value).lower()} is no longer read and is ignored: a door with "
+            "station_public_key runs only commands the station signed for it, always. Remove the line",)
 
 
 def config_warnings(cfg: Config) -> list[str]:
@@ -726,6 +747,7 @@ def config_warnings(cfg: Config) -> list[str]:
             f"{cfg.path}: [mqtt] tls_verify = false: the broker's certificate is not checked, so anyone on "
             "the network can pose as the broker, read events and send commands. Set tls_verify = true "
             "with the site's ca_file outside a lab")
+    warnings += [f"{cfg.path}: {note}" for note in cfg.roster.notes]
     return warnings
 
 

@@ -103,6 +103,8 @@ class Probes:
     module_available: Callable[[str], bool] = module_available
     service_user: str | None = "accessctl"
     door_service_pid: Callable[[Path], int | None] = door_service_pid
+    retained_message: Callable[..., bytes | None] = lambda settings, topic, *, timeout: retained_message(
+        settings, topic, timeout=timeout)
 
     def path(self, system_path: str | Path) -> Path:
         """``/dev/gpiochip0`` inside :attr:`root`."""
@@ -169,6 +171,56 @@ def probe_broker(settings: BrokerSettings, *, timeout: float = 5.0) -> BrokerAns
         seconds = time.monotonic() - started
         accepted = not isinstance(rc, str) and not rc.is_failure and client.is_connected()
         return BrokerAnswer(accepted, str(rc), tls_version, seconds)
+    finally:
+        if client.is_connected():
+            client.disconnect()
+            client.loop(timeout=0.05)
+        sock = client.socket()
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+RETAINED_WAIT_S = 1.0  # after the subscription is granted, how long a retained copy may take to arrive
+
+
+def retained_message(settings: BrokerSettings, topic: str, *, timeout: float = 5.0) -> bytes | None:
+    """The message retained on ``topic``, read by logging in as ``settings`` say; None when there is none.
+
+    Only while the door's service is stopped (see :func:`probe_broker`). Raises what connecting
+    raises, and ``ConnectionError`` when the broker refuses the login or the subscription.
+    """
+    import time
+
+    settings = replace(settings, keepalive_s=max(5, int(timeout) + 1), persistent_session=False)
+    client = make_client(settings)
+    client.connect_timeout = timeout
+    state: dict = {}
+    client.on_connect = lambda c, u, flags, rc, props: state.setdefault("connack", rc)
+    client.on_subscribe = lambda c, u, mid, codes, props: state.setdefault("suback", codes)
+    client.on_message = lambda c, u, message: state.setdefault("payload", bytes(message.payload))
+    connect(client, settings, background=False)
+    try:
+        deadline = time.monotonic() + timeout
+        while "connack" not in state:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no CONNACK within {timeout} s")
+            client.loop(timeout=0.05)
+        if state["connack"].is_failure:
+            raise ConnectionError(f"the broker refused the login: {state['connack']}")
+        client.subscribe(topic, qos=1)
+        while "suback" not in state:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no SUBACK for {topic} within {timeout} s")
+            client.loop(timeout=0.05)
+        if any(code.is_failure for code in state["suback"]):
+            raise ConnectionError(f"the broker refused the subscription to {topic}: {state['suback'][0]}")
+        granted = time.monotonic()
+        while "payload" not in state and time.monotonic() - granted < RETAINED_WAIT_S:
+            client.loop(timeout=0.05)
+        return state.get("payload") or None
     finally:
         if client.is_connected():
             client.disconnect()

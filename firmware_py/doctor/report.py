@@ -11,10 +11,14 @@ Checks, in order: the configuration is valid; no Wi-Fi or Bluetooth device
 GPIO chip opens; each configured serial port exists and opens; pcscd answers
 and lists each configured badge reader; the database is writable (a test
 write, rolled back: the doctor never stores an event) and its hash chain is
-intact; the device key is private; the broker accepts the door's login over
-TLS (while the door's service runs the doctor never logs in as the door, which
-would replace its connection: it checks TLS and the certificate, and reads the
-door's own link state from its latest link_up/link_down event). Exit status
+intact; the device key is private; the station's roster keys ([roster]) are
+present, of the right kind and private where they must be; the broker accepts
+the door's login over TLS (while the door's service runs the doctor never logs
+in as the door, which would replace its connection: it checks TLS and the
+certificate, and reads the door's own link state from its latest
+link_up/link_down event); the station's public key verifies the door's roster
+(the manifest retained at the broker, or the door's latest roster event while
+its service runs). Exit status
 0 when nothing FAILed (WARN lines are advice), 1 otherwise.
 """
 
@@ -43,6 +47,7 @@ from firmware_py.doctor.checks import (
     check_wireless,
 )
 from firmware_py.doctor.probes import Probes
+from firmware_py.doctor.roster_keys import check_roster_bundle, check_roster_keys
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +56,8 @@ __all__ = ["CheckResult", "Probes", "PASS", "WARN", "FAIL", "add_commands", "dia
 
 def add_commands(subparsers, common: Callable) -> None:
     """Register ``accessctl doctor`` (called by firmware_py.cli.main)."""
-    p = subparsers.add_parser("doctor", help="check this Pi: config, no wireless, clock, devices, database, broker",
+    p = subparsers.add_parser("doctor", help="check this Pi: config, no wireless, clock, devices, database, "
+                                             "roster keys, broker",
                               description=__doc__.split("\n\n")[0])
     common(p)
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the broker (default 5)")
@@ -83,8 +89,12 @@ def diagnose(config_path: str | Path, *, database: str | None = None, broker: st
     results += _guarded("serial", lambda: check_serial_ports(probes, cfg))
     results += _guarded("pcsc", lambda: check_badge_readers(probes, cfg))
     results += _guarded("database", lambda: check_database(probes, cfg))
+    results += [CheckResult(WARN, "config", f"{cfg.path}: {note}") for note in cfg.roster.notes]
     results += _guarded("device key", lambda: check_device_key(probes, cfg))
+    results += _guarded("roster keys", lambda: check_roster_keys(probes, cfg))
     results += _guarded("broker", lambda: check_broker(probes, cfg, timeout=timeout))
+    if all(r.ok for r in results if r.check == "roster keys"):
+        results += _guarded("roster", lambda: check_roster_bundle(probes, cfg, timeout=timeout))
     return results
 
 

@@ -4,8 +4,9 @@ Publishes the durable outbox at least once, keeps the door's retained
 ``status`` (with a will that says ``"online": false``) and ``occupancy``, and
 turns the supervisor's ``cmd`` messages and the site's time beacon into input
 events for the controller. A door configured with the station's roster keys also
-takes the site's signed roster bundles (:mod:`firmware_py.link.roster_receiver`)
-and says the applied version in its status (``roster_version``).
+takes the site's signed roster bundles (:mod:`firmware_py.link.roster_receiver`),
+says the applied version in its status (``roster_version``), and runs only the
+commands the station signed for it (:mod:`firmware_py.link.signed_commands`).
 
 Threads: paho's network thread runs the socket and the callbacks; one sender
 thread of ours owns the SQLite connection and does every publish. The door's
@@ -134,7 +135,10 @@ class MqttLink:
         self._results: deque[bytes] = deque()
         # the station's signed roster, when this door is configured for one ([roster])
         self.roster: RosterReceiver | None = None
-        self._command_key = roster_keys.public_key if roster_keys and cfg.roster.signed_commands else None
+        # with the station's key, every command from the broker must be signed by it for this door
+        self._command_key = roster_keys.public_key if roster_keys is not None else None
+        for note in cfg.roster.notes:  # a retired setting in the file: said at every start until it is removed
+            log.warning("%s: %s", cfg.path, note)
         if roster_keys is not None:
             self.roster = RosterReceiver(cfg, roster_keys, clock=self._clock, stored=self.notify,
                                          applied=lambda version: self._status_changed())
@@ -341,7 +345,7 @@ class MqttLink:
     def _on_message(self, client, userdata, message) -> None:
         try:
             if message.topic == self.cmd_topic:
-                if self._command_key is not None:  # [roster] signed_commands: id, time and door under the signature
+                if self._command_key is not None:  # [roster] station_public_key: id, time and door signed
                     command = open_command(message.payload, self._command_key, site=self.cfg.site.site,
                                            door=self.cfg.site.door, now=self._clock.now(),
                                            claimed_by=_sender(message))

@@ -20,7 +20,6 @@ from firmware_py.errors import ConfigError
 SITE_KEY_SIZE = 32
 
 
-
 def load_signing_key(path: str | Path):
     """The station's Ed25519 private key (PEM, PKCS#8: ``openssl genpkey -algorithm ed25519``)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -66,6 +65,13 @@ def load_site_key(path: str | Path) -> bytes:
 def key_id(site_key: bytes) -> str:
     """A fingerprint of the site roster key (not the key): a door refuses rows hashed under another."""
     return hmac.new(site_key, b"accessctl site roster key id", hashlib.sha256).hexdigest()[:16]
+
+
+def public_key_id(public_key) -> str:
+    """A fingerprint of the station's public key: the same on the station and on every door that has it."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return hashlib.sha256(public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()[:16]
 
 
 def _read_key_file(path: str | Path, what: str, *, private: bool) -> bytes:

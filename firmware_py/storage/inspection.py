@@ -7,6 +7,7 @@ ask these functions instead of writing statements of their own. None of them sto
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import NamedTuple
@@ -50,6 +51,23 @@ def last_link_event(db: sqlite_utils.Database) -> LinkEvent | None:
     row = db.execute("SELECT seq, ts, type FROM events WHERE type IN ('link_up', 'link_down') "
                      "ORDER BY seq DESC LIMIT 1").fetchone()
     return LinkEvent(*row) if row else None
+
+
+class RosterEvent(NamedTuple):
+    seq: int
+    ts: str
+    type: str  # roster_applied or roster_rejected
+    detail: dict
+
+
+def last_roster_event(db: sqlite_utils.Database) -> RosterEvent | None:
+    """The door's latest ``roster_applied`` or ``roster_rejected`` event, or None when it has recorded neither."""
+    row = db.execute("SELECT seq, ts, type, body FROM events WHERE type IN ('roster_applied', 'roster_rejected') "
+                     "ORDER BY seq DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    detail = json.loads(row[3]).get("detail") or {}
+    return RosterEvent(row[0], row[1], row[2], detail if isinstance(detail, dict) else {})
 
 
 def outbox_size(db: sqlite_utils.Database) -> int:

@@ -242,6 +242,64 @@ def test_dry_run_of_a_real_install_lists_user_and_service_steps_and_changes_noth
     assert not Path("/etc/accessctl").exists() and not Path("/etc/systemd/system/accessctl.service").exists()
 
 
+# --------------------------------------------------------------------------- install.sh: roster keys
+
+
+@pytest.fixture
+def station_keys(tmp_path) -> Path:
+    from firmware_py.station.roster.keys import make_keys
+
+    return make_keys(tmp_path / "station-keys").signing_key.parent
+
+
+def test_install_puts_the_station_public_key_and_the_site_key_in_place_with_safe_owners(tmp_path, station_keys):
+    root = tmp_path / "root"
+    result = run_install(root, "--station-public-key", str(station_keys / "roster-signing.pub"),
+                         "--site-key", str(station_keys / "site-roster.key"))
+    public, site = root / "etc/accessctl/roster-signing.pub", root / "etc/accessctl/site-roster.key"
+    assert public.read_bytes() == (station_keys / "roster-signing.pub").read_bytes() and mode(public) == 0o640
+    assert site.read_bytes() == (station_keys / "site-roster.key").read_bytes() and mode(site) == 0o600
+    lines = (root / "accessctl-ownership.txt").read_text().splitlines()
+    assert "0640 root:accessctl /etc/accessctl/roster-signing.pub" in lines
+    assert "0600 accessctl:accessctl /etc/accessctl/site-roster.key" in lines
+    assert 'station_public_key = "/etc/accessctl/roster-signing.pub"' in result.stdout  # what to put in venue.toml
+
+
+def test_install_again_without_the_key_options_keeps_the_keys_and_puts_their_modes_right(tmp_path, station_keys):
+    root = tmp_path / "root"
+    run_install(root, "--station-public-key", str(station_keys / "roster-signing.pub"),
+                "--site-key", str(station_keys / "site-roster.key"))
+    site = root / "etc/accessctl/site-roster.key"
+    site.chmod(0o644)
+    run_install(root)
+    assert mode(site) == 0o600 and site.read_bytes() == (station_keys / "site-roster.key").read_bytes()
+
+
+def test_install_stops_saying_what_to_configure_once_venue_toml_names_the_keys(tmp_path, station_keys):
+    root = tmp_path / "root"
+    run_install(root, "--site-key", str(station_keys / "site-roster.key"))
+    config = root / "etc/accessctl/venue.toml"
+    config.write_text(config.read_text() + '\n[roster]\nstation_public_key = "/etc/accessctl/roster-signing.pub"\n')
+    assert "station_public_key = " not in run_install(root).stdout
+
+
+def test_install_refuses_the_station_private_key_as_the_public_key_and_changes_nothing(tmp_path, station_keys):
+    result = run_install(tmp_path / "root", "--station-public-key", str(station_keys / "roster-signing.key"),
+                         check=False)
+    assert result.returncode == 2
+    assert "is a PRIVATE key: the station's signing key never leaves the station" in result.stderr
+    assert not (tmp_path / "root").exists()
+
+
+def test_install_refuses_a_site_key_that_is_not_32_bytes(tmp_path):
+    short = tmp_path / "site-roster.key"
+    short.write_bytes(b"0123456789abcdef")
+    result = run_install(tmp_path / "root", "--site-key", str(short), check=False)
+    assert result.returncode == 2
+    assert "is 16 bytes, not 32: copy the site's site-roster.key from the station" in result.stderr
+    assert not (tmp_path / "root").exists()
+
+
 # --------------------------------------------------------------------------- commissioning guide
 
 

@@ -153,8 +153,8 @@ def test_a_good_door_passes_every_check_and_exits_0(door, good_config):
     text = out.getvalue()
     assert code == 0, text
     checks = text.split("\n\n")[0].splitlines()
-    assert [line[:4] for line in checks] == [PASS] * 11, text  # two serial ports and two badge readers
-    assert "11 passed, 0 warnings, 0 failed" in text
+    assert [line[:4] for line in checks] == [PASS] * 12, text  # two serial ports, two badge readers, roster keys
+    assert "12 passed, 0 warnings, 0 failed" in text
 
 
 def test_the_broker_check_logs_in_over_verified_tls(door, broker_config):

@@ -14,12 +14,12 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware_py.config.schema import RosterKeysConfig
+from firmware_py.config.schema import RosterKeysConfig, load_config
 from firmware_py.core import idnumber
 from firmware_py.core.clock import SimulatedClock
 from firmware_py.link.signed_commands import sign_command
@@ -240,44 +240,130 @@ def pump(service) -> None:
         service.controller.handle(service.inputs.get_nowait())
 
 
-def test_a_door_taking_signed_commands_refuses_an_unsigned_lockdown_and_runs_a_signed_one(
-        tmp_path, supervisor, mosquitto_broker, keys):
-    key, _, public, site = keys
-    cfg = account_config(mosquitto_broker, mosquitto_broker.door(DOOR), tmp_path / "signed" / "events.db")
-    clock = SimulatedClock(datetime.now(TZ))
-    service = build_service(replace(cfg, roster=RosterKeysConfig(public, site, signed_commands=True)), clock=clock,
+CMD, RESULTS = f"accessctl/{SITE}/{DOOR}/cmd", f"accessctl/{SITE}/{DOOR}/cmd/result"
+AUDITS = f"accessctl/{SITE}/{DOOR}/events/system/command"
+
+
+@pytest.fixture
+def keyed_door(tmp_path, mosquitto_broker, keys):
+    """A door with the station's keys (so it runs only signed commands), its clock on real time, connected."""
+    _, _, public, site = keys
+    cfg = account_config(mosquitto_broker, mosquitto_broker.door(DOOR), tmp_path / "keyed" / "events.db")
+    service = build_service(replace(cfg, roster=RosterKeysConfig(public, site)), clock=SimulatedClock(datetime.now(TZ)),
                             hardware=lambda post: (RelayLock(), DarkIndicators(), []))
     service.start()
-    results = f"accessctl/{SITE}/{DOOR}/cmd/result"
+    wait_until(lambda: service.link.connected, 10, "the door's link")
+    time.sleep(0.3)  # its subscriptions are made right after the connection
+    yield service
+    service.request_stop()
+    service.shutdown()
 
-    def answered(count: int) -> bool:
+
+def answers(supervisor, service, count: int) -> list[dict]:
+    """The door's first ``count`` command results (its queued commands handed to the controller meanwhile)."""
+    def arrived() -> bool:
         pump(service)
-        return len(supervisor.received(results)) >= count
+        return len(supervisor.received(RESULTS)) >= count
 
+    wait_until(arrived, 10, f"{count} command results")
+    return [json.loads(m.payload) for m in supervisor.received(RESULTS)]
+
+
+def audits(supervisor, count: int) -> list[dict]:
+    wait_until(lambda: len(supervisor.received(AUDITS)) >= count, 10, f"{count} audited commands")
+    return [json.loads(m.payload)["detail"] for m in supervisor.received(AUDITS)]
+
+
+def signed_for(key, door_service, command: dict, *, door: str = DOOR, ago_s: float = 0.0) -> bytes:
+    return sign_command(key, command, site=SITE, door=door,
+                        issued_at=door_service.controller.clock.now() - timedelta(seconds=ago_s))
+
+
+def test_a_door_with_the_station_key_refuses_unsigned_and_badly_signed_lockdowns_and_runs_a_signed_one(
+        supervisor, keyed_door, keys):
+    key = keys[0]
+    supervisor.publish(CMD, json.dumps({"id": "plain-1", "action": "lockdown"}))
+    forged = json.loads(signed_for(Ed25519PrivateKey.generate(), keyed_door, {"id": "forged-1", "action": "lockdown"}))
+    supervisor.publish(CMD, json.dumps(forged))
+    changed = json.loads(signed_for(key, keyed_door, {"id": "changed-1", "action": "release_lockdown"}))
+    changed["action"] = "lockdown"  # the station signed a release; someone on the way made it a lockdown
+    supervisor.publish(CMD, json.dumps(changed))
+
+    refused = answers(supervisor, keyed_door, 3)
+    assert [(a["id"], a["ok"]) for a in refused] == [("plain-1", False), ("forged-1", False), ("changed-1", False)]
+    assert refused[0]["error"].startswith("an unsigned command is refused; this door runs only commands signed by")
+    assert "signature does not verify with the station's public key" in refused[1]["error"]
+    assert "signature does not verify with the station's public key" in refused[2]["error"]
+    assert not keyed_door.controller.status()["lockdown"]
+    audited = audits(supervisor, 3)
+    assert [(a["id"], a["ok"], a["error"]) for a in audited] == [(a["id"], False, a["error"]) for a in refused]
+
+    supervisor.publish(CMD, signed_for(key, keyed_door, {"id": "station-1", "action": "lockdown"}))
+    assert answers(supervisor, keyed_door, 4)[3] == {"id": "station-1", "ok": True}
+    assert keyed_door.controller.status()["lockdown"]
+    assert audits(supervisor, 4)[3]["ok"] is True
+
+
+def test_a_signed_command_for_another_door_replayed_or_too_old_is_refused_and_changes_nothing(
+        supervisor, keyed_door, keys):
+    key = keys[0]
+    lockdown = signed_for(key, keyed_door, {"id": "station-1", "action": "lockdown"})
+    supervisor.publish(CMD, lockdown)
+    assert answers(supervisor, keyed_door, 1)[0] == {"id": "station-1", "ok": True}
+
+    supervisor.publish(CMD, signed_for(key, keyed_door, {"id": "station-2", "action": "release_lockdown"},
+                                       door="vault"))
+    supervisor.publish(CMD, signed_for(key, keyed_door, {"id": "station-3", "action": "release_lockdown"},
+                                       ago_s=3600))
+    release = signed_for(key, keyed_door, {"id": "station-4", "action": "release_lockdown"})
+    supervisor.publish(CMD, release)
+    supervisor.publish(CMD, lockdown)  # the first lockdown, recorded and sent again after the release
+    supervisor.publish(CMD, release)  # ... and the release once more
+
+    result = answers(supervisor, keyed_door, 6)
+    assert [(a["id"], a["ok"]) for a in result] == [("station-1", True), ("station-2", False), ("station-3", False),
+                                                    ("station-4", True), ("station-1", False), ("station-4", False)]
+    assert "signed for door 'hn-archive-1/vault', not hn-archive-1/scan-room" in result[1]["error"]
+    assert "at most 600 s old" in result[2]["error"]
+    assert result[4]["error"] == "command id 'station-1' already executed"
+    assert result[5]["error"] == "command id 'station-4' already executed"
+    assert not keyed_door.controller.status()["lockdown"]  # the replayed lockdown did not lock it again
+    assert [a["ok"] for a in audits(supervisor, 6)] == [a["ok"] for a in result]
+
+
+def test_a_forged_command_from_a_door_account_is_refused_by_the_broker_and_changes_nothing(
+        supervisor, keyed_door, mosquitto_broker):
+    other_door = mosquitto_broker.connect(mosquitto_broker.door("vault").username)
+    unsigned = other_door.publish(CMD, json.dumps({"id": "door-forged-1", "action": "lockdown"}))
+    self_signed = other_door.publish(CMD, signed_for(Ed25519PrivateKey.generate(), keyed_door,
+                                                     {"id": "door-forged-2", "action": "lockdown"}))
+
+    assert "Not authorized" in str(unsigned) and "Not authorized" in str(self_signed)
+    supervisor.publish(CMD, json.dumps({"id": "after", "action": "status"}))  # an unsigned probe: it orders the queue
+    [answer] = answers(supervisor, keyed_door, 1)
+    assert answer["id"] == "after" and answer["ok"] is False  # the door saw only the supervisor's, refused unsigned
+    assert not keyed_door.controller.status()["lockdown"]
+    assert [a["id"] for a in audits(supervisor, 1)] == ["after"]
+
+
+def test_a_door_whose_config_still_has_the_retired_switch_starts_and_logs_that_it_is_ignored(
+        tmp_path, mosquitto_broker, keys, caplog):
+    _, _, public, site = keys
+    config = tmp_path / "venue.toml"
+    config.write_text((REPO / "config" / "venue.example.toml").read_text(encoding="utf-8")
+                      + f'\n[roster]\nstation_public_key = "{public}"\nsite_key = "{site}"\nsigned_commands = false\n',
+                      encoding="utf-8")
+    notes = load_config(config).roster.notes
+    cfg = account_config(mosquitto_broker, mosquitto_broker.door(DOOR), tmp_path / "old" / "events.db")
+    service = build_service(replace(cfg, roster=RosterKeysConfig(public, site, notes=notes)),
+                            clock=SimulatedClock(datetime.now(TZ)),
+                            hardware=lambda post: (RelayLock(), DarkIndicators(), []))
     try:
+        service.start()
         wait_until(lambda: service.link.connected, 10, "the door's link")
-        time.sleep(0.3)  # its subscriptions are made right after the connection
-        supervisor.publish(f"accessctl/{SITE}/{DOOR}/cmd", json.dumps({"id": "forged-1", "action": "lockdown"}))
-        supervisor.publish(f"accessctl/{SITE}/{DOOR}/cmd",
-                           sign_command(key, {"id": "station-1", "action": "lockdown"}, site=SITE, door="vault",
-                                        issued_at=clock.now()))
-        wait_until(lambda: answered(2), 10, "two answers")
-        assert not service.controller.status()["lockdown"]
-        answers = [json.loads(m.payload) for m in supervisor.received(results)]
-        assert "an unsigned command is refused" in answers[0]["error"]
-        assert "signed for door 'hn-archive-1/vault'" in answers[1]["error"]
-
-        supervisor.publish(f"accessctl/{SITE}/{DOOR}/cmd",
-                           sign_command(key, {"id": "station-2", "action": "lockdown"}, site=SITE, door=DOOR,
-                                        issued_at=clock.now()))
-        wait_until(lambda: answered(3), 10, "the third answer")
-        assert json.loads(supervisor.received(results)[2].payload) == {"id": "station-2", "ok": True}
-        assert service.controller.status()["lockdown"]
-        wait_until(lambda: len(supervisor.received(f"accessctl/{SITE}/{DOOR}/events/system/command")) >= 3, 10,
-                   "three audited commands")
-        audits = [json.loads(m.payload)["detail"] for m in
-                  supervisor.received(f"accessctl/{SITE}/{DOOR}/events/system/command")]
-        assert [(a["id"], a["ok"]) for a in audits] == [("forged-1", False), ("station-1", False), ("station-2", True)]
     finally:
         service.request_stop()
         service.shutdown()
+    warned = [r.getMessage() for r in caplog.records if "signed_commands" in r.getMessage()]
+    assert warned == [f"{cfg.path}: [roster] signed_commands = false is no longer read and is ignored: a door with "
+                      "station_public_key runs only commands the station signed for it, always. Remove the line"]

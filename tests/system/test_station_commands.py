@@ -88,3 +88,43 @@ def test_a_station_with_its_signing_key_sends_the_page_lockdown_signed_for_that_
     opened = open_command(msg.payload, key.public_key(), site=SITE, door=DOOR, now=now)
     assert (opened.error, opened.action, opened.id) == (None, "lockdown", sent["id"])
     assert "signed for door" in open_command(msg.payload, key.public_key(), site=SITE, door="vault", now=now).error
+
+
+def test_a_door_with_the_station_key_runs_the_lockdown_the_page_signed_for_it(start_station, mosquitto_broker,
+                                                                                tmp_path):
+    from dataclasses import replace
+    from datetime import datetime
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from firmware_py.config.schema import RosterKeysConfig
+    from firmware_py.core.clock import SimulatedClock
+    from firmware_py.service.bootstrap import build_service
+    from simulator.crash.link_child import account_config
+    from simulator.fleet_door import DarkIndicators, RelayLock
+    from tests.fixtures.constants import TZ
+    from tests.fixtures.roster_bundle import write_keys
+    from tests.fixtures.waiting import wait_until
+
+    private, public, site = write_keys(tmp_path / "keys", Ed25519PrivateKey.generate())
+    cfg = account_config(mosquitto_broker, mosquitto_broker.door(DOOR), tmp_path / "door" / "events.db")
+    door = build_service(replace(cfg, roster=RosterKeysConfig(public, site)), clock=SimulatedClock(datetime.now(TZ)),
+                         hardware=lambda post: (RelayLock(), DarkIndicators(), []))
+    door.start()
+    try:
+        station = start_station(mosquitto_broker, signing_key=private)
+        c = operator(station)
+        wait_until(lambda: c.get("/api/doors").json()["doors"], 10, "the door's status archived")
+        sent = c.post(f"/api/doors/{SITE}/{DOOR}/lockdown", {"csrf": c.csrf()}).json()
+
+        def answered() -> bool:
+            while not door.inputs.empty():  # the door's loop, run here: its queued inputs to the controller
+                door.controller.handle(door.inputs.get_nowait())
+            return c.get(f"/api/commands/{sent['id']}").json()["answered"]
+
+        wait_until(answered, 10, "the door's answer on the page")
+        assert c.get(f"/api/commands/{sent['id']}").json()["ok"] is True
+        assert door.controller.status()["lockdown"]
+    finally:
+        door.request_stop()
+        door.shutdown()

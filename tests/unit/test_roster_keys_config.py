@@ -1,11 +1,12 @@
-"""A door's [roster] keys: both or neither, each file checked at start with a message naming it."""
+"""A door's [roster] keys: both or neither, each file checked at start with a message naming it; the
+retired ``signed_commands`` switch is read only to say so."""
 
 from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware_py.config.schema import load_config
+from firmware_py.config.schema import config_warnings, load_config
 from firmware_py.errors import ConfigError
 from firmware_py.link.roster_keys import door_keys, key_id
 from tests.fixtures.constants import EXAMPLE
@@ -48,9 +49,31 @@ def test_the_station_private_key_in_place_of_its_public_key_is_refused(tmp_path)
         door_keys(cfg)
 
 
-def test_signed_commands_without_the_station_key_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match=r"\[roster\] signed_commands: needs station_public_key"):
+def test_the_retired_signed_commands_true_without_the_station_key_is_refused_saying_what_to_set(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[roster\] signed_commands: commands are checked with the station's "
+                                          r"public key: set station_public_key and site_key"):
         config_with(tmp_path, "signed_commands = true\n")
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_the_retired_signed_commands_beside_the_station_key_is_ignored_with_a_warning_to_remove_it(tmp_path, value):
+    write_keys(tmp_path / "keys", Ed25519PrivateKey.generate())
+    cfg = config_with(tmp_path, 'station_public_key = "keys/roster-signing.pub"\nsite_key = "keys/site.key"\n'
+                                f"signed_commands = {value}\n")
+    [warning] = config_warnings(cfg)
+    assert f"[roster] signed_commands = {value} is no longer read and is ignored" in warning
+    assert "runs only commands the station signed for it, always. Remove the line" in warning
+
+
+def test_the_retired_signed_commands_false_without_keys_is_ignored_with_a_warning(tmp_path):
+    [warning] = config_warnings(config_with(tmp_path, "signed_commands = false\n"))
+    assert "runs commands from the broker unsigned, as before. Remove the line" in warning
+
+
+def test_a_door_config_without_the_retired_setting_has_no_note(tmp_path):
+    write_keys(tmp_path / "keys", Ed25519PrivateKey.generate())
+    cfg = config_with(tmp_path, 'station_public_key = "keys/roster-signing.pub"\nsite_key = "keys/site.key"\n')
+    assert cfg.roster.notes == () and config_warnings(cfg) == []
 
 
 def test_a_local_import_on_a_door_with_the_station_keys_hashes_under_the_site_key_and_says_a_bundle_replaces_it(
