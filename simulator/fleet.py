@@ -93,7 +93,7 @@ class Fleet:
                  protocol: int = 5, seed: int = 1, first: int = 1, start: str = DEFAULT_START,
                  username: str = "", password_file: Path | None = None, cuts: tuple[LinkCut, ...] = (),
                  drain_timeout_s: float = 300.0, progress: Callable[[str], None] | None = None,
-                 trace: Callable[[str, int], None] | None = None):
+                 trace: Callable[[str, int], None] | None = None, roster_keys: Path | None = None):
         if doors < 1:
             raise ValueError("--doors must be at least 1")
         if rate <= 0 or duration_s < 0:
@@ -123,7 +123,7 @@ class Fleet:
         for i in range(doors):
             index = first + i
             cfg = door_config(base, index, db_dir=db_dir, broker=brokers[i % len(brokers)], protocol=protocol,
-                              username=username, password_file=password_file)
+                              username=username, password_file=password_file, roster_keys=roster_keys)
             worker = self.workers[i % n_workers]
             door = FleetDoor(cfg, start=self.start_at, roster=roster, rng=random.Random(f"{seed}-{door_name(index)}"),
                              counter=worker, trace=trace)
@@ -314,7 +314,7 @@ def run_fleet(args, out: TextIO = sys.stdout) -> int:
                   protocol=args.protocol, seed=args.seed, first=args.first, start=args.start,
                   username=args.username or "", password_file=args.password_file,
                   cuts=tuple(parse_cut(c) for c in args.cut_link or ()), drain_timeout_s=args.drain_timeout,
-                  trace=trace)
+                  trace=trace, roster_keys=args.roster_keys)
     try:
         results = fleet.run()
     finally:
@@ -350,6 +350,8 @@ def _run_processes(args, out: TextIO) -> int:
             cmd += ["--password-file", str(args.password_file)]
         if args.trace:
             cmd += ["--trace", f"{args.trace}.part{first}"]
+        if args.roster_keys:
+            cmd += ["--roster-keys", str(args.roster_keys)]
         for c in cuts:
             if c.door in names:
                 cmd += ["--cut-link", f"{c.door}:{c.at_s:g}:{c.for_s:g}"]
@@ -397,6 +399,10 @@ def add_command(sub) -> None:
                    help="seconds to wait at the end for every outbox to empty (default 300)")
     p.add_argument("--trace", type=Path, metavar="FILE",
                    help="write 'DOOR SEQ UNIX_TIME' for every event as it is stored (latency measurements)")
+    p.add_argument("--roster-keys", type=Path, metavar="DIR",
+                   help="take the station's signed roster bundles: DIR holds the station's public key and the "
+                        "site roster key as docs/commissioning.md names them (roster-signing.pub, "
+                        "site-roster.key, mode 0600), given to every door as its [roster] keys")
     p.add_argument("--verbose", "-v", action="store_true")
 
 
