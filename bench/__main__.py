@@ -19,12 +19,12 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from . import against, backlog, decision, memory, report, station, storage
+from . import against, backlog, bundle_fleet, decision, memory, report, station, storage
 from .common import RESULTS, log
 from .data import Workspace
 
 BENCHMARKS = {"decision": decision.run, "memory": memory.run, "storage": storage.run, "backlog": backlog.run,
-              "station": station.run}
+              "station": station.run, "bundle-fleet": bundle_fleet.run}
 
 
 def main(argv: list[str] | None = None) -> int:
