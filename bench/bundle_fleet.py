@@ -357,7 +357,7 @@ def publish_and_wait(cfg_path: Path, csv_path: Path, watch: Watch, doors: int, t
             loads.append(loadavg())
             next_load += 1.0
     all_in = time.perf_counter()
-    time.sleep(min(5.0, max(1.0, (all_in - t_return) * 0.1)))  # statuses after the last event
+    time.sleep(min(5.0, max(0.5, (all_in - t_return) * 0.1)))  # statuses after the last event
     with watch.lock:
         applied = dict(watch.applied.get(version, {}))
         shown = dict(watch.shown.get(version, {}))
@@ -420,7 +420,7 @@ def run(ws: Workspace, *, quick: bool, doors: int | None = None, sizes: tuple[in
                              "--roster-keys", str(keys), "--drain-timeout", "120"], err_path)
         log(f"bundle-fleet: {doors} doors starting (log: {err_path})")
         _wait_online(fleet, err_path, watch, doors)
-        time.sleep(3)  # the doors' first statuses and the play settle
+        time.sleep(1)  # the play settles
         runs = []
         for persons in sizes:
             csv_path = roster_csv(root / f"roster-{persons}.csv", persons)
