@@ -22,11 +22,11 @@ broker's ``max_packet_size`` of 4 MiB + 64 KiB; no TLS, as the fleet benchmarks 
 **The end point** is the ``roster_applied`` event as it reaches a subscriber on the broker: the
 door has checked the signature, assembled the chunks, applied the rows all or nothing and stored
 the event in the same transaction, and its outbox has published it -- what the station sees. The
-door's own store time is a few milliseconds earlier (its link's sender is woken by the store);
-the doors' clocks are simulated, so the event's ``ts`` cannot be used. Each door's figure is
-measured from the moment the publish call returned (every chunk and the manifest acknowledged by
-the broker); the call's own duration (connect, the retained version looked up, signing) is
-reported apart.
+door's own store time is earlier by its outbox's publish delay (its link's sender is woken by the
+store; not measured apart here): the doors' clocks are simulated, so the event's ``ts`` cannot be
+used. Each door's figure is measured from the moment the publish call returned (every chunk and
+the manifest acknowledged by the broker); the call's own duration (connect, the retained version
+looked up, signing) is reported apart.
 
 Baseline, same run, same broker, the fleet still playing: the same bundle's messages (its chunks,
 then its manifest, the bytes the station published) sent by a bare paho QoS 1 client on topics no
