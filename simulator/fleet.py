@@ -43,6 +43,7 @@ EVENTS_PER_ACTION = 1.9  # what the mix of fleet_day.MIX stores per action, on a
 THREAD_STACK = 512 * 1024  # two link threads per door: small stacks keep 500 doors' memory low
 DOORS_PER_WORKER = 25
 DOORS_PER_PROCESS = 100  # paho's select() loop: see _run_processes
+DOORS_PER_PROCESS_ROSTER = 50  # with --roster-keys each door holds another SQLite connection (its roster receiver)
 CONNECT_WAVE = 25  # doors started (and connecting) at a time
 WAVE_WAIT_S = 15.0
 MAX_WORKERS = 8
@@ -93,7 +94,7 @@ class Fleet:
                  protocol: int = 5, seed: int = 1, first: int = 1, start: str = DEFAULT_START,
                  username: str = "", password_file: Path | None = None, cuts: tuple[LinkCut, ...] = (),
                  drain_timeout_s: float = 300.0, progress: Callable[[str], None] | None = None,
-                 trace: Callable[[str, int], None] | None = None):
+                 trace: Callable[[str, int], None] | None = None, roster_keys: Path | None = None):
         if doors < 1:
             raise ValueError("--doors must be at least 1")
         if rate <= 0 or duration_s < 0:
@@ -123,7 +124,7 @@ class Fleet:
         for i in range(doors):
             index = first + i
             cfg = door_config(base, index, db_dir=db_dir, broker=brokers[i % len(brokers)], protocol=protocol,
-                              username=username, password_file=password_file)
+                              username=username, password_file=password_file, roster_keys=roster_keys)
             worker = self.workers[i % n_workers]
             door = FleetDoor(cfg, start=self.start_at, roster=roster, rng=random.Random(f"{seed}-{door_name(index)}"),
                              counter=worker, trace=trace)
@@ -306,15 +307,16 @@ def _raise_file_limit() -> None:
 
 def run_fleet(args, out: TextIO = sys.stdout) -> int:
     """The `accessctl-sim fleet` command; exit 0 when every outbox was emptied."""
-    if args.doors > DOORS_PER_PROCESS:
-        return _run_processes(args, out)
+    per_process = DOORS_PER_PROCESS_ROSTER if args.roster_keys else DOORS_PER_PROCESS
+    if args.doors > per_process:
+        return _run_processes(args, out, per_process)
     brokers = [b.strip() for b in args.broker.split(",") if b.strip()]
     trace = _Trace(args.trace) if args.trace else None
     fleet = Fleet(args.doors, brokers, db_dir=args.db_dir, rate=args.rate, duration_s=args.duration,
                   protocol=args.protocol, seed=args.seed, first=args.first, start=args.start,
                   username=args.username or "", password_file=args.password_file,
                   cuts=tuple(parse_cut(c) for c in args.cut_link or ()), drain_timeout_s=args.drain_timeout,
-                  trace=trace)
+                  trace=trace, roster_keys=args.roster_keys)
     try:
         results = fleet.run()
     finally:
@@ -326,19 +328,21 @@ def run_fleet(args, out: TextIO = sys.stdout) -> int:
     return 1 if any(r.get("queued") for r in results) else 0
 
 
-def _run_processes(args, out: TextIO) -> int:
-    """More doors than one process can hold: one child `accessctl-sim fleet` per DOORS_PER_PROCESS.
+def _run_processes(args, out: TextIO, per_process: int) -> int:
+    """More doors than one process can hold: one child `accessctl-sim fleet` per ``per_process`` doors.
 
     paho's network loop uses ``select()``, which cannot watch a descriptor numbered 1024 or more,
     and each door holds about ten (two SQLite connections, its socket, paho's wake-up pair): past
     ~100 doors the sockets of later doors land above 1023 and never get their CONNECT out (the
-    RabbitMQ nodes log "login timeout"). The children share the rate; their progress goes to
-    standard error as it comes, their results are gathered and printed in door order.
+    RabbitMQ nodes log "login timeout"); a door with the roster keys holds about four more (its roster
+    receiver's SQLite connection: 74 of 100 such doors connected), so those go 50 to a process. The
+    children share the rate; their progress goes to standard error as it comes, their results are
+    gathered and printed in door order.
     """
     cuts = [parse_cut(c) for c in args.cut_link or ()]
     children = []
-    for first in range(args.first, args.first + args.doors, DOORS_PER_PROCESS):
-        n = min(DOORS_PER_PROCESS, args.first + args.doors - first)
+    for first in range(args.first, args.first + args.doors, per_process):
+        n = min(per_process, args.first + args.doors - first)
         names = {door_name(i) for i in range(first, first + n)}
         cmd = [sys.executable, "-m", "simulator.cli", "fleet", "--doors", str(n), "--first", str(first),
                "--broker", args.broker, "--db-dir", str(args.db_dir), "--rate", str(args.rate * n / args.doors),
@@ -350,13 +354,20 @@ def _run_processes(args, out: TextIO) -> int:
             cmd += ["--password-file", str(args.password_file)]
         if args.trace:
             cmd += ["--trace", f"{args.trace}.part{first}"]
+        if args.roster_keys:
+            cmd += ["--roster-keys", str(args.roster_keys)]
         for c in cuts:
             if c.door in names:
                 cmd += ["--cut-link", f"{c.door}:{c.at_s:g}:{c.for_s:g}"]
         children.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO))
     results, codes = [], []
     for child in children:
-        stdout, _ = child.communicate()
+        while True:
+            try:
+                stdout, _ = child.communicate()
+                break
+            except KeyboardInterrupt:  # Ctrl-C reaches the children too (one process group): they stop and drain
+                continue
         codes.append(child.returncode)
         results += [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     if args.trace:
@@ -397,6 +408,10 @@ def add_command(sub) -> None:
                    help="seconds to wait at the end for every outbox to empty (default 300)")
     p.add_argument("--trace", type=Path, metavar="FILE",
                    help="write 'DOOR SEQ UNIX_TIME' for every event as it is stored (latency measurements)")
+    p.add_argument("--roster-keys", type=Path, metavar="DIR",
+                   help="take the station's signed roster bundles: DIR holds the station's public key and the "
+                        "site roster key as docs/commissioning.md names them (roster-signing.pub, "
+                        "site-roster.key, mode 0600), given to every door as its [roster] keys")
     p.add_argument("--verbose", "-v", action="store_true")
 
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
-from firmware_py.config.schema import Config
+from firmware_py.config.schema import Config, RosterKeysConfig
 from firmware_py.core.clock import SimulatedClock
 from firmware_py.core.controller import RELEASED, SCREENING
 from firmware_py.core.inputs import DoorClosed, DoorOpened, ExitButtonPressed, GatePassage, IdCardRead, TimeBeacon
@@ -31,6 +31,8 @@ from .fleet_day import Roster, choose_action
 log = logging.getLogger(__name__)
 
 SITE = "fleet"
+STATION_PUBLIC_KEY = "roster-signing.pub"  # the file names of docs/commissioning.md, "Roster keys"
+SITE_ROSTER_KEY = "site-roster.key"
 LUNCH = (time(12, 0), time(14, 0))  # between the office windows of config/venue.example.toml
 RESUME_AFTER_S = 60.0  # a door started again on a kept database resumes this long after its last event
 
@@ -64,11 +66,14 @@ def door_name(index: int) -> str:
 
 
 def door_config(base: Config, index: int, *, db_dir: Path, broker: str, protocol: int, username: str = "",
-                password_file: Path | None = None) -> Config:
+                password_file: Path | None = None, roster_keys: Path | None = None) -> Config:
     """The config of door ``index`` of the fleet: its own database and key in ``db_dir``, its broker.
 
     A plain ``mqtt://`` broker is reached without TLS (the lab); ``username`` and ``password_file``
     log in where the broker asks for an account (the RabbitMQ lab refuses anonymous clients).
+    ``roster_keys``: a directory holding the station's public key and the site roster key
+    (``roster-signing.pub``, ``site-roster.key``): the door's ``[roster]``, so it takes the
+    station's signed roster bundles for site ``fleet``.
     """
     name = door_name(index)
     tls = broker.startswith("mqtts://")
@@ -76,9 +81,12 @@ def door_config(base: Config, index: int, *, db_dir: Path, broker: str, protocol
                    username=username, password_file=password_file if username else None,
                    ca_file=base.mqtt.ca_file if tls else None, cert_file=base.mqtt.cert_file if tls else None,
                    key_file=base.mqtt.key_file if tls else None)
+    roster = base.roster
+    if roster_keys is not None:
+        roster = RosterKeysConfig(roster_keys / STATION_PUBLIC_KEY, roster_keys / SITE_ROSTER_KEY)
     return replace(base, site=replace(base.site, site=SITE, door=name),
                    storage=replace(base.storage, database=db_dir / f"{name}.db", secret=db_dir / f"{name}.key"),
-                   mqtt=mqtt)
+                   mqtt=mqtt, roster=roster)
 
 
 def resume_time(database: Path, start: datetime) -> datetime:
