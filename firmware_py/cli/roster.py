@@ -246,7 +246,8 @@ def cmd_roster_pin_set(args, cfg: Config, db, store: EventStore) -> int:
         raise RosterError(f"cannot set the {name} of {args.person_id}: no such person in the roster")
     roster.set_pin(db, store, args.person_id, _read_pin(name), duress=args.duress)
     print(f"{name} of {args.person_id} set")
-    _bundle_note(cfg, f"this {name} unless the bundle carries it")
+    _bundle_note(cfg, f"this {name} when it carries PIN hashes (a person it gives none then has none; a bundle "
+                      "without PIN hash columns keeps it)")
     return 0
 
 
