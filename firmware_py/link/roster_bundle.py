@@ -484,8 +484,9 @@ def check_row(row: list, n: int, *, schedule_groups: Iterable[str], pins: bool =
         raise bad("role/employer_type", f"one of {', '.join(ROLES)} / {', '.join(EMPLOYER_TYPES)}")
     groups = set(schedule_groups)
     if v["schedule_group"] not in groups:
+        listed = ", ".join(sorted(groups))[:200]
         raise bad("schedule_group", f"{v['schedule_group'][:32]!r} is not a group of this door's "
-                                    f"configuration, nor of the bundle's hours when it sets them ({', '.join(sorted(groups))[:200]})")
+                                    f"configuration, nor of the bundle's hours when it sets them ({listed})")
     hours = v["training_hours"]
     if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 <= hours <= MAX_TRAINING_HOURS:
         raise bad("training_hours", f"a number from 0 to {MAX_TRAINING_HOURS}")

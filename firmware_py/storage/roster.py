@@ -40,6 +40,7 @@ from firmware_py.core.pin import check_new_pin, hash_pin, verify_pin
 from firmware_py.errors import RosterError
 from firmware_py.storage.db import transaction
 from firmware_py.storage.eventstore import EventStore
+from firmware_py.storage.roster_bundle import AppliedCalendar
 from firmware_py.storage.roster_csv import (
     COLUMNS,
     ID_NUMBER_IN_TEXT,
@@ -50,7 +51,6 @@ from firmware_py.storage.roster_csv import (
     normalise_uid,
     split_uids,
 )
-from firmware_py.storage.roster_bundle import AppliedCalendar
 from firmware_py.storage.roster_import import IMPORT_ATTEMPTS, _Facts, _RosterMoved, _staging
 
 log = logging.getLogger(__name__)

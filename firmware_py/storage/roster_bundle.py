@@ -9,8 +9,9 @@ machinery), so the door keeps deciding, and writing, during the apply; the log a
 never disagree. A bundle that sets the hours (its header's ``calendar``) has them recorded in the
 same transaction; from then on the door decides on them (:func:`applied_calendar`, read again at
 every start). A bundle that carries PIN hashes (:data:`~firmware_py.link.roster_bundle.PIN_COLUMNS`)
-replaces the PINs set at the door; one without keeps them. A refusal is :func:`record_rejection` (``roster_rejected`` with the reason), and
-a bundle past its validity, still in use, raises :func:`warn_if_expired` once a day.
+replaces the PINs set at the door; one without keeps them. A refusal is :func:`record_rejection`
+(``roster_rejected`` with the reason), and a bundle past its validity, still in use, raises
+:func:`warn_if_expired` once a day.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from firmware_py.config.schema import CalendarConfig
 from firmware_py.core.events import redact_id_numbers
 from firmware_py.errors import BundleError
 from firmware_py.link.roster_bundle import Manifest, bundle_calendar, check_row, read_payload
-from firmware_py.storage.roster_pin import PIN_COLUMNS
 from firmware_py.storage.db import get_meta, set_meta
 from firmware_py.storage.eventstore import EventStore
 from firmware_py.storage.roster_csv import STORED_COLUMNS
 from firmware_py.storage.roster_import import IMPORT_ATTEMPTS, TARGET_HOLD_S, _RosterMoved, _staging
+from firmware_py.storage.roster_pin import PIN_COLUMNS
 
 log = logging.getLogger(__name__)
 
