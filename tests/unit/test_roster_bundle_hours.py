@@ -233,3 +233,17 @@ def apply_raw(world, header: dict, rows: list[list]):
     for message in (*chunks, manifest_bytes):
         done = assembler.add(rb.read_message(message, KEY.public_key())) or done
     return applying.apply_bundle(world.db, world.store, *done, schedule_groups=GROUPS)
+
+
+def test_a_local_import_may_name_the_groups_of_the_hours_the_bundle_set(roster_world, tmp_path, capsys):
+    from firmware_py.cli.main import main
+
+    apply(roster_world, [csv_person(1)])
+    config = tmp_path / "venue.toml"
+    text = roster_world.config.path.read_text(encoding="utf-8")
+    config.write_text(text.replace('"/var/lib/accessctl/events.db"', f'"{roster_world.config.storage.database}"')
+                      .replace('"/var/lib/accessctl/device.key"', f'"{roster_world.config.storage.secret}"'),
+                      encoding="utf-8")
+    night = write_csv(tmp_path / "night.csv", csv_person(2, group="night"))
+    assert main(["roster", "import", str(night), "--config", str(config)]) == 0, capsys.readouterr().err
+    assert roster.get(roster_world.db, "P00002").schedule_group == "night"
