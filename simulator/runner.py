@@ -20,6 +20,7 @@ from firmware_py.config.schema import Config, load_config, with_overrides
 from firmware_py.core.clock import SimulatedClock
 from firmware_py.core.event_line import render
 from firmware_py.core.inputs import LinkChanged, RemoteCommand
+from firmware_py.errors import RosterError
 from firmware_py.storage import roster
 from firmware_py.storage.door_database import open_store
 from firmware_py.storage.secret import load_or_create_secret
@@ -275,6 +276,41 @@ class ScenarioRunner:
 
         self.door.inputs.put(KeypadKeys(side, pin + ("#" if end else "")))
         self.door.pump(until=KeypadKeys)
+
+    def _do_roster_bundle(self, roster, schedules, holidays, working_days, adjusted_day_schedule):
+        """The station signs the rows and hours; the door's own receiver checks and applies them."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from firmware_py.link.roster_bundle import calendar_header
+        from firmware_py.link.roster_keys import DoorKeys
+        from firmware_py.link.roster_receiver import RosterReceiver
+        from firmware_py.station.roster.bundle import make_bundle, read_roster
+        from firmware_py.storage.roster_bundle import applied_version
+
+        path = Path(roster) if roster else self.scenario.roster
+        if path is None:
+            raise SimulationError("roster_bundle needs a roster: give roster = FILE.csv or the scenario's roster")
+        configured, calendar = calendar_header(self.cfg.calendar)
+        schedules = schedules if schedules is not None else configured
+        calendar.update({k: v for k, v in (("holidays", holidays), ("working_days", working_days),
+                                            ("adjusted_day_schedule", adjusted_day_schedule)) if v is not None})
+        site_key = self.door.controller.secret  # the key the door matches ID numbers with
+        now = self.clock.now()
+        try:
+            rows = read_roster(path, site_key=site_key, schedule_groups=schedules, today=now.date())
+        except RosterError as exc:
+            raise SimulationError(str(exc)) from None
+        key = Ed25519PrivateKey.generate()
+        bundle = make_bundle(rows, site=self.cfg.site.site, version=applied_version(self.door.db) + 1, made_at=now,
+                             valid_for=timedelta(days=30), signing_key=key, site_key=site_key,
+                             schedules=schedules, calendar=calendar)
+        receiver = RosterReceiver(self.cfg, DoorKeys(key.public_key(), site_key), clock=self.clock)
+        try:
+            for message in (*bundle.chunks, bundle.manifest):
+                receiver.handle(message)
+        finally:
+            receiver.close()
+        self.people.update(read_people(path))
 
     def _person(self, person_id: str):
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from firmware_py.core.events import CATEGORY_OF, REASONS
@@ -44,6 +44,11 @@ ACTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], object]]] = {
     # a person types one on the keypad reader (ended with '#' unless end = false)
     "set_pin": {"person": (str, ...), "pin": (str, ...), "duress": (bool, False)},
     "enter_pin": {"pin": (str, ...), "side": (str, "outside"), "end": (bool, True)},  # pin: the keys, '*' too
+    # the station's signed roster bundle reaching the door, with the hours it sets: the rows of `roster`
+    # (default the scenario's), the groups' weekly windows and the holiday calendar (each defaults to the
+    # door config's); applied by the door's own receiver, as from the broker
+    "roster_bundle": {"roster": (str, None), "schedules": (dict, None), "holidays": (list, None),
+                      "working_days": (list, None), "adjusted_day_schedule": (str, None)},
 }
 EXPECT_KEYS = ("type", "person", "reason", "direction", "category")
 
@@ -213,6 +218,29 @@ def _read_step(path: Path, number: int, raw: dict, start: datetime, problems: li
                                                    and set(params["pin"]) <= set(keys)):
         problems.append(f"{where}: pin: must be digits in quotes, like \"2580\""
                         + (" ('*' starts again)" if action == "enter_pin" else ""))
+    if action == "roster_bundle":
+        _check_bundle_step(path, where, params, problems)
     if action == "advance" and parse_offset(params.get("by", "")) is None:
         problems.append(f"{where}: by: {params.get('by')!r} is not a duration like \"+00:10:00\"")
     return Step(number, at, action, params)
+
+
+def _check_bundle_step(path: Path, where: str, params: dict, problems: list[str]) -> None:
+    """A ``roster_bundle`` step's roster found and its hours as a door would take them (dates as ISO text)."""
+    from firmware_py.errors import BundleError
+    from firmware_py.link.roster_bundle import bundle_calendar
+
+    if params.get("roster") is not None:
+        try:
+            params["roster"] = str(_resolve(path.parent, params["roster"]))
+        except FileNotFoundError as exc:
+            problems.append(f"{where}: roster: {exc} not found next to the scenario or in the repo")
+    for key in ("holidays", "working_days"):
+        if params.get(key) is not None:
+            params[key] = [d.isoformat() if isinstance(d, date) else d for d in params[key]]
+    calendar = {k: params[k] for k in ("holidays", "working_days", "adjusted_day_schedule")
+                if params.get(k) is not None}
+    try:
+        bundle_calendar(params["schedules"] or {"any": {}}, calendar)
+    except BundleError as exc:
+        problems.append(f"{where}: {str(exc).replace('calendar ', '', 1)}")

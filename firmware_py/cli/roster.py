@@ -31,7 +31,7 @@ from pathlib import Path
 from firmware_py.config.schema import Config, load_config, with_overrides
 from firmware_py.core.people import EMPLOYER_TYPES, ROLES, Person
 from firmware_py.errors import RosterError
-from firmware_py.storage import roster
+from firmware_py.storage import roster, roster_bundle
 from firmware_py.storage.door_database import open_store
 from firmware_py.storage.eventstore import EventStore
 from firmware_py.storage.secret import load_or_create_secret
@@ -70,7 +70,9 @@ def add_roster_commands(subparsers, common: Callable[[argparse.ArgumentParser], 
     add.add_argument("--commitment-date", default="", metavar="YYYY-MM-DD", help="confidentiality commitment signed")
     add.add_argument("--valid-from", required=True, metavar="YYYY-MM-DD")
     add.add_argument("--valid-until", required=True, metavar="YYYY-MM-DD", help="last valid day, inclusive")
-    add.add_argument("--schedule-group", required=True, help="a [calendar.schedule.*] group of the configuration")
+    add.add_argument("--schedule-group", required=True,
+                     help="a [calendar.schedule.*] group of the configuration (or of the station's roster bundle, "
+                          "when it sets the hours)")
     add.set_defaults(handler=_shell(cmd_roster_add))
 
     rev = sub.add_parser("revoke", help="revoke a person's access now")
@@ -172,9 +174,14 @@ def _secret(cfg: Config, db) -> bytes:
     return load_or_create_secret(cfg.storage.secret, roster_hashes=roster.id_hash_count(db))
 
 
+def _groups(cfg: Config, db) -> dict:
+    """The schedule groups a row may name: those of the hours the station's bundle set, else the config's."""
+    return (roster_bundle.applied_calendar(db) or cfg.calendar).schedules
+
+
 def cmd_roster_import(args, cfg: Config, db, store: EventStore) -> int:
     result = roster.import_csv(db, store, args.file, secret=_secret(cfg, db),
-                               schedule_groups=cfg.calendar.schedules, tz=cfg.site.timezone)
+                               schedule_groups=_groups(cfg, db), tz=cfg.site.timezone)
     print(result)
     for warning in result.warnings:
         print(f"  note: {warning}")
@@ -201,7 +208,7 @@ def cmd_roster_add(args, cfg: Config, db, store: EventStore) -> int:
         organisation=args.organisation, employer_type=args.employer_type, badge_uids=args.badges,
         review_date=args.review_date, training_hours=args.training_hours, commitment_date=args.commitment_date,
         valid_from=args.valid_from, valid_until=args.valid_until, schedule_group=args.schedule_group,
-        secret=_secret(cfg, db), schedule_groups=cfg.calendar.schedules,
+        secret=_secret(cfg, db), schedule_groups=_groups(cfg, db),
     )
     print(f"added {person.person_id} {person.name} ({person.role}), ID {person.id_masked}, "
           f"badges {', '.join(person.badge_uids) or 'none'}")
@@ -246,7 +253,8 @@ def cmd_roster_pin_set(args, cfg: Config, db, store: EventStore) -> int:
         raise RosterError(f"cannot set the {name} of {args.person_id}: no such person in the roster")
     roster.set_pin(db, store, args.person_id, _read_pin(name), duress=args.duress)
     print(f"{name} of {args.person_id} set")
-    _bundle_note(cfg, f"this {name} unless the bundle carries it")
+    _bundle_note(cfg, f"this {name} when it carries PIN hashes (a person it gives none then has none; a bundle "
+                      "without PIN hash columns keeps it)")
     return 0
 
 

@@ -1,9 +1,12 @@
-"""`accessctl station roster publish FILE.csv` and `keygen`: the thin shell over :mod:`firmware_py.station.roster`."""
+"""`accessctl station roster publish FILE.csv`, `keygen` and `pin-hash`: a thin shell over
+:mod:`firmware_py.station.roster`."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
+import sys
 
 DEFAULT_CONFIG = "/etc/accessctl/station.toml"
 DEFAULT_KEY_DIR = "/etc/accessctl"
@@ -27,6 +30,11 @@ def add_roster_command(ssub) -> None:
     p.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT, overriding [broker] url")
     p.add_argument("--protocol", type=int, choices=(5, 311), help="MQTT 5, or 311 (MQTT 3.1.1, e.g. RabbitMQ)")
     p.set_defaults(handler=cmd_publish)
+    h = rsub.add_parser("pin-hash", help="make the hash of a person's PIN for the roster CSV's pin_hash column",
+                        description="Ask for a PIN twice without showing it (or read one line from standard "
+                                    "input) and print its slow salted hash, for the roster CSV's pin_hash or "
+                                    "duress_pin_hash column. The station takes hashes only, never a PIN.")
+    h.set_defaults(handler=cmd_pin_hash)
 
     k = rsub.add_parser("keygen", help="make the station's signing key pair and the site roster key",
                         description="Make roster-signing.key (the station's Ed25519 signing key, 0600), "
@@ -64,4 +72,20 @@ def cmd_keygen(args: argparse.Namespace) -> int:
           "site roster key on every door (deploy/install.sh --station-public-key FILE --site-key FILE); back "
           "them up (docs/commissioning.md, 'Roster keys'). `accessctl doctor` at a door shows the same "
           "fingerprints.", flush=True)
+
+
+def cmd_pin_hash(args: argparse.Namespace) -> int:
+    from firmware_py.core.pin import PinError, hash_pin
+    from firmware_py.errors import RosterError
+
+    if sys.stdin.isatty():
+        pin = getpass.getpass("PIN (not shown): ")
+        if getpass.getpass("the PIN again: ") != pin:
+            raise RosterError("the two PINs differ; no hash was made")
+    else:
+        pin = sys.stdin.readline()
+    try:
+        print(hash_pin(pin.strip()), flush=True)
+    except PinError as exc:
+        raise RosterError(f"no hash was made: {exc}") from None
     return 0

@@ -132,7 +132,8 @@ class DoorController:
         self.indicators = indicators
         self.clock = clock
         self.secret = secret
-        self.hours = WorkingHours(cfg.calendar, cfg.site.timezone)
+        self.hours = WorkingHours(cfg.calendar, cfg.site.timezone)  # or the roster bundle's: _working_hours()
+        self._hours_unreadable = False
         self.timers = Timers(clock)
         self.clock_guard = ClockGuard(clock, floor=cfg.policy.clock_floor,
                                       max_backstep_s=cfg.policy.max_clock_backstep_s,
@@ -181,6 +182,7 @@ class DoorController:
         self.reader_guard.restore(self.event_log.state(READER_HOLDS_KEY, {}), self.clock.monotonic(),
                                   self.clock.now(), clock_trusted=self.clock_guard.sane)
         self._resume_screening()
+        self._working_hours()  # the hours the applied roster bundle set, as they were before the restart
         self._plan_overstay_check()
         self.status_changed()
 
@@ -274,6 +276,7 @@ class DoorController:
             self._keep_due_state()
             self._check_clock()
             self.timers.run_due()
+            self._working_hours()  # a bundle applied since the last tick brings its overstay check
             if self._next_overstay_check is not None and self.clock.now() >= self._next_overstay_check:
                 self._check_overstay()
                 self._plan_overstay_check()
@@ -365,7 +368,8 @@ class DoorController:
                           clock_sane=self.clock_guard.sane, screening_available=self._screening_available(),
                           escort_entries=self._escort_entries())
         try:
-            decision = decide(person, credential, direction, self.clock.now(), ctx, self.policy, self.hours)
+            decision = decide(person, credential, direction, self.clock.now(), ctx, self.policy,
+                              self._working_hours())
         except KeyError as exc:
             # The roster names a schedule group the config no longer has: deny, never crash the loop.
             log.error("cannot judge %s: %s", person.person_id if person else "?", exc)
@@ -613,17 +617,35 @@ class DoorController:
 
     # ------------------------------------------------------------------ working hours
 
+    def _working_hours(self) -> WorkingHours:
+        """The calendar the door decides on: the hours the station's roster bundle set with the rows
+        (:meth:`~firmware_py.core.ports.Roster.calendar`), else the config's ``[calendar]``. When they
+        change, the overstay check is planned again on the new windows."""
+        try:
+            calendar = self.roster.calendar() or self.cfg.calendar
+        except Exception as exc:  # the store refuses: the hours in hand stay in force (the roster read says why)
+            if not self._hours_unreadable:
+                log.warning("the roster's hours cannot be read (%s); deciding on the hours in hand", exc)
+            self._hours_unreadable = True
+            return self.hours
+        self._hours_unreadable = False
+        if calendar is not self.hours.calendar:
+            self.hours = WorkingHours(calendar, self.cfg.site.timezone)
+            self._plan_overstay_check()
+        return self.hours
+
     def _plan_overstay_check(self) -> None:
-        groups = sorted(self.cfg.calendar.schedules)
+        groups = sorted(self.hours.calendar.schedules)
         self._next_overstay_check = self.hours.next_window_end(self.clock.now(), groups)
 
     def _check_overstay(self) -> None:
         now = self.clock.now()
+        hours = self._working_hours()
         overstaying = []
         for pid, info in sorted(self.inside.items()):
             person = self.roster.get(pid)
             group = person.schedule_group if person else None
-            if group is None or not self.hours.is_open(now, group):
+            if group not in hours.calendar.schedules or not hours.is_open(now, group):
                 overstaying.append({"person_id": pid, "name": info["name"], "role": info["role"]})
         if overstaying:
             self._emit("alarm", "overstay", detail={"persons": overstaying, "count": len(overstaying)})

@@ -83,6 +83,36 @@ def is_pin_hash(text: object) -> bool:
             and all(len(x) % 2 == 0 and all(c in "0123456789abcdef" for c in x) for x in parts[4:]))
 
 
+def check_pin_hash(text: object) -> str:
+    """``text`` when it is a PIN hash a door can use (as :func:`hash_pin` makes: known cost
+    parameters, a salt, a 32-byte hash); :class:`PinError` saying what is wrong otherwise.
+
+    For hashes that arrive from elsewhere (a roster bundle, the station's CSV). The message
+    never repeats the text: what was typed there may be a PIN.
+    """
+    if not isinstance(text, str):
+        raise PinError("a PIN hash is text like scrypt$16384$8$1$<salt hex>$<hash hex>")
+    if text.isascii() and text.isdigit():
+        raise PinError("holds digits only: a PIN, not its hash; PINs travel only as hashes "
+                       "(`accessctl station roster pin-hash` makes one)")
+    parts = text.split("$")
+    if len(parts) != 6 or parts[0] != _PREFIX:
+        raise PinError(f"is not a PIN hash ({_PREFIX}$N$r$p$<salt hex>$<hash hex>, six fields separated by '$')")
+    if not all(x.isascii() and x.isdigit() and len(x) <= 7 for x in parts[1:4]):
+        raise PinError("the cost parameters N, r and p must be whole numbers")
+    n, r, p = (int(x) for x in parts[1:4])
+    if not (2 <= n <= _MAX_N and n & (n - 1) == 0) or not 1 <= r <= 16 or not 1 <= p <= 4:
+        raise PinError(f"cost N={n} r={r} p={p}: N must be a power of two from 2 to {_MAX_N}, r 1-16, p 1-4")
+    salt, digest = parts[4], parts[5]
+    if not all(c in "0123456789abcdef" for c in salt + digest):
+        raise PinError("salt and hash must be lower-case hexadecimal")
+    if not 8 <= len(salt) // 2 <= 64 or len(salt) % 2:
+        raise PinError(f"the salt has {len(salt)} hex digits; give 16 to 128 (8 to 64 bytes)")
+    if len(digest) != 2 * HASH_BYTES:
+        raise PinError(f"the hash has {len(digest)} hex digits; a PIN hash has {2 * HASH_BYTES}")
+    return text
+
+
 def judge_pin(pin: str, pin_hash: str | None, duress_hash: str | None) -> str:
     """:data:`MATCH`, :data:`DURESS` or :data:`WRONG` for ``pin`` against a person's two hashes.
 

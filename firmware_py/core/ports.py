@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from firmware_py.config.schema import CalendarConfig
 from firmware_py.core.people import Person
 
 Pattern = Literal["idle", "granted", "denied", "alarm", "screening_wait"]
@@ -52,6 +53,11 @@ class Roster(Protocol):
 
     def revoke(self, person_id: str, reason: str, at: datetime) -> Person:
         """Revoke from ``at`` and record ``roster_changed``; :class:`~firmware_py.errors.RosterError` when refused."""
+
+    def calendar(self) -> CalendarConfig | None:
+        """The working hours the station's roster bundle set with the rows (None: the config's ``[calendar]``).
+
+        Asked at every decision; the same object until a bundle changes the hours."""
 
 
 class PinChecker(Protocol):

@@ -8,9 +8,18 @@ of reason for the ``roster_rejected`` event and a message that says what exactly
 
 The payload (what is signed, chunk by chunk) is zlib-compressed UTF-8 JSON lines: a header line
 ``{"format", "site", "version", "made_at", "valid_until", "key_id", "columns", "count",
-"schedules"}`` and one JSON array per person in :data:`COLUMNS` order. Rows carry the masked ID
-number and its keyed hash under the site roster key (:func:`~firmware_py.core.idnumber.id_hash`),
-never the number. It travels as one or more chunks of at most ``chunk_bytes`` under one manifest::
+"schedules", "calendar"}`` and one JSON array per person in the header's ``columns`` order:
+:data:`COLUMNS`, or :data:`COLUMNS` and :data:`PIN_COLUMNS` when the station carries PINs (their
+slow salted hashes, :func:`~firmware_py.core.pin.hash_pin`, or null; never a PIN). Rows carry the
+masked ID number and its keyed hash under the site roster key
+(:func:`~firmware_py.core.idnumber.id_hash`), never the number.
+
+Hours from the centre: ``schedules`` maps each schedule group to its weekly windows and
+``calendar`` holds ``holidays``, ``working_days`` (adjusted working days) and
+``adjusted_day_schedule``, as a door's ``[calendar]`` does. A bundle with ``calendar`` sets the
+door's hours (:func:`bundle_calendar`); one without it (an older station, or one that leaves the
+hours to each door) leaves the door's configured hours in force, its ``schedules`` only naming
+the groups rows may use. It travels as one or more chunks of at most ``chunk_bytes`` under one manifest::
 
     {prefix}/{site}/roster           MAGIC "M" signature manifest-json
     {prefix}/{site}/roster/chunks/N  MAGIC "C" signature chunk-header-json "\\n" payload bytes
@@ -28,9 +37,11 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 
+from firmware_py.config.schema import WEEKDAYS, CalendarConfig, TimeWindow
 from firmware_py.core.people import EMPLOYER_TYPES, ROLES
+from firmware_py.core.pin import PinError, check_pin_hash
 from firmware_py.errors import BundleError
 from firmware_py.storage.roster_csv import (
     ID_NUMBER_IN_TEXT,
@@ -48,6 +59,7 @@ SIGNATURE_SIZE = 64
 FORMAT = 1
 COLUMNS = ("person_id", "name", "id_masked", "id_hash", "badge_uids", "role", "organisation", "employer_type",
            "review_date", "training_hours", "commitment_date", "valid_from", "valid_until", "schedule_group")
+PIN_COLUMNS = ("pin_hash", "duress_pin_hash")  # after COLUMNS when the bundle carries PINs (hashes only)
 REASONS = ("bad_signature", "old_version", "other_site", "other_key", "expired", "malformed", "too_large")
 # The venue broker takes packets up to 4 MiB + 64 KiB (deploy/mosquitto/mosquitto.conf max_packet_size).
 MAX_MESSAGE = 4 * 1024 * 1024
@@ -61,7 +73,9 @@ _MASKED = re.compile(r"\d{6}\*{8}\d{3}[\dX]")
 _WINDOW = re.compile(r"\d{2}:\d{2}-\d{2}:\d{2}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SITE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_GROUP = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+MAX_GROUPS = 256
+MAX_CALENDAR_DATES = 4096  # holidays and adjusted working days together (ten years is under 400)
 
 
 # --------------------------------------------------------------------------- making (the station)
@@ -71,11 +85,13 @@ def canonical(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-def build_payload(header: dict, rows: Iterable[list]) -> bytes:
-    """The compressed JSON lines: ``header`` (``count`` is set here) and one array per row."""
+def build_payload(header: dict, rows: Iterable[list], *, pins: bool = False) -> bytes:
+    """The compressed JSON lines: ``header`` (``count`` is set here) and one array per row
+    (with :data:`PIN_COLUMNS` after :data:`COLUMNS` when ``pins``)."""
     rows = list(rows)
+    columns = [*COLUMNS, *PIN_COLUMNS] if pins else list(COLUMNS)
     comp = zlib.compressobj(9)
-    parts = [comp.compress(canonical({**header, "format": FORMAT, "columns": list(COLUMNS), "count": len(rows)}))]
+    parts = [comp.compress(canonical({**header, "format": FORMAT, "columns": columns, "count": len(rows)}))]
     for row in rows:
         parts.append(comp.compress(b"\n" + canonical(row)))
     parts.append(comp.flush())
@@ -278,6 +294,13 @@ class Header:
     valid_until: str
     count: int
     schedules: dict
+    calendar: dict | None = None  # holidays, working_days, adjusted_day_schedule: the bundle sets the hours
+    pins: bool = False  # the rows end with PIN_COLUMNS: the bundle sets the PINs
+
+    @property
+    def schedule_groups(self) -> tuple[str, ...] | None:
+        """The groups rows may name when the bundle sets the hours (None: the door's configured groups)."""
+        return tuple(self.schedules) if self.calendar is not None else None
 
 
 def read_payload(manifest: Manifest, payload: bytes) -> tuple[Header, Iterator[list]]:
@@ -296,13 +319,18 @@ def read_payload(manifest: Manifest, payload: bytes) -> tuple[Header, Iterator[l
     for key in ("site", "version", "key_id"):
         if h.get(key) != getattr(manifest, key):
             raise _malformed(f"the payload's {key} differs from the manifest's")
-    if h.get("format") != FORMAT or h.get("columns") != list(COLUMNS) or h.get("count") != manifest.rows:
-        raise _malformed(f"the payload header needs format {FORMAT}, the columns {', '.join(COLUMNS)} and the "
-                         "manifest's row count")
+    pins = h.get("columns") == [*COLUMNS, *PIN_COLUMNS]
+    if h.get("format") != FORMAT or not (pins or h.get("columns") == list(COLUMNS)) or h.get("count") != manifest.rows:
+        raise _malformed(f"the payload header needs format {FORMAT}, the columns {', '.join(COLUMNS)} (then "
+                         f"{', '.join(PIN_COLUMNS)} or nothing) and the manifest's row count")
     schedules = h.get("schedules") or {}
     _check_schedules(schedules)
+    calendar = h.get("calendar")
+    if calendar is not None:
+        bundle_calendar(schedules, calendar)  # every window and date checked before a row is applied
     header = Header(manifest.version, manifest.made_at.isoformat(), manifest.valid_until.isoformat(),
-                    manifest.rows, schedules)
+                    manifest.rows, schedules, calendar, pins)
+    width = len(COLUMNS) + (len(PIN_COLUMNS) if pins else 0)
 
     def rows() -> Iterator[list]:
         n = 0
@@ -314,8 +342,8 @@ def read_payload(manifest: Manifest, payload: bytes) -> tuple[Header, Iterator[l
                 row = json.loads(line.decode("utf-8"))
             except (UnicodeDecodeError, ValueError, RecursionError):
                 raise _malformed(f"row {n} is not JSON") from None
-            if not isinstance(row, list) or len(row) != len(COLUMNS):
-                raise _malformed(f"row {n} is not an array of the {len(COLUMNS)} columns")
+            if not isinstance(row, list) or len(row) != width:
+                raise _malformed(f"row {n} is not an array of the {width} columns")
             yield row
         if n != manifest.rows:
             raise _malformed(f"the payload has {n} rows; its header says {manifest.rows}")
@@ -347,22 +375,93 @@ def _lines(payload: bytes) -> Iterator[bytes]:
 
 
 def _check_schedules(schedules) -> None:
-    ok = isinstance(schedules, dict) and all(
+    ok = isinstance(schedules, dict) and len(schedules) <= MAX_GROUPS and all(
         isinstance(group, str) and isinstance(week, dict) and set(week) <= set(WEEKDAYS)
-        and all(isinstance(ws, list) and all(isinstance(w, str) and _WINDOW.fullmatch(w) for w in ws)
+        and all(isinstance(ws, list) and len(ws) <= 24 and all(isinstance(w, str) and _WINDOW.fullmatch(w)
+                                                                 for w in ws)
                 for ws in week.values())
         for group, week in schedules.items())
     if not ok:
         raise _malformed('schedules must map each group to weekdays and windows like {"mon": ["08:30-12:00"]}')
 
 
-def check_row(row: list, n: int, *, schedule_groups: Iterable[str]) -> tuple[tuple, tuple[str, ...]]:
+def _window(text: str, where: str) -> TimeWindow:
+    h1, m1, h2, m2 = int(text[0:2]), int(text[3:5]), int(text[6:8]), int(text[9:11])
+    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
+        raise _malformed(f"schedules {where}: {text!r} has an impossible time")
+    start, end = time(h1, m1), (time(23, 59, 59, 999999) if h2 == 24 else time(h2, m2))
+    if end <= start:
+        raise _malformed(f"schedules {where}: {text!r} ends before it starts (windows cannot cross midnight)")
+    return TimeWindow(start, end)
+
+
+def _dates(values, field: str) -> frozenset[date]:
+    if not isinstance(values, list) or len(values) > MAX_CALENDAR_DATES:
+        raise _malformed(f"calendar {field} must be a list of at most {MAX_CALENDAR_DATES} dates like 2026-10-01")
+    out = set()
+    for value in values:
+        if not isinstance(value, str) or not _DATE.fullmatch(value):
+            raise _malformed(f"calendar {field}: {str(value)[:20]!r} is not a date like 2026-10-01")
+        try:
+            out.add(date.fromisoformat(value))
+        except ValueError:
+            raise _malformed(f"calendar {field}: {value} is not a real date") from None
+    return frozenset(out)
+
+
+def bundle_calendar(schedules: dict, calendar) -> CalendarConfig:
+    """The hours a bundle sets (checked ``schedules`` and its ``calendar``), as a door's ``[calendar]``.
+
+    :class:`BundleError` (``malformed``) naming the group, day, window or date otherwise.
+    """
+    _check_schedules(schedules)
+    if not isinstance(calendar, dict) or not set(calendar) <= {"holidays", "working_days", "adjusted_day_schedule"}:
+        raise _malformed("calendar must be an object of holidays, working_days and adjusted_day_schedule")
+    if not schedules:
+        raise _malformed("a bundle that sets the hours (calendar) needs at least one schedule group")
+    weeks: dict[str, dict[str, tuple[TimeWindow, ...]]] = {}
+    for group, week in schedules.items():
+        if not _GROUP.fullmatch(group):
+            raise _malformed(f"schedules: group {group[:32]!r} is not lower-case letters, digits, '-' or '_'")
+        days = {}
+        for day in WEEKDAYS:
+            windows = sorted((_window(w, f"{group}.{day}") for w in week.get(day, [])), key=lambda w: w.start)
+            for a, b in zip(windows, windows[1:]):
+                if b.start < a.end:
+                    raise _malformed(f"schedules {group}.{day}: windows {a} and {b} overlap")
+            days[day] = tuple(windows)
+        weeks[group] = days
+    holidays = _dates(calendar.get("holidays", []), "holidays")
+    working = _dates(calendar.get("working_days", []), "working_days")
+    if holidays & working:
+        raise _malformed(f"calendar: {min(holidays & working)} is both a holiday and a working day")
+    adjusted = calendar.get("adjusted_day_schedule", "mon")
+    if adjusted not in WEEKDAYS:
+        raise _malformed(f"calendar adjusted_day_schedule: {str(adjusted)[:10]!r} is not one of "
+                         f"{', '.join(WEEKDAYS)}")
+    return CalendarConfig(weeks, holidays, working, adjusted)
+
+
+def calendar_header(calendar: CalendarConfig) -> tuple[dict, dict]:
+    """A :class:`~firmware_py.config.schema.CalendarConfig` as a bundle header's ``schedules`` and ``calendar``."""
+    schedules = {group: {day: [str(w) if w.end.second == 0 else f"{w.start:%H:%M}-24:00" for w in windows]
+                         for day, windows in week.items() if windows}
+                 for group, week in calendar.schedules.items()}
+    return schedules, {"holidays": sorted(d.isoformat() for d in calendar.holidays),
+                       "working_days": sorted(d.isoformat() for d in calendar.working_days),
+                       "adjusted_day_schedule": calendar.adjusted_day_schedule}
+
+
+def check_row(row: list, n: int, *, schedule_groups: Iterable[str], pins: bool = False,
+              ) -> tuple[tuple, tuple[str, ...]]:
     """One row of a signed bundle, checked as hostile input: the ``persons`` columns and the badge UIDs.
 
     :class:`BundleError` (``malformed``) naming the row and field otherwise. ``schedule_groups``
-    are the ones this door's configuration has.
+    are the ones rows may name (the bundle's own when it sets the hours, else the door's
+    configuration's). With ``pins`` the row ends with :data:`PIN_COLUMNS`, each a PIN hash or
+    null, and the stored tuple ends with them too.
     """
-    v = dict(zip(COLUMNS, row))
+    v = dict(zip((*COLUMNS, *PIN_COLUMNS) if pins else COLUMNS, row))
 
     def bad(field: str, why: str) -> BundleError:
         return _malformed(f"row {n} ({str(v.get('person_id'))[:16]!r}), {field}: {why}")
@@ -385,8 +484,9 @@ def check_row(row: list, n: int, *, schedule_groups: Iterable[str]) -> tuple[tup
         raise bad("role/employer_type", f"one of {', '.join(ROLES)} / {', '.join(EMPLOYER_TYPES)}")
     groups = set(schedule_groups)
     if v["schedule_group"] not in groups:
-        raise bad("schedule_group", f"{v['schedule_group'][:32]!r} is not a group of this door's configuration "
-                                    f"({', '.join(sorted(groups))})")
+        listed = ", ".join(sorted(groups))[:200]
+        raise bad("schedule_group", f"{v['schedule_group'][:32]!r} is not a group of this door's "
+                                    f"configuration, nor of the bundle's hours when it sets them ({listed})")
     hours = v["training_hours"]
     if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 <= hours <= MAX_TRAINING_HOURS:
         raise bad("training_hours", f"a number from 0 to {MAX_TRAINING_HOURS}")
@@ -404,6 +504,16 @@ def check_row(row: list, n: int, *, schedule_groups: Iterable[str]) -> tuple[tup
     stored = (v["person_id"], v["name"], v["role"], v["organisation"], v["employer_type"], v["id_hash"],
               v["id_masked"], v["review_date"], float(hours), v["commitment_date"], v["valid_from"],
               v["valid_until"], v["schedule_group"])
+    if pins:
+        for field in PIN_COLUMNS:
+            if v[field] is not None:
+                try:
+                    check_pin_hash(v[field])
+                except PinError as exc:
+                    raise bad(field, str(exc)) from None
+        if v["duress_pin_hash"] is not None and v["duress_pin_hash"] == v["pin_hash"]:
+            raise bad("duress_pin_hash", "is the same hash as pin_hash")
+        stored += (v["pin_hash"], v["duress_pin_hash"])
     return stored, badges
 
 
@@ -418,9 +528,11 @@ def _day(value, field: str, bad, *, required: bool) -> date | None:
         raise bad(field, f"{value} is not a real date") from None
 
 
-def bundle_row(checked) -> list:
-    """A checked CSV row (:class:`~firmware_py.storage.roster_csv.CheckedRow`) as a bundle row."""
+def bundle_row(checked, pins: tuple[str | None, str | None] | None = None) -> list:
+    """A checked CSV row (:class:`~firmware_py.storage.roster_csv.CheckedRow`) as a bundle row; with ``pins``
+    (its PIN hash and duress PIN hash, each None when unset) the :data:`PIN_COLUMNS` follow."""
     review, commitment, valid_from, valid_until = checked.dates_text
-    return [checked.person_id, checked.name, checked.id_masked, checked.id_hash, list(checked.badge_uids),
-            checked.role, checked.organisation, checked.employer_type, review, checked.training_hours, commitment,
-            valid_from, valid_until, checked.schedule_group]
+    row = [checked.person_id, checked.name, checked.id_masked, checked.id_hash, list(checked.badge_uids),
+           checked.role, checked.organisation, checked.employer_type, review, checked.training_hours, commitment,
+           valid_from, valid_until, checked.schedule_group]
+    return row + list(pins) if pins is not None else row

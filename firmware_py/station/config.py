@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from firmware_py.config.schema import (  # the door's checker: one way to read and report a TOML table
     _NAME,
     WEEKDAYS,
+    _parse_dates,
     _parse_window,
     _Problems,
     _Section,
@@ -95,6 +96,9 @@ class RosterConfig:
     valid_for_days: float = 30  # how long doors may keep using a bundle without hearing a newer one
     chunk_bytes: int = 1024 * 1024  # a bundle larger than this travels in several signed chunks
     schedules: dict = field(default_factory=dict)  # group -> weekday -> ["08:30-12:00", ...], carried in the bundle
+    # [roster.calendar]: holidays, working_days, adjusted_day_schedule as bundle text; with it the bundle sets
+    # the doors' hours (schedules and calendar); None: each door keeps the hours of its own [calendar]
+    calendar: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -186,11 +190,26 @@ def _read_roster(sec: _Section, base: Path, problems: _Problems) -> RosterConfig
                 week[day] = list(raw)
         gsec.finish()
         schedules[group] = week
+    calendar = None
+    if "calendar" in sec.data:
+        csec = sec.sub("calendar")
+        holidays = _parse_dates(csec._get("holidays", []), csec.where("holidays"), problems)
+        working = _parse_dates(csec._get("working_days", []), csec.where("working_days"), problems)
+        if holidays & working:
+            problems.add(csec.where("working_days"), f"{', '.join(map(str, sorted(holidays & working)))} also "
+                                                     "listed as holidays")
+        adjusted = csec.string("adjusted_day_schedule", "mon", choices=WEEKDAYS)
+        csec.finish()
+        if not schedules:
+            problems.add(f"[{csec.name}]", "the hours the doors take need the groups' weekly windows as well: "
+                                           "add [roster.schedule.NAME] for each group")
+        calendar = {"holidays": sorted(d.isoformat() for d in holidays),
+                    "working_days": sorted(d.isoformat() for d in working), "adjusted_day_schedule": adjusted}
     return RosterConfig(signing_key=sec.path("signing_key", base, ""), site_key=sec.path("site_key", base, ""),
                         site=site, valid_for_days=sec.number("valid_for_days", 30, minimum=1, maximum=3660),
                         chunk_bytes=sec.number("chunk_bytes", 1024 * 1024, integer=True, minimum=1024,
                                                maximum=4 * 1024 * 1024 - 4096),
-                        schedules=schedules)
+                        schedules=schedules, calendar=calendar)
 
 
 STATE_DIR = Path("/var/lib/accessctl")  # the station's state beside a PostgreSQL archive (deploy/install.sh)

@@ -34,11 +34,13 @@ from pathlib import Path
 
 import sqlite_utils
 
+from firmware_py.config.schema import CalendarConfig
 from firmware_py.core.people import Person
 from firmware_py.core.pin import check_new_pin, hash_pin, verify_pin
 from firmware_py.errors import RosterError
 from firmware_py.storage.db import transaction
 from firmware_py.storage.eventstore import EventStore
+from firmware_py.storage.roster_bundle import AppliedCalendar
 from firmware_py.storage.roster_csv import (
     COLUMNS,
     ID_NUMBER_IN_TEXT,
@@ -400,6 +402,7 @@ class SqliteRoster:
     def __init__(self, db: sqlite_utils.Database, store: EventStore):
         self.db = db
         self.store = store
+        self._calendar = AppliedCalendar(db)
 
     def get(self, person_id: str) -> Person | None:
         return get(self.db, person_id)
@@ -412,3 +415,6 @@ class SqliteRoster:
 
     def revoke(self, person_id: str, reason: str, at: datetime) -> Person:
         return revoke(self.db, self.store, person_id, reason, at)
+
+    def calendar(self) -> CalendarConfig | None:
+        return self._calendar.get()

@@ -6,12 +6,17 @@ import leaves them: only ``accessctl roster reinstate`` lifts a revocation). It 
 the live tables in short steps and swapped in by one transaction that also appends
 ``roster_applied`` and records the applied bundle (:mod:`firmware_py.storage.roster_import`'s
 machinery), so the door keeps deciding, and writing, during the apply; the log and the roster
-never disagree. A refusal is :func:`record_rejection` (``roster_rejected`` with the reason), and
-a bundle past its validity, still in use, raises :func:`warn_if_expired` once a day.
+never disagree. A bundle that sets the hours (its header's ``calendar``) has them recorded in the
+same transaction; from then on the door decides on them (:func:`applied_calendar`, read again at
+every start). A bundle that carries PIN hashes (:data:`~firmware_py.link.roster_bundle.PIN_COLUMNS`)
+replaces the PINs set at the door; one without keeps them. A refusal is :func:`record_rejection`
+(``roster_rejected`` with the reason), and a bundle past its validity, still in use, raises
+:func:`warn_if_expired` once a day.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -20,25 +25,64 @@ from datetime import datetime
 
 import sqlite_utils
 
+from firmware_py.config.schema import CalendarConfig
 from firmware_py.core.events import redact_id_numbers
 from firmware_py.errors import BundleError
-from firmware_py.link.roster_bundle import Manifest, check_row, read_payload
+from firmware_py.link.roster_bundle import Manifest, bundle_calendar, check_row, read_payload
 from firmware_py.storage.db import get_meta, set_meta
 from firmware_py.storage.eventstore import EventStore
 from firmware_py.storage.roster_csv import STORED_COLUMNS
 from firmware_py.storage.roster_import import IMPORT_ATTEMPTS, TARGET_HOLD_S, _RosterMoved, _staging
+from firmware_py.storage.roster_pin import PIN_COLUMNS
 
 log = logging.getLogger(__name__)
 
-APPLIED = "roster_bundle"  # meta: the applied bundle's version, times and schedules
+APPLIED = "roster_bundle"  # meta: the applied bundle's version, times, schedules and calendar
 WARNED = "roster_bundle_expired_warned"  # meta: the site's date of the last roster_expired event
 FIRST_BATCH = 200  # rows in the first write step; later steps are sized from its time (TARGET_HOLD_S)
 MAX_LISTED = 20  # person ids named in the event
 
 
 def applied(db: sqlite_utils.Database) -> dict | None:
-    """The applied bundle: ``version``, ``made_at``, ``valid_until``, ``applied_at``, ``sha256``, ``schedules``."""
+    """The applied bundle: ``version``, ``made_at``, ``valid_until``, ``applied_at``, ``sha256``, ``schedules``
+    and ``calendar`` (None: the bundle left the hours to the door's configuration)."""
     return get_meta(db, APPLIED)
+
+
+class AppliedCalendar:
+    """The hours the applied bundle set, read from the database; read again only when the record changed.
+
+    :meth:`get` costs one small query, so the door can ask at every decision and decides on a new
+    bundle's hours from the moment its rows are in (the receiver applies them on its own connection).
+    """
+
+    def __init__(self, db: sqlite_utils.Database):
+        self.db = db
+        self._text: str | None = None
+        self._calendar: CalendarConfig | None = None
+
+    def get(self) -> CalendarConfig | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (APPLIED,)).fetchone()
+        text = row[0] if row else None
+        if text != self._text:
+            self._calendar = _calendar_of(json.loads(text) if text else None)
+            self._text = text
+        return self._calendar
+
+
+def _calendar_of(record: dict | None) -> CalendarConfig | None:
+    if not record or record.get("calendar") is None:
+        return None
+    try:
+        return bundle_calendar(record.get("schedules") or {}, record["calendar"])
+    except BundleError as exc:  # checked before it was stored: only a hand-edited database gets here
+        log.error("the applied roster bundle's hours are unusable (%s); deciding on the configured hours", exc)
+        return None
+
+
+def applied_calendar(db: sqlite_utils.Database) -> CalendarConfig | None:
+    """The hours the applied bundle set (None: no bundle, or one that left them to the configuration)."""
+    return _calendar_of(applied(db))
 
 
 def applied_version(db: sqlite_utils.Database) -> int:
@@ -54,19 +98,22 @@ def apply_bundle(db: sqlite_utils.Database, store: EventStore, manifest: Manifes
     """
     if db.conn.in_transaction:
         raise RuntimeError("apply_bundle runs its own short transactions; call it outside a transaction")
-    groups = tuple(schedule_groups)
+    configured = tuple(schedule_groups)
     with _staging(db) as stage:
         for attempt in range(1, IMPORT_ATTEMPTS + 1):
             start_seq = store.last_seq()
             header, rows = read_payload(manifest, payload)
+            groups = header.schedule_groups if header.schedule_groups is not None else configured
             stage._empty_next_tables()
-            _build(stage, rows, groups)
+            _build(stage, rows, groups, pins=header.pins)
             summary = _compare(db)
             detail = {"version": manifest.version, "made_at": header.made_at, "valid_until": header.valid_until,
-                      "sha256": manifest.sha256, "count": header.count, **summary}
+                      "sha256": manifest.sha256, "count": header.count, **summary,
+                      "hours": "bundle" if header.calendar is not None else "config",
+                      "pins": "bundle" if header.pins else "door"}
             record = {"version": manifest.version, "made_at": header.made_at, "valid_until": header.valid_until,
                       "sha256": manifest.sha256, "count": header.count, "schedules": header.schedules,
-                      "applied_at": store.clock.now().isoformat(timespec="seconds")}
+                      "calendar": header.calendar, "applied_at": store.clock.now().isoformat(timespec="seconds")}
 
             def append(detail=detail, record=record) -> dict:
                 set_meta(db, APPLIED, record)
@@ -87,11 +134,13 @@ def apply_bundle(db: sqlite_utils.Database, store: EventStore, manifest: Manifes
     return event
 
 
-def _build(stage, rows, groups: tuple[str, ...]) -> None:
-    """The rows into ``persons_next``/``badges_next`` in short write steps; then the local revocations and PINs."""
+def _build(stage, rows, groups: tuple[str, ...], *, pins: bool = False) -> None:
+    """The rows into ``persons_next``/``badges_next`` in short write steps; then the local revocations and,
+    unless the bundle carries them (``pins``), the PINs set at the door."""
     conn = stage.conn
-    persons_sql = (f"INSERT INTO main.persons_next ({', '.join(STORED_COLUMNS)}) "
-                   f"VALUES ({', '.join('?' * len(STORED_COLUMNS))})")
+    columns = (*STORED_COLUMNS, *PIN_COLUMNS) if pins else STORED_COLUMNS
+    persons_sql = (f"INSERT INTO main.persons_next ({', '.join(columns)}) "
+                   f"VALUES ({', '.join('?' * len(columns))})")
     badges_sql = "INSERT INTO main.badges_next (uid, person_id) VALUES (?, ?)"
     batch: list[tuple[int, tuple, tuple]] = []
     size = FIRST_BATCH
@@ -110,7 +159,7 @@ def _build(stage, rows, groups: tuple[str, ...]) -> None:
         batch.clear()
 
     for n, row in enumerate(rows, 1):
-        stored, badges = check_row(row, n, schedule_groups=groups)
+        stored, badges = check_row(row, n, schedule_groups=groups, pins=pins)
         batch.append((n, stored, badges))
         if len(batch) >= size:
             flush()
@@ -120,7 +169,9 @@ def _build(stage, rows, groups: tuple[str, ...]) -> None:
         conn.execute("UPDATE main.persons_next SET status = 'revoked', revoked_at = r.revoked_at, "
                      "revoked_reason = r.revoked_reason FROM (SELECT person_id, revoked_at, revoked_reason "
                      "FROM main.persons WHERE status = 'revoked') AS r WHERE persons_next.person_id = r.person_id")
-        # PINs are set at the door (`accessctl roster pin set`); a bundle, which carries none, keeps them.
+        if pins:
+            return  # the bundle's PIN hashes replace those set at the door (`accessctl roster pin set`)
+        # PINs set at the door (`accessctl roster pin set`) stay while the station's bundles carry none.
         conn.execute("UPDATE main.persons_next SET pin_hash = p.pin_hash, duress_pin_hash = p.duress_pin_hash "
                      "FROM (SELECT person_id, pin_hash, duress_pin_hash FROM main.persons "
                      "WHERE pin_hash IS NOT NULL OR duress_pin_hash IS NOT NULL) AS p "

@@ -345,15 +345,18 @@ def parse_csv(text: str, *, secret: bytes, schedule_groups: Iterable[str], today
 
 
 def check_csv(lines: Iterable[str], *, secret: bytes, schedule_groups: Iterable[str], today: date | None = None,
+              extra_columns: Iterable[str] = (),
               ) -> Iterator[tuple[int, CheckedRow | None, RowKeys | None, list[Problem]]]:
     """Check a roster CSV one row at a time, reading ``lines`` as it goes (a file opened with ``newline=""``).
 
     Yields ``(line, row or None, keys or None, problems)`` per data row (``row.stored()``
     gives its ``persons`` columns, ``row.row()`` a :class:`RosterRow`); a header
     that is wrong yields its problems once (line 1) and nothing more. Duplicates
-    between rows are the caller's to find (from the keys).
+    between rows are the caller's to find (from the keys). ``extra_columns`` may be in the
+    header too; their cells are the caller's to read and check (the station's PIN hashes).
     """
     check = _RowChecker(secret=secret, schedule_groups=schedule_groups, today=today)
+    extra_columns = tuple(extra_columns)
     reader = csv.reader(lines, strict=True)
     try:
         header = next(reader, None)
@@ -367,7 +370,7 @@ def check_csv(lines: Iterable[str], *, secret: bytes, schedule_groups: Iterable[
     names = [h.strip() for h in header]
     header_problems = []
     missing = [c for c in COLUMNS if c not in names]
-    unknown = [n for n in names if n not in COLUMNS]
+    unknown = [n for n in names if n not in COLUMNS and n not in extra_columns]
     doubled = sorted({n for n in names if names.count(n) > 1})
     if missing:
         header_problems.append(Problem(1, "header", f"missing column(s) {', '.join(missing)}"))

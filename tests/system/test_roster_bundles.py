@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from firmware_py.config.schema import RosterKeysConfig, load_config
 from firmware_py.core import idnumber
 from firmware_py.core.clock import SimulatedClock
+from firmware_py.core.inputs import BadgeRead
 from firmware_py.link.signed_commands import sign_command
 from firmware_py.service.bootstrap import build_service
 from firmware_py.storage import roster
@@ -229,6 +230,35 @@ def test_without_a_broker_a_restarted_door_keeps_its_last_roster_and_version(tmp
     finally:
         again.request_stop()
         again.shutdown()
+
+
+# ---------------------------------------------------------------- hours from the centre
+
+
+def test_a_published_bundle_changes_the_hours_the_door_decides_on(tmp_path, supervisor, door, station_config):
+    controller, badge = door.controller, f"{0x04000001:08X}"
+    assert publish(station_config, write_csv(tmp_path / "roster.csv", person(1))).returncode == 0
+    assert wait_for_event(supervisor, "roster_applied")["detail"]["hours"] == "config"
+    controller.handle(BadgeRead("outside", badge))  # Monday 09:00: the door's own office hours let P00001 in
+    assert controller.state == "screening"
+    controller.clock.advance(600)  # nobody walks through: the grant lapses
+    controller.tick()
+
+    hours = station_config.with_name("station-hours.toml")  # the centre moves the office group to Tuesdays
+    hours.write_text(station_config.read_text().replace(
+        '[roster.schedule.office]\nmon = ["08:30-12:00", "14:00-17:30"]',
+        '[roster.calendar]\nholidays = [2026-12-25]\n\n[roster.schedule.office]\ntue = ["08:30-17:30"]'))
+    result = publish(hours, write_csv(tmp_path / "roster.csv", person(1), person(2, group="extended")))
+    assert result.returncode == 0, result.stderr
+    assert "hours: the doors take these: 2 schedule group(s) (extended, office), 1 holiday(s)" in result.stdout
+    assert wait_for_event(supervisor, "roster_applied", 2)["detail"]["hours"] == "bundle"
+
+    controller.handle(BadgeRead("outside", badge))
+    topic = f"accessctl/{SITE}/{DOOR}/events/access/access_denied"
+    wait_until(lambda: len(supervisor.received(topic)) >= 2, 10, "the second denial")
+    denials = [json.loads(m.payload) for m in supervisor.received(topic)]
+    assert [(d["person"]["person_id"], d["reason"]) for d in denials] == [
+        ("P00001", "screening_timeout"), ("P00001", "non_working_day")]
 
 
 # ---------------------------------------------------------------- signed commands

@@ -242,6 +242,19 @@ def test_a_beacon_offset_that_is_not_a_finite_number_is_reported(tmp_path, value
         load_scenario(path)
 
 
+@pytest.mark.parametrize("params, why", [
+    ('holidays = [2026-02-30]', r"Invalid date|not a real date"),
+    ('holidays = ["someday"]', r"step 1: holidays: 'someday' is not a date"),
+    ('schedules = {office = {mon = ["12:00-08:00"]}}', r"step 1: schedules office.mon: '12:00-08:00' ends before"),
+    ('holidays = [2026-11-27]\nworking_days = [2026-11-27]', r"step 1: calendar: 2026-11-27 is both a holiday"),
+    ('roster = "nowhere.csv"', r"step 1: roster: nowhere.csv not found"),
+])
+def test_a_roster_bundle_step_with_hours_a_door_would_refuse_is_reported(tmp_path, params, why):
+    path = scenario_file(tmp_path, f'[[step]]\ndo = "roster_bundle"\n{params}\n')
+    with pytest.raises(ScenarioError, match=why):
+        load_scenario(path)
+
+
 # ------------------------------------------------------------------ simulated doors side by side
 
 

@@ -26,7 +26,7 @@ FULL_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 ROSTER = f"accessctl/{SITE}/roster"
 
 
-def station_toml(path, broker, archive, keys=None, account="supervisor-3"):
+def station_toml(path, broker, archive, keys=None, account="supervisor-3", hours=""):
     a = broker.accounts[account]
     text = f"""[broker]
 url = "{broker.url}"
@@ -55,7 +55,7 @@ mon = ["08:30-12:00", "14:00-17:30"]
 
 [roster.schedule.extended]
 mon = ["07:30-19:00"]
-"""
+""" + hours
     path.write_text(text)
     return load_station_config(path)
 
@@ -202,6 +202,31 @@ def test_a_second_upload_is_compared_with_the_bundle_published_before(make_stati
     assert 'data-change="removed" data-person="P00002"' in page
     assert re.search(r'data-change="changed" data-person="P00003">.*?<td>schedule_group</td>', page)
     assert_no_full_number(page, audit_text(station))
+
+
+def test_an_upload_says_how_the_stations_hours_change_the_doors_hours(make_station, mosquitto_broker, tmp_path):
+    station = make_station()
+    cfg = station.station.config
+    c = logged_in(station, "ada")
+    first = upload(c, csv_of(person(1)))
+    assert "data-hours-changed" not in first.text  # no [roster.calendar]: each door keeps its own hours
+    assert c.post("/roster/publish", {"csrf": c.csrf(), "upload": token_of(first.text)}).status == 200
+
+    keys, archive = (cfg.roster.signing_key, cfg.roster.site_key), cfg.archive.url or cfg.archive.path
+    hours = '\n[roster.calendar]\nholidays = [2026-12-25]\n'
+    station.station.config = station_toml(tmp_path / "hours.toml", mosquitto_broker, archive, keys, hours=hours)
+    second = upload(c, csv_of(person(1)))
+    assert 'data-hours-changed="true"' in second.text
+    assert "the doors take their hours from the station from this version on" in second.text
+    assert c.post("/roster/publish", {"csrf": c.csrf(), "upload": token_of(second.text)}).status == 200
+
+    station.station.config = station_toml(tmp_path / "hours.toml", mosquitto_broker, archive, keys,
+                                          hours=hours.replace("2026-12-25", "2026-12-25, 2027-01-01")
+                                          + '\n[roster.schedule.night]\nwed = ["20:00-24:00"]\n')
+    third = upload(c, csv_of(person(1)))
+    assert 'data-added="0" data-removed="0" data-changed="0" data-unchanged="1"' in third.text
+    assert re.search(r'data-hours-changed="true">.*<li>group night added</li><li>holiday added: 2027-01-01</li>',
+                     third.text)
 
 
 def test_a_csv_with_a_bad_row_is_refused_naming_its_line_and_nothing_is_kept(make_station):

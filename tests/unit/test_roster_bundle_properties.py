@@ -81,3 +81,20 @@ def test_signed_payloads_of_arbitrary_lines_are_read_or_refused_with_a_reason(li
 def test_signed_manifests_of_arbitrary_fields_are_read_or_refused_with_a_reason(fields):
     body = json.dumps(fields).encode()
     refused_or_read([rb.MAGIC + rb.MANIFEST + KEY.sign(rb.MAGIC + rb.MANIFEST + body) + body])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(JSON, st.fixed_dictionaries({}, optional={
+    "holidays": st.lists(st.one_of(st.text(max_size=12), st.sampled_from(["2026-10-01", "2026-02-30"])), max_size=3),
+    "working_days": st.lists(st.sampled_from(["2026-10-10", "2026-10-01", "x"]), max_size=2),
+    "adjusted_day_schedule": st.one_of(st.sampled_from(["mon", "sun", "xyz"]), JSON)})),
+    st.dictionaries(st.sampled_from(["office", "Night", ""]), st.dictionaries(
+        st.sampled_from(["mon", "wed", "funday"]), st.lists(st.sampled_from(
+            ["08:30-12:00", "11:00-13:00", "25:00-26:00", "12:00-08:00", "00:00-24:00"]), max_size=3)), max_size=2))
+def test_signed_bundles_of_arbitrary_hours_are_read_or_refused_with_a_reason(calendar, schedules):
+    header = {"site": "s", "version": 1, "made_at": "2026-11-23T08:00:00+08:00",
+              "valid_until": "2026-12-23T08:00:00+08:00", "key_id": "k", "schedules": schedules,
+              "calendar": calendar}
+    payload = rb.build_payload(header, [])
+    manifest, chunks = rb.sign_bundle(KEY, {**header, "count": 0}, payload, chunk_bytes=1024)
+    refused_or_read([*chunks, manifest])

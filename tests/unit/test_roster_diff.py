@@ -45,3 +45,32 @@ def test_the_kept_rows_hold_no_full_id_number():
     text = str(diff.read_kept(kept))
     assert person_number(1) not in text and person_number(2) not in text
     assert "430102********" in text
+
+
+# ---------------------------------------------------------------- hours
+
+WEEK = {"office": {"mon": ["08:30-12:00"], "wed": ["08:30-12:00"]}}
+CALENDAR = {"holidays": ["2026-10-01"], "working_days": [], "adjusted_day_schedule": "mon"}
+
+
+def test_the_hours_published_are_kept_beside_the_rows_and_read_back():
+    kept = diff.kept_rows(rows(person(1)), {"schedules": WEEK, "calendar": CALENDAR})
+    assert diff.kept_hours(kept) == {"schedules": WEEK, "calendar": CALENDAR}
+    assert [r["person_id"] for r in diff.read_kept(kept)] == ["P00001"]
+    assert diff.kept_hours(diff.kept_rows(rows(person(1)))) is None
+
+
+def test_a_changed_window_and_an_added_holiday_are_told():
+    after = {"schedules": {"office": {"mon": ["08:30-12:00"]}},
+             "calendar": {**CALENDAR, "holidays": ["2026-10-01", "2026-10-02"]}}
+    changes = diff.hours_changes({"schedules": WEEK, "calendar": CALENDAR}, after)
+    assert changes == ("office wed: 08:30-12:00 → closed", "holiday added: 2026-10-02")
+    found = diff.compare(diff.read_kept(diff.kept_rows(rows(person(1)))), rows(person(1)), changes)
+    assert not found.empty and found.unchanged == 1
+
+
+def test_unchanged_hours_change_nothing_and_the_first_hours_from_the_station_are_told():
+    hours = {"schedules": WEEK, "calendar": CALENDAR}
+    assert diff.hours_changes(hours, hours) == ()
+    assert "from the station from this version on" in diff.hours_changes(None, hours)[0]
+    assert diff.hours_changes(None, {"schedules": WEEK, "calendar": None}) == ()

@@ -20,7 +20,7 @@ from pathlib import Path
 from firmware_py.errors import BundleError, ConfigError, MonitorError
 from firmware_py.link import roster_bundle, roster_keys
 from firmware_py.link.broker import BrokerSettings, connect, make_client
-from firmware_py.station.roster.bundle import SignedBundle, make_bundle, next_version, read_roster
+from firmware_py.station.roster.bundle import CheckedRows, SignedBundle, make_bundle, next_version, read_roster
 from firmware_py.storage.roster_csv import CheckedRow
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ class Published:
     bundle: SignedBundle
     topic: str
     previous: int  # the version that was at the broker (0: none)
+    hours: str = ""  # what the bundle says of the doors' hours
+    pins: str = ""  # and of their PINs
 
     def __str__(self) -> str:
         b = self.bundle
@@ -50,7 +52,27 @@ class Published:
                 f"{b.payload_bytes} bytes compressed in {len(b.chunks)} chunk{'s' if len(b.chunks) != 1 else ''} "
                 f"({b.wire_bytes} bytes signed), retained on {self.topic}; valid until "
                 f"{b.valid_until.isoformat(timespec='seconds')}"
-                + (f"; replaces version {self.previous}" if self.previous else ""))
+                + (f"; replaces version {self.previous}" if self.previous else "")
+                + (f"\n  hours: {self.hours}" if self.hours else "") + (f"\n  PINs: {self.pins}" if self.pins else ""))
+
+
+def hours_note(cfg) -> str:
+    """What a bundle made with the station's ``cfg`` does to the doors' hours, in one line."""
+    r = cfg.roster
+    if r.calendar is None:
+        return ("each door keeps the hours of its own [calendar] (the station's config has no [roster.calendar]; "
+                "docs/station.md, 'Hours from the centre')")
+    return (f"the doors take these: {len(r.schedules)} schedule group(s) ({', '.join(sorted(r.schedules))}), "
+            f"{len(r.calendar['holidays'])} holiday(s), {len(r.calendar['working_days'])} adjusted working day(s)")
+
+
+def pins_note(rows) -> str:
+    pins = rows.pins if isinstance(rows, CheckedRows) else None
+    if pins is None:
+        return "the file has no PIN hash columns: each door keeps the PINs set there"
+    return (f"{sum(p is not None for p, _ in pins.values())} PIN hash(es), "
+            f"{sum(d is not None for _, d in pins.values())} duress PIN hash(es); they replace the PINs set at "
+            "each door")
 
 
 def roster_keys_missing(cfg) -> str | None:
@@ -104,7 +126,8 @@ def publish_rows(cfg, rows: list[CheckedRow], *, link, site: str | None = None,
     previous, previous_chunks = link.retained(topic)
     bundle = make_bundle(rows, site=site, version=next_version(previous, now), made_at=now,
                          valid_for=timedelta(days=days), signing_key=signing_key, site_key=site_key,
-                         schedules=cfg.roster.schedules, chunk_bytes=cfg.roster.chunk_bytes)
+                         schedules=cfg.roster.schedules, calendar=cfg.roster.calendar,
+                         chunk_bytes=cfg.roster.chunk_bytes)
     link.check_size(bundle)
     for i, chunk in enumerate(bundle.chunks):
         link.publish(chunk_topic(cfg.broker.prefix, site, i), chunk)
@@ -114,7 +137,7 @@ def publish_rows(cfg, rows: list[CheckedRow], *, link, site: str | None = None,
         link.publish(chunk_topic(cfg.broker.prefix, site, i), b"")  # an empty retained message clears it
     link.wait()
     log.info("roster version %d for %s published (%d persons)", bundle.version, site, bundle.count)
-    return Published(bundle, topic, previous)
+    return Published(bundle, topic, previous, hours_note(cfg), pins_note(rows))
 
 
 def _site(cfg, site: str | None) -> str:

@@ -129,7 +129,8 @@ def check(request: Request, ctx: Ctx) -> Response:
     except ConfigError as exc:
         raise Refused(409, str(exc)) from None
     published = st.store.published_roster(cfg.roster.site)
-    found = diff.compare(diff.read_kept(published.rows if published else None), rows)
+    kept = published.rows if published else None
+    found = diff.compare(diff.read_kept(kept), rows, diff.hours_changes(diff.kept_hours(kept), diff.station_hours(cfg)))
     upload = Upload(secrets.token_urlsafe(24), ctx.session.name, name, cfg.roster.site, rows, found,
                     published.version if published else 0, time.monotonic())
     _uploads(request).add(upload)
@@ -165,7 +166,7 @@ def publish(request: Request, ctx: Ctx) -> Response:
     b = done.bundle
     st.store.keep_published_roster(PublishedRoster(
         b.site, b.version, st.now().isoformat(timespec="seconds"), ctx.session.name, b.count, len(b.chunks),
-        _payload_sha256(cfg, b), diff.kept_rows(upload.rows)))
+        _payload_sha256(cfg, b), diff.kept_rows(upload.rows, diff.station_hours(cfg))))
     d = upload.diff
     ctx.note = (f"published roster version {b.version} for {b.site}: {b.count} persons in {len(b.chunks)} "
                 f"chunk(s); {len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed")

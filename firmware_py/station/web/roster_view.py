@@ -118,6 +118,9 @@ def _diff_html(upload, session) -> str:
             more = f'<p class="muted">… and {len(rows) - LISTED} more</p>' if len(rows) > LISTED else ""
             out.append(f'<h4>{label}</h4><table class="roster">{_HEAD.format(extra="")}<tbody>{body}</tbody>'
                        f'</table>{more}')
+    if d.hours:
+        items = "".join(f"<li>{h(line)}</li>" for line in d.hours)
+        out.append(f'<section data-hours-changed="true"><h4>工作时段已变 Hours change</h4><ul>{items}</ul></section>')
     if d.changed:
         body = "".join(f'<tr data-change="changed" data-person="{h(c.after.get("person_id"))}">{_person(c.after)}'
                        f'<td>{h(", ".join(c.fields))}</td></tr>' for c in d.changed[:LISTED])
