@@ -72,6 +72,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
           "site roster key on every door (deploy/install.sh --station-public-key FILE --site-key FILE); back "
           "them up (docs/commissioning.md, 'Roster keys'). `accessctl doctor` at a door shows the same "
           "fingerprints.", flush=True)
+    return 0
 
 
 def cmd_pin_hash(args: argparse.Namespace) -> int:
