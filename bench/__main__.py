@@ -1,6 +1,6 @@
 """Run the benchmarks: `python -m bench [--quick] [NAME ...]` (see docs/performance.md).
 
-NAME is one of decision, memory, storage, backlog, station (default: all, in that
+NAME is one of decision, memory, storage, backlog, station, bundle (default: all, in that
 order, sharing one working directory so the large databases are built once).
 ``decision --against COMMIT`` runs the decision benchmark for COMMIT beside this
 tree, interleaved in the same run (:mod:`bench.against`).
@@ -19,12 +19,12 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from . import against, backlog, decision, memory, report, station, storage
+from . import against, backlog, bundle, decision, memory, report, station, storage
 from .common import RESULTS, log
 from .data import Workspace
 
 BENCHMARKS = {"decision": decision.run, "memory": memory.run, "storage": storage.run, "backlog": backlog.run,
-              "station": station.run}
+              "station": station.run, "bundle": bundle.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ cannot be slipped in.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -413,9 +414,15 @@ def _day(value, field: str, bad, *, required: bool) -> date | None:
     if not isinstance(value, str) or not _DATE.fullmatch(value):
         raise bad(field, "a date like 2026-01-31" + ("" if required else " or null"))
     try:
-        return date.fromisoformat(value)
+        return _parse_day(value)
     except ValueError:
         raise bad(field, f"{value} is not a real date") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_day(text: str) -> date:
+    """A roster's dates repeat (a vetting day, the year's end): parsed once each."""
+    return date.fromisoformat(text)
 
 
 def bundle_row(checked) -> list:
