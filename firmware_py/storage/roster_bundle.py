@@ -100,8 +100,7 @@ def _build(stage, rows, groups: tuple[str, ...]) -> None:
         nonlocal size
         t0 = time.perf_counter()
         try:
-            # Checking the next rows is the pause that lets the door write in between (as an import).
-            with stage._step(pause=False):
+            with stage._step():
                 conn.executemany(persons_sql, [stored for _, stored, _ in batch])
                 conn.executemany(badges_sql, [(uid, stored[0]) for _, stored, badges in batch for uid in badges])
         except sqlite3.IntegrityError:
