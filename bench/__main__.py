@@ -1,6 +1,6 @@
 """Run the benchmarks: `python -m bench [--quick] [NAME ...]` (see docs/performance.md).
 
-NAME is one of decision, memory, storage, backlog, station, pin, bundle-fleet (default: all, in that
+NAME is one of decision, memory, storage, backlog, station, pin, bundle, bundle-fleet (default: all, in that
 order, sharing one working directory so the large databases are built once).
 ``decision --against COMMIT`` runs the decision benchmark for COMMIT beside this
 tree, interleaved in the same run (:mod:`bench.against`).
@@ -19,12 +19,12 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from . import against, backlog, bundle_fleet, decision, memory, pin, report, station, storage
+from . import against, backlog, bundle, bundle_fleet, decision, memory, pin, report, station, storage
 from .common import RESULTS, log
 from .data import Workspace
 
 BENCHMARKS = {"decision": decision.run, "memory": memory.run, "storage": storage.run, "backlog": backlog.run,
-              "station": station.run, "pin": pin.run, "bundle-fleet": bundle_fleet.run}
+              "station": station.run, "pin": pin.run, "bundle": bundle.run, "bundle-fleet": bundle_fleet.run}
 
 
 def main(argv: list[str] | None = None) -> int:
