@@ -83,7 +83,7 @@ def test_a_signed_bundle_reads_back_as_the_rows_of_the_csv_with_masked_numbers_a
 def test_no_full_id_number_travels_in_any_message_or_in_the_decompressed_rows(tmp_path):
     bundle, public = signed(tmp_path, 50)
     manifest, payload = assemble(bundle, public)
-    text = zlib.decompress(payload)
+    text = zlib.decompress(b"".join(payload))
     for blob in (bundle.manifest, *bundle.chunks, text):
         assert FULL_ID_NUMBER.search(blob) is None
 
@@ -275,3 +275,22 @@ def test_a_pem_key_pair_written_as_openssl_does_loads_and_verifies(tmp_path):
     public.write_bytes(key.public_key().public_bytes(ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo))
     bundle, _ = signed(tmp_path, key=load_signing_key(private))
     assert rb.read_message(bundle.manifest, load_public_key(public)).version == 7
+
+
+def test_a_payload_read_in_the_chunks_it_came_in_gives_the_same_rows_and_no_joined_copy(tmp_path):
+    bundle, public = signed(tmp_path, 400, chunk_bytes=1024)
+    manifest, pieces = assemble(bundle, public)
+    assert isinstance(pieces, tuple) and len(pieces) == len(bundle.chunks) > 5
+
+    whole = b"".join(pieces)
+    assert list(rb.read_payload(manifest, pieces)[1]) == list(rb.read_payload(manifest, whole)[1])
+
+
+def test_bytes_after_the_compressed_stream_in_a_later_chunk_are_malformed():
+    stream = zlib.compress(b'{"a": 1}\n')
+    for pieces in ((stream, b"x"), (stream[:5], stream[5:] + b"x"), (stream, b"", b"x")):
+        with pytest.raises(BundleError) as caught:
+            list(rb._lines(pieces))
+        assert caught.value.reason == "malformed" and "after its compressed stream" in str(caught.value)
+    with pytest.raises(BundleError, match="cut short"):
+        list(rb._lines((stream[:5], stream[5:-3])))
