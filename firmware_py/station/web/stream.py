@@ -6,9 +6,11 @@ resume, even across a station restart. Each archived event is one ``event`` mess
 (``alarm``: true for an alarm to act on, not a state event that ends one); the door tiles go out as
 a ``doors`` message (no id) whenever they change (``?doors=1``), the open alarms as an ``alarms``
 message whenever they change: their count, each door's open alarm types and, for the queue
-(``?queue=1`` with the page's ``site``, ``door``, ``type``), its rows as the page makes them
-(:mod:`.alarm_page`). ``?after=now`` starts after the newest archived event (a page that shows no
-events, only the count of alarms).
+(``?queue=1`` with the page's query: its filters and cursor, :mod:`.search`), the rows of that page
+as the page makes them (:mod:`.alarm_page`) and ``before``, the cursor of the page after it.
+``?after=now`` starts after the newest archived event (a page that shows no events, only the count
+of alarms). An ``event`` of an alarm says which ``sound`` the page makes for it (``duress`` or
+``alarm``).
 
 Each tile is made from what its door stored as the page reads it (:mod:`.shown`); a door whose rows
 still cannot be made into a tile gets a tile saying so, and every other door's tile is made as usual.
@@ -29,7 +31,7 @@ from firmware_py.core.event_line import printable
 from firmware_py.errors import StoreError
 from firmware_py.station.accounts import accounts
 from firmware_py.station.accounts.accounts import Session
-from firmware_py.station.web import alarm_page, alarms, answers, pages, queries, shown
+from firmware_py.station.web import alarm_page, alarms, answers, pages, queries, search, shown
 from firmware_py.station.web.problems import counts as problem_counts
 
 if TYPE_CHECKING:
@@ -95,17 +97,17 @@ def _start_id(request: Request, station: Station) -> int:
     return 0
 
 
-def alarm_summary(station: Station, session: Session, queue: dict | None) -> dict:
+def alarm_summary(station: Station, session: Session, queue: search.Filters | None) -> dict:
     """The ``alarms`` message: how many are open, each door's open types and, for the queue's
-    filter ``queue`` (site, door, type), its rows."""
+    page ``queue`` (filters and cursor), its rows and the next page's cursor."""
     counts = alarms.open_counts(station.store, station.now())
     out = {"count": sum(sum(types.values()) for types in counts.values()),
            "doors": [{"site": s, "door": d, "types": types, "text": alarm_page.tile_alarm_text(types)}
                      for (s, d), types in sorted(counts.items())]}
     if queue is not None:
-        rows = alarms.open_alarms(station.store, station.now(), site=queue["site"] or None,
-                                  door=queue["door"] or None, types=(queue["type"],) if queue["type"] else ())
-        out["rows"] = alarm_page.queue_rows(rows, session, queue)
+        found = alarms.queue_page(station.store, station.now(), queue, station.tz)
+        out["rows"] = alarm_page.queue_rows(found.rows, session, alarm_page.query_of(queue))
+        out["before"] = found.before
     return out
 
 
@@ -116,7 +118,7 @@ def _wakes_alarms(row: queries.StreamRow) -> bool:
 def event_stream(request: Request, station: Station, session: Session, *, token: str) -> StreamingResponse:
     after = _start_id(request, station)
     want_doors = request.query_params.get("doors") == "1"
-    queue = ({k: request.query_params.get(k, "")[:64] for k in ("site", "door", "type")}
+    queue = (search.parse(request.query_params, station.now().date(), dates_optional=True)
              if request.query_params.get("queue") == "1" else None)
 
     async def messages():
@@ -132,6 +134,7 @@ def event_stream(request: Request, station: Station, session: Session, *, token:
                 yield _message({"site": r.site, "door": r.door, "epoch": r.epoch, "seq": e.get("seq"),
                                 "type": e.get("type"), "category": e.get("category"),
                                 "alarm": e.get("category") == "alarm" and not answers.is_end(r.event),
+                                "sound": alarm_page.sound(e.get("type")),
                                 "cells": pages.event_cells(e)}, event="event", id=r.id)
                 after = r.id
             if any(_wakes_alarms(r) for r in rows):
