@@ -54,6 +54,7 @@ CREATE INDEX IF NOT EXISTS events_type_instant ON events (type, ts, received_id)
 # of an earlier version is upgraded in place; the ingest waits while it is built); without the
 # extension the search reads the payloads as before.
 PERSON_TEXT = "accessctl_person_text(accessctl_person(payload))"
+TRIGRAM = 3  # characters: a shorter text has no trigram to look up
 TRIGRAMS = f"""CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE INDEX IF NOT EXISTS events_person_trgm ON events USING gin ({PERSON_TEXT} gin_trgm_ops);"""
 
@@ -532,8 +533,12 @@ def _search_where(search: EventSearch) -> tuple[str, list]:
         elif search.text.isascii():
             sql += " AND (encode(payload, 'escape') ~* %s OR position('\\x5c'::bytea IN payload) > 0)"
             params.append("".join(c if c.isalnum() else "\\" + c for c in search.text))
-        sql += f" AND {PERSON_TEXT} LIKE %s"  # the trigram index's operator
-        params.append("%" + search.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        if len(search.text) >= TRIGRAM:  # LIKE: the trigram index's operator
+            sql += f" AND {PERSON_TEXT} LIKE %s"
+            params.append("%" + search.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        else:  # too short for a trigram: a LIKE would read the whole index, the window's rows are fewer
+            sql += f" AND strpos({PERSON_TEXT}, %s) > 0"
+            params.append(search.text)
     return sql, params
 
 

@@ -1,0 +1,292 @@
+"""Benchmark: a door's alarm → visible on ``/alarms`` and on the door's tile, with 500 doors' traffic flowing.
+
+    .venv/bin/python -m bench.alarms [--quick] [--doors 500] [--rate 50] [--alarms 120]
+
+One run on this machine: a private Mosquitto (plain MQTT on loopback, as ``accessctl-sim demo``
+starts it), ``accessctl station serve`` as a child process on its SQLite archive, ``accessctl-sim
+fleet`` playing ``--doors`` doors at ``--rate`` events per second across them (the background
+traffic: the real controller, event store, outbox and MQTT link of each door), and one more door
+of the fleet's site (``fleet-NNN``, the next number) in this process: the real
+:class:`~firmware_py.storage.eventstore.EventStore` and :class:`~firmware_py.link.door_link.MqttLink`.
+Debian's Chromium (Playwright) holds two pages of an operator logged in: ``/alarms`` and the
+overview ``/``.
+
+Each alarm (``door_forced``) is timed from the moment ``EventStore.append`` returns (stored
+durably at the door) until its row is in the live queue (a MutationObserver in ``/alarms``
+stamps it) and until the door's tile turns to alarm (``data-alarm="true"``, stamped by a
+MutationObserver in ``/``). The operator then acknowledges it over the page's API so that the
+tile turns back before the next one (a pause of 0.3–0.6 s between alarms).
+Baseline, same run, same alarms: the moment a bare paho subscriber (QoS 1) on the door's event
+topic receives each one from the broker.
+
+A busy door of the fleet stores about 1.9 events per 30 s (docs/fleet.md), so 500 doors make
+about 32 events/s; the default ``--rate`` 50 is a busy day rounded up. The archive's event count
+before and after the timed alarms says how much traffic actually flowed meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from .common import RESULTS, Result, check, log, percentile, summary_ms
+
+TARGET_P99_MS = 500.0
+TZ = ZoneInfo("Asia/Shanghai")
+USER, PASSWORD = "bench-operator", "bench alarm password"
+WARMUP = 5
+
+# /alarms: when each of the door's rows arrives in the live queue; /: when its tile turns to alarm.
+QUEUE_OBSERVER = """door => {
+  window.__seen = {};
+  new MutationObserver(records => {
+    const now = performance.timeOrigin + performance.now();
+    for (const r of records) for (const n of r.addedNodes) {
+      if (n.dataset && n.dataset.door === door && !(n.dataset.seq in window.__seen)) window.__seen[n.dataset.seq] = now;
+    }
+  }).observe(document.querySelector('#open-alarms tbody'), {childList: true});
+}"""
+TILE_OBSERVER = """door => {
+  window.__turned = [];
+  const tile = document.querySelector('.tile[data-door="' + door + '"]');
+  new MutationObserver(() => {
+    if (tile.dataset.alarm === 'true') window.__turned.push(performance.timeOrigin + performance.now());
+  }).observe(tile, {attributes: true, attributeFilter: ['data-alarm']});
+}"""
+
+
+class BareSubscriber:
+    """A paho subscriber (QoS 1) noting when each event of one door reaches it from the broker."""
+
+    def __init__(self, host: str, port: int, topic: str):
+        import paho.mqtt.client as mqtt
+
+        self.arrived: dict[int, float] = {}
+        self._subscribed = threading.Event()
+        self.client = c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-bare-{os.getpid()}")
+        c.on_message = lambda client, userdata, m: self.arrived.setdefault(json.loads(m.payload)["seq"], time.time())
+        c.on_subscribe = lambda *a: self._subscribed.set()
+        c.on_connect = lambda client, *a: client.subscribe(topic, 1)
+        c.connect(host, port, 30)
+        c.loop_start()
+        if not self._subscribed.wait(10):
+            raise RuntimeError("the bare subscriber did not subscribe")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def start_broker(workdir: Path):
+    """A private Mosquitto on a free loopback port: plain MQTT, anonymous (the demo's lab broker), with
+    the shipped configuration's queue for a subscriber that falls behind (deploy/mosquitto/mosquitto.conf:
+    ``max_queued_messages 20000``; Mosquitto's default 1000 drops the rest silently)."""
+    import shutil
+
+    from simulator import demo
+
+    port = demo.free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 20000\n"
+                    f"log_dest file {workdir / 'mosquitto.log'}\n", encoding="utf-8")
+    broker = demo.Child("lab broker (mosquitto)", [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
+                                                   str(conf)], workdir / "mosquitto.log")
+    _wait(lambda: not demo.port_is_free("127.0.0.1", port), 10, "mosquitto listening")
+    return broker, f"mqtt://127.0.0.1:{port}"
+
+
+def _archived(archive: Path) -> int:
+    with sqlite3.connect(f"file:{archive}?mode=ro", uri=True, timeout=10) as conn:
+        return conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.02)
+
+
+def run(workdir: Path, *, doors: int, rate: float, alarms: int, quick: bool = False) -> Result:
+    from playwright.sync_api import sync_playwright
+
+    from firmware_py.config.schema import load_config
+    from firmware_py.core.clock import SystemClock
+    from firmware_py.link.door_link import MqttLink
+    from firmware_py.storage.db import open_db
+    from firmware_py.storage.eventstore import EventStore
+    from simulator import demo
+    from simulator.fleet import BASE_CONFIG
+    from simulator.fleet_door import SITE, door_config, door_name
+    from simulator.lab_station import add_user_cli
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    result = Result("alarms", "Door alarm → /alarms and the door's tile, with a fleet's traffic flowing",
+                    data_dir=workdir, quick=quick, params={"doors": doors, "rate": rate, "alarms": alarms})
+    broker, url = start_broker(workdir)
+    host, port = url.removeprefix("mqtt://").split(":")
+    web_port = demo.free_port()
+    config = demo.write_station_config(workdir, url, f"127.0.0.1:{web_port}")
+    archive = workdir / "archive.db"
+    children: list[subprocess.Popen] = []
+    link = bare = db = None
+    try:
+        station = demo.start_station(workdir, config, f"http://127.0.0.1:{web_port}/")
+        made = add_user_cli(config, USER, "operator", PASSWORD)
+        if made.returncode:
+            raise RuntimeError(f"station user add failed: {made.stderr}")
+        base_url = f"http://127.0.0.1:{web_port}"
+
+        # the door timed here: the fleet's site, the number after the fleet's doors
+        name = door_name(doors + 1)
+        cfg = door_config(load_config(BASE_CONFIG), doors + 1, db_dir=workdir / "door", broker=url, protocol=5)
+        (workdir / "door").mkdir(exist_ok=True)
+        db = open_db(cfg.storage.database)
+        store = EventStore(db, site=SITE, door=name, clock=SystemClock(TZ))
+        link = MqttLink(cfg, post=queue.Queue().put, backoff=(0.1, 0.5))
+        link.start()
+        link.publish_status({"door": "closed", "lock": "locked", "lockdown": False, "occupancy": 0,
+                             "version": "bench", "faults": [], "queued": 0, "last_seq": 0})
+        bare = BareSubscriber(host, int(port), f"accessctl/{SITE}/{name}/events/#")
+        started = store.append("system", "controller_started")
+        link.notify()
+
+        # the fleet: the background traffic (its own processes, ended at the end)
+        with open(workdir / "fleet.log", "wb") as fleet_log:
+            fleet = subprocess.Popen([sys.executable, "-m", "simulator.cli", "fleet", "--doors", str(doors), "--broker",
+                                      url, "--rate", str(rate), "--duration", "3600", "--db-dir",
+                                      str(workdir / "fleet"), "--drain-timeout", "5"], stdout=fleet_log,
+                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=demo.REPO)
+        children.append(fleet)
+        log(f"alarms: a fleet of {doors} doors at {rate:g} events/s starting")
+        _wait(lambda: bare.arrived.get(started["seq"]) is not None, 30, "the timed door's first event")
+        t0 = time.monotonic()
+        first_count = _archived(archive)
+        _wait(lambda: _archived(archive) > first_count + 20 * rate or fleet.poll() is not None, 900,
+              "the fleet's traffic reaching the archive")
+        if fleet.poll() is not None:
+            raise RuntimeError(f"the fleet ended ({fleet.returncode}): see {workdir / 'fleet.log'}")
+        log(f"alarms: the fleet's traffic flows ({time.monotonic() - t0:.0f} s to start)")
+
+        stored: dict[int, float] = {}
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                         args=["--no-sandbox", "--disable-gpu"])
+            try:
+                context = chromium.new_context(viewport={"width": 1280, "height": 900})
+                context.set_default_timeout(60_000)
+                queue_page = context.new_page()
+                queue_page.goto(base_url + "/alarms")
+                queue_page.fill("input[name=username]", USER)
+                queue_page.fill("input[name=password]", PASSWORD)
+                queue_page.click("button[type=submit]")
+                queue_page.wait_for_url(base_url + "/alarms")
+                overview = context.new_page()
+                overview.goto(base_url + "/")
+                overview.wait_for_selector(f'.tile[data-door="{name}"]')
+                for page in (queue_page, overview):
+                    page.wait_for_selector("body[data-stream=live]")
+                queue_page.evaluate(QUEUE_OBSERVER, name)
+                overview.evaluate(TILE_OBSERVER, name)
+                csrf = queue_page.get_attribute('meta[name="csrf-token"]', "content")
+                tiles = overview.locator(".tile").count()
+                archived_before, t_before = _archived(archive), time.monotonic()
+                turned_at: dict[int, float] = {}
+                for i in range(alarms + WARMUP):
+                    turned = len(overview.evaluate("window.__turned"))
+                    e = store.append("alarm", "door_forced", detail={"source": "door_contact"})
+                    stored[e["seq"]] = time.time()
+                    link.notify()
+                    seq = e["seq"]
+                    _wait(lambda seq=seq, turned=turned: queue_page.evaluate(f"'{seq}' in window.__seen")
+                          and len(overview.evaluate("window.__turned")) > turned, 60,
+                          f"alarm #{seq} on the pages (at the bare subscriber: {seq in bare.arrived})")
+                    turned_at[seq] = overview.evaluate("window.__turned")[turned]
+                    answer = context.request.post(f"{base_url}/api/alarms/{SITE}/{name}/{seq}/acknowledge",
+                                                  form={"comment": "bench", "epoch": "1"},
+                                                  headers={"X-CSRF-Token": csrf})
+                    if answer.status != 200:
+                        raise RuntimeError(f"acknowledging #{seq}: {answer.status} {answer.text()[:200]}")
+                    tile = overview.locator(f'.tile[data-door="{name}"]')
+                    _wait(lambda tile=tile: tile.get_attribute("data-alarm") == "false", 30, f"the tile after #{seq}")
+                    if i % 20 == 0:
+                        log(f"alarms: {i + 1} of {alarms + WARMUP}")
+                    time.sleep(random.uniform(0.3, 0.6))
+                seen = queue_page.evaluate("window.__seen")
+                flowed = (_archived(archive) - archived_before) / (time.monotonic() - t_before)
+            finally:
+                chromium.close()
+        timed = sorted(stored)[WARMUP:]
+        queue_s = [seen[str(s)] / 1000 - stored[s] for s in timed]
+        tile_s = [turned_at[s] / 1000 - stored[s] for s in timed]
+        bare_s = [bare.arrived[s] - stored[s] for s in timed if s in bare.arrived]
+        worst_s = [max(a, b) for a, b in zip(queue_s, tile_s, strict=True)]
+        both = summary_ms(worst_s)
+        result.detail("alarm_to_queue", summary_ms(queue_s))
+        result.detail("alarm_to_tile", summary_ms(tile_s))
+        result.detail("alarm_to_both", both)
+        result.detail("bare_subscriber", summary_ms(bare_s))
+        result.detail("tiles_on_overview", tiles)
+        result.detail("traffic_events_per_s", round(flowed, 1))
+        result.add(check("door alarm → visible on /alarms and on the tile (p99, the later of the two)", unit="ms",
+                         product=both["p99_ms"], baseline=percentile(bare_s, 99) * 1e3,
+                         target=f"p99 ≤ {TARGET_P99_MS:g} ms with {doors} doors' traffic",
+                         met=both["p99_ms"] <= TARGET_P99_MS))
+        result.note(f"{len(timed)} alarms timed, {tiles} tiles on the overview; the archive took "
+                    f"{flowed:.1f} events/s meanwhile (the fleet asked for {rate:g}/s)")
+        station.stop()
+    finally:
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+                try:
+                    child.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
+                    child.wait()
+        if link is not None:
+            link.close()
+        if bare is not None:
+            bare.close()
+        if db is not None:
+            db.conn.close()
+        broker.stop()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.alarms", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20 doors, 20 alarms (results not for the docs)")
+    parser.add_argument("--doors", type=int, default=500, help="doors of the background fleet (default 500)")
+    parser.add_argument("--rate", type=float, default=50.0, help="their events per second (default 50)")
+    parser.add_argument("--alarms", type=int, default=120, help="alarms timed (default 120)")
+    parser.add_argument("--workdir", type=Path, help="where the lab goes (default: a temporary directory)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.doors, args.alarms = min(args.doors, 20), min(args.alarms, 20)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="accessctl-bench-alarms-"))
+    result = run(workdir, doors=args.doors, rate=args.rate, alarms=args.alarms, quick=args.quick)
+    path = result.write(RESULTS / "quick" if args.quick else RESULTS)
+    log(f"wrote {path}")
+    print(json.dumps({"checks": result.doc["checks"], "details": result.doc["details"]}, indent=1,
+                     ensure_ascii=False))
+    for note in result.doc["notes"]:
+        print("-", note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
