@@ -2,12 +2,17 @@
 
     .venv/bin/python -m bench.alarms [--quick] [--doors 500] [--rate 50] [--alarms 120]
 
-One run on this machine: a private Mosquitto (plain MQTT on loopback, as ``accessctl-sim demo``
-starts it), ``accessctl station serve`` as a child process on its SQLite archive, ``accessctl-sim
-fleet`` playing ``--doors`` doors at ``--rate`` events per second across them (the background
-traffic: the real controller, event store, outbox and MQTT link of each door), and one more door
-of the fleet's site (``fleet-NNN``, the next number) in this process: the real
+One run on this machine: a private Mosquitto (plain MQTT on loopback, the shipped config's queue
+limit), ``accessctl station serve`` as a child process on its SQLite archive, ``--doors`` doors'
+traffic at ``--rate`` events per second across them, and one more door of the fleet's site
+(``fleet-NNN``, the next number) in this process: the real
 :class:`~firmware_py.storage.eventstore.EventStore` and :class:`~firmware_py.link.door_link.MqttLink`.
+The traffic is, by default (``--traffic replay``), each door's own hash-chained access events
+published from one paho client in turn (what the station receives from doors that each run on
+their own Pi); ``--traffic fleet`` runs ``accessctl-sim fleet`` instead (the real controller,
+store, outbox and link of every door, all on this machine's two cores beside the station: on this
+shared machine the station then took ~21 of 32 events/s and fell behind, so the alarms queued
+behind the backlog).
 Debian's Chromium (Playwright) holds two pages of an operator logged in: ``/alarms`` and the
 overview ``/``.
 
@@ -38,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -110,6 +116,50 @@ def start_broker(workdir: Path):
     return broker, f"mqtt://127.0.0.1:{port}"
 
 
+class ReplayedDoors:
+    """``doors`` doors' traffic as the station receives it, from one paho client: each door's own
+    hash-chained access events (:func:`bench.station.chained_events`, site ``hn-archive-1``, doors
+    ``door-001`` …) published at QoS 1 in turn at ``rate`` events/s across them. The doors' own work
+    (each on its own Pi in a venue) is not on this machine; the station's is."""
+
+    def __init__(self, url: str, doors: int, rate: float, per_door: int):
+        import paho.mqtt.client as mqtt
+
+        from bench.station import chained_events
+
+        host, port = url.removeprefix("mqtt://").split(":")
+        names = [f"door-{i:03d}" for i in range(1, doors + 1)]
+        chains = {d: chained_events(d, per_door, date(2026, 11, 23)) for d in names}
+        self.messages = [(f"accessctl/{e['site']}/{d}/events/access/access_granted",
+                          json.dumps(e, ensure_ascii=False).encode()) for i in range(per_door) for d in names
+                         for e in (chains[d][i],)]
+        self.rate, self.sent = rate, 0
+        self.client = c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-doors-{os.getpid()}")
+        c.max_inflight_messages_set(100)
+        c.connect(host, int(port), 30)
+        c.loop_start()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="replayed-doors", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        for topic, payload in self.messages:
+            if self._stop.is_set():
+                return
+            wait = t0 + self.sent / self.rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            self.client.publish(topic, payload, qos=1)
+            self.sent += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(5)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
 def _archived(archive: Path) -> int:
     with sqlite3.connect(f"file:{archive}?mode=ro", uri=True, timeout=10) as conn:
         return conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
@@ -123,7 +173,8 @@ def _wait(condition, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def run(workdir: Path, *, doors: int, rate: float, alarms: int, quick: bool = False) -> Result:
+def run(workdir: Path, *, doors: int, rate: float, alarms: int, traffic: str = "replay",
+        quick: bool = False) -> Result:
     from playwright.sync_api import sync_playwright
 
     from firmware_py.config.schema import load_config
@@ -138,14 +189,15 @@ def run(workdir: Path, *, doors: int, rate: float, alarms: int, quick: bool = Fa
 
     workdir.mkdir(parents=True, exist_ok=True)
     result = Result("alarms", "Door alarm → /alarms and the door's tile, with a fleet's traffic flowing",
-                    data_dir=workdir, quick=quick, params={"doors": doors, "rate": rate, "alarms": alarms})
+                    data_dir=workdir, quick=quick, params={"doors": doors, "rate": rate, "alarms": alarms,
+                                                           "traffic": traffic})
     broker, url = start_broker(workdir)
     host, port = url.removeprefix("mqtt://").split(":")
     web_port = demo.free_port()
     config = demo.write_station_config(workdir, url, f"127.0.0.1:{web_port}")
     archive = workdir / "archive.db"
     children: list[subprocess.Popen] = []
-    link = bare = db = None
+    link = bare = db = replayed = None
     try:
         station = demo.start_station(workdir, config, f"http://127.0.0.1:{web_port}/")
         made = add_user_cli(config, USER, "operator", PASSWORD)
@@ -167,22 +219,25 @@ def run(workdir: Path, *, doors: int, rate: float, alarms: int, quick: bool = Fa
         started = store.append("system", "controller_started")
         link.notify()
 
-        # the fleet: the background traffic (its own processes, ended at the end)
-        with open(workdir / "fleet.log", "wb") as fleet_log:
-            fleet = subprocess.Popen([sys.executable, "-m", "simulator.cli", "fleet", "--doors", str(doors), "--broker",
-                                      url, "--rate", str(rate), "--duration", "3600", "--db-dir",
-                                      str(workdir / "fleet"), "--drain-timeout", "5"], stdout=fleet_log,
-                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=demo.REPO)
-        children.append(fleet)
-        log(f"alarms: a fleet of {doors} doors at {rate:g} events/s starting")
+        # the background traffic: the fleet's processes (ended at the end), or its messages replayed
+        if traffic == "fleet":
+            with open(workdir / "fleet.log", "wb") as fleet_log:
+                fleet = subprocess.Popen([sys.executable, "-m", "simulator.cli", "fleet", "--doors", str(doors),
+                                          "--broker", url, "--rate", str(rate), "--duration", "3600", "--db-dir",
+                                          str(workdir / "fleet"), "--drain-timeout", "5"], stdout=fleet_log,
+                                         stderr=subprocess.STDOUT, start_new_session=True, cwd=demo.REPO)
+            children.append(fleet)
+        else:
+            replayed = ReplayedDoors(url, doors, rate, per_door=int(rate * 1800 / doors) + 2)
+        log(f"alarms: {doors} doors ({traffic}) at {rate:g} events/s starting")
         _wait(lambda: bare.arrived.get(started["seq"]) is not None, 30, "the timed door's first event")
         t0 = time.monotonic()
         first_count = _archived(archive)
-        _wait(lambda: _archived(archive) > first_count + 20 * rate or fleet.poll() is not None, 900,
-              "the fleet's traffic reaching the archive")
-        if fleet.poll() is not None:
-            raise RuntimeError(f"the fleet ended ({fleet.returncode}): see {workdir / 'fleet.log'}")
-        log(f"alarms: the fleet's traffic flows ({time.monotonic() - t0:.0f} s to start)")
+        _wait(lambda: _archived(archive) > first_count + 20 * rate or any(c.poll() is not None for c in children),
+              900, "the doors' traffic reaching the archive")
+        if any(c.poll() is not None for c in children):
+            raise RuntimeError(f"the fleet ended: see {workdir / 'fleet.log'}")
+        log(f"alarms: the doors' traffic flows ({time.monotonic() - t0:.0f} s to start)")
 
         stored: dict[int, float] = {}
         with sync_playwright() as p:
@@ -252,6 +307,9 @@ def run(workdir: Path, *, doors: int, rate: float, alarms: int, quick: bool = Fa
         result.detail("tiles_on_overview", tiles)
         result.detail("traffic_events_per_s", round(flowed, 1))
         result.detail("lost_between_door_and_broker", lost)
+        result.detail("samples_ms", [{"seq": s, "queue": round(q * 1e3, 1), "tile": round(t * 1e3, 1),
+                                      "bare": round((bare.arrived[s] - stored[s]) * 1e3, 1)}
+                                     for s, q, t in zip(timed, queue_s, tile_s, strict=True)])
         if timed:
             both = summary_ms(worst_s)
             result.detail("alarm_to_queue", summary_ms(queue_s))
@@ -269,9 +327,11 @@ def run(workdir: Path, *, doors: int, rate: float, alarms: int, quick: bool = Fa
             result.note(f"{len(lost)} alarms ({lost}) were acknowledged by the broker to the door's link but reached "
                         "neither the bare subscriber nor the station: not timed")
         result.note(f"{len(timed)} alarms timed, {tiles} tiles on the overview; the archive took "
-                    f"{flowed:.1f} events/s meanwhile (the fleet asked for {rate:g}/s)")
+                    f"{flowed:.1f} events/s meanwhile ({rate:g}/s asked for)")
         station.stop()
     finally:
+        if replayed is not None:
+            replayed.close()
         for child in children:
             if child.poll() is None:
                 os.killpg(child.pid, signal.SIGTERM)
@@ -296,16 +356,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doors", type=int, default=500, help="doors of the background fleet (default 500)")
     parser.add_argument("--rate", type=float, default=50.0, help="their events per second (default 50)")
     parser.add_argument("--alarms", type=int, default=120, help="alarms timed (default 120)")
+    parser.add_argument("--traffic", choices=("replay", "fleet"), default="replay",
+                        help="the doors' events replayed from one client (default), or accessctl-sim fleet's "
+                             "doors running on this machine")
+    parser.add_argument("--out", type=Path, help="the result file (default bench/results/alarms.json)")
     parser.add_argument("--workdir", type=Path, help="where the lab goes (default: a temporary directory)")
     args = parser.parse_args(argv)
     if args.quick:
         args.doors, args.alarms = min(args.doors, 20), min(args.alarms, 20)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="accessctl-bench-alarms-"))
-    result = run(workdir, doors=args.doors, rate=args.rate, alarms=args.alarms, quick=args.quick)
+    result = run(workdir, doors=args.doors, rate=args.rate, alarms=args.alarms, traffic=args.traffic,
+                 quick=args.quick)
     path = result.write(RESULTS / "quick" if args.quick else RESULTS)
+    if args.out:
+        args.out.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     log(f"wrote {path}")
-    print(json.dumps({"checks": result.doc["checks"], "details": result.doc["details"]}, indent=1,
-                     ensure_ascii=False))
+    shown = {k: v for k, v in result.doc["details"].items() if k != "samples_ms"}
+    print(json.dumps({"checks": result.doc["checks"], "details": shown}, indent=1, ensure_ascii=False))
     for note in result.doc["notes"]:
         print("-", note)
     return 0
