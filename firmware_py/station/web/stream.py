@@ -5,9 +5,10 @@ received order): simple, and a reconnecting browser's ``Last-Event-ID`` says exa
 resume, even across a station restart. Each archived event is one ``event`` message with that id
 (``alarm``: true for an alarm to act on, not a state event that ends one); the door tiles go out as
 a ``doors`` message (no id) whenever they change (``?doors=1``; made every 0.5 s, or less often
-when making them takes long, so that a fleet's tiles leave the store to the alarms and the events;
-a tile's alarm line also comes with each ``alarms`` message), the open alarms as an ``alarms``
-message whenever they change: their count, each door's open alarm types and, for the queue
+when making them takes long, on a thread of their own while the stream goes on sending events and
+alarms: a fleet's 500 tiles take a while and must not hold an alarm back; a tile's alarm line
+comes with each ``alarms`` message, and tiles made before the latest one take its alarms), the
+open alarms as an ``alarms`` message whenever they change: their count, each door's open alarm types and, for the queue
 (``?queue=1`` with the page's query: its filters and cursor, :mod:`.search`), the rows of that page
 as the page makes them (:mod:`.alarm_page`) and ``before``, the cursor of the page after it.
 ``?after=now`` starts after the newest archived event (a page that shows no events, only the count
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import anyio
@@ -43,6 +45,7 @@ KEEPALIVE_S = 15.0
 SESSION_RECHECK_S = 30.0
 TILES_EVERY_S = 0.5
 TILES_SHARE = 4.0  # ... and at most a fifth of the time: a fleet's 500 tiles take ~0.2 s to make on one store
+TILE_MAKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tiles")  # beside the stream, not in its way
 ALARMS_EVERY_S = 1.0  # the open alarms are read again at least this often (acknowledged elsewhere)
 ALARMS_AT_MOST_S = 0.2  # and at most this often, however fast alarms arrive
 
@@ -114,6 +117,15 @@ def alarm_summary(station: Station, session: Session, queue: search.Filters | No
     return out
 
 
+def _with_alarms(tiles: list[dict], summary: dict) -> None:
+    """Each tile's open alarms as ``summary`` (an ``alarms`` message made after the tiles) has them."""
+    by_door = {(d["site"], d["door"]): d for d in summary["doors"]}
+    for t in tiles:
+        d = by_door.get((t["site"], t["door"]))
+        t["alarms"], t["alarm_text"] = (d["types"], d["text"]) if d else ({}, "")
+        t["open_alarms"] = sum(t["alarms"].values())
+
+
 def _wakes_alarms(row: queries.StreamRow) -> bool:
     return row.shown.get("category") == "alarm" or row.shown.get("type") in answers.TYPES
 
@@ -129,7 +141,8 @@ def event_stream(request: Request, station: Station, session: Session, *, token:
         yield "retry: 1000\n\n"
         sent_doors = sent_alarms = None
         last_out = last_check = time.monotonic()
-        next_tiles = next_alarms = alarms_at = 0.0
+        next_tiles = next_alarms = alarms_at = began = 0.0
+        making: Future | None = None  # the tiles being made
         while not station.stopping.is_set():
             rows = await anyio.to_thread.run_sync(queries.events_after, station.store, after)
             for r in rows:
@@ -150,10 +163,14 @@ def event_stream(request: Request, station: Station, session: Session, *, token:
                     yield _message(summary, event="alarms")
                     sent_alarms = summary
                     last_out = time.monotonic()
-            if want_doors and time.monotonic() >= next_tiles:
+            if want_doors and making is None and time.monotonic() >= next_tiles:
                 began = time.monotonic()
-                tiles = await anyio.to_thread.run_sync(door_tiles, station, session)
+                making = TILE_MAKERS.submit(door_tiles, station, session)  # events and alarms go on meanwhile
+            if making is not None and making.done():
+                tiles, making = making.result(), None
                 next_tiles = time.monotonic() + max(TILES_EVERY_S, TILES_SHARE * (time.monotonic() - began))
+                if sent_alarms is not None and alarms_at > began:  # the alarms sent since are newer
+                    _with_alarms(tiles, sent_alarms)
                 doors = {"broker_connected": station.broker_connected, "doors": tiles}
                 if doors != sent_doors:
                     yield _message(doors, event="doors")
