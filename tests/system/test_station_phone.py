@@ -102,3 +102,47 @@ def test_the_charts_have_a_title_and_the_live_regions_stay_on_a_phone(busy_stati
     page.goto(busy_station.url + "/events")
     assert page.locator("#stream-state").get_attribute("aria-live") == "polite"
     assert page.locator("#alarm-news").get_attribute("aria-live") == "assertive"
+
+
+@pytest.fixture
+def roster_station(mosquitto_broker, tmp_path: Path):
+    """A station that may publish a roster (signing key, site key, site) and an admin."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from simulator.lab_station import StationProcess, add_user_cli, write_station_config
+    from simulator.lab_tier import free_port
+    from tests.fixtures.roster_bundle import write_keys
+
+    private, _, site_key = write_keys(tmp_path / "keys", Ed25519PrivateKey.generate())
+    port = free_port()
+    config = write_station_config(tmp_path / "station.toml", mosquitto_broker, tmp_path / "archive.db", port=port,
+                                  client_id=f"station-phone-{port}", signing_key=private)
+    with config.open("a") as f:
+        f.write(f'site_key = "{site_key}"\nsite = "{SITE}"\n\n[roster.schedule.office]\nmon = ["08:30-12:00"]\n')
+    assert add_user_cli(config, "ada", "admin").returncode == 0
+    station = StationProcess(config, port, tmp_path / "station.log").start()
+    door = PublishingDoor(mosquitto_broker, tmp_path)  # a door in the list of doors
+    try:
+        wait_archived(station, door.append("system", "controller_started")["seq"])
+        yield station
+    finally:
+        door.close()
+        station.stop()
+
+
+def test_the_roster_page_reflows_on_a_phone_with_what_an_upload_changes(roster_station, phone, tmp_path: Path):
+    from tests.fixtures.roster_bundle import person, write_csv
+
+    csv = write_csv(tmp_path / "roster.csv", *(person(n) for n in range(1, 6)),
+                    person(6).replace("测试人员6", LONG_NAME))
+    page = phone.new_page()
+    log_in(page, roster_station, "ada", path="/roster")
+    page.set_input_files("input[name=roster]", str(csv))
+    page.click("[data-action=check_roster]")
+    page.wait_for_selector("section.roster-diff")
+    assert page.locator('table.roster tr[data-change="added"]').count() == 6
+    assert page.locator(f'table.roster-doors tr[data-door="{DOOR}"]').count() == 1
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], page.evaluate(WIDEST)
+    assert page.evaluate(UNNAMED_CONTROLS) == []
+    assert LONG_NAME in page.locator("table.roster").inner_text()

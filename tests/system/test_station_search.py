@@ -12,6 +12,7 @@ import io
 import re
 from datetime import datetime, timedelta
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -20,6 +21,7 @@ from tests.fixtures.station import ThreadedStation
 
 SITE = "hn-archive-1"
 DAY = "2026-11-23"
+TZ = ZoneInfo("Asia/Shanghai")
 
 
 @pytest.fixture(params=["sqlite", "pg"])
@@ -224,3 +226,30 @@ def test_the_events_page_is_live_until_a_search_then_a_page_of_the_archive(day):
     assert rows == [("reading-room", "1"), ("scan-room", "3")]  # newest first
     dates_only = c.get(f"/events?from={DAY}&to={DAY}").text
     assert 'id="stream"' not in dates_only and 'data-type="door_forced"' in dates_only
+
+
+def test_a_postgresql_archive_of_an_earlier_version_gets_the_trigram_index_in_place(postgres_url):
+    from firmware_py.station.archive.store_pg import PgStationStore
+    from firmware_py.station.web import search
+
+    fill_pg(postgres_url, [event(i, f"{DAY}T08:{i:02d}:00.000+08:00", person=PEOPLE[i % 3]) for i in range(1, 40)])
+    store = PgStationStore(postgres_url)
+    try:
+        store.prepare_reads()
+        store._run(lambda c: c.execute("DROP EXTENSION pg_trgm CASCADE"))  # as an archive made before it
+        assert not store._one("SELECT count(*) FROM pg_indexes WHERE indexname = 'events_person_trgm'")[0]
+    finally:
+        store.close()
+    store = PgStationStore(postgres_url)  # the next start of the station
+    try:
+        store.prepare_reads()
+        assert store._one("SELECT count(*) FROM pg_indexes WHERE indexname = 'events_person_trgm'")[0] == 1
+        filters = search.parse({"from": DAY, "q": "ANNA schm"}, datetime(2026, 11, 23).date())
+        rows = search.page(store, filters, TZ, 100).rows
+        assert sorted(r.event["seq"] for r in rows) == [i for i in range(1, 40) if i % 3 == 2]
+        plan = store._run(lambda c: (c.execute("SET LOCAL enable_seqscan = off"), c.execute(
+            "EXPLAIN SELECT 1 FROM events WHERE accessctl_person_text(accessctl_person(payload)) LIKE '%anna schm%'"
+        ).fetchall())[1])
+        assert "Bitmap Index Scan on events_2026_11_accessctl_person_text_idx" in str(plan)  # the partition's
+    finally:
+        store.close()

@@ -71,3 +71,20 @@ def test_an_event_held_in_memory_is_matched_as_the_archive_would_match_it():
     assert search.matches(search.parse({"door": "d", "type": "door_forced"}, TODAY), "s", "d", forced, TZ)
     assert not search.matches(search.parse({"date": "2026-11-22"}, TODAY), "s", "d", forced, TZ)
     assert not search.matches(search.parse({}, TODAY), "s", "d", {"ts": "not a time"}, TZ)
+
+
+def test_the_alarm_queue_without_dates_searches_every_day_and_with_them_those_days():
+    every = search.parse({"door": "d"}, TODAY, dates_optional=True)
+    assert not every.dated and (every.search(TZ).start, every.search(TZ).end) == (None, None)
+    assert every.params() == {"door": "d"}
+    assert search.matches(every, "s", "d", {"ts": "2020-01-01T08:00:00+08:00", "type": "tamper"}, TZ)
+    dated = search.parse({"from": "2026-11-20"}, TODAY, dates_optional=True)
+    assert dated.dated and dated.params() == {"from": "2026-11-20", "to": "2026-11-20"}
+    assert search.parse({}, TODAY).dated  # the register and the events default to today
+
+
+def test_a_duress_alarm_has_its_own_sound_and_every_other_alarm_one():
+    from firmware_py.station.web import alarm_page
+
+    assert alarm_page.sound("duress") == "duress"
+    assert {alarm_page.sound(t) for t in alarm_page.ALARM_TYPES if t != "duress"} == {"alarm"}

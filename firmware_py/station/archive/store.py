@@ -32,12 +32,13 @@ PAYLOAD_START = 4096  # bytes of a refused or conflicting payload read for the a
 class EventSearch:
     """What a search of the archive asks for (:meth:`StationStore.search_events`).
 
-    ``start``/``end``: the window [start, end) the event's ``ts`` falls in; ``types``: any of these
+    ``start``/``end``: the window [start, end) the event's ``ts`` falls in (None: open on that
+    side, as the alarm queue is without dates); ``types``: any of these
     event types (none: every type); ``text``: lower-case text found in the person's id, name or
     organisation (any part); ``person_id``: exactly this person id."""
 
-    start: datetime
-    end: datetime
+    start: datetime | None
+    end: datetime | None
     site: str | None = None
     door: str | None = None
     types: tuple[str, ...] = ()
@@ -147,11 +148,12 @@ class StationStore(ABC):
         order, or acknowledged ones newest acknowledgement first."""
 
     @abstractmethod
-    def open_alarms(self, limit: int, ranks: dict[str, int], *, site: str | None = None, door: str | None = None,
-                    types: tuple[str, ...] = ()) -> list[tuple[str, str, int, str, str, bytes, int]]:
-        """(site, door, seq, ts, type, payload, epoch) of the alarms neither acknowledged nor closed by
-        their door, of one site, door or types if given: by ``ranks[type]`` (a type not named ranks
-        after those named), newest received first."""
+    def open_alarms(self, limit: int, ranks: dict[str, int], search: EventSearch | None = None,
+                    before: int | None = None) -> list[tuple[int, str, str, int, str, str, bytes, int]]:
+        """(id, site, door, seq, ts, type, payload, epoch) of the alarms neither acknowledged nor closed
+        by their door that match ``search`` (as :meth:`search_events`): by ``ranks[type]`` (a type not
+        named ranks after those named), newest received first; with ``before`` (a row id), only those
+        after that row in this order (keyset paging: the cursor's rank is that of its type)."""
 
     @abstractmethod
     def alarm_version(self) -> tuple[int, int, int]:

@@ -14,6 +14,7 @@ verified by the ingest as it stores (``door_chains``) rather than by the page.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -35,6 +36,7 @@ from firmware_py.station.archive.store import (
 from firmware_py.station.config import safe_url
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # What the page's reads need beyond the archive's own indexes: the open alarms in received order,
 # each door's conflicting copies newest first (the admin's page, the tiles' counts).
@@ -45,6 +47,16 @@ CREATE INDEX IF NOT EXISTS conflicts_door ON conflicts (site, door, id);
 CREATE INDEX IF NOT EXISTS events_instant ON events (ts, received_id);
 CREATE INDEX IF NOT EXISTS events_door_instant ON events (door, site, ts, received_id);
 CREATE INDEX IF NOT EXISTS events_type_instant ON events (type, ts, received_id);"""
+
+# The person's text (id, name, organisation in lower case) of every event, by trigrams (pg_trgm, in
+# Debian's postgresql-15): a search for any part of three characters or more reads the index, not
+# every payload of the window. Made on an archive that lacks it when the station starts (an archive
+# of an earlier version is upgraded in place; the ingest waits while it is built); without the
+# extension the search reads the payloads as before.
+PERSON_TEXT = "accessctl_person_text(accessctl_person(payload))"
+TRIGRAM = 3  # characters: a shorter text has no trigram to look up
+TRIGRAMS = f"""CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE INDEX IF NOT EXISTS events_person_trgm ON events USING gin ({PERSON_TEXT} gin_trgm_ops);"""
 
 
 # Alarms their door closed with a state event, and the state events themselves (as the SQLite
@@ -248,14 +260,21 @@ class PgStationStore(StationStore):
         # ts as the door wrote it (with its own offset), as the SQLite archive keeps it
         return [(s, d, q, _door_ts(p), t, bytes(p), ep, by, _iso(at), c) for s, d, q, t, p, ep, by, at, c in rows]
 
-    def open_alarms(self, limit: int, ranks: dict[str, int], *, site: str | None = None, door: str | None = None,
-                    types: tuple[str, ...] = ()) -> list[tuple]:
+    def open_alarms(self, limit: int, ranks: dict[str, int], search: EventSearch | None = None,
+                    before: int | None = None) -> list[tuple]:
         rank_sql, rank_params = _ranks(ranks)
-        where, scope = _alarm_scope(site, door, types)
-        rows = self._all(f"SELECT e.site, e.door, e.seq, e.type, e.payload FROM events e WHERE e.category = 'alarm'"
-                         f" AND{_OPEN}{where} ORDER BY {rank_sql}, e.received_id DESC LIMIT %s",
-                         [*scope, *rank_params, limit])
-        return [(s, d, q, _door_ts(p), t, bytes(p), 1) for s, d, q, t, p in rows]
+        where, params = _search_where(search) if search else ("", [])
+        if before is not None:
+            row = self._one("SELECT type FROM events WHERE received_id = %s LIMIT 1", (before,))
+            if row is None:
+                return []
+            rank = ranks.get(row[0], max(ranks.values(), default=-1) + 1)
+            where += f" AND ({rank_sql} > %s OR ({rank_sql} = %s AND e.received_id < %s))"
+            params += [*rank_params, rank, *rank_params, rank, before]
+        rows = self._all("SELECT e.received_id, e.site, e.door, e.seq, e.type, e.payload FROM events e"
+                         f" WHERE e.category = 'alarm' AND{_OPEN}{where} ORDER BY {rank_sql}, e.received_id DESC"
+                         " LIMIT %s", [*params, *rank_params, limit])
+        return [(i, s, d, q, _door_ts(p), t, bytes(p), 1) for i, s, d, q, t, p in rows]
 
     def alarm_version(self) -> tuple[int, int, int]:
         return self._one("SELECT (SELECT coalesce(max(received_id), 0) FROM events WHERE category = 'alarm'),"
@@ -345,6 +364,12 @@ class PgStationStore(StationStore):
             c.execute(archive_pg.SCHEMA)
             c.execute(archive_pg.INGEST_SCHEMA)
             c.execute(INDEXES)
+            try:
+                with c.transaction():  # a savepoint: without pg_trgm the rest stands
+                    c.execute(TRIGRAMS)
+            except psycopg.errors.Error as exc:
+                log.warning("%s: no trigram index for the person search (%s): the search reads the payloads",
+                            safe_url(self.url), str(exc).strip())
         try:
             self._run(work)
         except psycopg.Error as exc:
@@ -375,33 +400,15 @@ class PgStationStore(StationStore):
         return [(i, s, d, bytes(p), e) for i, s, d, p, e in self._all(query, params)]
 
     def search_events(self, search: EventSearch, before: int | None, limit: int) -> list[tuple]:
-        query = "SELECT received_id, site, door, payload FROM events WHERE ts >= %s AND ts < %s"  # prunes partitions
-        params: list = [search.start, search.end]
-        for column, value in (("site", search.site), ("door", search.door),
-                              ("accessctl_person(payload) ->> 'person_id'", search.person_id)):
-            if value:
-                query += f" AND {column} = %s"
-                params.append(value)
-        if search.types:
-            query += " AND type = ANY(%s)"
-            params.append(list(search.types))
-        if search.text:
-            # the raw payload is tried first, and its JSON read only where it may match: it holds the
-            # text's digits or Chinese byte for byte, or (ASCII text) the text in some case, unless
-            # the door escaped a character
-            piece = _uncased_piece(search.text)
-            if any(c.isalnum() for c in piece):
-                query += " AND (position(%s IN payload) > 0 OR position('\\x5c'::bytea IN payload) > 0)"
-                params.append(piece.encode("utf-8"))
-            elif search.text.isascii():
-                query += " AND (encode(payload, 'escape') ~* %s OR position('\\x5c'::bytea IN payload) > 0)"
-                params.append("".join(c if c.isalnum() else "\\" + c for c in search.text))
-            query += " AND strpos(accessctl_person_text(accessctl_person(payload)), %s) > 0"
-            params.append(search.text)
+        where, params = _search_where(search)
         if before is not None:
-            query += (" AND (ts, received_id) < (SELECT ts, received_id FROM events WHERE received_id = %s"
-                      " AND ts < %s LIMIT 1)")
-            params += [before, search.end]
+            where += " AND (ts, received_id) < (SELECT ts, received_id FROM events WHERE received_id = %s"
+            params.append(before)
+            if search.end is not None:
+                where += " AND ts < %s"  # prunes partitions
+                params.append(search.end)
+            where += " LIMIT 1)"
+        query = f"SELECT received_id, site, door, payload FROM events WHERE true{where}"
         query += " ORDER BY ts DESC, received_id DESC LIMIT %s"
         return [(i, s, d, bytes(p), 1) for i, s, d, p in self._all(query, [*params, limit])]
 
@@ -497,15 +504,41 @@ def _ranks(ranks: dict[str, int]) -> tuple[str, list]:
             [v for pair in ranks.items() for v in pair] + [max(ranks.values()) + 1])
 
 
-def _alarm_scope(site: str | None, door: str | None, types: tuple[str, ...]) -> tuple[str, list]:
+def _search_where(search: EventSearch) -> tuple[str, list]:
+    """`` AND …`` of ``search`` over the columns of ``events`` (unqualified: the outer query's row),
+    shared by the register's search and the alarm queue; the window on ``ts`` prunes partitions."""
     sql, params = "", []
-    for column, value in (("site", site), ("door", door)):
+    if search.start is not None:
+        sql += " AND ts >= %s"
+        params.append(search.start)
+    if search.end is not None:
+        sql += " AND ts < %s"
+        params.append(search.end)
+    for column, value in (("site", search.site), ("door", search.door),
+                          ("accessctl_person(payload) ->> 'person_id'", search.person_id)):
         if value:
-            sql += f" AND e.{column} = %s"
+            sql += f" AND {column} = %s"
             params.append(value)
-    if types:
-        sql += " AND e.type = ANY(%s)"
-        params.append(list(types))
+    if search.types:
+        sql += " AND type = ANY(%s)"
+        params.append(list(search.types))
+    if search.text:
+        # the raw payload is tried first, and its JSON read only where it may match: it holds the
+        # text's digits or Chinese byte for byte, or (ASCII text) the text in some case, unless
+        # the door escaped a character
+        piece = _uncased_piece(search.text)
+        if any(c.isalnum() for c in piece):
+            sql += " AND (position(%s IN payload) > 0 OR position('\\x5c'::bytea IN payload) > 0)"
+            params.append(piece.encode("utf-8"))
+        elif search.text.isascii():
+            sql += " AND (encode(payload, 'escape') ~* %s OR position('\\x5c'::bytea IN payload) > 0)"
+            params.append("".join(c if c.isalnum() else "\\" + c for c in search.text))
+        if len(search.text) >= TRIGRAM:  # LIKE: the trigram index's operator
+            sql += f" AND {PERSON_TEXT} LIKE %s"
+            params.append("%" + search.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        else:  # too short for a trigram: a LIKE would read the whole index, the window's rows are fewer
+            sql += f" AND strpos({PERSON_TEXT}, %s) > 0"
+            params.append(search.text)
     return sql, params
 
 

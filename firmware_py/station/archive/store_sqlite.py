@@ -319,14 +319,21 @@ class SqliteStationStore(StationStore):
         return [(s, d, q, ts, t, bytes(p), ep, by, at, c) for s, d, q, ts, t, p, ep, by, at, c
                 in self.query(sql, (limit,))]
 
-    def open_alarms(self, limit: int, ranks: dict[str, int], *, site: str | None = None, door: str | None = None,
-                    types: tuple[str, ...] = ()) -> list[tuple]:
-        rank_sql, params = _ranks(ranks)
-        sql = "SELECT e.site, e.door, e.seq, e.ts, e.type, e.payload, e.epoch FROM events e WHERE e.category='alarm'"
-        where, scope = _alarm_scope(site, door, types)
-        rows = self.query(f"{sql} AND{_OPEN}{where} ORDER BY {rank_sql}, e.rowid DESC LIMIT ?",
-                          [*scope, *params, limit])
-        return [(s, d, q, ts, t, _bytes(p), ep) for s, d, q, ts, t, p, ep in rows]
+    def open_alarms(self, limit: int, ranks: dict[str, int], search: EventSearch | None = None,
+                    before: int | None = None) -> list[tuple]:
+        rank_sql, rank_params = _ranks(ranks)
+        where, params = _search_where(search) if search else ("", [])
+        if before is not None:
+            row = self.one("SELECT type FROM events WHERE rowid=?", (before,))
+            if row is None:
+                return []
+            rank = ranks.get(row[0], max(ranks.values(), default=-1) + 1)
+            where += f" AND ({rank_sql} > ? OR ({rank_sql} = ? AND e.rowid < ?))"
+            params += [*rank_params, rank, *rank_params, rank, before]
+        rows = self.query("SELECT e.rowid, e.site, e.door, e.seq, e.ts, e.type, e.payload, e.epoch FROM events e"
+                          f" WHERE e.category='alarm' AND{_OPEN}{where} ORDER BY {rank_sql}, e.rowid DESC LIMIT ?",
+                          [*params, *rank_params, limit])
+        return [(i, s, d, q, ts, t, _bytes(p), ep) for i, s, d, q, ts, t, p, ep in rows]
 
     def alarm_version(self) -> tuple[int, int, int]:
         return self.one("SELECT (SELECT coalesce(max(rowid), 0) FROM events WHERE category='alarm'),"
@@ -432,27 +439,14 @@ class SqliteStationStore(StationStore):
         return [(i, s, d, p, ep) for i, s, d, p, ep, ts in self.query(sql, params) if _within(ts, start, end)]
 
     def search_events(self, search: EventSearch, before: int | None, limit: int) -> list[tuple]:
-        sql = (f"SELECT rowid, site, door, payload, epoch FROM events WHERE {INSTANT} >= ? AND {INSTANT} < ?")
-        params: list = [_julian_day(search.start), _julian_day(search.end)]
-        for column, value in (("site", search.site), ("door", search.door), (PERSON_ID, search.person_id)):
-            if value:
-                sql += f" AND {column} = ?"
-                params.append(value)
-        if search.types:
-            sql += f" AND type IN ({', '.join('?' * len(search.types))})"
-            params += search.types
-        if search.text:
-            # the raw payload holds the text (LIKE folds ASCII case as lower() does) unless the door
-            # escaped a character: only then, and for the rows it finds, is the JSON read
-            sql += (f" AND ({_PAYLOAD} LIKE ? ESCAPE '\\' OR instr({_PAYLOAD}, '\\') > 0)"
-                    f" AND instr({PERSON_TEXT}, ?) > 0")
-            params += ["%" + _like_escaped(search.text) + "%", search.text]
+        where, params = _search_where(search)
         if before is not None:
             row = self.one(f"SELECT {INSTANT} FROM events WHERE rowid=?", (before,))
             if row is None or row[0] is None:
                 return []
-            sql += f" AND ({INSTANT}, rowid) < (?, ?)"
+            where += f" AND ({INSTANT}, rowid) < (?, ?)"
             params += [row[0], before]
+        sql = f"SELECT rowid, site, door, payload, epoch FROM events WHERE 1{where}"
         sql += f" ORDER BY {INSTANT} DESC, rowid DESC LIMIT ?"
         return [(i, s, d, _bytes(p), ep) for i, s, d, p, ep in self.query(sql, [*params, limit])]
 
@@ -531,15 +525,29 @@ def _ranks(ranks: dict[str, int]) -> tuple[str, list]:
             [v for pair in ranks.items() for v in pair] + [max(ranks.values()) + 1])
 
 
-def _alarm_scope(site: str | None, door: str | None, types: tuple[str, ...]) -> tuple[str, list]:
+def _search_where(search: EventSearch) -> tuple[str, list]:
+    """`` AND …`` of ``search`` over the columns of ``events`` (unqualified: the outer query's row),
+    shared by the register's search and the alarm queue."""
     sql, params = "", []
-    for column, value in (("site", site), ("door", door)):
+    if search.start is not None:
+        sql += f" AND {INSTANT} >= ?"
+        params.append(_julian_day(search.start))
+    if search.end is not None:
+        sql += f" AND {INSTANT} < ?"
+        params.append(_julian_day(search.end))
+    for column, value in (("site", search.site), ("door", search.door), (PERSON_ID, search.person_id)):
         if value:
-            sql += f" AND e.{column}=?"
+            sql += f" AND {column} = ?"
             params.append(value)
-    if types:
-        sql += f" AND e.type IN ({', '.join('?' * len(types))})"
-        params.extend(types)
+    if search.types:
+        sql += f" AND type IN ({', '.join('?' * len(search.types))})"
+        params += search.types
+    if search.text:
+        # the raw payload holds the text (LIKE folds ASCII case as lower() does) unless the door
+        # escaped a character: only then, and for the rows it finds, is the JSON read
+        sql += (f" AND ({_PAYLOAD} LIKE ? ESCAPE '\\' OR instr({_PAYLOAD}, '\\') > 0)"
+                f" AND instr({PERSON_TEXT}, ?) > 0")
+        params += ["%" + _like_escaped(search.text) + "%", search.text]
     return sql, params
 
 

@@ -2,9 +2,12 @@
 
 The page's contract (DESIGN.md "The control room"): each open alarm is a row of ``#open-alarms``
 with ``data-site``, ``data-door``, ``data-epoch``, ``data-seq``, ``data-type``, ``data-rank`` (its
-priority) and ``data-key`` (its name for a bulk acknowledgement); an operator's control on each
+priority), ``data-id`` (its event's archive id: the ``before`` cursor of the next page) and
+``data-key`` (its name for a bulk acknowledgement); an operator's control on each
 row carries ``data-action="acknowledge"``, the one for the chosen rows ``acknowledge_chosen``;
-the count of open alarms is in every ``[data-open-alarms]``. The rows are made here for the page
+the count of open alarms is in every ``[data-open-alarms]``; ``data-sound`` on a row says which
+sound a new alarm of its kind makes (``duress`` or ``alarm``). The filters are the register's
+(:func:`.search_pages.search_form`), the paging its keyset links. The rows are made here for the page
 and for the live stream alike (:mod:`.stream`), so a row that arrives live is the row a reload
 shows. Every value goes through :func:`.pages.h`.
 """
@@ -14,9 +17,11 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from firmware_py.station.accounts.accounts import Session, role_allows
-from firmware_py.station.web import pages
+from firmware_py.station.web import pages, search_pages
 from firmware_py.station.web.alarms import PRIORITY, STANDARD_COMMENTS, Alarm
 from firmware_py.station.web.pages import csrf_field, h, q
+from firmware_py.station.web.queries import DoorRow
+from firmware_py.station.web.search import Filters
 
 EXTRA_LABELS = {"duress": "胁迫报警 duress"}
 RANK_LABELS = {0: "紧急 urgent", 1: "高 high", 2: "中 medium", 3: "一般 normal"}
@@ -42,8 +47,18 @@ def around_link(a: Alarm) -> str:
             f'前后事件 Events around</a>')
 
 
+def sound(type_: str) -> str:
+    """The sound a new alarm of ``type_`` makes on the page: duress its own, every other alarm one."""
+    return "duress" if type_ == "duress" else "alarm"
+
+
+def query_of(f: Filters) -> dict:
+    """The query parameters of the queue's page ``f``: its filters and its cursor."""
+    return {**f.params(), **({"before": str(f.before)} if f.before is not None else {})}
+
+
 def back_to(params: dict) -> str:
-    """The queue with the filter ``params``: where an acknowledgement returns to."""
+    """The queue with the query ``params``: where an acknowledgement returns to."""
     query = urlencode({k: v for k, v in params.items() if v})
     return "/alarms" + (f"?{query}" if query else "")
 
@@ -65,7 +80,8 @@ def queue_row(a: Alarm, index: int, session: Session, back: str = "/alarms") -> 
                    '<button type="submit" data-action="acknowledge">确认 Acknowledge</button></form>')
     rank = min(a.rank, 3)
     return (f'<tr class="alarm rank-{rank}" data-key="{h(a.key)}" data-site="{h(a.site)}" data-door="{h(a.door)}" '
-            f'data-epoch="{a.epoch}" data-seq="{a.seq}" data-type="{h(a.type)}" data-rank="{rank}">'
+            f'data-epoch="{a.epoch}" data-seq="{a.seq}" data-type="{h(a.type)}" data-rank="{rank}" '
+            f'data-id="{a.id or ""}" data-sound="{sound(a.type)}">'
             f'<td>{pick}</td><td class="time" title="{h(a.ts)}">{h(short_time(a.ts))}</td>'
             f'<td>{h(a.site)}/{h(a.door)}</td><td>{_seq_text(a)}</td><td>{RANK_LABELS[rank]}</td>'
             f'<td class="what">{h(label(a.type))}</td><td data-field="summary">{h(a.summary)}</td>'
@@ -73,29 +89,25 @@ def queue_row(a: Alarm, index: int, session: Session, back: str = "/alarms") -> 
 
 
 def queue_rows(alarms: list[Alarm], session: Session, params: dict) -> list[dict]:
-    """The queue's rows for the live stream (filter ``params``): ``key`` and ``html`` of each, in order."""
+    """The queue's rows for the live stream (the page's query ``params``): ``key`` and ``html`` of each, in order."""
     back = back_to(params)
     return [{"key": a.key, "html": queue_row(a, i, session, back)} for i, a in enumerate(alarms)]
 
 
-def _filter(params: dict, doors: list[tuple[str, str]]) -> str:
-    sites = sorted({s for s, _ in doors})
-    site_options = "".join(f'<option value="{h(s)}"{" selected" if s == params["site"] else ""}>{h(s)}</option>'
-                           for s in sites)
-    door_options = "".join(f'<option value="{h(d)}"{" selected" if d == params["door"] else ""}>'
-                           f'{h(d)}{f" ({h(s)})" if len(sites) > 1 else ""}</option>' for s, d in doors)
-    type_options = "".join(f'<option value="{t}"{" selected" if t == params["type"] else ""}>{h(label(t))}</option>'
-                           for t in ALARM_TYPES)
-    return ('<form method="get" action="/alarms" class="filter" id="alarm-filter">'
-            f'<label>场所 Site <select name="site"><option value="">全部 all</option>{site_options}</select></label>'
-            f'<label>门 Door <select name="door"><option value="">全部 all</option>{door_options}</select></label>'
-            f'<label>类型 Type <select name="type"><option value="">全部 all</option>{type_options}</select></label>'
-            '<button type="submit">筛选 Filter</button></form>')
+def alarm_types() -> list[tuple[str, str]]:
+    """The queue's type filter: every alarm type with its label."""
+    return [(t, label(t)) for t in ALARM_TYPES]
 
 
-def alarms_page(open_alarms: list[Alarm], total_open: int, done: list[Alarm], closed: list[Alarm], params: dict,
-                doors: list[tuple[str, str]], last_id: int, session: Session) -> str:
+def paging(f: Filters, next_before: int | None, shown: int) -> str:
+    return search_pages.paging("/alarms", f, next_before, shown, live=True)
+
+
+def alarms_page(open_alarms: list[Alarm], next_before: int | None, total_open: int, done: list[Alarm],
+                closed: list[Alarm], f: Filters, doors: list[DoorRow], last_id: int, session: Session) -> str:
+    """The queue's page ``f`` (filters and cursor), what was acknowledged and what the doors closed."""
     operator = role_allows(session.role, "operator")
+    params = query_of(f)
     comments = "".join(f'<option value="{h(c)}"></option>' for c in STANDARD_COMMENTS)
     bulk = ""
     if operator:
@@ -107,16 +119,18 @@ def alarms_page(open_alarms: list[Alarm], total_open: int, done: list[Alarm], cl
                 '</form>')
     pick_all = ('<input type="checkbox" id="pick-all" aria-label="全选 Choose all">' if operator else "")
     rows = "".join(queue_row(a, i, session, back_to(params)) for i, a in enumerate(open_alarms))
-    filtered = any(params.values())
-    query = urlencode({k: v for k, v in params.items() if v})
+    filtered = " (筛选 filtered)" if f.narrowed or f.dated else ""
     shown_note = (f'<p class="muted" id="queue-note">显示 Showing <span id="queue-shown">{len(open_alarms)}</span> / '
-                  f'<span data-open-alarms>{total_open}</span>{" (筛选 filtered)" if filtered else ""}</p>')
+                  f'<span data-open-alarms>{total_open}</span>{filtered}</p>')
     head = "".join(f"<th>{c}</th>" for c in ("时间 Time", "门 Door", "序号 Seq", "优先级 Priority", "告警 Alarm",
                                              "详情 Detail", "", ""))
-    open_table = (f'<table class="alarms" id="open-alarms" data-last-id="{last_id}" data-query="{h(query)}">'
+    nav = paging(f, next_before, len(open_alarms))
+    open_table = (f'<table class="alarms" id="open-alarms" data-last-id="{last_id}" '
+                  f'data-query="{h(urlencode(params))}">'
                   f'<thead><tr><th>{pick_all}</th>{head}</tr></thead><tbody>{rows}</tbody></table>'
                   f'<p class="muted" id="no-open-alarms"{" hidden" if open_alarms else ""}>'
                   '无待处理告警 No open alarms.</p>')
+    form = search_pages.search_form("/alarms", f, doors, types=alarm_types(), form_id="alarm-filter")
     done_rows = "".join(
         f'<tr class="acknowledged" data-site="{h(a.site)}" data-door="{h(a.door)}" data-epoch="{a.epoch}" '
         f'data-seq="{a.seq}" data-type="{h(a.type)}">'
@@ -132,8 +146,8 @@ def alarms_page(open_alarms: list[Alarm], total_open: int, done: list[Alarm], cl
         f'<td data-field="closed">{_closed_text(a)}</td><td data-field="at">{h(a.closed_at)}</td></tr>'
         for a in closed)
     body = (f'<h2>待处理告警 Open alarms (<span data-open-alarms>{total_open}</span>)</h2>'
-            f'{_filter(params, doors)}{bulk}<datalist id="ack-comments">{comments}</datalist>'
-            f'{shown_note}<div class="scroll">{open_table}</div>'
+            f'{form}{bulk}<datalist id="ack-comments">{comments}</datalist>'
+            f'{shown_note}{nav}<div class="scroll">{open_table}</div>{nav}'
             f'<h2>已确认 Acknowledged</h2><p><a href="/alarms.csv">导出 CSV export</a></p>'
             '<div class="scroll"><table class="alarms" id="acknowledged"><thead><tr><th>时间 Time</th><th>门 Door</th>'
             '<th>序号 Seq</th><th>告警 Alarm</th><th>详情 Detail</th><th>确认人 By</th><th>确认时间 At</th>'

@@ -9,8 +9,11 @@ archive has one epoch per door: 1).
 
 The queue puts what needs a person first (:data:`PRIORITY`: duress and a forced door, then tamper,
 then screening, then the rest), newest first within each; an alarm its door closed with a state
-event (:mod:`.answers`) leaves the queue without an acknowledgement. Several alarms may be
-acknowledged at once with one comment (one transaction).
+event (:mod:`.answers`) leaves the queue without an acknowledgement. The queue is searched with the
+register's filters (:class:`.search.Filters`: dates, site, door, type, person) and read in pages
+of :data:`PAGE` with a keyset cursor (``before``: the archive id of the last row shown; the next
+page starts after it in the queue's order, its rank taken from its type, so a page never skips nor
+repeats an alarm). Several alarms may be acknowledged at once with one comment (one transaction).
 
 A full ID number typed into a comment is masked before the comment is kept; the alarm's event is
 read as the page reads events (:mod:`.queries`, :mod:`.shown`), so a strange alarm of one door
@@ -28,13 +31,13 @@ from weakref import WeakKeyDictionary
 
 from firmware_py.errors import AlarmError
 from firmware_py.station.archive import masking
-from firmware_py.station.archive.store import StationStore
+from firmware_py.station.archive.store import EventSearch, StationStore
 from firmware_py.station.web import answers, queries, shown
 
 T = TypeVar("T")
 MAX_COMMENT = 500
 MAX_BULK = 500  # alarms acknowledged by one request
-QUEUE_LIMIT = 500  # open alarms shown at once
+PAGE = 100  # open alarms on one page of the queue
 
 # What needs a person first: a lower rank first; a type not named ranks after all of these.
 PRIORITY = {"duress": 0, "door_forced": 0, "tamper": 1, "screening_alarm": 2}
@@ -64,6 +67,7 @@ class Alarm:
     closed_at: str | None = None
     people: list[dict] = field(default_factory=list, compare=False)  # whom it names (an overstay's people)
     summary: str = ""  # what it says, readable
+    id: int | None = None  # the archive's id of its event (the queue's ``before`` cursor)
 
     @property
     def key(self) -> str:
@@ -119,14 +123,27 @@ def parse_key(key: str) -> tuple[str, str, int, int]:
     return value[0], value[1], value[2], value[3]
 
 
-def open_alarms(store: StationStore, now: datetime, *, site: str | None = None, door: str | None = None,
-                types: tuple[str, ...] = (), limit: int = QUEUE_LIMIT) -> list[Alarm]:
-    """The queue: alarms neither acknowledged nor closed by their door (the state events received so
-    far are read first), by :data:`PRIORITY`, newest first within each."""
+def open_alarms(store: StationStore, now: datetime, search: EventSearch | None = None, before: int | None = None,
+                limit: int = PAGE) -> list[Alarm]:
+    """One page of the queue: alarms neither acknowledged nor closed by their door (the state events
+    received so far are read first) matching ``search``, by :data:`PRIORITY`, newest first within
+    each, after the cursor ``before``."""
     answers.close_answered(store, now)
-    return _cached(store, ("queue", site, door, types, limit), lambda: [
-        alarm_from_row(s, d, q, ts, t, p, ep)
-        for s, d, q, ts, t, p, ep in store.open_alarms(limit, PRIORITY, site=site, door=door, types=types)])
+    return _cached(store, ("queue", search, before, limit), lambda: [
+        alarm_from_row(s, d, q, ts, t, p, ep, id=i)
+        for i, s, d, q, ts, t, p, ep in store.open_alarms(limit, PRIORITY, search, before)])
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    rows: list[Alarm]  # in the queue's order
+    before: int | None  # the cursor of the next page; None: this page ends the queue
+
+
+def queue_page(store: StationStore, now: datetime, filters, tz) -> QueuePage:
+    """The page of the queue that ``filters`` (:class:`.search.Filters`) asks for: its filters and cursor."""
+    found = open_alarms(store, now, filters.search(tz), filters.before, PAGE + 1)
+    return QueuePage(found[:PAGE], found[PAGE - 1].id if len(found) > PAGE else None)
 
 
 def open_counts(store: StationStore, now: datetime) -> dict[tuple[str, str], dict[str, int]]:

@@ -129,22 +129,21 @@ def events_page(request: Request, ctx: Ctx) -> Response:
     return html(pages.events_page(recent, ctx.session, last, above, below))
 
 
-def alarm_filter(request: Request) -> dict[str, str]:
-    """The queue's filter (``site``, ``door``, ``type``) from the query."""
-    return {k: request.query_params.get(k, "")[:64] for k in ("site", "door", "type")}
-
-
 def alarms_page(request: Request, ctx: Ctx) -> Response:
+    """The queue searched as the register is (:mod:`.search`; without dates, every day) and paged
+    by its keyset (``before``)."""
     st = ctx.station
-    store, params = st.store, alarm_filter(request)
+    store = st.store
+    filters = search.parse(request.query_params, st.now().date(), dates_optional=True)
     last = queries.last_id(store)
-    queue = alarms.open_alarms(store, st.now(), site=params["site"] or None, door=params["door"] or None,
-                               types=(params["type"],) if params["type"] else ())
+    found = alarms.queue_page(store, st.now(), filters, st.tz)
     counts = alarms.open_counts(store, st.now())
     total = sum(sum(types.values()) for types in counts.values())
-    doors = sorted({(d.site, d.door) for d in queries.doors(store)} | set(counts))
-    return html(alarm_page.alarms_page(queue, total, alarms.alarms(store, acknowledged=True),
-                                       alarms.closed_by_doors(store), params, doors, last, ctx.session))
+    doors = queries.doors(store)
+    known = {(d.site, d.door) for d in doors}
+    doors += [queries.DoorRow(s, d, None, None, None) for s, d in sorted(counts) if (s, d) not in known]
+    return html(alarm_page.alarms_page(found.rows, found.before, total, alarms.alarms(store, acknowledged=True),
+                                       alarms.closed_by_doors(store), filters, doors, last, ctx.session))
 
 
 def alarm_around(request: Request, ctx: Ctx) -> Response:

@@ -2,7 +2,8 @@
 pages of the archive read newest first with a keyset cursor.
 
 Parameters (DESIGN.md "The control room"): ``from``/``to`` (dates in the site's zone, inclusive;
-``date`` sets both, as the register's first contract had it), ``site``, ``door``, ``type`` (an
+``date`` sets both, as the register's first contract had it; the alarm queue without them holds
+every day), ``site``, ``door``, ``type`` (an
 event type, or a category ``access``/``alarm``/``system`` for all of its types), ``q`` (any part
 of the person's id, name or organisation, case-insensitive), ``person`` (exactly this person id)
 and ``before`` (the id of the oldest row already shown: the next page holds the events just older
@@ -43,11 +44,12 @@ class Filters:
     q: str = ""
     person: str = ""
     before: int | None = None
+    dated: bool = True  # False: no dates were asked for and none narrow the search (the alarm queue)
 
     def params(self) -> dict[str, str]:
         """The filters as query parameters (without the cursor), empty ones left out."""
-        values = {"from": self.first.isoformat(), "to": self.last.isoformat(), "site": self.site,
-                  "door": self.door, "type": self.type, "q": self.q, "person": self.person}
+        values = {"from": self.first.isoformat() if self.dated else "", "to": self.last.isoformat() if self.dated
+                  else "", "site": self.site, "door": self.door, "type": self.type, "q": self.q, "person": self.person}
         return {k: v for k, v in values.items() if v}
 
     @property
@@ -57,7 +59,7 @@ class Filters:
 
     def search(self, tz: ZoneInfo, within: tuple[str, ...] = ()) -> EventSearch:
         """The archive's search of these filters; ``within``: only these types (the register's)."""
-        start, end = period(self.first, self.last, tz)
+        start, end = period(self.first, self.last, tz) if self.dated else (None, None)
         types = TYPES.get(self.type, (self.type,) if self.type else ())
         if within:
             types = (tuple(t for t in types if t in within) or ("",)) if types else within  # "": no such type
@@ -65,9 +67,12 @@ class Filters:
                            self.q.lower() or None, self.person or None)
 
 
-def parse(query, today: date, *, first_default: date | None = None) -> Filters:
-    """The filters of a request's query parameters (``Refused(400)`` naming what is wrong)."""
+def parse(query, today: date, *, first_default: date | None = None, dates_optional: bool = False) -> Filters:
+    """The filters of a request's query parameters (``Refused(400)`` naming what is wrong);
+    ``dates_optional``: without ``from``, ``to`` or ``date`` every day is searched (the alarm queue),
+    otherwise today."""
     get = query.get
+    dated = not dates_optional or any(get(k) for k in ("from", "to", "date"))
     if get("date") and not (get("from") or get("to")):
         first = last = parse_date(get("date"), today, "date")
     else:
@@ -89,7 +94,7 @@ def parse(query, today: date, *, first_default: date | None = None) -> Filters:
     if kind and not TYPE_NAME.fullmatch(kind):
         raise Refused(400, f"type={kind[:40]!r} is not an event type (e.g. access_denied) or a category")
     return Filters(first, last, texts["site"], texts["door"], kind, texts["q"], texts["person"],
-                   _cursor(get("before")))
+                   _cursor(get("before")), dated)
 
 
 CHART_FIELDS = ("ts", "type", "direction", "reason")
@@ -129,7 +134,8 @@ def matches(filters: Filters, site: str, door: str, event: dict, tz: ZoneInfo) -
     lists the page already holds in memory, such as the alarm queue, searched as the archive is."""
     search = filters.search(tz)
     at = times.parse(event.get("ts"), tz)
-    if at is None or not search.start <= at < search.end:
+    if at is None or (search.start is not None and at < search.start) or (
+            search.end is not None and at >= search.end):
         return False
     if (search.site and site != search.site) or (search.door and door != search.door):
         return False

@@ -39,18 +39,22 @@ def type_choices(register: bool) -> list[tuple[str, str]]:
     return out
 
 
-def search_form(action: str, f: Filters, doors: list[DoorRow], *, register: bool) -> str:
-    """The filters: dates, site and door from the archive's doors, event type with labels, person."""
+def search_form(action: str, f: Filters, doors: list[DoorRow], *, register: bool = False,
+                types: list[tuple[str, str]] | None = None, form_id: str = "") -> str:
+    """The filters: dates, site and door from the archive's doors, event type with labels (``types``,
+    else the register's or every type), person. Undated filters (the alarm queue) leave the dates empty."""
     sites = sorted({d.site for d in doors} | ({f.site} if f.site else set()))
     door_names = sorted({(d.site, d.door) for d in doors if not f.site or d.site == f.site})
     if f.door and not any(door == f.door for _, door in door_names):
         door_names.append((f.site, f.door))
     site_select = _options([("", "全部 all")] + [(s, s) for s in sites], f.site)
     door_select = _options([("", "全部 all")] + [(d, f"{s}/{d}" if s else d) for s, d in door_names], f.door)
-    type_select = _options([("", "全部 all")] + type_choices(register), f.type)
-    return (f'<form method="get" action="{action}" class="filter search" role="search">'
-            f'<label>从 From <input name="from" type="date" value="{f.first.isoformat()}"></label>'
-            f'<label>到 To <input name="to" type="date" value="{f.last.isoformat()}"></label>'
+    type_select = _options([("", "全部 all")] + (types if types is not None else type_choices(register)), f.type)
+    first, last = (f.first.isoformat(), f.last.isoformat()) if f.dated else ("", "")
+    named = f' id="{h(form_id)}"' if form_id else ""
+    return (f'<form method="get" action="{action}" class="filter search" role="search"{named}>'
+            f'<label>从 From <input name="from" type="date" value="{first}"></label>'
+            f'<label>到 To <input name="to" type="date" value="{last}"></label>'
             f'<label>场所 Site <select name="site">{site_select}</select></label>'
             f'<label>门 Door <select name="door">{door_select}</select></label>'
             f'<label>事件 Event <select name="type">{type_select}</select></label>'
@@ -64,19 +68,22 @@ def _link(path: str, params: dict) -> str:
     return h(f"{path}?{urlencode(params)}" if params else path)
 
 
-def paging(path: str, f: Filters, next_before: int | None, shown: int) -> str:
-    """How many rows this page shows, the link to the earlier ones and back to the newest."""
+def paging(path: str, f: Filters, next_before: int | None, shown: int, *, live: bool = False) -> str:
+    """How many rows this page shows, the link to the earlier ones and back to the newest; ``live``:
+    both the link and the "no earlier" note, one hidden, for a page whose rows change live."""
     parts = [f'<span class="count">本页 {shown} 条 rows on this page</span>']
-    if next_before is not None:
-        parts.append(f'<a rel="next" data-page="earlier" href="{_link(path, {**f.params(), "before": next_before})}">'
-                     '← 更早 Earlier</a>')
+    earlier = {**f.params(), "before": next_before} if next_before is not None else f.params()
+    link = (f'<a rel="next" data-page="earlier"{" hidden" if next_before is None else ""} '
+            f'href="{_link(path, earlier)}">← 更早 Earlier</a>')
+    first = (f'<span class="muted" data-page="first"{" hidden" if next_before is not None else ""}>'
+             '已到最早 no earlier events</span>')
+    if live:
+        parts += [link, first]
     else:
-        parts.append('<span class="muted" data-page="first">已到最早 no earlier events</span>')
+        parts.append(link if next_before is not None else first)
     if f.before is not None:
         parts.append(f'<a data-page="newest" href="{_link(path, f.params())}">最新 Newest →</a>')
     return f'<nav class="paging" aria-label="分页 pages">{" · ".join(parts)}</nav>'
-
-
 # ---------------------------------------------------------------- register
 
 def register_rows_html(rows: list[dict], tz: ZoneInfo | None = None, today: date | None = None) -> str:

@@ -44,26 +44,44 @@
 
   var lastTone = 0;
 
-  function tone() {
+  // Each kind of alarm has its sound: "alarm" three short beeps; "duress" (a person forced to open
+  // the door) a rising siren, longer and never held back by the beeps of other alarms.
+  var SOUNDS = {
+    alarm: function (ctx, t) {
+      [0, 0.3, 0.6].forEach(function (start, i) {
+        beep(ctx, "square", t + start, 0.25, i % 2 ? 660 : 880, i % 2 ? 660 : 880);
+      });
+    },
+    duress: function (ctx, t) {
+      [0, 0.5, 1.0, 1.5].forEach(function (start) { beep(ctx, "sawtooth", t + start, 0.45, 500, 1500); });
+    }
+  };
+
+  function beep(ctx, type, at, length, from, to) {
+    var osc = ctx.createOscillator(), gain = ctx.createGain();
+    osc.type = type;
+    osc.frequency.setValueAtTime(from, at);
+    if (to !== from) osc.frequency.linearRampToValueAtTime(to, at + length);
+    gain.gain.setValueAtTime(0.15, at);
+    gain.gain.exponentialRampToValueAtTime(0.001, at + length);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start(at);
+    osc.stop(at + length + 0.01);
+  }
+
+  function tone(kind) {
     // Browsers let a page sound only after a click on it: the switch is that click, remembered.
-    // A burst of alarms sounds once (at most one tone each 1.5 s).
-    if (!soundOn() || Date.now() - lastTone < 1500) return;
+    // A burst of alarms sounds once (at most one tone each 1.5 s); a duress always sounds.
+    kind = SOUNDS[kind] ? kind : "alarm";
+    if (!soundOn() || (kind !== "duress" && Date.now() - lastTone < 1500)) return;
     lastTone = Date.now();
+    // what the page sounded, for a person's tools and the tests (no audio device needed to read it)
     document.body.dataset.sounds = String(Number(document.body.dataset.sounds || "0") + 1);
+    document.body.dataset.lastSound = kind;
     try {
       var ctx = audioContext();
       if (!ctx) return;
-      var t = ctx.currentTime;
-      [0, 0.3, 0.6].forEach(function (start, i) {
-        var osc = ctx.createOscillator(), gain = ctx.createGain();
-        osc.type = "square";
-        osc.frequency.value = i % 2 ? 660 : 880;
-        gain.gain.setValueAtTime(0.15, t + start);
-        gain.gain.exponentialRampToValueAtTime(0.001, t + start + 0.25);
-        osc.connect(gain).connect(ctx.destination);
-        osc.start(t + start);
-        osc.stop(t + start + 0.26);
-      });
+      SOUNDS[kind](ctx, ctx.currentTime);
     } catch (e) { /* no audio output: the page still shows and announces the alarm */ }
   }
 
@@ -72,7 +90,7 @@
     soundSwitch.addEventListener("click", function () {
       try { window.localStorage.setItem(SOUND_KEY, soundOn() ? "off" : "on"); } catch (e) { return; }
       showSwitch();
-      if (soundOn()) { audioContext(); lastTone = 0; tone(); }
+      if (soundOn()) { audioContext(); lastTone = 0; tone("alarm"); }
     });
     if (soundOn()) {  // remembered: the first click or key on the page lets it sound
       var unlock = function () { audioContext(); document.removeEventListener("click", unlock, true);
@@ -137,6 +155,21 @@
     if (shown) shown.textContent = String(rows.length);
     var none = document.getElementById("no-open-alarms");
     if (none) none.hidden = rows.length > 0;
+  }
+
+  function movePaging(before) {
+    // the live page's next cursor: rows pushed off this page by new alarms stay on the next one
+    document.querySelectorAll('a[data-page="earlier"]').forEach(function (a) {
+      if (before !== null && before !== undefined) {
+        var u = new URL(a.href, window.location.href);
+        u.searchParams.set("before", String(before));
+        a.href = u.pathname + u.search;
+      }
+      a.hidden = before === null || before === undefined;
+    });
+    document.querySelectorAll('[data-page="first"]').forEach(function (el) {
+      el.hidden = !(before === null || before === undefined);
+    });
   }
 
   if (queue) {
@@ -260,8 +293,9 @@
     if (holder) holder.dataset.lastId = msg.lastEventId;
     var e = JSON.parse(msg.data);
     if (e.alarm) {
-      if (news) news.textContent = "新告警 New alarm: " + e.site + "/" + e.door + " " + e.cells[3];
-      tone();
+      if (news) news.textContent = (e.sound === "duress" ? "胁迫报警 DURESS: " : "新告警 New alarm: ") + e.site + "/" +
+        e.door + " " + e.cells[3];
+      tone(e.sound);
     }
     if (!stream) return;
     var body = stream.tBodies[0];
@@ -290,7 +324,10 @@
         setTileAlarm(tile, texts[tile.dataset.site + "\u0000" + tile.dataset.door] || "");
       });
     }
-    if (queue && data.rows) renderQueue(data.rows);
+    if (queue && data.rows) {
+      renderQueue(data.rows);
+      movePaging(data.before);
+    }
   });
 
   source.addEventListener("doors", function (msg) {
