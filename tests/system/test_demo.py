@@ -6,6 +6,7 @@ and looks at what it leaves: its output, the station's archive, the page.
 
 import json
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -13,6 +14,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from simulator.scenario import load_scenario
 from tests.fixtures.constants import REPO
@@ -82,18 +85,26 @@ def assert_morning_archived(done: subprocess.CompletedProcess, workdir: Path) ->
     assert events[-1]["type"] == "controller_stopped"
 
 
-def test_the_demo_plays_the_morning_into_the_station_and_stops_after_it(tmp_path):
-    done = run_demo(tmp_path / "demo", free_port())
+@pytest.fixture(scope="module")
+def morning(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """One demo played with ``--exit-after-morning`` in a fresh work directory, for the tests that only
+    read what it printed and left (the morning takes seconds); none of them changes that directory."""
+    workdir = tmp_path_factory.mktemp("morning") / "demo"
+    return run_demo(workdir, free_port()), workdir
+
+
+def test_the_demo_plays_the_morning_into_the_station_and_stops_after_it(morning):
+    done, workdir = morning
     assert ADDRESS.search(done.stdout) and LOGIN.search(done.stdout), done.stdout
     assert re.search(r"^  login    viewer / \S+  \(viewer\)$", done.stdout, re.M), done.stdout
     assert re.search(r"^  login    admin / \S+  \(admin\)$", done.stdout, re.M), done.stdout
-    assert_morning_archived(done, tmp_path / "demo")
+    assert_morning_archived(done, workdir)
 
 
-def test_a_station_beside_the_simulated_door_leaves_the_mornings_outcome_unchanged(tmp_path):
-    done = run_demo(tmp_path / "demo", free_port())
+def test_a_station_beside_the_simulated_door_leaves_the_mornings_outcome_unchanged(morning, tmp_path):
+    done, workdir = morning
     assert done.returncode == 0, done.stdout + done.stderr
-    types = [e["type"] for _, _, _, e in archived_events(tmp_path / "demo")]
+    types = [e["type"] for _, _, _, e in archived_events(workdir)]
     # no wall-clock beacon taken (clock alarms), no link counted down before the morning began
     assert not {"clock_drift", "clock_unsynchronised", "link_down"} & set(types), types
     alone_db = tmp_path / "alone.db"
@@ -106,10 +117,11 @@ def test_a_station_beside_the_simulated_door_leaves_the_mornings_outcome_unchang
     # the same morning as without any broker, but for the door saying its link came up
     assert [t for t in types if t != "link_up"] == alone_types
 
-def test_a_second_demo_in_the_same_work_directory_starts_afresh(tmp_path):
-    workdir = tmp_path / "demo"
-    first = run_demo(workdir, free_port())
+def test_a_second_demo_in_the_same_work_directory_starts_afresh(morning, tmp_path):
+    first, first_workdir = morning
     assert first.returncode == 0, first.stdout + first.stderr
+    workdir = tmp_path / "demo"  # the first morning's work directory as it left it, every file
+    shutil.copytree(first_workdir, workdir, symlinks=True)
     second = run_demo(workdir, free_port())
     assert_morning_archived(second, workdir)  # the first morning's events are gone, not a second epoch
     assert "tamper" not in {e["type"] for _, _, _, e in archived_events(workdir)}  # no stale anchor of the first

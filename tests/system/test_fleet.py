@@ -19,19 +19,22 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
 
 from tests.fixtures.constants import REPO
 from tests.fixtures.station import free_port
+from tests.fixtures.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
 BIN = Path(sys.executable).parent
 DOORS = 100
-RATE = 150.0  # events per second across the main fleet
-PLAY_S = 45.0
+RATE = 100.0  # events per second across the main fleet
+PLAY_S = 32.0  # the faults below happen in the first 24 s; the rest is for the cut door to come back
+SIDE_REPLAY_S = 8.0  # the side door's second run, after its kill -9: long enough to store and publish
 STATION_PW = "station-password-fleet"
 FLEET_PW = "fleet-lab-password-1"
 FLEET_USER = "fleet-lab"
@@ -78,13 +81,21 @@ def _restart_node(cluster, node: int) -> None:
     """``lab-cluster.sh restart``; under heavy load it once reported a node that did start as having
     exited while starting (its process-group check failed once): then wait for the cluster to list it."""
     from tests.fixtures.rabbitmq import LabError
-    from tests.fixtures.waiting import wait_until
 
     try:
         cluster.restart(node)
     except LabError as exc:
         log.warning("restart of node %d reported a failure; waiting for it to join: %s", node, str(exc)[-300:])
         wait_until(lambda: f"rabbit{node}@localhost" in cluster.running_nodes(via=1), 60, f"node {node} running")
+
+
+def _lab_accounts(cluster, station_id: str) -> None:
+    """The station's account and the fleet's, made at the same time (each is several rabbitmqctl runs)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        made = [pool.submit(cluster.add_account, "station", station_id, password=STATION_PW),
+                pool.submit(cluster.add_fleet_account, FLEET_USER, FLEET_PW)]
+    for f in made:
+        f.result()
 
 
 def _station_config(tmp: Path, cluster, archive: str, client_id: str) -> Path:
@@ -136,6 +147,25 @@ def _stored_at_doors(*db_dirs: Path) -> int:
     return total
 
 
+def _published(db_dir: Path, doors: int, through: int = 2) -> bool:
+    """Has each of the first ``doors`` doors stored and had acknowledged its events up to seq ``through``?"""
+    for i in range(1, doors + 1):
+        db = db_dir / f"fleet-{i:02d}.db"
+        if not db.exists():
+            return False
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        try:
+            last = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+            unacked = conn.execute("SELECT count(*) FROM outbox WHERE seq <= ?", (through,)).fetchone()[0]
+        except sqlite3.OperationalError:  # the door is still making its tables
+            return False
+        finally:
+            conn.close()
+        if last < through or unacked:
+            return False
+    return True
+
+
 def _types(db_dir: Path, door: str) -> list[str]:
     conn = sqlite3.connect(f"file:{db_dir / (door + '.db')}?mode=ro", uri=True)
     try:
@@ -162,14 +192,14 @@ def test_a_fleet_through_the_cluster_is_archived_once_and_verified_through_every
         rabbitmq_cluster, postgres_cluster, postgres_url, tmp_path):
     cluster = rabbitmq_cluster
     station_id = f"station-fleet-{uuid.uuid4().hex[:6]}"
-    cluster.add_account("station", station_id, password=STATION_PW)
-    cluster.add_fleet_account(FLEET_USER, FLEET_PW)
+    _lab_accounts(cluster, station_id)
     config = _station_config(tmp_path, cluster, postgres_url, station_id)
     station = _station(config)  # its persistent session exists before the first door speaks
     main_dir, side_dir = tmp_path / "doors", tmp_path / "side-door"
     side_name = f"fleet-{DOORS + 1:02d}"
-    fleet = _fleet(tmp_path, cluster, main_dir, doors=DOORS, rate=RATE, extra=["--cut-link", "fleet-03:8:20"])
-    side = _fleet(tmp_path, cluster, side_dir, doors=1, rate=4, first=DOORS + 1)
+    fleet = _fleet(tmp_path, cluster, main_dir, doors=DOORS, rate=RATE, extra=["--cut-link", "fleet-03:8:14"])
+    # killed at 22 s whatever happens before (a station slow to start on a loaded machine): never done by then
+    side = _fleet(tmp_path, cluster, side_dir, doors=1, rate=4, first=DOORS + 1, play_s=600)
     try:
         fleet.wait_for("playing", 120)
         side.wait_for("playing", 60)
@@ -200,14 +230,14 @@ def test_a_fleet_through_the_cluster_is_archived_once_and_verified_through_every
         # 4. a door killed (its process, kill -9) and restarted on the database it kept
         at(22)
         assert side.kill() == -signal.SIGKILL
-        side = _fleet(tmp_path, cluster, side_dir, doors=1, rate=4, first=DOORS + 1)
-        # (5. fleet-03's link is cut from 8 s to 28 s by the fleet itself: --cut-link)
+        side = _fleet(tmp_path, cluster, side_dir, doors=1, rate=4, first=DOORS + 1, play_s=SIDE_REPLAY_S)
+        # (5. fleet-03's link is cut from 8 s to 22 s by the fleet itself: --cut-link)
 
         results = {r["door"]: r["last_seq"] for r in fleet.results(timeout=240) + side.results(timeout=120)}
         assert len(results) == DOORS + 1
         deadline = time.monotonic() + 120
         while not _complete(postgres_url, results) and time.monotonic() < deadline:
-            time.sleep(1)
+            time.sleep(0.25)
         archived = _archived(postgres_url)
     finally:
         for p in (fleet, side, station):
@@ -255,21 +285,22 @@ def test_a_fleet_through_the_cluster_is_archived_once_and_verified_through_every
 def test_a_station_that_starts_late_asks_the_doors_to_replay_what_it_missed(rabbitmq_cluster, postgres_url, tmp_path):
     cluster = rabbitmq_cluster
     station_id = f"station-late-{uuid.uuid4().hex[:6]}"
-    cluster.add_account("station", station_id, password=STATION_PW)
-    cluster.add_fleet_account(FLEET_USER, FLEET_PW)
+    _lab_accounts(cluster, station_id)
     config = _station_config(tmp_path, cluster, postgres_url, station_id)
     # The doors answer replays only while the fleet runs: play long enough for the station to start
     # (seconds on a loaded machine), see each door and wait its replay interval (5 s) before it asks.
-    fleet = _fleet(tmp_path, cluster, tmp_path / "doors", doors=5, rate=15, play_s=30, extra=["--seed", "11"])
+    doors = 5
+    fleet = _fleet(tmp_path, cluster, tmp_path / "doors", doors=doors, rate=15, play_s=23, extra=["--seed", "11"])
     station = None
     try:
         fleet.wait_for("playing", 120)
-        time.sleep(8)  # no session for the station yet: the broker drops what the doors publish
+        # no session for the station yet: the broker drops what the doors publish (and acknowledges it)
+        wait_until(lambda: _published(tmp_path / "doors", doors), 60, "every door's first events published")
         station = _station(config)
         results = {r["door"]: r["last_seq"] for r in fleet.results(timeout=240)}
         deadline = time.monotonic() + 60
         while not _complete(postgres_url, results) and time.monotonic() < deadline:
-            time.sleep(1)
+            time.sleep(0.25)
         archived = _archived(postgres_url)
     finally:
         for p in (fleet, station):

@@ -95,8 +95,10 @@ messages = st.tuples(suffixes, payloads, st.booleans()).map(
 # ---------------------------------------------------------------- SQLite
 
 @pytest.fixture(scope="module")
-def sqlite_monitor(tmp_path_factory):
-    archive = Archive(tmp_path_factory.mktemp("property") / "archive.db")
+def sqlite_monitor(memory_path_factory):
+    # The property is about what the ingest does with a message, not about the disk: thousands of
+    # commits need not each wait for an fsync.
+    archive = Archive(memory_path_factory.mktemp("property") / "archive.db")
     m = Monitor(NOWHERE, archive, beacon_interval_s=None, replay_interval_s=3600, out=lambda line: None)
     m.vault = Chain()
     yield m

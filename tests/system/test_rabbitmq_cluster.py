@@ -34,9 +34,7 @@ DOOR_PW = "door-password-123"
 
 def _accounts(cluster, site, *doors):
     station = f"station-{site}"
-    cluster.add_account("station", station, password=STATION_PW)
-    for door in doors:
-        cluster.add_account("door", site, door, password=DOOR_PW)
+    cluster.add_accounts((("station", station), STATION_PW), *((("door", site, door), DOOR_PW) for door in doors))
     return station
 
 

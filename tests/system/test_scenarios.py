@@ -16,12 +16,14 @@ SCENARIOS = sorted((REPO / "scenarios").glob("*.toml"))
 
 
 @pytest.fixture(scope="module")
-def results(pcscd, tmp_path_factory):
-    """Each scenario run once (they take seconds each); the tests below read the results."""
+def results(pcscd, memory_path_factory):
+    """Each scenario run once (they take seconds each); the tests below read the results.
+
+    The scenarios check the door's rules, not its disk: their databases are in memory (tmpfs)."""
     runs = {}
     for path in SCENARIOS:
         lines: list[str] = []
-        result = ScenarioRunner(load_scenario(path), workdir=tmp_path_factory.mktemp(path.stem),
+        result = ScenarioRunner(load_scenario(path), workdir=memory_path_factory.mktemp(path.stem),
                                 out=lines.append).run()
         runs[path] = (result, lines)
     return runs
