@@ -139,12 +139,15 @@ else
 fi
 [[ ${#password} -ge 12 ]] || die "the password must have at least 12 characters"
 
-if "${rabbitmqctl[@]}" list_users -q --formatter json | grep -q "\"user\":\"$username\""; then
+# Added, or its password changed if it exists: asked of the broker in one step, because
+# `list_users` can print a bare ":terminated" while a node is busy, which read as "no such user".
+if added="$(printf '%s\n' "$password" | "${rabbitmqctl[@]}" add_user "$username" 2>&1)"; then
+    echo "user $username added"
+elif [[ "$added" == *"already exists"* ]]; then
     printf '%s\n' "$password" | "${rabbitmqctl[@]}" change_password "$username" >/dev/null
     echo "password changed for $username"
 else
-    printf '%s\n' "$password" | "${rabbitmqctl[@]}" add_user "$username" >/dev/null
-    echo "user $username added"
+    die "the broker did not add $username: $added"
 fi
 "${rabbitmqctl[@]}" set_permissions -p "$vhost" "$username" "$configure" "$write" "$read" >/dev/null
 "${rabbitmqctl[@]}" set_topic_permissions -p "$vhost" "$username" amq.topic "$topic_write" "$topic_read" >/dev/null
