@@ -91,7 +91,8 @@ def test_the_exit_button_releases_at_once_while_a_slow_pin_check_runs(door):
     assert check_s > 0.3 and release_s < check_s / 5
 
     # The verdict (the right PIN) comes after the exit button ended the wait: it changes nothing.
-    time.sleep(check_s * 1.5)
+    # Waited for, not slept: on a busy machine the check in the worker takes longer than it did here.
+    wait_until(lambda: "access_denied" in types(service), timeout=max(30.0, 20 * check_s))
     wait_until(lambda: "exit_button" in types(service))
     assert service.controller.state == "released" and service.controller.passage.via == "exit_button"
     assert "access_granted" not in types(service)
