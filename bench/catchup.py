@@ -8,7 +8,7 @@ catches up). One run, one lab tier (``simulator.lab_tier``: the three-node Rabbi
 and a throwaway PostgreSQL 15):
 
 1. two persistent sessions are made on the cluster, with the same subscriptions: the station's
-   (its ingest, :class:`firmware_py.station.ingest.pg.PgIngest`, connects once and stops) and a
+   (its ingest, :class:`firmware_py.station.ingest.ingest.Ingest`, connects once and stops) and a
    bare consumer's; from then on both queues receive every message the doors publish;
 2. ``accessctl-sim fleet`` plays DOORS doors for PLAY_S seconds at RATE events/s, empties every
    outbox into the broker and exits: the doors are stopped before anything is measured;
@@ -40,7 +40,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_py.link.broker import BrokerSettings
-from firmware_py.station.ingest.pg import PgIngest
+from firmware_py.station.ingest.ingest import Ingest
 from simulator.lab_tier import PostgresCluster, RabbitCluster, free_port
 
 from .common import REPO, RESULTS, Result, check, log
@@ -144,8 +144,8 @@ def run(workdir: Path, *, doors: int, play_s: float, rate: float, quick: bool) -
                                   client_id=STATION)
 
         # 1. both sessions exist before the first door publishes
-        first = PgIngest(settings, url, beacon_interval_s=0)
-        first.start()
+        first = Ingest(settings, url, beacon_interval_s=0)
+        first.start(wait=False)
         if not first.wait_connected(60):
             raise RuntimeError("the station's ingest did not connect")
         first.close()
@@ -183,10 +183,10 @@ def run(workdir: Path, *, doors: int, play_s: float, rate: float, quick: bool) -
             with lock:
                 commits.append((len(items), time.perf_counter()))
 
-        ingest = PgIngest(settings, url, beacon_interval_s=0)
+        ingest = Ingest(settings, url, beacon_interval_s=0)
         ingest.committed.append(committed)
         t0 = time.perf_counter()
-        ingest.start()
+        ingest.start(wait=False)
         deadline = time.monotonic() + 1800
         while ingest.stored < events and time.monotonic() < deadline:
             time.sleep(0.05)

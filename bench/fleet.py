@@ -6,7 +6,7 @@ Starts its own lab tier (``deploy/rabbitmq/lab-cluster.sh``, a throwaway Postgre
 test suite does), then runs ``accessctl-sim fleet`` (500 doors, real controller, store, outbox
 and MQTT link each, in one process, spread over the three nodes) for PLAY_S seconds with
 ``--trace`` (every event's store time at its door). The station's ingest
-(:class:`firmware_py.station.ingest.pg.PgIngest`, what ``accessctl station serve --archive
+(:class:`firmware_py.station.ingest.ingest.Ingest`, what ``accessctl station serve --archive
 postgresql://`` runs) runs in this process with a hook that notes when each event was committed.
 
 Phases, one run:
@@ -44,7 +44,7 @@ from pathlib import Path
 import psycopg
 
 from firmware_py.link.broker import BrokerSettings
-from firmware_py.station.ingest.pg import PgIngest
+from firmware_py.station.ingest.ingest import Ingest
 from simulator.lab_tier import PostgresCluster, RabbitCluster, free_port
 
 from .common import REPO, RESULTS, Result, check, log, percentile
@@ -72,7 +72,7 @@ class Commits:
     def __call__(self, events, t: float) -> None:
         with self.lock:
             for e in events:
-                self.at.setdefault((e.door, e.event["seq"]), t)
+                self.at.setdefault((e.door, e.value["seq"]), t)
 
     def count_until(self, t: float) -> int:
         with self.lock:
@@ -134,10 +134,10 @@ def run(workdir: Path, *, quick: bool = False) -> Result:
         settings = BrokerSettings(url=cluster.urls[0], username=station, password=STATION_PW, protocol=311,
                                   client_id=station)
         commits = Commits()
-        ingests: list[PgIngest] = []
+        ingests: list[Ingest] = []
 
-        def ingest() -> PgIngest:
-            i = PgIngest(settings, url, beacon_interval_s=0)
+        def ingest() -> Ingest:
+            i = Ingest(settings, url, beacon_interval_s=0)
             ingests.append(i)
             i.committed.append(commits)
             i.start()

@@ -12,7 +12,7 @@ Baseline, same run, same events: the moment a bare paho subscriber (a supervisor
 receives each event from the broker.
 
 *Ingest*: N hash-chained events published by the door's account as fast as paho's QoS 1 window allows,
-to the station's ingest (:class:`~firmware_py.station.ingest.monitor.Monitor`, archive commits before each PUBACK):
+to the station's ingest (:class:`~firmware_py.station.ingest.ingest.Ingest`, archive commits before each PUBACK):
 events/s from the first publish until the last is archived. Baseline, same run: a bare ``executemany``
 of the very rows the archive then holds, in one transaction, into a fresh file with the archive's schema.
 
@@ -41,7 +41,7 @@ from firmware_py.link.door_link import MqttLink
 from firmware_py.station.archive.sqlite import Archive
 from firmware_py.station.archive.sqlite_schema import SCHEMA
 from firmware_py.station.archive.store_sqlite import SqliteStationStore as StationStore
-from firmware_py.station.ingest.monitor import Monitor
+from firmware_py.station.ingest.ingest import Ingest
 from firmware_py.station.web import queries
 from firmware_py.station.web import register as register_export
 from firmware_py.storage.db import open_db
@@ -208,7 +208,7 @@ def chained_events(door: str, count: int, day: date) -> list[dict]:
 
 
 def monitor_ingest(broker, root: Path, count: int) -> dict:
-    """Publish ``count`` events as the door (QoS 1, window 100) to a running Monitor; time until archived."""
+    """Publish ``count`` events as the door (QoS 1, window 100) to a running Ingest; time until archived."""
     door = "vault"
     events = chained_events(door, count, date(2026, 11, 23))
     messages = [(broker.topic(door, "events", "access", "access_granted"),
@@ -216,7 +216,7 @@ def monitor_ingest(broker, root: Path, count: int) -> dict:
     s = broker.supervisor
     settings = BrokerSettings(url=broker.url, username=s.username, password=s.password, ca_file=broker.ca_file,
                               cert_file=s.cert_file, key_file=s.key_file, client_id="bench-ingest")
-    monitor = Monitor(settings, root / "ingest-archive.db", site=SITE, door=door, beacon_interval_s=None,
+    monitor = Ingest(settings, root / "ingest-archive.db", site=SITE, door=door, beacon_interval_s=None,
                       out=lambda line: None).start()
     publisher = broker.paho_client(broker.door(door).username)
     acked = threading.Semaphore(0)

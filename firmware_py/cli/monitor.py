@@ -1,4 +1,4 @@
-"""`accessctl monitor` and `accessctl monitor export`: the thin shell over :mod:`firmware_py.station.ingest.monitor`.
+"""`accessctl monitor` and `accessctl monitor export`: the thin shell over :mod:`firmware_py.station.ingest.ingest`.
 
 The monitor runs on the supervisor's machine, not on a door: it reads a configuration
 file only when one is named (``--config`` or ``$ACCESSCTL_CONFIG``) and then takes the
@@ -99,15 +99,15 @@ def connection(args) -> tuple[BrokerSettings, str, Clock | None]:
 
 
 def cmd_monitor(args) -> int:
-    from firmware_py.station.ingest.monitor import Monitor
+    from firmware_py.station.ingest.ingest import Ingest
 
     settings, prefix, clock = connection(args)
     colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty())
-    monitor = Monitor(settings, args.archive, site=args.site, door=args.door, prefix=prefix,
-                      out=lambda line: print(line, flush=True), colour=colour,
-                      beacon_interval_s=None if args.no_beacon else args.beacon_interval,
-                      replay_interval_s=args.replay_interval, max_replay_requests=max(1, args.max_replay_requests),
-                      backfill=not args.no_backfill, clock=clock)
+    monitor = Ingest(settings, args.archive, site=args.site, door=args.door, prefix=prefix,
+                     out=lambda line: print(line, flush=True), colour=colour,
+                     beacon_interval_s=None if args.no_beacon else args.beacon_interval,
+                     replay_interval_s=args.replay_interval, max_replay_requests=max(1, args.max_replay_requests),
+                     backfill=not args.no_backfill, clock=clock)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     monitor.start(timeout=15)

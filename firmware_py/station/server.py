@@ -1,10 +1,10 @@
 """The station's composition root: the ingest and the web app in one process, on either archive.
 
-With an SQLite archive the monitor (:mod:`.ingest`) archives what the broker delivers into the file;
-with a PostgreSQL archive (``postgresql://…``) the batched ingest (:mod:`.ingest_pg`) does. Either way
-uvicorn's event loop serves the page over the same archive through a :class:`.storage.StationStore`
-of that backend, on its own connection. The page's live parts poll the archive, so they show
-exactly what was stored, and survive a restart of either side.
+The ingest (:class:`.ingest.ingest.Ingest`) archives what the broker delivers into the SQLite file or
+the PostgreSQL archive (``postgresql://…``), through that backend's store
+(:mod:`.archive.ingest_store`). uvicorn's event loop serves the page over the same archive through a
+:class:`.archive.store.StationStore` of that backend, on its own connection. The page's live parts
+poll the archive, so they show exactly what was stored, and survive a restart of either side.
 
 Every TCP connection to the page costs an open file, and a service gets 1,024 of them unless its
 unit says otherwise: 1,100 connections that never send a request used to take every one, and the
@@ -38,30 +38,20 @@ IDLE_TIMEOUT_S = 10.0  # a connection with no request under way is closed after 
 KEEP_ALIVE_S = 5  # uvicorn's keep-alive between two requests of one connection
 
 
-def _sqlite_side(cfg: StationConfig, settings: BrokerSettings):
-    """(store, monitor, start, close) over the SQLite file."""
-    from firmware_py.station.archive.sqlite import Archive
-    from firmware_py.station.ingest.monitor import Monitor
+def _ingest_side(cfg: StationConfig, settings: BrokerSettings):
+    """(store, ingest) over the archive the file names: the SQLite file or PostgreSQL."""
+    from firmware_py.station.ingest.ingest import Ingest
 
-    archive = Archive(cfg.archive.path)  # creates the archive's tables before the station reads them
-    store = open_station_store(cfg.archive.path)
-    monitor = Monitor(settings, archive, prefix=cfg.broker.prefix, clock=SystemClock(cfg.web.timezone),
-                      beacon_interval_s=cfg.broker.beacon_interval_s or None, command_key=command_key(cfg))
-    return store, monitor, lambda: monitor.start(wait=False), monitor.close
-
-
-def _postgres_side(cfg: StationConfig, settings: BrokerSettings):
-    """(store, ingest, start, close) over the PostgreSQL archive."""
-    from firmware_py.station.ingest.pg import PgIngest
-
-    store = open_station_store(cfg.archive.url, zone=cfg.web.timezone.key)
-    ingest = PgIngest(settings, cfg.archive.url, prefix=cfg.broker.prefix,
-                      beacon_interval_s=cfg.broker.beacon_interval_s, command_key=command_key(cfg))
-    return store, ingest, ingest.start, ingest.close
+    where = cfg.archive.url or cfg.archive.path
+    ingest = Ingest(settings, where, prefix=cfg.broker.prefix, clock=SystemClock(cfg.web.timezone),
+                    beacon_interval_s=cfg.broker.beacon_interval_s or None, command_key=command_key(cfg))
+    # the ingest's archive first: it creates the archive's tables before the station reads them
+    store = open_station_store(where, zone=cfg.web.timezone.key)
+    return store, ingest
 
 
 def station_client_id(cfg: StationConfig) -> str:
-    """The client id both ingests connect with: ``[broker] client_id`` if the file sets one, else the
+    """The client id the ingest connects with: ``[broker] client_id`` if the file sets one, else the
     station's own random id, made once and kept (:func:`~firmware_py.station.config.client_id_path`)."""
     return cfg.broker.client_id or session_client_id(client_id_path(cfg))
 
@@ -82,15 +72,16 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
     from firmware_py.station.web import queries
 
     settings = BrokerSettings.from_config(cfg.broker, client_id=station_client_id(cfg))
-    store, monitor, start, close = (_postgres_side if cfg.archive.url else _sqlite_side)(cfg, settings)
+    store, ingest = _ingest_side(cfg, settings)
     where = safe_url(cfg.archive.url) if cfg.archive.url else str(cfg.archive.path)
     try:
         queries.prepare(store)
-        station = Station(store, cfg.web.timezone, prefix=cfg.broker.prefix, monitor=monitor, https=cfg.web.https,
+        station = Station(store, cfg.web.timezone, prefix=cfg.broker.prefix, monitor=ingest, https=cfg.web.https,
                           session_idle_s=cfg.web.session_idle_s, command_key=command_key(cfg), config=cfg)
         app = create_app(station)
     except BaseException:
         store.close()
+        ingest.close()
         raise
     scheme = "https" if cfg.web.https else "http"
     url = f"{scheme}://{cfg.web.host}:{cfg.web.port}/"
@@ -110,11 +101,11 @@ def serve(cfg: StationConfig, *, ready=None) -> None:
     config = web_server_config(app, host=cfg.web.host, port=cfg.web.port, certificate=cfg.web.certificate,
                                key=cfg.web.key)
     try:
-        start()  # a broker that is down is a state shown on the page, not a reason not to serve
+        ingest.start(wait=False)  # a broker that is down is a state shown on the page, not a reason not to serve
         Server(config).run()
     finally:
         station.stopping.set()
-        close()
+        ingest.close()
         store.close()
 
 

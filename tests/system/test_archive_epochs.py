@@ -251,3 +251,25 @@ CREATE TABLE months (month date PRIMARY KEY, partition text NOT NULL, starts tim
     ends timestamptz NOT NULL, dropped_at timestamptz, dropped_rows bigint);
 INSERT INTO months VALUES ('2026-11-01', 'events_2026_11', '2026-11-01 00:00+08', '2026-12-01 00:00+08');
 """
+
+
+def _rehashed(e: dict, **fields) -> dict:
+    changed = {**{k: v for k, v in e.items() if k != "hash"}, **fields}
+    return {**changed, "hash": event_hash(changed)}
+
+
+def test_a_bad_hash_and_broken_links_are_kept_as_anomalies_on_both_archives(archive):
+    e = chain(6, "2026-11-29T09:00:00.000+08:00")
+    store(archive, _rehashed(e[0], prev_hash="2" * 64))  # #1 not linked to the genesis hash
+    store(archive, {**e[1], "detail": {"note": "altered"}})  # #2 altered: its hash is no longer its SHA-256
+    store(archive, _rehashed(e[2], prev_hash="1" * 64))  # #3 linked to another #2
+    store(archive, e[5])  # #6 first, then a #5 that #6 does not name as its predecessor
+    store(archive, _rehashed(e[4], detail={"note": "other"}))
+    found = [(a.kind, a.seq, a.detail) for a in archive.anomalies(SITE, DOOR)]
+    assert found == [
+        ("broken_link", 1, "#1: prev_hash is not the genesis hash"),
+        ("bad_hash", 2, f"#2: hash {e[1]['hash'][:12]}… is not the sha-256 of the event"),
+        ("broken_link", 2, "#2: prev_hash does not match the hash of the archived #1"),
+        ("broken_link", 3, "#3: prev_hash does not match the hash of the archived #2"),
+        ("broken_link", 6, "#6: prev_hash does not match the hash of #5"),
+    ]

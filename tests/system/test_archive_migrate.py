@@ -216,21 +216,26 @@ def test_a_conflict_reported_again_on_a_second_run_adds_no_conflict_row(capsys, 
     assert pg_rows(postgres_url, "SELECT count(*) FROM conflicts") == conflicts
 
 
-def test_a_second_epoch_is_refused_naming_door_epoch_and_count(capsys, tmp_path, postgres_url):
+def test_every_epoch_is_copied_into_its_own_epoch_and_a_second_run_adds_nothing(capsys, tmp_path, postgres_url):
     db = tmp_path / "reset.db"
     first = make_events("scan-room", 40)
     after_reset = make_events("scan-room", 6, start=datetime(2026, 11, 20, 9, 0, tzinfo=CST))
-    build(db, first, after_reset)
-    assert sqlite_rows(db, "SELECT epoch, count(*) FROM events GROUP BY epoch") == [(1, 40), (2, 6)]
+    second_reset = make_events("scan-room", 3, start=datetime(2026, 11, 21, 9, 0, tzinfo=CST))
+    build(db, first, after_reset, second_reset)
+    assert sqlite_rows(db, "SELECT epoch, count(*) FROM events GROUP BY epoch") == [(1, 40), (2, 6), (3, 3)]
 
     code, out, _ = migrate(capsys, db, postgres_url)
 
-    assert code == 1, out
-    assert re.search(rf"refused: {SITE}/scan-room epoch 2: 6 event\(s\): the PostgreSQL archive keeps one chain per "
-                     "door", out)
-    assert summary_numbers(out)["refused"] == 6 and summary_numbers(out)["copied"] == 40
-    assert pg_rows(postgres_url, "SELECT seq::int, hash FROM events ORDER BY seq") == \
-        [(e["seq"], e["hash"]) for e in first]
+    assert code == 0, out
+    assert summary_numbers(out)["refused"] == 0 and summary_numbers(out)["copied"] == 49
+    assert pg_rows(postgres_url, "SELECT epoch, seq::int, hash FROM events ORDER BY epoch, seq") == \
+        sqlite_rows(db, "SELECT epoch, seq, hash FROM events ORDER BY epoch, seq")
+    assert pg_rows(postgres_url, "SELECT epoch FROM epochs WHERE current") == [(3,)]
+
+    code, out, _ = migrate(capsys, db, postgres_url)
+
+    assert code == 0, out
+    assert summary_numbers(out)["already"] == 49 and summary_numbers(out)["copied"] == 0
 
 
 # ---------------------------------------------------------------- usage errors

@@ -404,10 +404,10 @@ def test_a_door_that_goes_on_only_by_replaying_old_seqs_has_not_resumed_its_old_
 @pytest.fixture
 def monitor(mosquitto_broker, tmp_path):
     """The real monitor archiving the door from the test broker into tmp_path/archive.db."""
-    from firmware_py.station.ingest.monitor import Monitor
+    from firmware_py.station.ingest.ingest import Ingest
     from tests.system.test_monitor import supervisor_settings
 
-    m = Monitor(supervisor_settings(mosquitto_broker), tmp_path / "archive.db", site=SITE, door=DOOR,
+    m = Ingest(supervisor_settings(mosquitto_broker), tmp_path / "archive.db", site=SITE, door=DOOR,
                 beacon_interval_s=None, out=lambda line: None)
     m.start()
     yield m

@@ -12,7 +12,7 @@ import logging
 
 import pytest
 
-from firmware_py.station.ingest.pg import PgIngest
+from firmware_py.station.ingest.ingest import Ingest
 from simulator.lab_broker import SITE, door_username
 from tests.fixtures.waiting import wait_until
 from tests.system.test_monitor import make_events, supervisor_settings
@@ -22,7 +22,7 @@ DOOR = "scan-room"
 
 @pytest.fixture
 def ingest(mosquitto_broker, postgres_url):
-    i = PgIngest(supervisor_settings(mosquitto_broker), postgres_url, beacon_interval_s=0, replay_interval_s=0.2)
+    i = Ingest(supervisor_settings(mosquitto_broker), postgres_url, beacon_interval_s=0, replay_interval_s=0.2)
     i.start()
     assert i.wait_connected(10)
     yield i
@@ -47,7 +47,7 @@ def test_a_door_refusing_a_replay_is_heard_and_logged(ingest, door, mosquitto_br
     request = wait_until(lambda: next((c for c in commands(door, mosquitto_broker) if c.get("action") == "replay"),
                                       None))
     assert request["from_seq"] == 2
-    with caplog.at_level(logging.WARNING, logger="firmware_py.station.ingest.pg"):
+    with caplog.at_level(logging.WARNING, logger="firmware_py.station.ingest.ingest"):
         door.publish(mosquitto_broker.topic(DOOR, "cmd", "result"),
                      json.dumps({"id": request["id"], "ok": False, "error": "events before #3 are no longer kept"}),
                      qos=1)

@@ -1,8 +1,8 @@
 """Property: random and hostile messages on one door's topics never stop the ingest for another door.
 
-The pipeline is fed directly, in this process, as paho would hand it messages: the SQLite
-station's :class:`Monitor` one message at a time, the PostgreSQL station's :class:`PgIngest` one
-batch at a time (hostile messages and the other door's event in the same batch). Whatever door
+The pipeline (:class:`Ingest`) is fed directly, in this process, as its MQTT loop hands it what
+paho delivers: over SQLite one message at a time, over PostgreSQL one batch at a time (hostile
+messages and the other door's event in the same batch). Whatever door
 ``scan-room`` sends (bytes, JSON of any shape, DESIGN.md's event with any field replaced, on any of
 its topics, retained or not), handling it raises nothing and door ``vault``'s next event is
 archived. ``FUZZ_EXAMPLES=N`` sets the SQLite examples (PostgreSQL runs a third as many).
@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from firmware_py.core.events import GENESIS_HASH, event_hash
 from firmware_py.link.broker import BrokerSettings
 from firmware_py.station.archive.sqlite import Archive
-from firmware_py.station.ingest.monitor import Monitor
-from firmware_py.station.ingest.pg import PgIngest, Received
+from firmware_py.station.ingest.ingest import Ingest
+from firmware_py.station.ingest.loop import Received
 
 PREFIX, SITE = "accessctl", "hn-archive-1"
 NOWHERE = BrokerSettings(url="mqtt://127.0.0.1:9")  # never connected: the messages are handed over directly
@@ -99,7 +99,7 @@ def sqlite_monitor(memory_path_factory):
     # The property is about what the ingest does with a message, not about the disk: thousands of
     # commits need not each wait for an fsync.
     archive = Archive(memory_path_factory.mktemp("property") / "archive.db")
-    m = Monitor(NOWHERE, archive, beacon_interval_s=None, replay_interval_s=3600, out=lambda line: None)
+    m = Ingest(NOWHERE, archive, beacon_interval_s=None, replay_interval_s=3600, out=lambda line: None)
     m.vault = Chain()
     yield m
     archive.close()
@@ -130,12 +130,12 @@ class _NoAcks:
 @pytest.fixture(scope="module")
 def pg_ingest(postgres_cluster):
     url = postgres_cluster.create_database("t_property")
-    ingest = PgIngest(NOWHERE, url, beacon_interval_s=0, replay_interval_s=3600)
-    ingest._client = _NoAcks()
-    ingest._open_archive()
+    ingest = Ingest(NOWHERE, url, beacon_interval_s=0, replay_interval_s=3600)
+    ingest.loop.client = _NoAcks()
+    ingest.store.open()
     ingest.vault = Chain()
     yield ingest
-    ingest._close_archive()
+    ingest.store.close()
     postgres_cluster.drop_database("t_property")
 
 
@@ -148,24 +148,24 @@ def _received(topic: str, payload: bytes, retained: bool = False) -> Received:
 @given(hostile=st.lists(messages, min_size=1, max_size=5))
 def test_no_message_from_one_door_stops_the_postgres_ingest_for_another(pg_ingest, hostile):
     topic, payload, seq = pg_ingest.vault.next()
-    pg_ingest._ingest([*(_received(*m) for m in hostile), _received(topic, payload)])
+    pg_ingest.loop.step([*(_received(*m) for m in hostile), _received(topic, payload)])
     assert pg_ingest.verified(SITE, "vault") == (seq, None)
 
 
 def test_an_event_postgres_refuses_is_rejected_alone_and_the_batch_is_stored(postgres_url):
-    ingest = PgIngest(NOWHERE, postgres_url, beacon_interval_s=0)
-    ingest._client = _NoAcks()
-    ingest._open_archive()
+    ingest = Ingest(NOWHERE, postgres_url, beacon_interval_s=0)
+    ingest.loop.client = _NoAcks()
+    ingest.store.open()
     try:
         with psycopg.connect(postgres_url, autocommit=True) as db:
             db.execute("ALTER TABLE events ADD CONSTRAINT no_vault_2 CHECK (NOT (door = 'vault' AND seq = 2))")
             chain = Chain()
             batch = [_received(*chain.next()[:2]) for _ in range(3)]
-            ingest._ingest(batch)
+            ingest.loop.step(batch)
             assert [s for (s,) in db.execute("SELECT seq FROM events ORDER BY seq")] == [1, 3]
             (topic, site, door, reason), = db.execute("SELECT topic, site, door, reason FROM ingest_rejects")
     finally:
-        ingest._close_archive()
+        ingest.store.close()
     assert (topic, site, door) == (batch[1].topic, SITE, "vault")
     assert reason.startswith("the archive refused it:") and "no_vault_2" in reason
     assert ingest.rejected == 1 and ingest.stored == 2
@@ -178,11 +178,11 @@ def test_a_nul_in_a_name_inside_or_an_unknown_status_field_is_stored_not_retried
                                          "since": "2026-11-23T09:00:00+08:00"}]}
     status = {"online": True, "roster_version": "v\x001"}
     topic, payload, seq = pg_ingest.vault.next()
-    pg_ingest._ingest([_received(f"{PREFIX}/{SITE}/scan-room/occupancy", json.dumps(occupancy).encode(), True),
+    pg_ingest.loop.step([_received(f"{PREFIX}/{SITE}/scan-room/occupancy", json.dumps(occupancy).encode(), True),
                        _received(f"{PREFIX}/{SITE}/scan-room/status", json.dumps(status).encode(), True),
                        _received(topic, payload)])
     assert pg_ingest.verified(SITE, "vault") == (seq, None)
-    with psycopg.connect(pg_ingest.url) as db:
+    with psycopg.connect(pg_ingest.store.url) as db:
         kept = db.execute("SELECT status, occupancy FROM door_state WHERE site = %s AND door = 'scan-room'",
                           (SITE,)).fetchone()
     assert [json.loads(text) for text in kept] == [status, occupancy]

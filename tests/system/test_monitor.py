@@ -27,7 +27,7 @@ from firmware_py.cli.main import main
 from firmware_py.core.events import GENESIS_HASH, event_hash
 from firmware_py.errors import MonitorError
 from firmware_py.link.broker import BrokerSettings
-from firmware_py.station.ingest.monitor import Monitor
+from firmware_py.station.ingest.ingest import Ingest
 from simulator.lab_broker import REPO, SITE, door_username
 
 DOOR = "scan-room"
@@ -65,7 +65,7 @@ def supervisor_settings(broker) -> BrokerSettings:
 
 @pytest.fixture
 def start_monitor(mosquitto_broker, tmp_path):
-    """Start a Monitor on the test broker (door scope by default); its lines collect in ``.lines``."""
+    """Start an Ingest on the test broker (door scope by default); its lines collect in ``.lines``."""
     monitors = []
 
     def start(**kwargs):
@@ -74,7 +74,7 @@ def start_monitor(mosquitto_broker, tmp_path):
         kwargs.setdefault("door", DOOR)
         kwargs.setdefault("beacon_interval_s", None)
         kwargs.setdefault("replay_interval_s", 0.3)
-        m = Monitor(supervisor_settings(mosquitto_broker), tmp_path / "archive.db", out=lines.append, **kwargs)
+        m = Ingest(supervisor_settings(mosquitto_broker), tmp_path / "archive.db", out=lines.append, **kwargs)
         m.lines = lines
         monitors.append(m)
         return m.start()
@@ -108,7 +108,7 @@ def test_events_are_archived_once_and_a_duplicate_is_counted(start_monitor, door
     m = start_monitor()
     events = make_events(range(1, 4))
     publish(door, mosquitto_broker, *events, events[1])
-    assert m.wait_until(lambda: m.duplicates(SITE, DOOR) == 1)
+    assert m.wait_until(lambda: m.archive.duplicates(SITE, DOOR) == 1)
     assert m.events(SITE, DOOR) == events
     assert m.last_contiguous(SITE, DOOR) == 3
     assert m.gaps() == [] and m.anomalies() == []
@@ -152,7 +152,7 @@ def test_the_gap_closes_when_the_replayed_events_arrive(start_monitor, door, mos
     publish(door, mosquitto_broker, events[0], events[3], events[4])
     door.wait_for_messages(1, mosquitto_broker.topic(DOOR, "cmd"))
     publish(door, mosquitto_broker, *events[1:])  # the door replays from 2: 4 and 5 again
-    assert m.wait_until(lambda: m.duplicates(SITE, DOOR) == 2)
+    assert m.wait_until(lambda: m.archive.duplicates(SITE, DOOR) == 2)
     assert m.last_contiguous(SITE, DOOR) == 5
     assert [g.open for g in m.gaps(SITE, DOOR)] == [False]
     assert any("gap #2–#3 closed" in line for line in m.lines)
@@ -339,8 +339,8 @@ def test_the_command_takes_credentials_from_the_config_archives_and_stops_cleanl
 def test_a_refused_login_stops_the_monitor_with_a_clear_error(mosquitto_broker, tmp_path):
     nameless = mosquitto_broker.files.nameless  # the certificate is the login: one naming no account
     settings = replace(supervisor_settings(mosquitto_broker), cert_file=nameless.cert_file, key_file=nameless.key_file)
-    with pytest.raises(MonitorError, match="refused the monitor"):
-        Monitor(settings, tmp_path / "archive.db", beacon_interval_s=None).start(timeout=5)
+    with pytest.raises(MonitorError, match="refused the station"):
+        Ingest(settings, tmp_path / "archive.db", beacon_interval_s=None).start(timeout=5)
 
 
 # ---------------------------------------------------------------- hostile text from the broker
@@ -450,7 +450,7 @@ def test_conflicting_copies_never_enter_the_events_table_and_are_kept_once(start
     genuine = make_events(range(1, 3))
     fake = forged(2, genuine[0]["hash"])
     publish(door, mosquitto_broker, *genuine, fake, fake)
-    assert m.wait_until(lambda: m.duplicates(SITE, DOOR) == 1)
+    assert m.wait_until(lambda: m.archive.duplicates(SITE, DOOR) == 1)
     assert m.archive.count(SITE, DOOR) == 2 and m.events(SITE, DOOR) == genuine
     assert [c.seq for c in m.archive.conflicts(SITE, DOOR)] == [2]
     assert [a.kind for a in m.anomalies(SITE, DOOR)] == ["conflicting_copy"]

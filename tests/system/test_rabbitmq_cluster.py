@@ -20,7 +20,7 @@ import pytest
 
 from firmware_py.core.events import GENESIS_HASH, event_hash
 from firmware_py.link.broker import BrokerSettings
-from firmware_py.station.ingest.pg import PgIngest
+from firmware_py.station.ingest.ingest import Ingest
 from tests.fixtures.constants import REPO
 from tests.fixtures.rabbitmq import ADD_DOOR, LAB, unique_site
 from tests.fixtures.station import free_port
@@ -222,7 +222,7 @@ def test_the_station_reads_on_through_another_node_when_its_own_is_killed(rabbit
     nodes = [f"mqtt://127.0.0.1:{port}" for port in cluster.ports]
     settings = BrokerSettings(url=nodes[0], fallback_urls=tuple(nodes[1:]), username=station, password=STATION_PW,
                               protocol=311, client_id=station)
-    ingest = PgIngest(settings, postgres_url, beacon_interval_s=0)
+    ingest = Ingest(settings, postgres_url, beacon_interval_s=0)
     ingest.start()
     door = _door(cluster, site, "gate", node=2)
     topic = f"accessctl/{site}/gate/events/access/passage"

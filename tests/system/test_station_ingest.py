@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import pytest
 
-from firmware_py.station.ingest.monitor import Monitor
+from firmware_py.station.ingest.ingest import Ingest
 from simulator.lab_broker import SITE, door_username
 from tests.fixtures.station import free_port
 from tests.system.test_monitor import make_events, supervisor_settings
@@ -25,12 +25,12 @@ DOOR = "scan-room"
 
 @pytest.fixture
 def start_ingest(mosquitto_broker, tmp_path):
-    """A Monitor as the station runs it (every site, no beacon); its lines collect in ``.lines``."""
+    """The ingest as the station runs it (every site, no beacon); its lines collect in ``.lines``."""
     monitors = []
 
     def start(settings=None, **kwargs):
         lines = []
-        m = Monitor(settings or supervisor_settings(mosquitto_broker), tmp_path / "archive.db", out=lines.append,
+        m = Ingest(settings or supervisor_settings(mosquitto_broker), tmp_path / "archive.db", out=lines.append,
                     beacon_interval_s=None, **kwargs)
         m.lines = lines
         monitors.append(m)

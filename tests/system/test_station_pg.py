@@ -2,7 +2,7 @@
 link, `accessctl station serve` and `accessctl station user add` as child processes.
 
 The same web code as on SQLite, through :class:`firmware_py.station.archive.store_pg.PgStationStore`; the
-events reach the archive through the PostgreSQL ingest (:mod:`firmware_py.station.ingest.pg`).
+events reach the archive through the PostgreSQL ingest (:mod:`firmware_py.station.ingest.ingest`).
 """
 
 from __future__ import annotations

@@ -66,19 +66,13 @@ def key():
 
 
 def _connection(where, cfg):
-    """The station's own connection to the broker: the SQLite monitor, or the PostgreSQL ingest."""
+    """The station's own connection to the broker: its ingest, over either archive."""
+    from firmware_py.station.ingest.ingest import Ingest
+
     settings = BrokerSettings.from_config(cfg.broker, client_id=f"station-{secrets.token_hex(4)}")
-    if str(where).startswith("postgres"):
-        from firmware_py.station.ingest.pg import PgIngest
-
-        ingest = PgIngest(settings, str(where), prefix=cfg.broker.prefix, beacon_interval_s=0)
-        ingest.start()
-        return ingest
-    from firmware_py.station.ingest.monitor import Monitor
-
-    monitor = Monitor(settings, where, prefix=cfg.broker.prefix, beacon_interval_s=None)
-    monitor.start(wait=False)
-    return monitor
+    ingest = Ingest(settings, where, prefix=cfg.broker.prefix, beacon_interval_s=None)
+    ingest.start(wait=False)
+    return ingest
 
 
 @pytest.fixture(params=["sqlite", "pg"])

@@ -13,8 +13,7 @@ import json
 import pytest
 
 from firmware_py.station.archive.sqlite import Archive
-from firmware_py.station.ingest.monitor import Monitor
-from firmware_py.station.ingest.pg import PgIngest
+from firmware_py.station.ingest.ingest import Ingest
 from simulator.lab_broker import SITE, door_username
 from tests.fixtures.waiting import wait_until
 from tests.system.test_monitor import make_events, supervisor_settings
@@ -28,7 +27,7 @@ class SqliteSide:
         self.ingest = None
 
     def start(self):
-        self.ingest = Monitor(self.settings, self.path, site=None, door=None, beacon_interval_s=None,
+        self.ingest = Ingest(self.settings, self.path, site=None, door=None, beacon_interval_s=None,
                               replay_interval_s=3600)
         self.ingest.start()
 
@@ -49,7 +48,7 @@ class PgSide:
         self.ingest = None
 
     def start(self):
-        self.ingest = PgIngest(self.settings, self.url, beacon_interval_s=0, replay_interval_s=3600)
+        self.ingest = Ingest(self.settings, self.url, beacon_interval_s=0, replay_interval_s=3600)
         self.ingest.start()
         assert self.ingest.wait_connected(10)
 

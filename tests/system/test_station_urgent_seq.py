@@ -17,8 +17,7 @@ import pytest
 
 from firmware_py.core.events import event_hash
 from firmware_py.station.archive.store_sqlite import SqliteStationStore
-from firmware_py.station.ingest.monitor import Monitor
-from firmware_py.station.ingest.pg import PgIngest
+from firmware_py.station.ingest.ingest import Ingest
 from simulator.lab_broker import SITE, door_username
 from tests.fixtures.waiting import wait_until
 from tests.system.test_monitor import DOOR, make_events, supervisor_settings
@@ -66,8 +65,8 @@ def replay_requests(door, broker) -> list[dict]:
             if c.get("action") == "replay"]
 
 
-def pg_ingest(broker, url) -> PgIngest:
-    ingest = PgIngest(supervisor_settings(broker), url, beacon_interval_s=0, replay_interval_s=INTERVAL_S)
+def pg_ingest(broker, url) -> Ingest:
+    ingest = Ingest(supervisor_settings(broker), url, beacon_interval_s=0, replay_interval_s=INTERVAL_S)
     ingest.start()
     assert ingest.wait_connected(10)
     return ingest
@@ -75,13 +74,13 @@ def pg_ingest(broker, url) -> PgIngest:
 
 @pytest.fixture
 def monitor(mosquitto_broker, tmp_path):
-    m = Monitor(supervisor_settings(mosquitto_broker), tmp_path / "archive.db", site=SITE, door=DOOR,
+    m = Ingest(supervisor_settings(mosquitto_broker), tmp_path / "archive.db", site=SITE, door=DOOR,
                 out=lambda line: None, beacon_interval_s=None, replay_interval_s=INTERVAL_S)
     yield m.start()
     m.close()
 
 
-# ---------------------------------------------------------------- SQLite: the monitor's archive
+# ---------------------------------------------------------------- SQLite
 
 
 def test_a_duress_ahead_of_the_backlog_asks_for_no_replay_and_leaves_a_clean_chain(monitor, door,
@@ -97,7 +96,7 @@ def test_a_duress_ahead_of_the_backlog_asks_for_no_replay_and_leaves_a_clean_cha
     assert m.wait_for_seq(SITE, DOOR, grant["seq"], contiguous=True, timeout=20)
     time.sleep(3 * INTERVAL_S)
     assert replay_requests(door, mosquitto_broker) == []
-    assert m.anomalies() == [] and m.duplicates(SITE, DOOR) == 0
+    assert m.anomalies() == [] and m.archive.duplicates(SITE, DOOR) == 0
     assert [g.open for g in m.gaps(SITE, DOOR)] in ([], [False])  # a hole seen while the backlog came, closed
     assert [e["seq"] for e in m.events(SITE, DOOR)] == list(range(1, grant["seq"] + 1))
     store = SqliteStationStore(tmp_path / "archive.db")
@@ -131,7 +130,7 @@ def test_a_hole_the_backlog_never_fills_is_still_asked_for(monitor, door, mosqui
     assert time.monotonic() - sent >= INTERVAL_S  # after one interval for the backlog, not at once
 
 
-# ---------------------------------------------------------------- PostgreSQL: the station's ingest
+# ---------------------------------------------------------------- PostgreSQL
 
 
 def test_on_postgres_a_duress_ahead_of_the_backlog_asks_for_no_replay_and_the_chain_verifies(door, mosquitto_broker,

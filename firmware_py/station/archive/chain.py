@@ -1,5 +1,6 @@
-"""Each door's archived hash chain, verified as it grows (on the SQLite archive; on PostgreSQL the
-ingest verifies each chain and keeps the result in ``door_chains``, read by :mod:`.store_pg`).
+"""Each door's archived hash chain, verified as it grows (on the SQLite archive, :class:`ChainChecker`
+over the archive; on PostgreSQL, :class:`DoorChain` as each batch is stored, the result kept in
+``door_chains`` and read by :mod:`.store_pg`).
 
 A door's events are checked in seq order from the first archived one: each ``hash`` must be the
 SHA-256 of the event without it (:func:`firmware_py.core.events.event_hash`) and each ``prev_hash`` the
@@ -15,12 +16,15 @@ current epoch.
 from __future__ import annotations
 
 import json
+import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from firmware_py.core.events import GENESIS_HASH, event_hash
+
+log = logging.getLogger(__name__)
 
 
 class ChainRows(Protocol):
@@ -241,3 +245,43 @@ class ChainChecker:
                 return False
             p.last_seq, p.last_hash, p.waiting_for, p.last_payload = seq, h, None, payload
         return True
+
+
+@dataclass
+class DoorChain:
+    """How far one door's hash chain is archived and verified, and what is waiting beyond a gap
+    (the PostgreSQL archive's, as its batches are stored)."""
+
+    site: str
+    door: str
+    epoch: int = 1  # the door's chain this is (a door whose log was reset starts the next one)
+    verified_to: int = 0
+    last_hash: str = GENESIS_HASH
+    problem: str | None = None
+    pending: dict[int, tuple[str, str, bool]] = field(default_factory=dict)  # seq -> (hash, prev_hash, hash_ok)
+    announced: int = 0  # the last seq the door's status announced with nothing queued
+    dirty: bool = False
+
+    def add(self, seq: int, h: str, prev: str, ok: bool) -> None:
+        if seq > self.verified_to and seq not in self.pending:  # the first copy counts, as in the archive
+            self.pending[seq] = (h, prev, ok)
+
+    def advance(self) -> None:
+        """Verify what now follows the verified part without a gap; a break stops the chain for good."""
+        while self.problem is None and self.verified_to + 1 in self.pending:
+            seq = self.verified_to + 1
+            h, prev, ok = self.pending.pop(seq)
+            self.problem = link_problem(seq, ok, prev, self.last_hash)
+            if self.problem is None:
+                self.verified_to, self.last_hash = seq, h
+            self.dirty = True
+            if self.problem:
+                log.error("%s/%s: hash chain broken: %s", self.site, self.door, self.problem)
+
+    @property
+    def expected(self) -> int:
+        """The last seq known to exist (archived beyond a gap, or announced); the verified part when the
+        chain is broken (nothing after a break can be verified, so nothing is missing)."""
+        if self.problem is not None:
+            return self.verified_to
+        return max(self.verified_to, self.announced, max(self.pending, default=0))

@@ -8,12 +8,14 @@ already holds with another hash goes to its ``conflicts`` and is reported here. 
 copies the SQLite archive kept as evidence (its ``conflicts`` table) go the same way after their
 door's events, so they land in PostgreSQL's ``conflicts``.
 
+Every chain epoch is copied (a door whose log was reset starts epoch 2 at seq 1), a door's epochs
+in order, each in seq order: the PostgreSQL archive decides each event's epoch by the rule both
+archives share (:func:`~firmware_py.station.archive.chain.epoch_for`), so a door's epochs come out
+as the SQLite archive has them. An event PostgreSQL places in another epoch than SQLite did is
+named (door, seq, both epochs) and makes the exit status say so.
+
 What cannot be carried:
 
-- **Later chain epochs.** The SQLite archive keys events by (site, door, epoch, seq): a door whose
-  log was reset starts epoch 2 at seq 1. The PostgreSQL archive is keyed by (site, door, seq) and
-  has one chain per door, so epoch 2 would collide with epoch 1 seq by seq. Epoch 1 is copied;
-  every later epoch is refused and named (door, epoch, count); those events stay in the SQLite file.
 - **Rows that are not events**: a payload that is not a strict JSON object (NaN, Infinity), a seq
   that is not the row's or is beyond 2^53, a site or door that is not the row's, a control
   character in an identifier, a time without offset or outside the years 1900–9998, or anything
@@ -67,7 +69,8 @@ class Summary:
     already: int = 0
     conflicts: int = 0  # events PostgreSQL holds with another hash (this run's and earlier runs')
     after_retention: int = 0  # events of a month PostgreSQL already exported and dropped
-    refused: int = 0  # events not copied: later epochs, unreadable rows
+    refused: int = 0  # events not copied: unreadable rows
+    misplaced: int = 0  # events PostgreSQL put into another epoch than the SQLite archive
     copies: int = 0  # conflicting copies kept by the SQLite archive
     copies_carried: int = 0
     copies_already: int = 0
@@ -77,7 +80,7 @@ class Summary:
     @property
     def ok(self) -> bool:
         return (self.conflicts == 0 and self.after_retention == 0 and self.refused == 0
-                and self.copies_refused == 0)
+                and self.copies_refused == 0 and self.misplaced == 0)
 
     @property
     def rate(self) -> float:
@@ -87,7 +90,7 @@ class Summary:
         return [
             f"events: {self.events} in the SQLite archive: {self.copied} copied, {self.already} already there, "
             f"{self.conflicts} conflicting with PostgreSQL, {self.after_retention} of dropped months, "
-            f"{self.refused} refused",
+            f"{self.refused} refused, {self.misplaced} in another epoch than in SQLite",
             f"conflicting copies kept by the SQLite archive: {self.copies}: {self.copies_carried} carried into "
             f"conflicts, {self.copies_already} already there, {self.copies_refused} refused",
             f"{self.total} rows in {self.seconds:.1f} s ({self.rate:.0f} rows/s)",
@@ -160,7 +163,7 @@ def open_target(url: str):
 
 def migrate(source: sqlite3.Connection, target, *, batch: int = DEFAULT_BATCH, progress_every: int = PROGRESS_EVERY,
             say: Callable[[str], None] = print) -> Summary:
-    """Copy every event (epoch 1) and every kept conflicting copy of ``source`` into ``target`` (a
+    """Copy every event (every epoch) and every kept conflicting copy of ``source`` into ``target`` (a
     :class:`~firmware_py.station.archive.pg.PgArchive`); ``say`` gets the progress and report lines."""
     if batch < 1:
         raise ConfigError(f"--batch {batch}: give a positive number of events per transaction")
@@ -178,13 +181,9 @@ def migrate(source: sqlite3.Connection, target, *, batch: int = DEFAULT_BATCH, p
         doors = len({(s, d) for s, d, _, _ in chains})
         say(f"migrating {summary.events} events of {doors} door(s) and {summary.copies} conflicting copies")
         progress = _Progress(summary.total, progress_every, say)
-        for site, door, epoch, count in chains:
-            copies = kept.pop((site, door, epoch), 0)
-            if epoch != 1:
-                _refuse_epoch(summary, site, door, epoch, count, copies, say)
-                progress.add(count + copies)
-                continue
-            _copy_door(source, target, site, door, batch, summary, progress, say)
+        for site, door, epoch, _ in chains:
+            kept.pop((site, door, epoch), None)
+            _copy_chain(source, target, site, door, epoch, batch, summary, progress, say)
         for (site, door, epoch), copies in kept.items():  # copies of a seq whose event is not in events
             summary.copies_refused += copies
             say(f"refused: {site}/{door} epoch {epoch}: {copies} conflicting copies of events the archive does not "
@@ -196,17 +195,10 @@ def migrate(source: sqlite3.Connection, target, *, batch: int = DEFAULT_BATCH, p
     return summary
 
 
-def _refuse_epoch(summary: Summary, site: str, door: str, epoch: int, count: int, copies: int, say) -> None:
-    summary.refused += count
-    summary.copies_refused += copies
-    line = (f"refused: {site}/{door} epoch {epoch}: {count} event(s)" + (f" and {copies} conflicting copies"
-            if copies else "") + ": the PostgreSQL archive keeps one chain per door, keyed by (site, door, seq), and "
-            "cannot hold a second epoch beside epoch 1; they stay in the SQLite file")
-    say(line)
-
-
-def _copy_door(source, target, site: str, door: str, batch: int, summary: Summary, progress: _Progress, say) -> None:
-    recorded = _recorded_conflicts(target, site, door)
+def _copy_chain(source, target, site: str, door: str, epoch: int, batch: int, summary: Summary,
+                progress: _Progress, say) -> None:
+    """One epoch of a door: its events, then the conflicting copies the SQLite archive kept of them."""
+    recorded = _recorded_conflicts(target, site, door, epoch)
     named = [0]
 
     def copy(rows: Iterator[_Row], events: bool) -> None:
@@ -225,20 +217,20 @@ def _copy_door(source, target, site: str, door: str, batch: int, summary: Summar
             else:
                 pending.append(item)
                 if len(pending) >= batch:
-                    _store(target, pending, events, summary, named, say)
+                    _store(target, pending, epoch, events, summary, named, say)
                     progress.add(len(pending))
                     pending = []
         if pending:
-            _store(target, pending, events, summary, named, say)
+            _store(target, pending, epoch, events, summary, named, say)
             progress.add(len(pending))
 
-    copy(_rows(source, "events", site, door), True)
-    copy(_rows(source, "conflicts", site, door), False)
+    copy(_rows(source, "events", site, door, epoch), True)
+    copy(_rows(source, "conflicts", site, door, epoch), False)
 
 
-def _rows(source: sqlite3.Connection, table: str, site: str, door: str) -> Iterator[_Row]:
-    cur = source.execute(f"SELECT seq, topic, payload, received_at FROM {table} WHERE site=? AND door=? AND epoch=1"
-                         " ORDER BY seq" + (", id" if table == "conflicts" else ""), (site, door))
+def _rows(source: sqlite3.Connection, table: str, site: str, door: str, epoch: int) -> Iterator[_Row]:
+    cur = source.execute(f"SELECT seq, topic, payload, received_at FROM {table} WHERE site=? AND door=? AND epoch=?"
+                         " ORDER BY seq" + (", id" if table == "conflicts" else ""), (site, door, epoch))
     while chunk := cur.fetchmany(1000):
         for seq, topic, payload, received_at in chunk:
             yield _Row(seq, topic, bytes(payload) if isinstance(payload, bytes | memoryview) else
@@ -303,7 +295,7 @@ def _refuse_row(summary: Summary, site, door, seq, reason, events: bool, named: 
     say(f"refused: {site}/{door} #{seq}{'' if events else ' (a conflicting copy)'}: {reason}")
 
 
-def _store(target, items: list, events: bool, summary: Summary, named: list[int], say) -> None:
+def _store(target, items: list, epoch: int, events: bool, summary: Summary, named: list[int], say) -> None:
     """Store a batch; one PostgreSQL refuses is split in halves until the refused rows are found and
     named, so one bad row costs its batch a few more transactions, never the rest of the archive."""
     import psycopg
@@ -315,8 +307,8 @@ def _store(target, items: list, events: bool, summary: Summary, named: list[int]
             raise StoreError(f"lost the PostgreSQL archive while copying: {_one_line(str(exc))}") from None
         if len(items) > 1:
             half = len(items) // 2
-            _store(target, items[:half], events, summary, named, say)
-            _store(target, items[half:], events, summary, named, say)
+            _store(target, items[:half], epoch, events, summary, named, say)
+            _store(target, items[half:], epoch, events, summary, named, say)
             return
         reason = _one_line(str(exc)).split(" failed: ", 1)[-1]
         _refuse_row(summary, items[0].site, items[0].door, items[0].event["seq"],
@@ -330,16 +322,23 @@ def _store(target, items: list, events: bool, summary: Summary, named: list[int]
     else:  # a kept copy that is new in PostgreSQL becomes its event; one it holds already is "already there"
         summary.copies_carried += done.stored + done.conflicts + done.after_retention
         summary.copies_already += done.duplicates
+    if events:
+        for item, placed in zip(items, done.epochs, strict=True):
+            if placed != epoch:
+                summary.misplaced += 1
+                _name(f"epoch: {item.site}/{item.door} #{item.event['seq']}: PostgreSQL placed it in epoch {placed}, "
+                      f"the SQLite archive in epoch {epoch}", named, say)
     if events and (done.conflicts or done.after_retention):
-        _name_conflicts(target, items, named, say)
+        _name_conflicts(target, items, epoch, named, say)
 
 
-def _name_conflicts(target, items: list, named: list[int], say) -> None:
+def _name_conflicts(target, items: list, epoch: int, named: list[int], say) -> None:
     site, door = items[0].site, items[0].door
     seqs = [i.event["seq"] for i in items]
     with target._lock, target.conn.transaction():
-        held = dict(target.conn.execute("SELECT seq, hash FROM event_keys WHERE site=%s AND door=%s"
-                                        " AND seq BETWEEN %s AND %s", (site, door, min(seqs), max(seqs))).fetchall())
+        held = dict(target.conn.execute("SELECT seq, hash FROM event_keys WHERE site=%s AND door=%s AND epoch=%s"
+                                        " AND seq BETWEEN %s AND %s",
+                                        (site, door, epoch, min(seqs), max(seqs))).fetchall())
     for item in items:
         seq, h = item.event["seq"], str(item.event.get("hash", ""))
         if seq not in held:
@@ -358,11 +357,11 @@ def _name(line: str, named: list[int], say) -> None:
         say("  … (more for this door: see the summary)")
 
 
-def _recorded_conflicts(target, site: str, door: str) -> set[tuple[int, str, str]]:
-    """(seq, hash, md5 of payload) of every copy of the door already in PostgreSQL's ``conflicts``."""
+def _recorded_conflicts(target, site: str, door: str, epoch: int) -> set[tuple[int, str, str]]:
+    """(seq, hash, md5 of payload) of every copy of the door's epoch already in PostgreSQL's ``conflicts``."""
     with target._lock, target.conn.transaction():
-        rows = target.conn.execute("SELECT seq, hash, md5(payload) FROM conflicts WHERE site=%s AND door=%s",
-                                   (site, door)).fetchall()
+        rows = target.conn.execute("SELECT seq, hash, md5(payload) FROM conflicts WHERE site=%s AND door=%s"
+                                   " AND epoch=%s", (site, door, epoch)).fetchall()
     return {(seq, h, m) for seq, h, m in rows}
 
 

@@ -2,7 +2,7 @@
 published roster.
 
 The counterpart of the tables :mod:`.store_sqlite` keeps in the SQLite file, beside the archive's
-tables (:mod:`.archive_pg`) and the ingest's (:mod:`.ingest_pg`: ``door_chains``, ``door_state``).
+tables (:mod:`.pg`) and the ingest's (:mod:`.pg_ingest`: ``door_chains``, ``door_state``).
 Acknowledgements and the audit trail are never changed or deleted: a trigger raises on UPDATE,
 DELETE and TRUNCATE. Acknowledgements are per (site, door, epoch, seq), as on the SQLite archive.
 """

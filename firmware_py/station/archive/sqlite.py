@@ -588,6 +588,14 @@ class Archive:
                                    (site, door, epoch)).fetchall()
         return iter(rows)
 
+    def chain_rows(self, site: str, door: str, epoch: int, after_seq: int,
+                   limit: int = 5000) -> list[tuple[int, bytes]]:
+        """(seq, payload) of one door's epoch from ``after_seq`` on, in seq order (for the chain check)."""
+        with self._lock:
+            rows = self.db.execute("SELECT seq, payload FROM events WHERE site=? AND door=? AND epoch=? AND seq > ?"
+                                   " ORDER BY seq LIMIT ?", (site, door, epoch, after_seq, limit)).fetchall()
+        return [(s, bytes(p)) for s, p in rows]
+
     def payload(self, site: str, door: str, seq: int, *, epoch: int | None = None) -> bytes | None:
         with self._lock:
             row = self.db.execute("SELECT payload FROM events WHERE site=? AND door=? AND epoch=? AND seq=?",

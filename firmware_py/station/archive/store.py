@@ -10,7 +10,7 @@ implement it, each with all of its SQL, placeholders and dialect in its own modu
 - :class:`~firmware_py.station.archive.store_sqlite.SqliteStationStore` over the SQLite archive file
   (the monitor's :class:`~firmware_py.station.archive.sqlite.Archive` writes events on its own connection);
 - :class:`~firmware_py.station.archive.store_pg.PgStationStore` over a PostgreSQL archive
-  (:mod:`.archive_pg`, written by :mod:`.ingest_pg`; its own tables in :mod:`.schema_pg`).
+  (:mod:`.pg`, written by :mod:`.pg_ingest`; its own tables in :mod:`.schema_pg`).
 
 Rows come back as plain tuples of Python values: times as ISO 8601 text, payloads as bytes,
 JSON documents (status, occupancy, audit detail) as text. What a door stored is returned as it is

@@ -1,6 +1,6 @@
 """The station's web side on a PostgreSQL archive: every SQL statement of :class:`.storage.StationStore`.
 
-Reads the archive :mod:`.archive_pg` keeps and :mod:`.ingest_pg` writes (``events``,
+Reads the archive :mod:`.pg` keeps and :mod:`.pg_ingest` writes (``events``,
 ``event_keys``, ``door_state``, ``door_chains``); keeps the station's own tables
 (:mod:`.schema_pg`). One connection shared by the web app's threads under a lock; a connection
 PostgreSQL dropped is opened again on the next call (that call fails with :class:`StoreError`).

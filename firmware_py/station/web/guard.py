@@ -49,7 +49,7 @@ class Station:
     store: StationStore
     tz: ZoneInfo
     prefix: str = "accessctl"
-    monitor: object | None = None  # ingest.Monitor or ingest_pg.PgIngest: .connected, .client
+    monitor: object | None = None  # the ingest (ingest.ingest.Ingest): .connected, .client
     command_key: object | None = None  # the station's Ed25519 signing key: door commands go signed
     config: object | None = None  # the StationConfig (the roster page's [roster] keys and broker prefix)
     https: bool = False
