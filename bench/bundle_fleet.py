@@ -58,7 +58,7 @@ from simulator.fleet_day import write_roster
 from simulator.fleet_door import SITE, SITE_ROSTER_KEY, STATION_PUBLIC_KEY
 
 from .bundle_fleet_mqtt import Broker, Watch, bare_publish
-from .common import REPO, RESULTS, Result, check, log, percentile
+from .common import REPO, Result, check, log, percentile
 from .data import Workspace, badge_uid, id_number, person_id
 
 REPEATS = 5
@@ -378,11 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="accessctl-bench-bundle-fleet-"))
     result = run(Workspace(workdir), quick=args.quick, doors=args.doors,
                  sizes=tuple(args.persons) if args.persons else None, rate=args.rate)
-    path = result.write(args.results or (RESULTS / "quick" if args.quick else RESULTS))
-    log(f"wrote {path}")
-    print(json.dumps(result.doc["checks"], indent=2, ensure_ascii=False))
-    for note in result.doc["notes"]:
-        print("-", note)
+    result.finish(args.results, quick=args.quick)
     return 0
 
 

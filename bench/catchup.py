@@ -43,7 +43,7 @@ from firmware_py.link.broker import BrokerSettings
 from firmware_py.station.ingest.ingest import Ingest
 from simulator.lab_tier import PostgresCluster, RabbitCluster, free_port
 
-from .common import REPO, RESULTS, Result, check, log
+from .common import REPO, Result, check, log
 
 BIN = Path(sys.executable).parent
 DAY_EVENTS = 1_000_000  # a 500-door day (bench.fleet: 2,000 events a door)
@@ -255,11 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         args.doors, args.play_s, args.rate = 20, 15.0, 60.0
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="accessctl-bench-catchup-"))
     result = run(workdir, doors=args.doors, play_s=args.play_s, rate=args.rate, quick=args.quick)
-    path = result.write(args.results or (RESULTS / "quick" if args.quick else RESULTS))
-    log(f"wrote {path}")
-    print(json.dumps(result.doc["checks"], indent=2, ensure_ascii=False))
-    for note in result.doc["notes"]:
-        print("-", note)
+    result.finish(args.results, quick=args.quick)
     return 0
 
 

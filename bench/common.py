@@ -184,6 +184,13 @@ class Result:
         path.write_text(json.dumps(self.doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return path
 
+    def finish(self, results_dir: Path | None, *, quick: bool) -> None:
+        """What a benchmark run on its own ends with: the JSON written, its checks and notes printed."""
+        log(f"wrote {self.write(results_dir or (RESULTS / 'quick' if quick else RESULTS))}")
+        print(json.dumps(self.doc["checks"], indent=2, ensure_ascii=False))
+        for note in self.doc["notes"]:
+            print("-", note)
+
 
 # --------------------------------------------------------------------------- profiles
 

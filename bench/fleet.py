@@ -47,7 +47,7 @@ from firmware_py.link.broker import BrokerSettings
 from firmware_py.station.ingest.ingest import Ingest
 from simulator.lab_tier import PostgresCluster, RabbitCluster, free_port
 
-from .common import REPO, RESULTS, Result, check, log, percentile
+from .common import REPO, Result, check, log, percentile
 
 BIN = Path(sys.executable).parent
 DAY_EVENTS_PER_DOOR = 2000
@@ -258,11 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="accessctl-bench-fleet-"))
     result = run(workdir, quick=args.quick)
-    path = result.write(args.results or (RESULTS / "quick" if args.quick else RESULTS))
-    log(f"wrote {path}")
-    print(json.dumps(result.doc["checks"], indent=2, ensure_ascii=False))
-    for note in result.doc["notes"]:
-        print("-", note)
+    result.finish(args.results, quick=args.quick)
     return 0
 
 

@@ -172,15 +172,20 @@ def probe_broker(settings: BrokerSettings, *, timeout: float = 5.0) -> BrokerAns
         accepted = not isinstance(rc, str) and not rc.is_failure and client.is_connected()
         return BrokerAnswer(accepted, str(rc), tls_version, seconds)
     finally:
-        if client.is_connected():
-            client.disconnect()
-            client.loop(timeout=0.05)
-        sock = client.socket()
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
+        _hang_up(client)
+
+
+def _hang_up(client) -> None:
+    """Disconnect and close the socket, whatever state the login ended in."""
+    if client.is_connected():
+        client.disconnect()
+        client.loop(timeout=0.05)
+    sock = client.socket()
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass
 
 
 RETAINED_WAIT_S = 1.0  # after the subscription is granted, how long a retained copy may take to arrive
@@ -222,15 +227,7 @@ def retained_message(settings: BrokerSettings, topic: str, *, timeout: float = 5
             client.loop(timeout=0.05)
         return state.get("payload") or None
     finally:
-        if client.is_connected():
-            client.disconnect()
-            client.loop(timeout=0.05)
-        sock = client.socket()
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
+        _hang_up(client)
 
 
 @dataclass(frozen=True)
