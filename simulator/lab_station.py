@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,6 +51,13 @@ def add_user_cli(config: Path, name: str, role: str, password: str = PASSWORD) -
                           cwd=REPO, timeout=60)
 
 
+def port_taken(log: Path, offset: int) -> bool:
+    """Whether the station's log since ``offset`` says its web port was in use."""
+    with open(log, "rb") as f:
+        f.seek(offset)
+        return b"address already in use" in f.read()
+
+
 class StationProcess:
     """`accessctl station serve --config FILE` as a child process."""
 
@@ -70,6 +78,8 @@ class StationProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if port_taken(self.log, offset) and self._move_to_a_free_port():
+                    return self.start(max(1.0, deadline - time.monotonic()))
                 raise RuntimeError(f"the station exited with {self.proc.returncode}:\n{self.log.read_text()}")
             try:
                 urllib.request.urlopen(self.url + "/login", timeout=2).close()
@@ -81,6 +91,21 @@ class StationProcess:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"the station did not serve within {timeout} s:\n{self.log.read_text()}")
+
+    def _move_to_a_free_port(self) -> bool:
+        """Another process took the port between its choice and the station's bind (an outgoing
+        connection may be given any free port): listen on another one; False after three moves."""
+        self._moves = getattr(self, "_moves", 0) + 1
+        if self._moves > 3:
+            return False
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        text = self.config.read_text(encoding="utf-8")
+        self.config.write_text(text.replace(f'listen = "127.0.0.1:{self.port}"', f'listen = "127.0.0.1:{port}"'),
+                               encoding="utf-8")
+        self.port, self.url = port, f"http://127.0.0.1:{port}"
+        return True
 
     def stop(self) -> int | None:
         if self.proc is None:
