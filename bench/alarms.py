@@ -48,6 +48,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from .common import RESULTS, Result, check, log, percentile, summary_ms
+from .station import BareSubscriber
 
 TARGET_P99_MS = 500.0
 TZ = ZoneInfo("Asia/Shanghai")
@@ -72,28 +73,6 @@ TILE_OBSERVER = """door => {
     if (tile.dataset.alarm === 'true') window.__turned.push(performance.timeOrigin + performance.now());
   }).observe(tile, {attributes: true, attributeFilter: ['data-alarm']});
 }"""
-
-
-class BareSubscriber:
-    """A paho subscriber (QoS 1) noting when each event of one door reaches it from the broker."""
-
-    def __init__(self, host: str, port: int, topic: str):
-        import paho.mqtt.client as mqtt
-
-        self.arrived: dict[int, float] = {}
-        self._subscribed = threading.Event()
-        self.client = c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-bare-{os.getpid()}")
-        c.on_message = lambda client, userdata, m: self.arrived.setdefault(json.loads(m.payload)["seq"], time.time())
-        c.on_subscribe = lambda *a: self._subscribed.set()
-        c.on_connect = lambda client, *a: client.subscribe(topic, 1)
-        c.connect(host, port, 30)
-        c.loop_start()
-        if not self._subscribed.wait(10):
-            raise RuntimeError("the bare subscriber did not subscribe")
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def start_broker(workdir: Path):
@@ -215,7 +194,10 @@ def run(workdir: Path, *, doors: int, rate: float, alarms: int, traffic: str = "
         link.start()
         link.publish_status({"door": "closed", "lock": "locked", "lockdown": False, "occupancy": 0,
                              "version": "bench", "faults": [], "queued": 0, "last_seq": 0})
-        bare = BareSubscriber(host, int(port), f"accessctl/{SITE}/{name}/events/#")
+        import paho.mqtt.client as mqtt
+
+        bare = BareSubscriber(mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-bare-{os.getpid()}"),
+                              host, int(port), f"accessctl/{SITE}/{name}/events/#")
         started = store.append("system", "controller_started")
         link.notify()
 

@@ -83,16 +83,18 @@ OBSERVER = """() => {
 
 
 class BareSubscriber:
-    """A paho subscriber (a supervisor account, QoS 1) noting when each event of a door arrives."""
+    """A paho subscriber (QoS 1) noting when each event on ``topic`` reaches it from the broker.
 
-    def __init__(self, broker, door: str):
+    ``client``: a paho client set up for the broker (account, TLS), not yet connected."""
+
+    def __init__(self, client, host: str, port: int, topic: str):
         self.arrived: dict[int, float] = {}
         self._subscribed = threading.Event()
-        self.client = c = broker.paho_client()
+        self.client = c = client
         c.on_message = lambda client, userdata, m: self.arrived.setdefault(json.loads(m.payload)["seq"], time.time())
         c.on_subscribe = lambda *a: self._subscribed.set()
-        c.on_connect = lambda client, *a: client.subscribe(broker.topic(door, "events", "#"), 1)
-        c.connect(broker.host, broker.port, 30)
+        c.on_connect = lambda client, *a: client.subscribe(topic, 1)
+        c.connect(host, port, 30)
         c.loop_start()
         if not self._subscribed.wait(10):
             raise RuntimeError("the bare subscriber did not subscribe")
@@ -120,7 +122,7 @@ def door_to_browser(broker, root: Path, count: int, interval_s: float, browser=N
     if made.returncode:
         raise RuntimeError(f"station user add failed: {made.stderr}")
     station = StationProcess(config, port, root / "station.log").start()
-    bare = BareSubscriber(broker, door)
+    bare = BareSubscriber(broker.paho_client(), broker.host, broker.port, broker.topic(door, "events", "#"))
     cfg = account_config(broker, broker.door(door), root / "door.db", door=door)
     db = open_db(cfg.storage.database)
     store = EventStore(db, site=SITE, door=door, clock=SystemClock(TZ))
